@@ -1,0 +1,78 @@
+"""The commands beside the deploy chain: verify, rollback, unlock, status. Like nodes.py, no doit here."""
+from __future__ import annotations
+
+from .config import Stage
+from .nodes import switch_stage
+from .plan import Plan
+from .steps.common import StepError
+from .steps.lock import break_lock, holder_text
+from .steps.releaselog import last_switch, make_record, read_log, rollback_target
+from .steps.switch import read_link, release_of
+from .steps.verify import record_verify, run_infra_tests
+
+
+def run_verify(plan: Plan, stage: Stage) -> str:
+    rid = plan.live_release(stage, f"verify:{stage.name}")
+    ok, output = run_infra_tests(plan.config, stage, rid)
+    plan.on_hosts(stage.hosts, lambda t: record_verify(t, plan.layout, stage.name, rid, ok),
+                  f"verify:{stage.name}: recording the result")
+    summary = (output.strip().splitlines() or ["no output"])[-1]
+    if not ok:
+        failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+        raise StepError(f"verify:{stage.name}: infra-tests failed for {rid}: "
+                        + ("; ".join(failed[:5]) or summary))
+    return f"{rid}: {summary}"
+
+
+def run_rollback(plan: Plan, stage: Stage) -> str:
+    """Back to the stage's previous good release (from the log); the release left is marked bad."""
+    what = f"rollback:{stage.name}"
+    current = plan.live_release(stage, what)
+    logs = plan.on_hosts(stage.hosts, lambda t: read_log(t, plan.layout), f"{what}: reading the release log")
+    target = rollback_target(logs[0], stage.name, current)
+    if not target:
+        raise StepError(f"{what}: the release log of {stage.hosts[0]} names no earlier good release of "
+                        f"{stage.name} than {current}; nothing to roll back to")
+    rec = last_switch(logs[0], stage.name, target) or {}
+    bad = make_record(stage.name, current, (last_switch(logs[0], stage.name, current) or {}).get("revision", ""),
+                      None, "bad")
+    msg = switch_stage(plan, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
+    note = ""
+    if plan.config.stage_database(stage) and not stage.restore_from:
+        note = (f"; the database schema was NOT rolled back: {current}'s migrations stay applied "
+                "(restore a backup from db_backup/ if they must go)")
+    return msg + f"; {current} marked bad" + note
+
+
+def run_unlock(plan: Plan, stage: Stage) -> str:
+    hosts = list(dict.fromkeys([*stage.hosts] + [db.backup_host for db in plan.config.databases.values()
+                                                 if db.backup_host and stage.database == db.name]))
+    found = plan.on_hosts(hosts, lambda t: break_lock(t, plan.layout), f"unlock:{stage.name}")
+    said = [f"{h}: removed the lock of {holder_text(r)}" for h, r in zip(hosts, found) if r is not False]
+    return "; ".join(said) if said else f"no host of {stage.name} was locked"
+
+
+def status_rows(plan: Plan) -> list[list[str]]:
+    rows = []
+    for stage in plan.config.stages.values():
+        def probe(t, stage=stage):
+            return read_link(t, plan.layout, stage.link), read_log(t, plan.layout)
+        states = plan.run_on_hosts(list(stage.hosts), probe)
+        rids = {}
+        for host, st in zip(stage.hosts, states):
+            rids[host] = "unreachable" if isinstance(st, Exception) else (release_of(st[0]) or "-")
+        first = next((st for st in states if not isinstance(st, Exception)), None)
+        main = max(set(rids.values()), key=list(rids.values()).count)
+        rec = last_switch(first[1], stage.name, main) if first else None
+        odd = [f"{h} has {r}" for h, r in rids.items() if r != main]
+        agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)
+        rows.append([stage.name, main, (rec or {}).get("revision", "")[:12], (rec or {}).get("time", ""),
+                     f"{rec['user']}@{rec['deployer']}" if rec else "", agree])
+    return rows
+
+
+def format_table(rows: list[list[str]]) -> str:
+    head = ["stage", "release", "revision", "deployed", "by", "hosts"]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Names and paths: pure functions, no I/O. One place that knows how a host's deploy_root is laid out."""
+from __future__ import annotations
+
+import posixpath
+import re
+from datetime import datetime, timezone
+
+RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\d{4})-(?P<rev>[0-9a-f]{12})$")
+READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
+BUILT = ".deploy-built-{stage}"  # in a release: the build_command ran with that stage's environment
+
+
+def release_id(name: str, commit_time: int, revision: str) -> str:
+    """<name>-<YYYY-MM-DD-HHMM>-<revision, 12 hex>; the commit's UTC time, so one revision gives one id."""
+    when = datetime.fromtimestamp(commit_time, timezone.utc).strftime("%Y-%m-%d-%H%M")
+    return f"{name}-{when}-{revision[:12]}"
+
+
+def is_release_id(text: str) -> bool:
+    return bool(RELEASE_RE.match(text))
+
+
+def backup_name(project: str, database: str, when: datetime) -> str:
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S") + f".{when.microsecond // 1000:03d}Z"
+    return f"{project}-{database}-{stamp}"
+
+
+class Layout:
+    """Paths under deploy_root on a host."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/") or "/"
+
+    def join(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    @property
+    def releases(self) -> str:
+        return self.join("releases")
+
+    def release(self, rid: str) -> str:
+        return self.join("releases", rid)
+
+    @property
+    def shared(self) -> str:
+        return self.join("shared")
+
+    def stage_dir(self, stage: str) -> str:
+        return self.join("shared", stage)
+
+    def env_file(self, stage: str) -> str:
+        return self.join("shared", f"{stage}.env")
+
+    @property
+    def backups(self) -> str:
+        return self.join("db_backup")
+
+    @property
+    def deploy(self) -> str:
+        return self.join(".deploy")
+
+    @property
+    def lock(self) -> str:
+        return self.join(".deploy", "lock")
+
+    @property
+    def log(self) -> str:
+        return self.join(".deploy", "releases.jsonl")
+
+    def artifact(self, rid: str) -> str:
+        return self.join(".deploy", "artifacts", f"{rid}.tar.gz")
+
+    def wheels(self, digest: str) -> str:
+        return self.join(".deploy", "wheels", digest)
+
+    def db_marker(self, database: str) -> str:
+        return self.join(".deploy", f"db-{database}.json")
+
+    def link(self, link: str) -> str:
+        return self.join(link)
+
+    def link_target(self, link: str, rid: str) -> str:
+        """The relative target a stage link gets: ../releases/<id> for sites/<stage>."""
+        return posixpath.relpath(self.release(rid), posixpath.dirname(self.link(link)))

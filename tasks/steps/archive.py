@@ -1,0 +1,226 @@
+"""archive: the revision as a reproducible tarball (same revision -> same bytes), plus the wheelhouse.
+
+The tar stream of `git archive` / `hg archive` is rewritten member by member: owner, times and order are
+normalised, and anything that could escape the release directory (absolute paths, '..', links that leave
+the tree, devices) is refused here, once, before any host sees it.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import posixpath
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..config import Project
+from ..layout import release_id
+from .common import StepError, sha256_file
+
+
+@dataclass(frozen=True)
+class Revision:
+    scm: str
+    commit: str
+    time: int
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    revision: str
+    sha256: str
+    wheels: str = ""        # digest of the wheelhouse (build = pip), else ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Release":
+        return cls(**json.loads(text))
+
+
+def _git(source: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(source), *args], capture_output=True)
+
+
+def _hg(source: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["hg", "--cwd", str(source), "--config", "ui.archivemeta=false", *args],
+                          capture_output=True)
+
+
+def detect_scm(project: Project) -> str:
+    if not project.source.is_dir():
+        raise StepError(f"archive: [project] source {project.source} is not a directory; fix source = in stages.ini")
+    if project.scm != "auto":
+        return project.scm
+    if _git(project.source, "rev-parse", "--show-toplevel").returncode == 0:
+        return "git"
+    try:
+        if _hg(project.source, "root").returncode == 0:
+            return "hg"
+    except FileNotFoundError:
+        pass
+    raise StepError(f"archive: {project.source} is neither a git nor a Mercurial repository; fix source =")
+
+
+def resolve_revision(project: Project, wanted: str) -> Revision:
+    """wanted: DEPLOY_REVISION, else [project] revision, else '' for the repository's current head."""
+    scm = detect_scm(project)
+    if scm == "git":
+        spec = (wanted or "HEAD") + "^{commit}"
+        res = _git(project.source, "log", "-1", "--format=%H %ct", spec, "--")
+    else:
+        res = _hg(project.source, "log", "-r", wanted or ".", "--template", "{node} {date|hgdate}\n")
+    if res.returncode != 0 or not res.stdout.split():
+        raise StepError(f"archive: revision {wanted or 'HEAD'!r} not found in {project.source} ({scm}); "
+                        "set DEPLOY_REVISION or [project] revision to an existing one")
+    commit, when = res.stdout.decode().split()[:2]
+    if len(commit) != 40:
+        raise StepError(f"archive: revision {wanted!r} is ambiguous in {project.source}")
+    return Revision(scm, commit, int(when))
+
+
+def member_problem(name: str, kind: str, linkname: str = "") -> str | None:
+    """Why a tar member may not be unpacked into a release, or None. kind: file, dir, symlink, other."""
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts:
+        return f"{name!r} leaves the release directory"
+    if kind == "symlink":
+        if linkname.startswith("/"):
+            return f"link {name!r} points at an absolute path {linkname!r}"
+        target = posixpath.normpath(posixpath.join(posixpath.dirname(name), linkname))
+        if target == ".." or target.startswith("../"):
+            return f"link {name!r} -> {linkname!r} leaves the release directory"
+    elif kind not in ("file", "dir"):
+        return f"{name!r} is not a regular file, directory or symlink"
+    return None
+
+
+def _normalise(raw_tar: bytes, mtime: int, out) -> int:
+    """Rewrite a tar stream deterministically into out; return the member count."""
+    count = 0
+    with tarfile.open(fileobj=io.BytesIO(raw_tar), mode="r:") as src, \
+            tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
+        for m in src:
+            name = (m.name[2:] if m.name.startswith("./") else m.name).rstrip("/")
+            if not name or name == ".":
+                continue
+            kind = "file" if m.isreg() else "dir" if m.isdir() else "symlink" if m.issym() else "other"
+            problem = member_problem(name, kind, m.linkname)
+            if problem:
+                raise StepError(f"archive: refused: {problem}; fix the repository")
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = m.type, m.linkname, m.size if m.isreg() else 0
+            info.mode = 0o755 if (m.isdir() or m.mode & 0o111) else 0o644
+            info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "", ""
+            dst.addfile(info, src.extractfile(m) if m.isreg() else None)
+            count += 1
+    return count
+
+
+def export_tree(project: Project, rev: Revision) -> bytes:
+    if rev.scm == "git":
+        res = _git(project.source, "archive", "--format=tar", rev.commit)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "a.tar"
+            res = _hg(project.source, "archive", "-r", rev.commit, "-t", "tar", "-p", ".", str(out))
+            if res.returncode == 0:
+                return out.read_bytes()
+    if res.returncode != 0:
+        raise StepError(f"archive: {rev.scm} archive failed: {res.stderr.decode().strip()[-300:]}")
+    return res.stdout
+
+
+def make_archive(project: Project, rev: Revision, build_dir: Path) -> Release:
+    """build/<id>.tar.gz (+ build/<id>.json) and, for build = pip, the wheelhouse. Idempotent."""
+    rid = release_id(project.name, rev.time, rev.commit)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    raw = export_tree(project, rev)
+    if rev.scm == "hg":  # hg archive of a subdirectory: keep only that subtree
+        raw = _subtree(raw, _hg(project.source, "root").stdout.decode().strip(), project.source)
+    target = build_dir / f"{rid}.tar.gz"
+    tmp = target.with_suffix(".partial")
+    with open(tmp, "wb") as f:
+        # mtime=0 and no file name in the gzip header: the bytes depend on the revision only
+        with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
+            _normalise(raw, rev.time, gz)
+    os.replace(tmp, target)
+    wheels = build_wheelhouse(project, target, build_dir) if project.build == "pip" else ""
+    release = Release(rid, rev.commit, sha256_file(target), wheels)
+    (build_dir / f"{rid}.json").write_text(release.to_json())
+    return release
+
+
+def local_release(build_dir: Path, rid: str) -> Release | None:
+    """The release built here before, if its archive is still intact."""
+    meta, archive = build_dir / f"{rid}.json", build_dir / f"{rid}.tar.gz"
+    try:
+        release = Release.from_json(meta.read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    if not archive.is_file() or sha256_file(archive) != release.sha256:
+        return None
+    if release.wheels and not wheelhouse_path(build_dir, release.wheels).is_file():
+        return None
+    return release
+
+
+def wheelhouse_path(build_dir: Path, digest: str) -> Path:
+    return build_dir / f"wheels-{digest}.tar"
+
+
+def requirements_of(archive: Path) -> bytes:
+    with tarfile.open(archive, "r:gz") as tar:
+        try:
+            return tar.extractfile("requirements.txt").read()
+        except KeyError:
+            raise StepError("archive: build = pip needs a requirements.txt at the top of the app's "
+                            "repository; add one, or set build = command or none") from None
+
+
+def build_wheelhouse(project: Project, archive: Path, build_dir: Path) -> str:
+    """pip wheel -r requirements.txt, ONCE on this machine; the hosts install from it with --no-index."""
+    req = requirements_of(archive)
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    digest = hashlib.sha256(tag.encode() + b"\0" + req).hexdigest()[:16]
+    target = wheelhouse_path(build_dir, digest)
+    if target.is_file():
+        return digest
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        (Path(tmp) / "requirements.txt").write_bytes(req)
+        wheel_dir = Path(tmp) / "wheels"
+        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                              "-r", str(Path(tmp) / "requirements.txt"), "-w", str(wheel_dir)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            last = (res.stderr.strip().splitlines() or ["?"])[-1]
+            raise StepError(f"archive: pip wheel -r requirements.txt failed: {last}")
+        with tarfile.open(Path(tmp) / "w.tar", "w:") as tar:
+            tar.add(Path(tmp) / "requirements.txt", arcname="requirements.txt")
+            for whl in sorted(wheel_dir.iterdir()):
+                tar.add(whl, arcname=whl.name)
+        os.replace(Path(tmp) / "w.tar", target)
+    return digest
+
+
+def _subtree(raw: bytes, root: str, source: Path) -> bytes:
+    prefix = os.path.relpath(source.resolve(), Path(root).resolve())
+    if prefix == ".":
+        return raw
+    prefix = prefix.replace(os.sep, "/") + "/"
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as src, tarfile.open(fileobj=out, mode="w:") as dst:
+        for m in src:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            if name.startswith(prefix):
+                m.name = name[len(prefix):]
+                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    return out.getvalue()

@@ -1,0 +1,92 @@
+"""build: releases/<id> unpacked, linked to shared/, built, then marked ready; then the stage's own build.
+
+Two levels, because one release directory serves every stage on a host:
+- release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse, then the
+  READY marker, written last. A directory without it is half-built and is removed by the next run.
+- stage level: shared/<stage>.env (0600), the stage's stage_dirs, build_command with the stage's
+  environment, then .deploy/built-<stage> holding the release id.
+"""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import shlex
+
+from ..config import Config, Stage
+from ..layout import Layout
+from ..transport import Transport
+from .archive import Release
+from .common import StepError, write_file
+from .environment import app_command, env_file
+
+# $1 release dir, $2 archive, $3 revision, $4 wheels dir or "", $5 release json; then triples:
+# kind (d|f), path in the release, relative link target, absolute shared path.
+UNPACK = r'''set -e
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; shift 5
+if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
+[ -f "$rel/.deploy-ready" ] && exit 0
+mkdir -p "$rel"
+tar -xzf "$art" -C "$rel" --no-same-owner
+printf '%s\n' "$rev" > "$rel/REVISION"
+while [ $# -gt 0 ]; do
+  kind=$1; path=$2; target=$3; shared=$4; shift 4
+  if [ "$kind" = d ]; then mkdir -p "$shared"
+  elif [ ! -e "$shared" ]; then echo "shared file $shared is missing; create it on this host" >&2; exit 3; fi
+  rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
+done
+if [ -n "$wheels" ]; then
+  python3 -m venv "$rel/.venv"
+  "$rel/.venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
+      -r "$rel/requirements.txt"
+fi
+printf '%s\n' "$meta" > "$rel/.deploy-release.json"
+touch "$rel/.deploy-ready"
+'''
+
+STAGE_STATE = ('cat "$1/.deploy-ready" >/dev/null 2>&1 || exit 0; echo ready; '
+               'cat "$2" 2>/dev/null; echo; stat -c %a "$3" 2>/dev/null; sha256sum "$3" 2>/dev/null')
+
+
+def shared_links(config: Config, rel: str) -> list[str]:
+    layout, args = Layout(config.project.deploy_root), []
+    for kind, names in (("d", config.project.shared_dirs), ("f", config.project.shared_files)):
+        for name in names:
+            shared = layout.join("shared", name)
+            args += [kind, name, posixpath.relpath(shared, posixpath.dirname(posixpath.join(rel, name))), shared]
+    return args
+
+
+def built_marker(layout: Layout, stage: str) -> str:
+    return layout.join(".deploy", f"built-{stage}")
+
+
+def is_built(t: Transport, config: Config, stage: Stage, release: Release) -> bool:
+    """Ready, built for this stage with this release, and the env file is what it should be (mode 0600)."""
+    layout = Layout(config.project.deploy_root)
+    envf = layout.env_file(stage.name)
+    out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), built_marker(layout, stage.name),
+                 envf], check=False).split()
+    want = hashlib.sha256(env_file(config, stage)).hexdigest()
+    return out == ["ready", release.id, "600", want, envf]
+
+
+def build_release(t: Transport, config: Config, stage: Stage, release: Release, fresh_stage_dirs: bool) -> None:
+    layout = Layout(config.project.deploy_root)
+    rel = layout.release(release.id)
+    wheels = layout.wheels(release.wheels) if release.wheels else ""
+    t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
+           release.to_json(), *shared_links(config, rel)])
+    write_file(t, layout.env_file(stage.name), env_file(config, stage))
+    stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
+    if stage_dirs and fresh_stage_dirs:
+        # a promotion starts the stage's generated caches afresh, as the seed's promote did
+        t.run(["sh", "-c", 'for d in "$@"; do rm -rf "$d"; done', "sh", *stage_dirs])
+    if stage_dirs:
+        t.run(["mkdir", "-p", *stage_dirs])
+    if config.project.build_command:
+        code, out, err = t.call(app_command(layout, stage.name, release.id,
+                                            shlex.split(config.project.build_command)))
+        if code != 0:
+            last = (err.strip().splitlines() or out.strip().splitlines() or ["?"])[-1]
+            raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")
+    write_file(t, built_marker(layout, stage.name), release.id.encode() + b"\n", "644")

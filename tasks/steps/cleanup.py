@@ -1,0 +1,41 @@
+"""cleanup: old releases removed, never one that a link points at or that a rollback could return to.
+
+What to keep is read from the links and the release log, never from counting directories or their mtimes
+(Capistrano #1907: failed releases counted toward keep_releases and the last good one was deleted).
+"""
+from __future__ import annotations
+
+from ..layout import Layout, is_release_id
+from ..transport import Transport
+from .releaselog import read_log
+from .switch import release_of
+
+# prints every link target under sites/ (and any other link dir), then the release dirs
+SCAN = ('cd "$1" || exit 0; for l in "$@"; do [ "$l" = "$1" ] && continue; readlink -- "$l" 2>/dev/null; done; '
+        'echo --; ls -1 releases 2>/dev/null; true')
+
+
+def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:
+    """Pure: which release dirs may go. Kept: linked ones, and per stage the `keep` newest good ones."""
+    keep_set = set(linked)
+    by_stage: dict[str, list[str]] = {}
+    for rec in reversed(log):
+        if rec.get("result") in ("ok", "rollback") and rec.get("release"):
+            lst = by_stage.setdefault(rec.get("stage", ""), [])
+            if rec["release"] not in lst and len(lst) < keep:
+                lst.append(rec["release"])
+    for lst in by_stage.values():
+        keep_set.update(lst)
+    # a release never switched (its deploy failed) goes too, unless a link points at it
+    return sorted(r for r in existing if is_release_id(r) and r not in keep_set)
+
+
+def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int) -> list[str]:
+    out = t.run(["sh", "-c", SCAN, "sh", layout.root, *links])
+    targets, _, names = out.partition("--\n")
+    linked = {release_of(x) for x in targets.split()} - {None}
+    doomed = releases_to_remove(names.split(), linked, read_log(t, layout), keep)
+    for rid in doomed:
+        t.run(["sh", "-c", 'chmod -R u+w "$1" 2>/dev/null; rm -rf "$1" "$2" "$3"', "sh",
+               layout.release(rid), layout.artifact(rid), layout.artifact(rid)[:-len(".tar.gz")] + ".json"])
+    return doomed

@@ -1,0 +1,46 @@
+"""migrate: the release's migrations applied to the stage's database, run once, on the stage's first host.
+
+"Pending" is asked of the real database: for a Django migrate_command, `manage.py migrate --check`;
+for any other command, a marker recording which release was last migrated on this stage.
+"""
+from __future__ import annotations
+
+import shlex
+
+from ..config import Config, Stage
+from ..layout import Layout
+from ..transport import Transport
+from .common import StepError, read_text, write_file
+from .environment import app_command
+
+
+def check_argv(migrate_command: str) -> list[str] | None:
+    """The command that exits 0 when nothing is pending, if migrate_command is Django's migrate."""
+    argv = shlex.split(migrate_command)
+    if any(a.endswith("manage.py") for a in argv) and "migrate" in argv:
+        return [a for a in argv if a not in ("--noinput", "--no-input")] + ["--check"]
+    return None
+
+
+def marker(layout: Layout, stage: str) -> str:
+    return layout.join(".deploy", f"migrated-{stage}")
+
+
+def is_migrated(t: Transport, config: Config, stage: Stage, rid: str) -> bool:
+    layout = Layout(config.project.deploy_root)
+    check = check_argv(config.project.migrate_command)
+    if check is None:
+        return (read_text(t, marker(layout, stage.name)) or "").strip() == rid
+    return t.call(app_command(layout, stage.name, rid, check))[0] == 0
+
+
+def run_migrations(t: Transport, config: Config, stage: Stage, rid: str) -> str:
+    """Returns the command's output; raises StepError naming stage, host and the last error line."""
+    layout = Layout(config.project.deploy_root)
+    code, out, err = t.call(app_command(layout, stage.name, rid, shlex.split(config.project.migrate_command)))
+    if code != 0:
+        last = (err.strip().splitlines() or out.strip().splitlines() or ["?"])[-1]
+        raise StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
+                        f"(exit {code}): {last}")
+    write_file(t, marker(layout, stage.name), rid.encode() + b"\n", "644")
+    return out

@@ -1,0 +1,62 @@
+"""The release log: .deploy/releases.jsonl on every host of a stage, append-only, one JSON line a switch.
+
+result is one of: ok (a switch done), failed (a switch undone after a failed reload or health check),
+rollback (a switch back to an earlier release), bad (a release rolled away from: rollback skips it).
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from datetime import datetime, timezone
+
+from ..layout import Layout
+from ..transport import Transport
+from .common import append_line, read_text
+
+
+def make_record(stage: str, release: str, revision: str, previous: str | None, result: str,
+                backups: list[str] | None = None, **extra) -> dict:
+    return {"stage": stage, "release": release, "revision": revision, "previous": previous,
+            "user": getpass.getuser(), "deployer": socket.gethostname(),
+            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "result": result,
+            "backups": backups or [], **extra}
+
+
+def append_record(t: Transport, layout: Layout, record: dict) -> None:
+    append_line(t, layout.log, record)
+
+
+def parse_log(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed writer is skipped, not fatal
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def read_log(t: Transport, layout: Layout) -> list[dict]:
+    return parse_log(read_text(t, layout.log) or "")
+
+
+def rollback_target(records: list[dict], stage: str, current: str | None) -> str | None:
+    """The newest release this stage ran successfully before `current`, skipping releases marked bad."""
+    mine = [r for r in records if r.get("stage") == stage]
+    bad = {r["release"] for r in mine if r.get("result") == "bad"}
+    for rec in reversed(mine):
+        rid = rec.get("release")
+        if rec.get("result") in ("ok", "rollback") and rid != current and rid not in bad:
+            return rid
+    return None
+
+
+def last_switch(records: list[dict], stage: str, release: str | None) -> dict | None:
+    """The log record that put `release` live on this stage."""
+    for rec in reversed(records):
+        if rec.get("stage") == stage and rec.get("release") == release and rec.get("result") in ("ok", "rollback"):
+            return rec
+    return None

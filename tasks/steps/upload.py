@@ -1,0 +1,71 @@
+"""upload: the release's archive (and wheelhouse) on a host, checked by sha256 on arrival.
+
+<root>/.deploy/artifacts/<id>.json is written last and only after the digest matched: it is the proof
+that the host holds the archive, so a re-run skips hosts that have it.
+"""
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from ..layout import Layout
+from ..transport import Transport
+from .archive import Release, wheelhouse_path
+from .common import StepError, read_text, write_file
+
+# Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.
+HAS_SCRIPT = 'cmp -s "$1" - && { [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok'
+
+UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
+                 'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
+
+
+def proof_path(layout: Layout, rid: str) -> str:
+    return layout.artifact(rid)[: -len(".tar.gz")] + ".json"
+
+
+def has_release(t: Transport, layout: Layout, release: Release) -> bool:
+    wheels = layout.wheels(release.wheels) if release.wheels else ""
+    out = t.run(["sh", "-c", HAS_SCRIPT, "sh", proof_path(layout, release.id), wheels],
+                input=release.to_json().encode(), check=False)
+    return out.strip() == "ok"
+
+
+def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
+    if has_release(t, layout, release):
+        return
+    art = layout.artifact(release.id)
+    t.run(["mkdir", "-p", posixpath.dirname(art)])
+    t.put(build_dir / f"{release.id}.tar.gz", art + ".partial")
+    digest = t.run(["sha256sum", "--", art + ".partial"]).split()[0]
+    if digest != release.sha256:
+        t.call(["rm", "-f", "--", art + ".partial"])
+        raise StepError(f"{t.host}: upload: archive {release.id} arrived with sha256 {digest[:12]}, "
+                        f"expected {release.sha256[:12]}; run again")
+    t.run(["mv", "-f", "--", art + ".partial", art])
+    if release.wheels:
+        target = layout.wheels(release.wheels)
+        if t.call(["test", "-f", target + "/.complete"])[0] != 0:
+            t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
+            t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
+    write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+
+
+def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:
+    """Bring a release that a host holds (e.g. the one test runs) into build/, to ship it on unchanged."""
+    text = read_text(t, proof_path(layout, rid))
+    if not text:
+        raise StepError(f"{t.host}: release {rid} has no archive in {posixpath.dirname(layout.artifact(rid))}; "
+                        "deploy it again")
+    release = Release.from_json(text)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    t.get(layout.artifact(rid), build_dir / f"{rid}.tar.gz")
+    if release.wheels and not wheelhouse_path(build_dir, release.wheels).is_file():
+        tmp = build_dir / f"wheels-{release.wheels}.partial"
+        t.run(["tar", "-cf", layout.wheels(release.wheels) + ".out.tar", "-C", layout.wheels(release.wheels),
+               "--exclude", ".complete", "."])
+        t.get(layout.wheels(release.wheels) + ".out.tar", tmp)
+        t.call(["rm", "-f", layout.wheels(release.wheels) + ".out.tar"])
+        tmp.rename(wheelhouse_path(build_dir, release.wheels))
+    (build_dir / f"{rid}.json").write_text(release.to_json())
+    return release

@@ -1,0 +1,41 @@
+"""verify: infra-tests/ (testinfra) run against a stage's hosts, as a subprocess of this machine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ..config import Config, Stage
+from ..layout import Layout
+from ..transport import Transport
+from .common import read_text, write_file
+
+INFRA_TESTS = Path(__file__).resolve().parents[2] / "infra-tests"
+
+
+def run_infra_tests(config: Config, stage: Stage, release: str) -> tuple[bool, str]:
+    env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
+                          "-o", "addopts=", str(INFRA_TESTS)], env=env, capture_output=True, text=True,
+                         cwd=INFRA_TESTS)
+    return res.returncode == 0, res.stdout + res.stderr
+
+
+def marker(layout: Layout, stage: str) -> str:
+    return layout.join(".deploy", f"verified-{stage}")
+
+
+def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool) -> None:
+    """What verify found, for a promotion to check; written only when it changes (a re-run writes nothing)."""
+    data = json.dumps({"release": release, "ok": ok}, sort_keys=True)
+    if (read_text(t, marker(layout, stage)) or "").strip() != data:
+        write_file(t, marker(layout, stage), data.encode() + b"\n", "644")
+
+
+def read_verify(t: Transport, layout: Layout, stage: str) -> dict | None:
+    try:
+        return json.loads(read_text(t, marker(layout, stage)) or "null")
+    except ValueError:
+        return None

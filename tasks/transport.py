@@ -1,0 +1,135 @@
+"""One small interface over plumbum: run an argv, put a file, get a file, test a path. Local and SSH.
+
+Commands are argv lists. Over SSH the argv is quoted once with shlex.join, so the remote shell gives the
+program exactly these arguments and never runs a second command. Values that a shell script needs travel
+as positional arguments ("$1"), never formatted into the script.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from plumbum import SshMachine
+
+from .config import Host
+
+
+class CommandFailed(Exception):
+    """A command on a host exited non-zero (or the host could not be reached)."""
+
+    def __init__(self, host: Host, argv: Sequence[str], retcode: int, stderr: str):
+        self.host, self.argv, self.retcode, self.stderr = host, list(argv), retcode, stderr
+        last = next((ln for ln in reversed(stderr.strip().splitlines()) if ln.strip()), "")
+        what = "cannot reach the host" if self.unreachable else f"{argv[0]} exited {retcode}"
+        super().__init__(f"{host}: {what}" + (f": {last.strip()}" if last else ""))
+
+    @property
+    def unreachable(self) -> bool:
+        return self.retcode == 255 and not self.host.local
+
+
+def ssh_options(ssh_config: Path | None) -> list[str]:
+    """Host keys are checked, never accepted blindly; one master connection per host is reused."""
+    sockdir = Path(f"/tmp/doit-stages-{os.getuid()}")
+    sockdir.mkdir(mode=0o700, exist_ok=True)
+    opts = ["-F", str(ssh_config)] if ssh_config else []
+    return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
+                   "-o", "ControlMaster=auto", "-o", f"ControlPath={sockdir}/%C", "-o", "ControlPersist=60",
+                   "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
+
+
+class Transport:
+    host: Host
+
+    def run(self, argv: Sequence[str], input: bytes | None = None, check: bool = True) -> str:
+        """Run argv; return its stdout as text. Raises CommandFailed when it exits non-zero (check)."""
+        code, out, err = self.call(argv, input)
+        if check and code != 0:
+            raise CommandFailed(self.host, argv, code, err)
+        return out
+
+    def call(self, argv: Sequence[str], input: bytes | None = None) -> tuple[int, str, str]:
+        raise NotImplementedError
+
+    def put(self, local: Path, remote: str) -> None:
+        raise NotImplementedError
+
+    def get(self, remote: str, local: Path) -> None:
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        return self.call(["test", "-e", path])[0] == 0
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _communicate(proc: subprocess.Popen, input: bytes | None) -> tuple[int, str, str]:
+    out, err = proc.communicate(input)
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class LocalTransport(Transport):
+    def __init__(self, host: Host):
+        self.host = host
+
+    def call(self, argv, input=None):
+        try:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            return 127, "", f"{argv[0]}: command not found"
+        return _communicate(proc, input)
+
+    def put(self, local, remote):
+        self.run(["cp", str(local), remote])
+
+    def get(self, remote, local):
+        self.run(["cp", remote, str(local)])
+
+
+class SSHTransport(Transport):
+    def __init__(self, host: Host, ssh_config: Path | None = None):
+        self.host = host
+        opts = ssh_options(ssh_config)
+        try:
+            self.machine = SshMachine(host.hostname, user=host.user, port=host.port, ssh_opts=opts,
+                                      scp_opts=opts)
+        except Exception as exc:  # plumbum raises several kinds; all mean the same to the user
+            detail = " ".join(str(getattr(exc, "stderr", "") or exc).split())[-300:]
+            raise CommandFailed(host, ["ssh"], 255, detail) from None
+
+    def call(self, argv, input=None):
+        proc = self.machine.popen([shlex.join(argv)],
+                                  stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return _communicate(proc, input)
+
+    def put(self, local, remote):
+        self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])
+
+    def get(self, remote, local):
+        self._scp(lambda: self.machine.download(remote, str(local)), ["scp", remote, str(local)])
+
+    def _scp(self, fn, argv):
+        from plumbum import ProcessExecutionError
+        try:
+            fn()
+        except ProcessExecutionError as exc:
+            raise CommandFailed(self.host, argv, exc.retcode, str(exc.stderr)) from None
+
+    def close(self):
+        self.machine.close()
+
+
+def connect(host: Host, ssh_config: Path | None = None) -> Transport:
+    return LocalTransport(host) if host.local else SSHTransport(host, ssh_config)
