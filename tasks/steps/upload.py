@@ -46,6 +46,7 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
     if release.wheels:
         target = layout.wheels(release.wheels)
         if t.call(["test", "-f", target + "/.complete"])[0] != 0:
+            t.run(["mkdir", "-p", posixpath.dirname(target)])
             t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
             t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
     write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")

@@ -1,0 +1,47 @@
+"""testinfra checks of one stage. `doit verify:<stage>` runs this directory as a subprocess with
+STAGES_INI, VERIFY_STAGE and VERIFY_RELEASE set; the hosts come from stages.ini through tasks/config.py."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tasks.config import load_config  # noqa: E402
+from tasks.layout import Layout  # noqa: E402
+
+
+def testinfra_spec(host) -> str:
+    if host.local:
+        return "local://"
+    user = f"{host.user}@" if host.user else ""
+    return f"ssh://{user}{host.hostname}" + (f":{host.port}" if host.port else "")
+
+
+def pytest_configure(config):
+    cfg = load_config()
+    stage = cfg.stages[os.environ["VERIFY_STAGE"]]
+    config.option.hosts = ",".join(testinfra_spec(h) for h in stage.hosts)
+    if cfg.project.ssh_config:
+        config.option.ssh_config = str(cfg.project.ssh_config)
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def stage(config):
+    return config.stages[os.environ["VERIFY_STAGE"]]
+
+
+@pytest.fixture(scope="session")
+def release():
+    return os.environ["VERIFY_RELEASE"]
+
+
+@pytest.fixture(scope="session")
+def layout(config):
+    return Layout(config.project.deploy_root)
