@@ -25,7 +25,8 @@ class Reporter(ConsoleReporter):
     def _write_failure(self, result, write_exception=True):
         exc = result["exception"]
         if isinstance(exc, TaskFailed) and not exc.traceback:
-            sys.stderr.write(f"ERROR: {result['task'].name}: {exc.message}\n")
+            name, msg = result["task"].name, exc.message
+            sys.stderr.write(f"ERROR: {msg}\n" if msg.startswith(name) else f"ERROR: {name}: {msg}\n")
         else:
             super()._write_failure(result, write_exception)
 

@@ -45,11 +45,16 @@ def read_log(t: Transport, layout: Layout) -> list[dict]:
 
 def rollback_target(records: list[dict], stage: str, current: str | None) -> str | None:
     """The newest release this stage ran successfully before `current`, skipping releases marked bad."""
-    mine = [r for r in records if r.get("stage") == stage]
-    bad = {r["release"] for r in mine if r.get("result") == "bad"}
-    for rec in reversed(mine):
-        rid = rec.get("release")
-        if rec.get("result") in ("ok", "rollback") and rid != current and rid not in bad:
+    latest: dict[str, str] = {}  # release -> its latest verdict; a bad release promoted again is good again
+    order: list[str] = []
+    for rec in records:
+        rid, result = rec.get("release"), rec.get("result")
+        if rec.get("stage") == stage and rid and result in ("ok", "rollback", "bad"):
+            latest[rid] = result
+            if result != "bad":
+                order = [r for r in order if r != rid] + [rid]
+    for rid in reversed(order):
+        if rid != current and latest[rid] != "bad":
             return rid
     return None
 
