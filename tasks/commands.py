@@ -4,7 +4,9 @@ from __future__ import annotations
 from .config import Stage
 from .nodes import switch_stage
 from .plan import Plan
-from .steps.common import StepError
+from .steps.archive import Release
+from .steps.build import build_release, is_built
+from .steps.common import StepError, read_text
 from .steps.lock import break_lock, holder_text
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_link, release_of
@@ -34,6 +36,8 @@ def run_rollback(plan: Plan, stage: Stage) -> str:
         raise StepError(f"{what}: the release log of {stage.hosts[0]} names no earlier good release of "
                         f"{stage.name} than {current}; nothing to roll back to")
     rec = last_switch(logs[0], stage.name, target) or {}
+    plan.lock(stage.hosts, what)
+    plan.on_hosts(stage.hosts, lambda t: rebuild_for_stage(t, plan, stage, target), f"{what}: preparing {target}")
     bad = make_record(stage.name, current, (last_switch(logs[0], stage.name, current) or {}).get("revision", ""),
                       None, "bad")
     msg = switch_stage(plan, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
@@ -41,7 +45,18 @@ def run_rollback(plan: Plan, stage: Stage) -> str:
     if plan.config.stage_database(stage) and not stage.restore_from:
         note = (f"; the database schema was NOT rolled back: {current}'s migrations stay applied "
                 "(restore a backup from db_backup/ if they must go)")
-    return msg + f"; {current} marked bad" + note
+    return msg + f"; {current} marked bad" + note + "\n   " + run_verify(plan, stage)
+
+
+def rebuild_for_stage(t, plan: Plan, stage: Stage, rid: str) -> None:
+    """The stage-level build (env file, stage_dirs afresh, build_command) of the release rolled back to:
+    the stage's generated files now belong to the release it leaves."""
+    text = read_text(t, f"{plan.layout.release(rid)}/.deploy-release.json")
+    if not text:
+        raise StepError(f"release {rid} is gone or was never completed there; nothing to roll back to")
+    release = Release.from_json(text)
+    if not is_built(t, plan.config, stage, release):
+        build_release(t, plan.config, stage, release, fresh_stage_dirs=True)
 
 
 def run_unlock(plan: Plan, stage: Stage) -> str:

@@ -201,7 +201,7 @@ def switch_stage(plan: Plan, stage: Stage, rid: str, revision: str, result: str,
         if (read_text(t, build_step.built_marker(layout, stage.name)) or "").strip() != rid:
             raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
         return read_link(t, layout, stage.link)
-    previous = dict(zip(stage.hosts, plan.on_hosts(stage.hosts, check, f"{what}: nothing was switched")))
+    previous = dict(zip(stage.hosts, plan.on_hosts(stage.hosts, check, f"{what} (nothing was switched)")))
     done: list = []
     try:
         for batch in plan.batches(stage):

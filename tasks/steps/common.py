@@ -51,7 +51,7 @@ def on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport], T]
     errors = [str(r) if isinstance(r, CommandFailed) else f"{h}: {r}"
               for h, r in zip(hosts, results) if isinstance(r, Exception)]
     if errors:
-        raise StepError(f"{what} failed on {len(errors)} of {len(hosts)} host(s): " + "; ".join(errors))
+        raise StepError(f"{what}: failed on {len(errors)} of {len(hosts)} host(s): " + "; ".join(errors))
     return results
 
 
