@@ -349,7 +349,8 @@ class _Parser:
             self.fail(s, "database", f"names [database:{db}], which does not exist; add it or fix the name")
         restore_from = self.get(s, "restore_from") or None
         if restore_from and restore_from not in databases:
-            self.fail(s, "restore_from", f"names [database:{restore_from}], which does not exist")
+            self.fail(s, "restore_from",
+                      f"names [database:{restore_from}], which does not exist; add it or fix the name")
         if restore_from and not db:
             self.fail(s, "restore_from", "needs database = (the database to refresh)")
         if restore_from and restore_from == db:
@@ -373,7 +374,8 @@ class _Parser:
         links = {}
         for st in stages.values():
             if st.link in links:
-                self.fail(f"stage:{st.name}", "link", f"{st.link} is already the link of stage {links[st.link]}")
+                self.fail(f"stage:{st.name}", "link",
+                          f"{st.link} is already the link of stage {links[st.link]}; give each stage its own link")
             links[st.link] = st.name
             if st.promote_from and st.promote_from not in stages:
                 self.fail(f"stage:{st.name}", "promote_from",
@@ -392,7 +394,8 @@ class _Parser:
         root = project.deploy_root
         if not root.startswith("/"):
             if not all_local:
-                self.fail("project", "deploy_root", f"{root!r} must be an absolute path on the hosts")
+                self.fail("project", "deploy_root",
+                          f"{root!r} must be an absolute path on the hosts, e.g. /srv/{project.name}")
             project = _replace(project, deploy_root=str(self.relpath(root)))
         out = {}
         for name, db in databases.items():

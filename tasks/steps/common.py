@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Callable, Sequence, TypeVar
 
 from ..config import Config, Host
@@ -66,5 +66,17 @@ def run_on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport]
 
     if len(hosts) == 1:
         return [one(hosts[0])]
-    with ThreadPoolExecutor(max_workers=min(len(hosts), config.project.parallel)) as pool:
-        return list(pool.map(one, hosts))
+    # plain threads, not an executor: this also runs from atexit (releasing locks), where
+    # concurrent.futures refuses new work
+    results: list = [None] * len(hosts)
+    slots = threading.Semaphore(config.project.parallel)
+
+    def worker(i):
+        with slots:
+            results[i] = one(hosts[i])
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(hosts))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
