@@ -200,6 +200,10 @@ def switch_stage(plan: Plan, stage: Stage, rid: str, revision: str, result: str,
             raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
         if (read_text(t, build_step.built_marker(layout, stage.name)) or "").strip() != rid:
             raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
+        missing = build_step.missing_shared(t, plan.config, rid)
+        if missing:
+            raise StepError(f"{', '.join(missing)} not linked into {rid} from shared/ (create it under "
+                            f"{layout.shared}, then run doit build:{stage.name})")
         return read_link(t, layout, stage.link)
     previous = dict(zip(stage.hosts, plan.on_hosts(stage.hosts, check, f"{what} (nothing was switched)")))
     done: list = []

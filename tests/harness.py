@@ -23,6 +23,7 @@ MariaDB: `MariaDB()` talks to 127.0.0.1:3306 as root with no password (mysql-con
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import pwd
@@ -65,6 +66,12 @@ def _set_pdeathsig() -> None:
     """In the child before exec: die with SIGTERM when the test process dies (kept across exec)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)        # PR_SET_PDEATHSIG
+
+
+def _die_with_us():
+    """preexec_fn for servers: tied to the main thread only, because the kernel sends the signal when
+    the *thread* that forked exits (a server started from a worker thread would die with that thread)."""
+    return _set_pdeathsig if threading.current_thread() is threading.main_thread() else None
 
 
 def _port_is_free(port: int) -> bool:
@@ -158,7 +165,7 @@ def ensure_deploy_user(name: str = DEPLOY_USER) -> pwd.struct_passwd:
             r = subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", name],
                                capture_output=True, text=True)
             if r.returncode not in (0, 9):          # 9: created meanwhile by another test run
-                raise HarnessError(f"useradd {name} failed: {r.stderr.strip()}")
+                raise HarnessError(f"useradd {name} failed: {r.stderr.strip()}") from None
             pw = pwd.getpwnam(name)
         with open("/etc/shadow") as f:
             field = next((line.split(":")[1] for line in f if line.split(":")[0] == name), "")
@@ -181,10 +188,11 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def _keygen(path: Path, comment: str) -> str:
+    for old in (path, path.with_name(path.name + ".pub")):
+        old.unlink(missing_ok=True)                  # ssh-keygen would ask before overwriting
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
                    check=True, capture_output=True, stdin=subprocess.DEVNULL)
-    return path.with_suffix(".pub").read_text().split()[0:2] and " ".join(
-        path.with_name(path.name + ".pub").read_text().split()[0:2])
+    return " ".join(path.with_name(path.name + ".pub").read_text().split()[0:2])   # "type base64"
 
 
 # ------------------------------------------------------------------------------------------ SSH hosts
@@ -284,7 +292,7 @@ class SshHost:
                 ["unshare", "-m", "--propagation", "private", "sh", "-c",
                  'mount --bind "$1" /srv && exec "$2" -D -e -p "$3" -f "$4"', "sh",
                  str(self.root), SSHD, str(self.port), str(self.sshd_config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_set_pdeathsig)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_us())
         finally:
             log.close()
         try:
@@ -340,6 +348,19 @@ class SshHost:
                 self._proc.kill()
             self._proc.wait(timeout=10)
             self._proc = None
+
+    def write_file(self, remote: str, data: str | bytes, mode: int = 0o644) -> Path:
+        """Put a file on this host as deploy would own it (parents made and owned by deploy too)."""
+        local = self.path(remote)
+        uid, gid = self.hosts.deploy.pw_uid, self.hosts.deploy.pw_gid
+        missing = [p for p in [local.parent, *local.parent.parents] if not p.exists()]
+        for d in reversed(missing):
+            d.mkdir()
+            os.chown(d, uid, gid)
+        local.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.chown(local, uid, gid)
+        os.chmod(local, mode)
+        return local
 
     def wipe(self) -> None:
         """Empty /srv of this host (as root, from outside)."""
@@ -408,12 +429,19 @@ class SshHosts:
         self.known_hosts = client / "known_hosts"
         self.ssh_config = client / "ssh_config"
         self.authorized_keys = self._install_authorized_keys()
+        atexit.register(self._stop_quietly)
         try:
             for name in names:
                 self.add(name)
         except BaseException:
             self.stop()
             raise
+
+    def _stop_quietly(self) -> None:
+        try:
+            self.stop()
+        except Exception:
+            pass
 
     def _install_authorized_keys(self) -> Path:
         """sshd reads authorized keys as the user, and StrictModes wants every directory up to the home
@@ -604,7 +632,7 @@ http {{
         proc = subprocess.Popen(
             ["nsenter", "-t", str(host.pid), "-m", "--", NGINX, "-p", str(d), "-e", str(d / "error.log"),
              "-c", str(d / "nginx.conf"), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, preexec_fn=_set_pdeathsig)
+            stdin=subprocess.DEVNULL, stdout=errlog, stderr=errlog, preexec_fn=_die_with_us())
     finally:
         errlog.close()
     handle = Nginx(host, port, root_path, d, proc)

@@ -19,21 +19,14 @@ from .archive import Release
 from .common import StepError, write_file
 from .environment import app_command, env_file
 
-# $1 release dir, $2 archive, $3 revision, $4 wheels dir or "", $5 release json; then triples:
-# kind (d|f), path in the release, relative link target, absolute shared path.
+# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json
 UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; shift 5
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5
 if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$rel/.deploy-ready" ] && exit 0
 mkdir -p "$rel"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
-while [ $# -gt 0 ]; do
-  kind=$1; path=$2; target=$3; shared=$4; shift 4
-  if [ "$kind" = d ]; then mkdir -p "$shared"
-  elif [ ! -e "$shared" ]; then echo "shared file $shared is missing; create it on this host" >&2; exit 3; fi
-  rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
-done
 if [ -n "$wheels" ]; then
   python3 -m venv "$rel/.venv"
   "$rel/.venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
@@ -42,6 +35,22 @@ fi
 printf '%s\n' "$meta" > "$rel/.deploy-release.json"
 touch "$rel/.deploy-ready"
 '''
+
+# $1 release dir; then quadruples: kind (d|f), path in the release, relative link target, absolute shared path.
+# Run at every build of a stage, so a shared file added to the config later is linked too.
+LINK_SHARED = r'''set -e
+rel=$1; shift
+while [ $# -gt 0 ]; do
+  kind=$1; path=$2; target=$3; shared=$4; shift 4
+  if [ "$kind" = d ]; then mkdir -p "$shared"
+  elif [ ! -e "$shared" ]; then echo "shared file $shared is missing; create it on this host" >&2; exit 3; fi
+  [ -L "$rel/$path" ] && [ "$(readlink "$rel/$path")" = "$target" ] && continue
+  rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
+done
+'''
+# $1 release dir; then the shared paths in the release: prints "missing <path>" for each not linked to
+# something that exists
+CHECK_SHARED = 'rel=$1; shift; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done'
 
 STAGE_STATE = ('cat "$1/.deploy-ready" >/dev/null 2>&1 || exit 0; echo ready; '
                'cat "$2" 2>/dev/null; echo; stat -c %a "$3" 2>/dev/null; sha256sum "$3" 2>/dev/null')
@@ -67,7 +76,16 @@ def is_built(t: Transport, config: Config, stage: Stage, release: Release) -> bo
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), built_marker(layout, stage.name),
                  envf], check=False).split()
     want = hashlib.sha256(env_file(config, stage)).hexdigest()
-    return out == ["ready", release.id, "600", want, envf]
+    return out == ["ready", release.id, "600", want, envf] and not missing_shared(t, config, release.id)
+
+
+def missing_shared(t: Transport, config: Config, rid: str) -> list[str]:
+    """Shared dirs and files the config names that are not linked into the release (or whose target is gone)."""
+    names = [*config.project.shared_dirs, *config.project.shared_files]
+    if not names:
+        return []
+    out = t.run(["sh", "-c", CHECK_SHARED, "sh", Layout(config.project.deploy_root).release(rid), *names])
+    return [ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("missing ")]
 
 
 def build_release(t: Transport, config: Config, stage: Stage, release: Release, fresh_stage_dirs: bool) -> None:
@@ -75,7 +93,8 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json(), *shared_links(config, rel)])
+           release.to_json()])
+    t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
     write_file(t, layout.env_file(stage.name), env_file(config, stage))
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     if stage_dirs and fresh_stage_dirs:
