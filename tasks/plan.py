@@ -123,8 +123,9 @@ class Plan:
             todo = [h for h in dict.fromkeys(hosts) if h not in self._locked]
         if not todo:
             return
+        command = " ".join(a for a in sys.argv[1:] if not a.startswith("-") and "/" not in a)
         info = {"user": getpass.getuser(), "machine": socket.gethostname(), "pid": os.getpid(),
-                "what": what, "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "what": f"doit {command}", "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "token": self.token}
         results = self.run_on_hosts(todo, lambda t: take_lock(t, self.layout, info))
         taken = [h for h, r in zip(todo, results) if r is None]
@@ -138,8 +139,10 @@ class Plan:
             host, holder = refused[0]
             if isinstance(holder, Exception):
                 raise StepError(f"{what}: cannot take the lock on {host}: {holder}")
+            stage = what.partition(":")[2]
+            stage = stage if stage in self.config.stages else "<stage>"
             raise StepError(f"{what}: {host} is locked by {holder_text(holder)}; wait for that run, or if it "
-                            f"is dead, doit unlock:<stage> removes the lock")
+                            f"is dead, doit unlock:{stage} removes the lock")
 
     def unlock_all(self) -> None:
         with self._mutex:

@@ -1,0 +1,163 @@
+"""Failures and interruptions (invariants 1, 4, 5, 6): a host down, the deployer killed, two runs at once,
+a promotion of an unverified release; plus reload_command and a passing health check."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from apprepo import AppRepo
+from harness import NASTY_PASSWORD
+from project import DOIT, PASSWORD_ENV, Project
+
+
+@pytest.fixture(scope="module")
+def world(ssh_hosts, mariadb, tmp_path_factory):
+    ssh_hosts.reset()
+    base = tmp_path_factory.mktemp("failures")
+    token = os.urandom(3).hex()
+    prod, test, user = f"dst_prod_{token}", f"dst_test_{token}", f"dst_u_{token}"
+    for db in (prod, test):
+        mariadb.create_database(db)
+    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
+    repo = AppRepo(base / "blog")
+    (base / "work").mkdir()
+    hosts = [ssh_hosts["web1"], ssh_hosts["web2"]]
+    project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user, NASTY_PASSWORD)
+    yield {"project": project, "repo": repo, "hosts": hosts, "base": base, "ssh_hosts": ssh_hosts}
+    for h in hosts:
+        if not h.running:
+            h.start()
+    for db in (prod, test):
+        mariadb.drop_database(db)
+    mariadb.drop_user(user)
+
+
+def test_promotion_of_nothing_is_refused(world):
+    p = world["project"]
+    res = p.doit("promote:staging")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "stage test has no release" in res.stderr and "deploy" in res.stderr, res.stderr
+    assert p.links("sites/staging") == [None, None]
+
+
+def test_promotion_of_a_release_that_failed_verify_is_refused(world):
+    p, web2 = world["project"], world["hosts"][1]
+    p.ok("deploy:test")
+    env = web2.path("/srv/blog/shared/test.env")
+    os.chmod(env, 0o644)  # verify checks the env file is private
+    try:
+        res = p.doit("verify:test")
+        assert res.returncode != 0 and "verify:test" in res.stderr
+        res = p.doit("promote:staging")
+        assert res.returncode != 0 and "has not passed verify:test" in res.stderr, res.stderr
+        assert p.links("sites/staging") == [None, None]
+    finally:
+        os.chmod(env, 0o600)
+    p.ok("verify:test")
+    p.ok("promote:staging")
+
+
+def test_one_host_down_means_no_host_switches(world):
+    p, repo, web2 = world["project"], world["repo"], world["hosts"][1]
+    before = p.links("sites/test")
+    repo.commit("r2", {"static/version.txt": "r2\n"})
+    web2.kill()
+    try:
+        res = p.doit("deploy:test")
+    finally:
+        web2.start()
+    assert res.returncode != 0 and web2.url.split("@")[1] in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert p.links("sites/test") == before
+    p.ok("deploy:test")  # the host is back: the run goes on from where it stopped
+    assert p.links("sites/test")[0] != before[0] and len(set(p.links("sites/test"))) == 1
+
+
+def test_killed_deployer_leaves_links_and_next_run_goes_on(world):
+    p, repo, hosts = world["project"], world["repo"], world["hosts"]
+    before = p.links("sites/test")
+    repo.commit("r3", {"static/version.txt": "r3\n"})
+    env = dict(os.environ, STAGES_INI=str(p.ini), **{PASSWORD_ENV: NASTY_PASSWORD})
+    proc = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it while it builds: a release dir exists, not yet ready
+        if any(d.is_dir() and not (d / ".deploy-ready").exists()
+               for h in hosts for d in h.path("/srv/blog/releases").iterdir()):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the build never started")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert p.links("sites/test") == before
+    assert any(h.path("/srv/blog/.deploy/lock").exists() for h in hosts)  # left behind by the killed run
+    res = p.ok("deploy:test")
+    assert p.links("sites/test")[0] != before[0] and len(set(p.links("sites/test"))) == 1
+    assert not any(h.path("/srv/blog/.deploy/lock").exists() for h in hosts)
+    assert "Traceback" not in res.stderr
+
+
+def test_two_runs_at_once_never_interleave(world, tmp_path):
+    """A second checkout of the same project (another dep file, the same hosts) runs while the first
+    holds the hosts: it is refused with the holder's name."""
+    p, repo = world["project"], world["repo"]
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(p.ini, other / "stages.ini")
+    repo.commit("r4", {"static/version.txt": "r4\n"})
+    env = dict(os.environ, STAGES_INI=str(p.ini), **{PASSWORD_ENV: NASTY_PASSWORD})
+    first = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not world["hosts"][0].path("/srv/blog/.deploy/lock").exists():
+        time.sleep(0.02)
+    second = subprocess.run([*DOIT, "deploy:test"], cwd=other,
+                            env=dict(env, STAGES_INI=str(other / "stages.ini")), capture_output=True, text=True)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode != 0 and "is locked by" in second.stderr, second.stderr
+    assert f"pid {first.pid}, doit deploy:test" in second.stderr and "doit unlock:test" in second.stderr
+    # and the same checkout twice: refused by the project lock before anything starts
+    again = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lockfile = p.workdir / ".doit-stages.lock"
+    deadline = time.time() + 30
+    while time.time() < deadline and f"pid {again.pid}" not in lockfile.read_text():
+        time.sleep(0.02)
+    third = subprocess.run([*DOIT, "status"], cwd=p.workdir, env=env, capture_output=True, text=True)
+    again.communicate(timeout=300)
+    assert third.returncode != 0 and "another doit run uses" in third.stderr
+
+
+def test_prod_reload_and_health(world, nginx_on):
+    p, hosts = world["project"], world["hosts"]
+    p.ok("deploy:test")
+    p.ok("promote:staging")
+    web = nginx_on(hosts[0])  # serves sites/current/static: the health URL answers once prod is live
+    p.write(prod_stage_extra=f"health_url = http://{{host}}:{web.port}/version.txt\nhealth_timeout = 20s\n"
+                             "reload_command = sh -c 'echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads'\n")
+    try:
+        p.ok("promote:prod")
+    finally:
+        p.write(prod_stage_extra="")
+    live = p.links("sites/current")[0].rsplit("/", 1)[1]
+    for h in hosts:
+        assert h.path("/srv/blog/shared/reloads").read_text() == f"prod /srv/blog/releases/{live}\n"
+    assert web.get("/version.txt")[0] == 200
+
+
+def test_cleanup_keeps_what_links_and_rollbacks_need(world):
+    p, hosts = world["project"], world["hosts"]
+    for h in hosts:
+        names = {d.name for d in h.path("/srv/blog/releases").iterdir()}
+        linked = {os.readlink(h.path(f"/srv/blog/{ln}")).rsplit("/", 1)[1]
+                  for ln in ("sites/test", "sites/staging", "sites/current")}
+        assert linked <= names
+        test_releases = [r["release"] for r in p.log(h) if r["stage"] == "test" and r["result"] == "ok"]
+        assert set(test_releases[-3:]) <= names  # keep_releases = 3: the last three good ones of each stage
+        assert len(names) <= 3 * 3
