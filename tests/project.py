@@ -64,9 +64,9 @@ promote_from = staging
 
 
 class Project:
-    def __init__(self, workdir: Path, source: Path, hosts, ssh_config: Path, prod_db: str, test_db: str,
-                 user: str, password: str):
-        self.workdir, self.hosts, self.password = workdir, list(hosts), password
+    def __init__(self, workdir: Path, source: Path, hosts, ssh_config: Path, prod_db: str = "", test_db: str = "",
+                 user: str = "", password: str = "", template: str = INI):
+        self.workdir, self.hosts, self.password, self.template = workdir, list(hosts), password, template
         self.ini = workdir / "stages.ini"
         self.values = dict(source=source, max_age="24h", ssh_config=ssh_config, prod_db=prod_db, test_db=test_db,
                            user=user, password_env=PASSWORD_ENV, project_extra="", prod_extra="",
@@ -76,7 +76,7 @@ class Project:
 
     def write(self, **changes) -> None:
         self.values.update(changes)
-        self.ini.write_text(INI.format(**self.values))
+        self.ini.write_text(self.template.format(**self.values))
 
     def doit(self, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         environ = dict(os.environ, STAGES_INI=str(self.ini), **{PASSWORD_ENV: self.password}, **(env or {}))
