@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from .config import Stage
-from .nodes import switch_stage
 from .plan import Plan
+from .rollout import rollout
 from .steps.archive import Release
 from .steps.build import build_release, is_built
 from .steps.common import StepError, read_text
@@ -40,7 +40,7 @@ def run_rollback(plan: Plan, stage: Stage) -> str:
     plan.on_hosts(stage.hosts, lambda t: rebuild_for_stage(t, plan, stage, target), f"{what}: preparing {target}")
     bad = make_record(stage.name, current, (last_switch(logs[0], stage.name, current) or {}).get("revision", ""),
                       None, "bad")
-    msg = switch_stage(plan, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
+    msg = rollout(plan, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
     note = ""
     if plan.config.stage_database(stage) and not stage.restore_from:
         note = (f"; the database schema was NOT rolled back: {current}'s migrations stay applied "

@@ -137,9 +137,11 @@ STAGE_KEYS = {"hosts", "link", "settings", "database", "restore_from", "promote_
 BUILDS = {"pip", "command", "none"}
 
 
-def config_path(environ: dict | None = None) -> Path:
+def config_path(environ: dict | None = None, base: str | Path | None = None) -> Path:
+    """$STAGES_INI, else ./stages.ini; a relative path is taken from `base` (where the user ran doit)."""
     environ = os.environ if environ is None else environ
-    return Path(environ.get("STAGES_INI") or "stages.ini").absolute()
+    path = Path(environ.get("STAGES_INI") or "stages.ini")
+    return path if path.is_absolute() else Path(base or os.getcwd()).absolute() / path
 
 
 def load_config(path: Path | str | None = None, environ: dict | None = None) -> Config:
@@ -239,6 +241,9 @@ class _Parser:
         if "project" not in sections:
             raise ConfigError(f"{self.path.name}: no [project] section; add one with at least name = and source =")
         project = self.parse_project()
+        for s in sections:
+            if s.startswith("stage:"):
+                self.check_keys(s, STAGE_KEYS)
         stage_hosts = {s[6:]: self.parse_hosts(s) for s in sections if s.startswith("stage:")}
         databases = {s[9:]: self.parse_database(s, s[9:], stage_hosts) for s in sections
                      if s.startswith("database:")}
@@ -343,7 +348,6 @@ class _Parser:
                         password_env=env, option_file=opt, **common)
 
     def parse_stage(self, s, name, hosts, project, databases) -> Stage:
-        self.check_keys(s, STAGE_KEYS)
         db = self.get(s, "database") or None
         if db and db not in databases:
             self.fail(s, "database", f"names [database:{db}], which does not exist; add it or fix the name")

@@ -35,17 +35,23 @@ class Reporter(ConsoleReporter):
         super().complete_run()
 
 
-def doit_config(path: Path | None = None) -> dict:
+def ini_path() -> Path:
+    """The stages.ini in use; relative to where the user ran doit (doit itself moves to dodo.py's dir)."""
+    from doit import get_initial_workdir
+    return config_path(base=get_initial_workdir())
+
+
+def doit_config(path: Path) -> dict:
     """doit's dep file lives next to the stages.ini in use, in the sqlite3 backend (dbm here is dbm.dumb)."""
-    workdir = (path or config_path()).parent
+    workdir = path.parent
     return {"backend": "sqlite3", "dep_file": str(workdir / ".doit-stages.sqlite3"), "verbosity": 2,
             "reporter": Reporter, "default_tasks": ["_hint"]}
 
 
-def hold_project_lock(path: Path | None = None):
+def hold_project_lock(path: Path):
     """doit never locks its dep file: one run per project at a time, for the whole run (flock is released
     by the kernel however the process ends). Returns the open file, which must stay referenced."""
-    workdir = (path or config_path()).parent
+    workdir = path.parent
     f = open(workdir / ".doit-stages.lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,9 +65,9 @@ def hold_project_lock(path: Path | None = None):
     return f
 
 
-def load_or_exit() -> Config:
+def load_or_exit(path: Path) -> Config:
     try:
-        return load_config()
+        return load_config(path)
     except ConfigError as exc:
         sys.exit(f"ERROR: {exc}")
 

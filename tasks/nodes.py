@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import json
 import posixpath
-import shlex
 import time
 
 from .config import Database, Stage
 from .plan import Plan
+from .rollout import rollout
 from .steps import backup as backup_step
 from .steps import build as build_step
 from .steps import migrate as migrate_step
 from .steps import restore as restore_step
 from .steps.archive import local_release
-from .steps.cleanup import clean_releases
 from .steps.common import StepError, read_text, write_file
-from .steps.environment import app_command
-from .steps.health import check_health, health_url
-from .steps.releaselog import append_record, make_record
-from .steps.switch import is_ready, read_link, release_of, set_link, switch_link
+from .steps.switch import read_link, release_of
 from .steps.upload import has_release, upload_release
 from .transport import connect
 
@@ -184,68 +180,5 @@ def switch_done(plan: Plan, stage: Stage) -> bool:
 
 def run_switch(plan: Plan, stage: Stage) -> str:
     release = plan.release(stage)
-    return switch_stage(plan, stage, release.id, release.revision, "ok", f"switch:{stage.name}",
-                        backups=migration_backups(plan, stage, release.id))
-
-
-def switch_stage(plan: Plan, stage: Stage, rid: str, revision: str, result: str, what: str,
-                 backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
-    """Every host checked first; then switched batch by batch (reload, health); on any failure every
-    switched host goes back to its previous target and the failure is logged."""
-    plan.lock(stage.hosts, what)
-    layout = plan.layout
-
-    def check(t):
-        if not is_ready(t, layout, rid):
-            raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
-        if (read_text(t, build_step.built_marker(layout, stage.name)) or "").strip() != rid:
-            raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
-        missing = build_step.missing_shared(t, plan.config, rid)
-        if missing:
-            raise StepError(f"{', '.join(missing)} not linked into {rid} from shared/ (create it under "
-                            f"{layout.shared}, then run doit build:{stage.name})")
-        return read_link(t, layout, stage.link)
-    previous = dict(zip(stage.hosts, plan.on_hosts(stage.hosts, check, f"{what} (nothing was switched)")))
-    done: list = []
-    try:
-        for batch in plan.batches(stage):
-            plan.on_hosts(batch, lambda t: switch_link(t, layout, stage.link, rid), what)
-            done += batch
-            _reload(plan, stage, batch, rid, what)
-            _health(plan, stage, batch, what)
-    except StepError as exc:
-        _undo(plan, stage, previous, done, rid, revision, what)
-        raise StepError(f"{exc}; every host of {stage.name} is back on its previous release") from None
-    prev_rid = release_of(next(iter(previous.values())))
-    record = make_record(stage.name, rid, revision, prev_rid, result, backups)
-
-    def log(t):
-        for rec in [record, *(extra_records or [])]:
-            append_record(t, layout, rec)
-        clean_releases(t, layout, [s.link for s in plan.config.stages.values()], plan.config.project.keep_releases)
-    plan.on_hosts(stage.hosts, log, f"{what}: release log")
-    return f"{stage.link} -> {rid} on {len(stage.hosts)} host(s)"
-
-
-def _reload(plan: Plan, stage: Stage, hosts, rid: str, what: str) -> None:
-    if stage.reload_command:
-        argv = app_command(plan.layout, stage.name, rid, shlex.split(stage.reload_command))
-        plan.on_hosts(hosts, lambda t: t.run(argv), f"{what}: reload_command")
-
-
-def _health(plan: Plan, stage: Stage, hosts, what: str) -> None:
-    if not stage.health_url:
-        return
-    problems = [p for p in (check_health(health_url(stage.health_url, h), stage.health_timeout) for h in hosts) if p]
-    if problems:
-        raise StepError(f"{what}: health check failed: {'; '.join(problems)}")
-
-
-def _undo(plan: Plan, stage: Stage, previous: dict, done: list, rid: str, revision: str, what: str) -> None:
-    plan.run_on_hosts(done, lambda t: set_link(t, plan.layout, stage.link, previous[t.host]))
-    prev_rid = release_of(next(iter(previous.values())))
-    if prev_rid and stage.reload_command:
-        argv = app_command(plan.layout, stage.name, prev_rid, shlex.split(stage.reload_command))
-        plan.run_on_hosts(done, lambda t: t.run(argv))
-    record = make_record(stage.name, rid, revision, prev_rid, "failed")
-    plan.run_on_hosts(list(stage.hosts), lambda t: append_record(t, plan.layout, record))
+    return rollout(plan, stage, release.id, release.revision, "ok", f"switch:{stage.name}",
+                   backups=migration_backups(plan, stage, release.id))

@@ -182,15 +182,11 @@ def test_stages_ini_that_does_not_exist(tmp_path):
     assert not (tmp_path / "build").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: dodo.py opens <ini dir>/.doit-stages.lock before reading the "
-                                       "config: a STAGES_INI in a missing directory is a FileNotFoundError traceback")
 def test_stages_ini_in_a_missing_directory(tmp_path):
     res = doit("deploy:test", ini=tmp_path / "missing" / "stages.ini")
     assert_one_error_line(res, ["stages.ini", "no such file"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: doit chdirs to dodo.py's directory before dodo.py reads STAGES_INI, "
-                                       "so a relative STAGES_INI (or ./stages.ini) is taken from the tool's checkout")
 def test_relative_stages_ini_is_relative_to_where_doit_is_run(tmp_path):
     ini = make_project(tmp_path, GOOD + "bogus = 1\n")
     res = doit("-f", str(REPO / "dodo.py"), "list", ini=None, cwd=tmp_path, extra_env={"STAGES_INI": "conf/stages.ini"})

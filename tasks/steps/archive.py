@@ -73,6 +73,8 @@ def detect_scm(project: Project) -> str:
 def resolve_revision(project: Project, wanted: str) -> Revision:
     """wanted: DEPLOY_REVISION, else [project] revision, else '' for the repository's current head."""
     scm = detect_scm(project)
+    if wanted.startswith("-"):
+        raise StepError(f"archive: revision {wanted!r} starts with '-'; name a branch, tag or commit")
     if scm == "git":
         spec = (wanted or "HEAD") + "^{commit}"
         res = _git(project.source, "log", "-1", "--format=%H %ct", spec, "--")
@@ -103,9 +105,42 @@ def member_problem(name: str, kind: str, linkname: str = "") -> str | None:
     return None
 
 
+def link_escapes(name: str, links: dict[str, str]) -> bool:
+    """Does the symlink `name` resolve outside the tree, following the other symlinks of the archive
+    (a chain of links that each stay inside can still lead out)?"""
+    todo = links[name].split("/")
+    path = name.split("/")[:-1]
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not path:
+                return True
+            path.pop()
+            continue
+        path.append(part)
+        joined = "/".join(path)
+        if joined in links:
+            hops += 1
+            if hops > 40 or links[joined].startswith("/"):
+                return True
+            path.pop()
+            todo = links[joined].split("/") + todo
+    return False
+
+
 def _normalise(raw_tar: bytes, mtime: int, out) -> int:
     """Rewrite a tar stream deterministically into out; return the member count."""
     count = 0
+    with tarfile.open(fileobj=io.BytesIO(raw_tar), mode="r:") as src:
+        links = {(m.name[2:] if m.name.startswith("./") else m.name).rstrip("/"): m.linkname
+                 for m in src if m.issym()}
+    for name in links:
+        if link_escapes(name, links):
+            raise StepError(f"archive: refused: link {name!r} -> {links[name]!r} leaves the release "
+                            "directory (through other links); fix the repository")
     with tarfile.open(fileobj=io.BytesIO(raw_tar), mode="r:") as src, \
             tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
         for m in src:
@@ -148,11 +183,14 @@ def make_archive(project: Project, rev: Revision, build_dir: Path) -> Release:
         raw = _subtree(raw, _hg(project.source, "root").stdout.decode().strip(), project.source)
     target = build_dir / f"{rid}.tar.gz"
     tmp = target.with_suffix(".partial")
-    with open(tmp, "wb") as f:
-        # mtime=0 and no file name in the gzip header: the bytes depend on the revision only
-        with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
-            _normalise(raw, rev.time, gz)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            # mtime=0 and no file name in the gzip header: the bytes depend on the revision only
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as gz:
+                _normalise(raw, rev.time, gz)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     wheels = build_wheelhouse(project, target, build_dir) if project.build == "pip" else ""
     release = Release(rid, rev.commit, sha256_file(target), wheels)
     (build_dir / f"{rid}.json").write_text(release.to_json())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..layout import Layout, is_release_id
 from ..transport import Transport
-from .releaselog import read_log
+from .releaselog import good_releases, read_log, rollback_target
 from .switch import release_of
 
 # prints every link target under sites/ (and any other link dir), then the release dirs
@@ -16,17 +16,18 @@ SCAN = ('cd "$1" || exit 0; for l in "$@"; do [ "$l" = "$1" ] && continue; readl
 
 
 def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:
-    """Pure: which release dirs may go. Kept: linked ones, and per stage the `keep` newest good ones."""
+    """Pure: which release dirs may go. Kept: every linked release, and per stage the `keep` newest good
+    ones plus whatever rollback would return to."""
     keep_set = set(linked)
-    by_stage: dict[str, list[str]] = {}
-    for rec in reversed(log):
-        if rec.get("result") in ("ok", "rollback") and rec.get("release"):
-            lst = by_stage.setdefault(rec.get("stage", ""), [])
-            if rec["release"] not in lst and len(lst) < keep:
-                lst.append(rec["release"])
-    for lst in by_stage.values():
-        keep_set.update(lst)
-    # a release never switched (its deploy failed) goes too, unless a link points at it
+    for stage in {r.get("stage") for r in log if r.get("stage")}:
+        good = good_releases(log, stage)
+        keep_set.update(good[-keep:])
+        current = next((r for r in reversed(log) if r.get("stage") == stage and r.get("result") in
+                        ("ok", "rollback")), {}).get("release")
+        target = rollback_target(log, stage, current)
+        if target:
+            keep_set.add(target)
+    # a release never switched (its deploy failed) or marked bad goes too, unless a link points at it
     return sorted(r for r in existing if is_release_id(r) and r not in keep_set)
 
 

@@ -17,7 +17,7 @@ APP_WRAPPER = ('set -a; . "$1" || exit 97; set +a; cd "$2" || exit 97; '
 
 def database_url(db: Database) -> str:
     if db.engine == "sqlite":
-        return "sqlite:///" + db.path  # path is absolute: sqlite:////srv/x.sqlite3
+        return "sqlite:///" + quote(db.path, safe="/")  # absolute: sqlite:////srv/x.sqlite3
     cred = quote(db.user, safe="")
     if db.password_env:
         cred += ":" + quote(db.password(), safe="")

@@ -43,9 +43,10 @@ def read_log(t: Transport, layout: Layout) -> list[dict]:
     return parse_log(read_text(t, layout.log) or "")
 
 
-def rollback_target(records: list[dict], stage: str, current: str | None) -> str | None:
-    """The newest release this stage ran successfully before `current`, skipping releases marked bad."""
-    latest: dict[str, str] = {}  # release -> its latest verdict; a bad release promoted again is good again
+def good_releases(records: list[dict], stage: str) -> list[str]:
+    """The releases this stage ran successfully, oldest first by their latest switch; a release whose latest
+    verdict is bad is left out (and a bad release promoted again is good again)."""
+    latest: dict[str, str] = {}
     order: list[str] = []
     for rec in records:
         rid, result = rec.get("release"), rec.get("result")
@@ -53,10 +54,12 @@ def rollback_target(records: list[dict], stage: str, current: str | None) -> str
             latest[rid] = result
             if result != "bad":
                 order = [r for r in order if r != rid] + [rid]
-    for rid in reversed(order):
-        if rid != current and latest[rid] != "bad":
-            return rid
-    return None
+    return [r for r in order if latest[r] != "bad"]
+
+
+def rollback_target(records: list[dict], stage: str, current: str | None) -> str | None:
+    """The newest release this stage ran successfully before `current`, skipping releases marked bad."""
+    return next((r for r in reversed(good_releases(records, stage)) if r != current), None)
 
 
 def last_switch(records: list[dict], stage: str, release: str | None) -> dict | None:

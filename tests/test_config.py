@@ -1,0 +1,632 @@
+"""tasks/config.py: stages.ini -> frozen dataclasses, and every mistake refused with a one-line message that
+names the file's line, the section and key, and what to change. Plain files in tmp dirs; no host touched."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tasks.config import ConfigError, Host, load_config, parse_duration, parse_host
+
+# The stages.ini of DESIGN.md, verbatim (inline ' ;' comments and all).
+DESIGN_INI = """\
+[project]
+name = blog                  ; letters, digits, '-', '_': used in release ids and backup names
+source = ../blog             ; the app's repository, git or hg; relative to this file
+scm = auto                   ; auto | git | hg
+revision = main              ; optional default revision
+deploy_root = /srv/blog      ; on every host: releases/ sites/ shared/ db_backup/ .deploy/
+build = pip                  ; pip | buildout | command | none  (pip: venv in the release from a wheelhouse built once)
+build_command =              ; run inside the release after the build (the whole build for build = command),
+                             ; e.g. python manage.py collectstatic --noinput
+migrate_command = python manage.py migrate --noinput
+reload_command =             ; optional, run on each host after a switch (e.g. systemctl reload gunicorn)
+health_url =                 ; optional, per stage too; {host} is the host's address
+keep_releases = 5
+keep_backups = 10
+backup_max_age = 24h         ; deploy:test takes a fresh prod backup when the newest is older
+ssh_config =                 ; optional OpenSSH config file (relative to this file), passed as ssh -F
+parallel = 10                ; hosts worked on at once within a node
+artifact_store = push        ; push | s3://bucket/prefix | /shared/path
+s3_endpoint =                ; for S3-compatible stores other than AWS
+shared_dirs = media          ; kept under shared/, linked into every release
+shared_files =               ; likewise, files (a missing one stops the run before any switch)
+stage_dirs = cache           ; per stage under shared/<stage>/, exported as STAGE_DIR, emptied by a promotion
+health_timeout = 30s
+
+[database:prod]
+engine = mysql               ; mysql | sqlite (sqlite: path = <file on the backup host>, no host/user/password)
+host = 127.0.0.1
+port = 3306
+name = blog_prod
+user = blog
+password_env = BLOG_PROD_DB_PASSWORD   ; or option_file = ~/.my.cnf on the host; never a password here
+backup_host = ssh://deploy@db1:22      ; where mysqldump runs and db_backup/ lives; default: first prod host
+restore_on_failed_migration = no       ; yes: restore the pre-migration backup by itself
+
+[database:test]
+engine = mysql
+host = 127.0.0.1
+name = blog_test
+user = blog
+password_env = BLOG_TEST_DB_PASSWORD
+
+[stage:test]
+hosts = ssh://deploy@web1:22         ; comma-separated; 'local' for this machine
+link = sites/test
+settings = blog.settings.test
+database = test
+restore_from = prod
+
+[stage:staging]
+hosts = ssh://deploy@web1:22
+link = sites/staging
+settings = blog.settings.prod
+database = prod
+promote_from = test
+
+[stage:prod]
+hosts = ssh://deploy@web1:22, ssh://deploy@web2:22
+link = sites/current
+settings = blog.settings.prod
+database = prod
+promote_from = staging
+health_url = http://{host}:8000/health/
+batch = 100%                 ; rolling switch: hosts per batch, a number or a share
+max_fail = 0
+"""
+
+DESIGN_ENV = {"BLOG_PROD_DB_PASSWORD": "prod-secret", "BLOG_TEST_DB_PASSWORD": "test-secret"}
+
+# A small valid config on this machine only: the base every error case below changes in one place.
+LOCAL_INI = """\
+[project]
+name = blog
+source = ../blog
+deploy_root = /srv/blog
+build = none
+
+[database:prod]
+engine = sqlite
+path = /srv/blog/db/prod.sqlite3
+
+[database:test]
+engine = sqlite
+path = /srv/blog/db/test.sqlite3
+
+[stage:test]
+hosts = local
+link = sites/test
+settings = blog.settings.test
+database = test
+restore_from = prod
+
+[stage:staging]
+hosts = local
+link = sites/staging
+settings = blog.settings.prod
+database = prod
+promote_from = test
+"""
+
+
+def write_ini(tmp_path: Path, text: str) -> Path:
+    conf = tmp_path / "conf"
+    conf.mkdir(exist_ok=True)
+    path = conf / "stages.ini"
+    path.write_text(text)
+    return path
+
+
+def line_of(text: str, pattern: str, section: str | None = None) -> int:
+    """1-based number of the first line matching pattern (a regex), within [section] if given."""
+    current = None
+    for no, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"^\[([^\]]+)\]", line)
+        if m:
+            current = m.group(1)
+        if (section is None or current == section) and re.search(pattern, line):
+            return no
+    raise AssertionError(f"{pattern!r} not in the ini")
+
+
+def header(text: str, section: str) -> int:
+    """1-based number of the line [section]."""
+    return text.splitlines().index(f"[{section}]") + 1
+
+
+def in_section(text: str, section: str, add: str) -> str:
+    """text with the line(s) `add` put at the end of [section]."""
+    out, lines, inside = [], text.splitlines(), False
+    for line in lines:
+        if inside and line.startswith("["):
+            while out and not out[-1].strip():
+                out.pop()
+            out += [add, ""]
+            inside = False
+        out.append(line)
+        if line.strip() == f"[{section}]":
+            inside = True
+    if inside:
+        out.append(add)
+    assert add in out, f"no [{section}]"
+    return "\n".join(out) + "\n"
+
+
+def set_key(text: str, section: str, key: str, value: str | None) -> str:
+    """text with `key = value` in [section] replaced (value None: the line removed)."""
+    out, current, done = [], None, False
+    for line in text.splitlines():
+        m = re.match(r"^\[([^\]]+)\]", line)
+        if m:
+            current = m.group(1)
+        if current == section and re.match(rf"^{re.escape(key)}\s*=", line):
+            done = True
+            if value is not None:
+                out.append(f"{key} = {value}")
+            continue
+        out.append(line)
+    assert done, f"no {key} in [{section}]"
+    return "\n".join(out) + "\n"
+
+
+def config_error(tmp_path: Path, text: str, environ: dict | None = None) -> str:
+    path = write_ini(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={} if environ is None else environ)
+    msg = str(info.value)
+    assert "\n" not in msg and "\r" not in msg, f"not one line: {msg!r}"
+    assert msg.startswith("stages.ini"), msg
+    return msg
+
+
+# -- a good file ------------------------------------------------------------------------------------
+def test_design_ini_parses_into_the_dataclasses(tmp_path):
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ=DESIGN_ENV)
+    conf = tmp_path / "conf"
+    p = cfg.project
+    assert cfg.path == conf / "stages.ini"
+    assert cfg.workdir == conf and cfg.build_dir == conf / "build"
+    assert p.name == "blog"
+    assert p.source == (tmp_path / "blog").resolve()          # ../blog, relative to the ini, not the cwd
+    assert (p.scm, p.revision, p.deploy_root, p.build) == ("auto", "main", "/srv/blog", "pip")
+    # an empty value followed by a comment-only continuation line stays empty
+    assert (p.build_command, p.reload_command, p.health_url, p.s3_endpoint) == ("", "", "", "")
+    assert p.migrate_command == "python manage.py migrate --noinput"
+    assert (p.keep_releases, p.keep_backups, p.parallel) == (5, 10, 10)
+    assert p.backup_max_age == 24 * 3600 and p.health_timeout == 30
+    assert p.ssh_config is None and p.artifact_store == "push"
+    assert (p.shared_dirs, p.shared_files, p.stage_dirs) == (("media",), (), ("cache",))
+
+    prod, test = cfg.databases["prod"], cfg.databases["test"]
+    assert (prod.engine, prod.host, prod.port, prod.dbname, prod.user) == ("mysql", "127.0.0.1", 3306, "blog_prod",
+                                                                          "blog")
+    assert prod.password_env == "BLOG_PROD_DB_PASSWORD" and prod.option_file == ""
+    assert prod.backup_host == Host("ssh://deploy@db1:22", "db1", "deploy", 22)
+    assert prod.restore_on_failed_migration is False
+    assert (test.dbname, test.password_env) == ("blog_test", "BLOG_TEST_DB_PASSWORD")
+    # no backup_host: the first host of the first stage using the database
+    assert test.backup_host == Host("ssh://deploy@web1:22", "web1", "deploy", 22)
+
+    assert list(cfg.stages) == ["test", "staging", "prod"]
+    st, sg, pr = cfg.stages["test"], cfg.stages["staging"], cfg.stages["prod"]
+    assert st.hosts == (Host("ssh://deploy@web1:22", "web1", "deploy", 22),)
+    assert pr.hosts == (Host("ssh://deploy@web1:22", "web1", "deploy", 22),
+                        Host("ssh://deploy@web2:22", "web2", "deploy", 22))
+    assert (st.link, sg.link, pr.link) == ("sites/test", "sites/staging", "sites/current")
+    assert (st.settings, sg.settings) == ("blog.settings.test", "blog.settings.prod")
+    assert (st.database, st.restore_from, st.promote_from) == ("test", "prod", None)
+    assert (sg.database, sg.restore_from, sg.promote_from) == ("prod", None, "test")
+    assert (pr.promote_from, pr.health_url, pr.batch, pr.max_fail) == ("staging", "http://{host}:8000/health/",
+                                                                       "100%", 0)
+    assert st.health_url == "" and pr.health_timeout == 30
+    assert [s.name for s in cfg.chain(pr)] == ["test", "staging", "prod"]
+    assert cfg.stage_database(sg) is prod
+
+
+def test_the_result_is_frozen(tmp_path):
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ=DESIGN_ENV)
+    with pytest.raises(AttributeError):
+        cfg.project.name = "other"  # type: ignore[misc]
+
+
+def test_backup_host_defaults_to_first_host_of_first_stage_using_the_database(tmp_path):
+    text = set_key(DESIGN_INI, "database:prod", "backup_host", None)
+    text = set_key(text, "stage:staging", "hosts", "ssh://deploy@web3:2222, ssh://deploy@web4")
+    cfg = load_config(write_ini(tmp_path, text), environ=DESIGN_ENV)
+    # staging is the first stage (in file order) with database = prod; prod's own hosts come later
+    assert cfg.databases["prod"].backup_host == Host("ssh://deploy@web3:2222", "web3", "deploy", 2222)
+
+
+def test_database_used_by_no_stage_has_no_backup_host(tmp_path):
+    text = LOCAL_INI + "\n[database:spare]\nengine = sqlite\npath = /srv/blog/db/spare.sqlite3\n"
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.databases["spare"].backup_host is None
+    assert cfg.databases["test"].backup_host == Host("local")
+
+
+@pytest.mark.parametrize("written, seconds", [("24h", 86400), ("30s", 30), ("15m", 900), ("2d", 172800),
+                                              ("45", 45), ("0s", 0)])
+def test_durations(tmp_path, written, seconds):
+    text = in_section(LOCAL_INI, "project", f"backup_max_age = {written}\nhealth_timeout = {written}")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.project.backup_max_age == seconds
+    assert cfg.project.health_timeout == seconds == cfg.stages["test"].health_timeout
+    assert parse_duration(written) == seconds
+
+
+def test_lists_and_relative_paths_resolved_against_the_ini(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # the cwd must not matter
+    text = in_section(LOCAL_INI, "project", "shared_dirs = media , uploads,, static/files\n"
+                                            "shared_files = config/local.py\nstage_dirs = cache,tmp\n"
+                                            "ssh_config = ssh/config   ; relative to this file")
+    text = set_key(text, "project", "deploy_root", ".demo/srv")
+    text = set_key(text, "database:test", "path", "db/test.sqlite3")
+    text = set_key(text, "stage:test", "hosts", "local ,local")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    conf = (tmp_path / "conf").resolve()
+    p = cfg.project
+    assert p.shared_dirs == ("media", "uploads", "static/files")
+    assert p.shared_files == ("config/local.py",) and p.stage_dirs == ("cache", "tmp")
+    assert p.ssh_config == conf / "ssh" / "config"
+    assert p.source == tmp_path.resolve() / "blog"
+    # every host is local, so relative deploy_root and sqlite paths are allowed, made absolute
+    assert p.deploy_root == str(conf / ".demo" / "srv")
+    assert cfg.databases["test"].path == str(conf / "db" / "test.sqlite3")
+    assert cfg.databases["prod"].path == "/srv/blog/db/prod.sqlite3"
+    assert cfg.stages["test"].hosts == (Host("local"), Host("local"))
+
+
+def test_stage_inherits_project_health_and_reload(tmp_path):
+    text = in_section(LOCAL_INI, "project", "health_url = http://{host}/ok\nreload_command = touch x\n"
+                                            "health_timeout = 1m")
+    text = in_section(text, "stage:staging", "health_url = http://{host}:9/h\nhealth_timeout = 5s")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    st, sg = cfg.stages["test"], cfg.stages["staging"]
+    assert (st.health_url, st.health_timeout, st.reload_command) == ("http://{host}/ok", 60, "touch x")
+    assert (sg.health_url, sg.health_timeout, sg.reload_command) == ("http://{host}:9/h", 5, "touch x")
+
+
+@pytest.mark.parametrize("spec, host", [
+    ("local", Host("local")),
+    ("ssh://web1", Host("ssh://web1", "web1", None, None)),
+    ("ssh://deploy@web1", Host("ssh://deploy@web1", "web1", "deploy", None)),
+    ("ssh://deploy@10.0.0.7:2222", Host("ssh://deploy@10.0.0.7:2222", "10.0.0.7", "deploy", 2222)),
+])
+def test_good_hosts(spec, host):
+    assert parse_host(spec) == host
+    assert parse_host(spec).address == ("127.0.0.1" if spec == "local" else host.hostname)
+
+
+def test_password_env_set_in_the_given_environ_is_accepted(tmp_path):
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ=DESIGN_ENV)
+    assert cfg.databases["prod"].password_env == "BLOG_PROD_DB_PASSWORD"
+    # the password itself is never stored in the config
+    assert "prod-secret" not in repr(cfg)
+
+
+# -- every mistake: one line, naming the line, section and key, and what to do ----------------------------
+def test_unknown_section(tmp_path):
+    text = LOCAL_INI + "\n[stages:prod]\nhosts = local\n"
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{header(text, 'stages:prod')}: [stages:prod]:")
+    assert "unknown section" in msg and "[stage:<name>]" in msg
+
+
+def test_unknown_section_name_with_a_dot(tmp_path):
+    text = LOCAL_INI + "\n[stage:pro.d]\nhosts = local\n"
+    msg = config_error(tmp_path, text)
+    assert f":{header(text, 'stage:pro.d')}: [stage:pro.d]: unknown section" in msg
+
+
+@pytest.mark.parametrize("section", ["project", "database:test", "stage:staging"])
+def test_unknown_key_with_its_line(tmp_path, section):
+    text = in_section(LOCAL_INI, section, "colour = blue   ; not a key")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, r"^colour =")
+    assert msg.startswith(f"stages.ini:{line}: [{section}] colour: unknown key; known keys: "), msg
+
+
+def test_unknown_key_typo_names_the_known_ones(tmp_path):
+    text = in_section(LOCAL_INI, "project", "keep_release = 3")
+    msg = config_error(tmp_path, text)
+    assert f"stages.ini:{line_of(text, '^keep_release =')}: [project] keep_release: unknown key" in msg
+    assert "keep_releases" in msg
+
+
+def test_duplicate_key_is_a_syntax_error_naming_it(tmp_path):
+    text = in_section(LOCAL_INI, "stage:test", "hosts = ssh://web9")
+    msg = config_error(tmp_path, text)
+    assert "hosts" in msg and f"line {line_of(text, 'ssh://web9')}" in msg and "fix the syntax" in msg
+
+
+@pytest.mark.parametrize("key, hint", [("name", "letters, digits"), ("source", "set it to the app's repository")])
+def test_missing_project_key(tmp_path, key, hint):
+    text = set_key(LOCAL_INI, "project", key, None)
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{header(text, 'project')}: [project] {key}: "), msg
+    assert hint in msg
+
+
+def test_missing_project_section(tmp_path):
+    text = LOCAL_INI.replace("[project]\n", "")
+    text = text.split("\n", 5)[-1]    # the project's keys would otherwise be outside any section
+    msg = config_error(tmp_path, text)
+    assert "no [project] section" in msg and "add one" in msg
+
+
+def test_missing_stage_hosts(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "hosts", None)
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{header(text, 'stage:staging')}: [stage:staging] hosts: missing;")
+    assert "hosts = ssh://" in msg
+
+
+def test_empty_stage_hosts_names_its_line(tmp_path):
+    text = set_key(LOCAL_INI, "stage:test", "hosts", " , ")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, '^hosts = +,', 'stage:test')}: [stage:test] hosts: missing")
+
+
+MYSQL_TEST = """\
+[database:test]
+engine = mysql
+host = 127.0.0.1
+name = blog_test
+user = blog
+password_env = BLOG_TEST_DB_PASSWORD
+"""
+
+
+def mysql_ini() -> str:
+    start = LOCAL_INI.index("[database:test]")
+    end = LOCAL_INI.index("[stage:test]")
+    return LOCAL_INI[:start] + MYSQL_TEST + "\n" + LOCAL_INI[end:]
+
+
+def test_mysql_base_is_valid(tmp_path):
+    cfg = load_config(write_ini(tmp_path, mysql_ini()), environ={"BLOG_TEST_DB_PASSWORD": "x"})
+    assert cfg.databases["test"].dbname == "blog_test"
+
+
+@pytest.mark.parametrize("key", ["name", "user"])
+def test_missing_mysql_key(tmp_path, key):
+    text = set_key(mysql_ini(), "database:test", key, None)
+    msg = config_error(tmp_path, text, {"BLOG_TEST_DB_PASSWORD": "x"})
+    assert msg.startswith(f"stages.ini:{header(text, 'database:test')}: [database:test] {key}: missing;")
+    assert f"engine = mysql needs {key} =" in msg
+
+
+def test_missing_password_env_and_option_file(tmp_path):
+    text = set_key(mysql_ini(), "database:test", "password_env", None)
+    msg = config_error(tmp_path, text)
+    assert "[database:test] password_env: missing;" in msg and "option_file" in msg
+
+
+def test_missing_sqlite_path(tmp_path):
+    text = set_key(LOCAL_INI, "database:prod", "path", None)
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{header(text, 'database:prod')}: [database:prod] path: missing;")
+    assert "path = " in msg
+
+
+def test_sqlite_with_a_mysql_key(tmp_path):
+    text = in_section(LOCAL_INI, "database:prod", "user = blog")
+    msg = config_error(tmp_path, text)
+    assert f":{line_of(text, '^user = blog')}: [database:prod] user: not used with engine = sqlite; remove it" in msg
+
+
+def test_stage_names_a_missing_database(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "database", "prd")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^database = prd")
+    assert msg == (f"stages.ini:{line}: [stage:staging] database: names [database:prd], which does not exist; "
+                   "add it or fix the name")
+
+
+def test_restore_from_names_a_missing_database(tmp_path):
+    text = set_key(LOCAL_INI, "stage:test", "restore_from", "production")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^restore_from = production")
+    assert msg.startswith(f"stages.ini:{line}: [stage:test] restore_from: names [database:production], "
+                          "which does not exist;")
+    assert "add it or fix the name" in msg
+
+
+def test_restore_from_its_own_database(tmp_path):
+    text = set_key(LOCAL_INI, "stage:test", "restore_from", "test")
+    msg = config_error(tmp_path, text)
+    assert "[stage:test] restore_from: must name another database" in msg
+
+
+def test_promote_from_names_a_missing_stage(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "promote_from", "tst")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^promote_from = tst")
+    assert msg == (f"stages.ini:{line}: [stage:staging] promote_from: names [stage:tst], which does not exist; "
+                   "add it or fix the name")
+
+
+def test_promote_from_cycle(tmp_path):
+    text = in_section(LOCAL_INI, "stage:test", "promote_from = staging")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^promote_from = staging", "stage:test")
+    assert msg.startswith(f"stages.ini:{line}: [stage:test] promote_from: ")
+    assert "cycle (test -> staging -> test)" in msg and "break it" in msg
+
+
+def test_promote_from_itself(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "promote_from", "staging")
+    msg = config_error(tmp_path, text)
+    assert "[stage:staging] promote_from:" in msg and "cycle (staging -> staging)" in msg
+
+
+def test_unset_password_env(tmp_path):
+    text = mysql_ini()
+    msg = config_error(tmp_path, text, {"BLOG_PROD_DB_PASSWORD": "set, but not the one needed"})
+    line = line_of(text, "^password_env =")
+    assert msg == (f"stages.ini:{line}: [database:test] password_env: environment variable BLOG_TEST_DB_PASSWORD "
+                   "is not set; export it before running doit")
+
+
+def test_password_env_read_from_the_given_environ_not_os_environ(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOG_TEST_DB_PASSWORD", "in os.environ only")
+    msg = config_error(tmp_path, mysql_ini(), {})
+    assert "BLOG_TEST_DB_PASSWORD is not set" in msg
+
+
+@pytest.mark.parametrize("base", ["mysql", "sqlite"])
+def test_password_written_in_a_database_section(tmp_path, base):
+    text = in_section(mysql_ini() if base == "mysql" else LOCAL_INI, "database:test", "password = hunter2")
+    msg = config_error(tmp_path, text, {"BLOG_TEST_DB_PASSWORD": "x"})
+    line = line_of(text, "^password = ")
+    assert msg.startswith(f"stages.ini:{line}: [database:test] password: never write a password in stages.ini;")
+    assert "password_env" in msg
+    assert "hunter2" not in msg          # the error does not repeat the secret
+
+
+@pytest.mark.parametrize("spec, why", [
+    ("web1", "neither 'local' nor"),
+    ("http://x", "neither 'local' nor"),
+    ("ssh://h:notaport", "bad port"),
+    ("ssh://h:99999", "bad port"),
+    ("ssh://", "not of the form"),
+    ("ssh://u:pw@h", "not of the form"),
+    ("ssh://h/srv", "not of the form"),
+    ("Local", "neither 'local' nor"),
+])
+def test_bad_host(tmp_path, spec, why):
+    text = set_key(LOCAL_INI, "stage:staging", "hosts", f"local, {spec}")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^hosts = local, ", "stage:staging")
+    assert msg.startswith(f"stages.ini:{line}: [stage:staging] hosts: host {spec!r} "), msg
+    assert why in msg and "write 'local' or ssh://[user@]host[:port]" in msg
+    with pytest.raises(ValueError):
+        parse_host(spec)
+
+
+def test_bad_backup_host(tmp_path):
+    text = in_section(LOCAL_INI, "database:prod", "backup_host = db1")
+    msg = config_error(tmp_path, text)
+    assert f":{line_of(text, '^backup_host =')}: [database:prod] backup_host: host 'db1' is neither" in msg
+
+
+@pytest.mark.parametrize("key", ["keep_releases", "keep_backups"])
+@pytest.mark.parametrize("value", ["five", "2.5", "-1", "0", "3 releases"])
+def test_non_integer_keep(tmp_path, key, value):
+    text = in_section(LOCAL_INI, "project", f"{key} = {value}")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, f"^{key} =")
+    assert msg == f"stages.ini:{line}: [project] {key}: {value!r} is not a whole number >= 1; write e.g. " + (
+        "5" if key == "keep_releases" else "10")
+
+
+@pytest.mark.parametrize("key", ["backup_max_age", "health_timeout"])
+def test_bad_duration(tmp_path, key):
+    text = in_section(LOCAL_INI, "project", f"{key} = 24 hours")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, f'^{key} =')}: [project] {key}: '24 hours' is not a duration")
+    assert "like 30s, 15m, 24h or 2d" in msg
+
+
+@pytest.mark.parametrize("name", ["my blog", "blog.v2", "blog/x", "blög"])
+def test_bad_project_name(tmp_path, name):
+    text = set_key(LOCAL_INI, "project", "name", name)
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^name =", "project")
+    assert msg == (f"stages.ini:{line}: [project] name: {name!r} must be letters, digits, '-' or '_' "
+                   "(it goes into release ids)")
+
+
+def test_relative_deploy_root_with_ssh_hosts(tmp_path):
+    text = set_key(LOCAL_INI, "project", "deploy_root", "srv/blog")
+    text = set_key(text, "stage:staging", "hosts", "ssh://deploy@web1:22")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^deploy_root =")
+    assert msg == f"stages.ini:{line}: [project] deploy_root: 'srv/blog' must be an absolute path on the hosts, " \
+                  "e.g. /srv/blog"
+
+
+def test_relative_sqlite_path_with_an_ssh_backup_host(tmp_path):
+    text = set_key(LOCAL_INI, "database:prod", "path", "db/prod.sqlite3")
+    text = in_section(text, "database:prod", "backup_host = ssh://db1")
+    msg = config_error(tmp_path, text)
+    assert f":{line_of(text, '^path = db/')}: [database:prod] path: 'db/prod.sqlite3' must be an absolute" in msg
+
+
+def test_duplicate_links(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "link", "sites/test")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^link = sites/test", "stage:staging")
+    assert msg == (f"stages.ini:{line}: [stage:staging] link: sites/test is already the link of stage test; "
+                   "give each stage its own link")
+
+
+def test_default_links_of_two_stages_do_not_clash(tmp_path):
+    text = set_key(set_key(LOCAL_INI, "stage:staging", "link", None), "stage:test", "link", None)
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert (cfg.stages["test"].link, cfg.stages["staging"].link) == ("sites/test", "sites/staging")
+
+
+@pytest.mark.parametrize("link", ["/srv/sites/test", "../sites/test", "current"])
+def test_bad_link(tmp_path, link):
+    text = set_key(LOCAL_INI, "stage:test", "link", link)
+    msg = config_error(tmp_path, text)
+    assert f"[stage:test] link: {link!r} must be a relative path below deploy_root, like sites/test" in msg
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("scm", "svn", "is not auto, git or hg"),
+    ("build", "buildout", "use pip, command or none"),
+    ("artifact_store", "s3://bucket/x", "use push"),
+    ("shared_dirs", "media, ../etc", "must be a relative path inside the release"),
+    ("parallel", "0", "is not a whole number >= 1"),
+])
+def test_other_bad_project_values(tmp_path, key, value, hint):
+    text = set_key(LOCAL_INI, "project", key, value) if key == "build" else \
+        in_section(LOCAL_INI, "project", f"{key} = {value}")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, f'^{key} =')}: [project] {key}: ") and hint in msg
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("batch", "half", "is not a number of hosts or a share like 50%"),
+    ("batch", "0%", "is not a number of hosts"),
+    ("max_fail", "-1", "is not a whole number >= 0"),
+])
+def test_other_bad_stage_values(tmp_path, key, value, hint):
+    text = in_section(LOCAL_INI, "stage:staging", f"{key} = {value}")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, f'^{key} =')}: [stage:staging] {key}: ") and hint in msg
+
+
+def test_stage_with_database_needs_settings(tmp_path):
+    text = set_key(LOCAL_INI, "stage:test", "settings", None)
+    msg = config_error(tmp_path, text)
+    assert "[stage:test] settings: missing; name the DJANGO_SETTINGS_MODULE" in msg
+
+
+def test_no_stage_at_all(tmp_path):
+    text = LOCAL_INI[:LOCAL_INI.index("[stage:test]")]
+    msg = config_error(tmp_path, text)
+    assert "no [stage:<name>] section" in msg and "hosts = local" in msg
+
+
+def test_syntax_error_is_one_line(tmp_path):
+    text = LOCAL_INI + "\nthis line has no equals sign\n"
+    msg = config_error(tmp_path, text)
+    assert "fix the syntax" in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.ini", environ={})
+    assert "no such file" in str(info.value) and "STAGES_INI" in str(info.value)
+
+
+def test_stages_ini_from_environ(tmp_path, monkeypatch):
+    path = write_ini(tmp_path, LOCAL_INI)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(environ={"STAGES_INI": str(path)})
+    assert cfg.path == path and cfg.project.name == "blog"
