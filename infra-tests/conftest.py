@@ -22,7 +22,8 @@ def testinfra_spec(host) -> str:
 def pytest_configure(config):
     cfg = load_config()
     stage = cfg.stages[os.environ["VERIFY_STAGE"]]
-    config.option.hosts = ",".join(testinfra_spec(h) for h in stage.hosts)
+    only = set(filter(None, os.environ.get("VERIFY_HOSTS", "").split(",")))
+    config.option.hosts = ",".join(testinfra_spec(h) for h in stage.hosts if not only or h.spec in only)
     if cfg.project.ssh_config:
         config.option.ssh_config = str(cfg.project.ssh_config)
 

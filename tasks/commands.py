@@ -1,6 +1,8 @@
 """The commands beside the deploy chain: verify, rollback, unlock, status. Like nodes.py, no doit here."""
 from __future__ import annotations
 
+from collections import Counter
+
 from .config import Stage
 from .plan import Plan
 from .rollout import rollout
@@ -14,16 +16,28 @@ from .steps.verify import record_verify, run_infra_tests
 
 
 def run_verify(plan: Plan, stage: Stage) -> str:
-    rid = plan.live_release(stage, f"verify:{stage.name}")
-    ok, output = run_infra_tests(plan.config, stage, rid)
-    plan.on_hosts(stage.hosts, lambda t: record_verify(t, plan.layout, stage.name, rid, ok),
-                  f"verify:{stage.name}: recording the result")
-    summary = (output.strip().splitlines() or ["no output"])[-1]
-    if not ok:
-        failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-        raise StepError(f"verify:{stage.name}: infra-tests failed for {rid}: "
-                        + ("; ".join(failed[:5]) or summary))
-    return f"{rid}: {summary}"
+    """infra-tests against every host, each checked against the release its own link points at (hosts
+    may differ after a rollout with max_fail > 0); the result is recorded on each host."""
+    what = f"verify:{stage.name}"
+    targets = plan.on_hosts(stage.hosts, lambda t: read_link(t, plan.layout, stage.link), what)
+    groups: dict[str, list] = {}
+    for host, target in zip(stage.hosts, targets):
+        rid = release_of(target)
+        if rid is None:
+            raise StepError(f"{what}: {host} has no {stage.link}; deploy or promote {stage.name} first")
+        groups.setdefault(rid, []).append(host)
+    failures, summaries = [], []
+    for rid, hosts in groups.items():
+        ok, output = run_infra_tests(plan.config, stage, rid, hosts)
+        plan.on_hosts(hosts, lambda t, rid=rid, ok=ok: record_verify(t, plan.layout, stage.name, rid, ok),
+                      f"{what}: recording the result")
+        summaries.append(f"{rid}: {(output.strip().splitlines() or ['no output'])[-1]}")
+        if not ok:
+            failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+            failures.append(f"{rid}: " + ("; ".join(failed[:5]) or summaries[-1]))
+    if failures:
+        raise StepError(f"{what}: infra-tests failed for " + " / ".join(failures))
+    return "; ".join(summaries)
 
 
 def run_rollback(plan: Plan, stage: Stage) -> str:
@@ -77,7 +91,12 @@ def status_rows(plan: Plan) -> list[list[str]]:
         for host, st in zip(stage.hosts, states):
             rids[host] = "unreachable" if isinstance(st, Exception) else (release_of(st[0]) or "-")
         first = next((st for st in states if not isinstance(st, Exception)), None)
-        main = max(set(rids.values()), key=list(rids.values()).count)
+        logged = next((r.get("release") for r in reversed(first[1] if first else [])
+                       if r.get("stage") == stage.name and r.get("result") in ("ok", "rollback")), None)
+        counts = Counter(rids.values())
+        top = max(counts.values())
+        # the release most hosts run; on a tie, the one the release log says was switched to last
+        main = logged if counts.get(logged) == top else counts.most_common(1)[0][0]
         rec = last_switch(first[1], stage.name, main) if first else None
         odd = [f"{h} has {r}" for h, r in rids.items() if r != main]
         agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)

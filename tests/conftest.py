@@ -108,3 +108,30 @@ def nginx_on():
     yield start
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture(scope="module")
+def blog_world(ssh_hosts, mariadb, tmp_path_factory):
+    """One test module's project: web1 and web2 emptied, fresh prod and test databases with a user whose
+    password is NASTY_PASSWORD, the blog in a new git repository, a stages.ini for all three stages."""
+    from apprepo import AppRepo
+    from project import Project
+
+    ssh_hosts.reset()
+    base = tmp_path_factory.mktemp("world")
+    token = secrets.token_hex(3)
+    prod, test, user = f"dst_prod_{token}", f"dst_test_{token}", f"dst_u_{token}"
+    for db in (prod, test):
+        mariadb.create_database(db)
+    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
+    repo = AppRepo(base / "blog")
+    (base / "work").mkdir()
+    hosts = [ssh_hosts["web1"], ssh_hosts["web2"]]
+    project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user, NASTY_PASSWORD)
+    yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": hosts}
+    for h in hosts:
+        if not h.running:
+            h.start()
+    for db in (prod, test):
+        mariadb.drop_database(db)
+    mariadb.drop_user(user)

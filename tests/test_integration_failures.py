@@ -9,31 +9,13 @@ import subprocess
 import time
 
 import pytest
-from apprepo import AppRepo
 from harness import NASTY_PASSWORD
-from project import DOIT, PASSWORD_ENV, Project
+from project import DOIT, PASSWORD_ENV
 
 
 @pytest.fixture(scope="module")
-def world(ssh_hosts, mariadb, tmp_path_factory):
-    ssh_hosts.reset()
-    base = tmp_path_factory.mktemp("failures")
-    token = os.urandom(3).hex()
-    prod, test, user = f"dst_prod_{token}", f"dst_test_{token}", f"dst_u_{token}"
-    for db in (prod, test):
-        mariadb.create_database(db)
-    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
-    repo = AppRepo(base / "blog")
-    (base / "work").mkdir()
-    hosts = [ssh_hosts["web1"], ssh_hosts["web2"]]
-    project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user, NASTY_PASSWORD)
-    yield {"project": project, "repo": repo, "hosts": hosts, "base": base, "ssh_hosts": ssh_hosts}
-    for h in hosts:
-        if not h.running:
-            h.start()
-    for db in (prod, test):
-        mariadb.drop_database(db)
-    mariadb.drop_user(user)
+def world(blog_world):
+    return blog_world
 
 
 def test_promotion_of_nothing_is_refused(world):
@@ -161,3 +143,29 @@ def test_cleanup_keeps_what_links_and_rollbacks_need(world):
         test_releases = [r["release"] for r in p.log(h) if r["stage"] == "test" and r["result"] == "ok"]
         assert set(test_releases[-3:]) <= names  # keep_releases = 3: the last three good ones of each stage
         assert len(names) <= 3 * 3
+
+
+def test_max_fail_lets_a_rollout_go_on_without_the_failing_host(world):
+    p, repo, (web1, web2) = world["project"], world["repo"], world["hosts"]
+    repo.commit("r7", {"static/version.txt": "r7\n"})
+    p.ok("deploy:test")
+    p.ok("promote:staging")
+    new = p.links("sites/staging")[0]
+    old = p.links("sites/current")
+    web2.run(["sh", "-c", "touch /srv/blog/shared/no-reload"])
+    reload = "reload_command = sh -c 'test ! -e /srv/blog/shared/no-reload'\n"
+    try:
+        p.write(prod_stage_extra=reload)  # max_fail = 0: web2's reload fails, so no host keeps the release
+        res = p.doit("promote:prod")
+        assert res.returncode != 0 and "back on its previous release" in res.stderr, res.stderr
+        assert p.links("sites/current") == old
+        p.write(prod_stage_extra=reload + "max_fail = 1\n")
+        res = p.ok("promote:prod")
+        assert "1 host(s) failed" in res.stdout
+        assert p.links("sites/current") == [new, old[1]]
+        assert p.log(web2)[-1]["result"] == "failed" and p.log(web1)[-1]["result"] == "ok"
+    finally:
+        web2.run(["rm", "-f", "/srv/blog/shared/no-reload"])
+        p.write(prod_stage_extra="")
+    p.ok("promote:prod")
+    assert p.links("sites/current") == [new, new]

@@ -8,28 +8,13 @@ import urllib.error
 import urllib.request
 
 import pytest
-from apprepo import AppRepo
-from harness import NASTY_PASSWORD, free_port
-from project import Project, tree
+from harness import free_port
+from project import tree
 
 
 @pytest.fixture(scope="module")
-def world(ssh_hosts, mariadb, tmp_path_factory):
-    ssh_hosts.reset()
-    base = tmp_path_factory.mktemp("promote")
-    token = os.urandom(3).hex()
-    prod, test, user = f"dst_prod_{token}", f"dst_test_{token}", f"dst_u_{token}"
-    for db in (prod, test):
-        mariadb.create_database(db)
-    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
-    repo = AppRepo(base / "blog")
-    (base / "work").mkdir()
-    hosts = [ssh_hosts["web1"], ssh_hosts["web2"]]
-    project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user, NASTY_PASSWORD)
-    yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": hosts}
-    for db in (prod, test):
-        mariadb.drop_database(db)
-    mariadb.drop_user(user)
+def world(blog_world):
+    return blog_world
 
 
 def rid(link):

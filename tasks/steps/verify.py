@@ -15,8 +15,9 @@ from .common import read_text, write_file
 INFRA_TESTS = Path(__file__).resolve().parents[2] / "infra-tests"
 
 
-def run_infra_tests(config: Config, stage: Stage, release: str) -> tuple[bool, str]:
-    env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release)
+def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[bool, str]:
+    env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release,
+               VERIFY_HOSTS=",".join(h.spec for h in hosts))
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
                           "-o", "addopts=", str(INFRA_TESTS)], env=env, capture_output=True, text=True,
                          cwd=INFRA_TESTS)
