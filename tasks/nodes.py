@@ -20,7 +20,6 @@ from .steps.archive import local_release
 from .steps.common import StepError, read_text, write_file
 from .steps.switch import read_link, release_of
 from .steps.upload import has_release, upload_release
-from .transport import connect
 
 
 # -- archive ---------------------------------------------------------------------------------------
@@ -108,8 +107,7 @@ def run_restore(plan: Plan, stage: Stage) -> str:
         raise StepError(f"restore:{stage.name}: there is no verified backup of {src.name} on {src_host}; "
                         f"run doit backup:{src.name}")
     def load(dst):
-        with _connect(plan, src_host) as s:
-            path, temporary = restore_step.stage_backup_file(s, dst, plan.config, newest)
+        path, temporary = restore_step.stage_backup_file(plan.connections.get(src_host), dst, plan.config, newest)
         try:
             restore_step.restore_backup(dst, plan.config, db, newest, path)
         finally:
@@ -119,10 +117,6 @@ def run_restore(plan: Plan, stage: Stage) -> str:
         write_file(dst, plan.layout.db_marker(db.name), marker)
     plan.on_host(dst_host, load)
     return f"{db.name} := {newest['file']}"
-
-
-def _connect(plan: Plan, host):
-    return connect(host, plan.config.project.ssh_config)
 
 
 # -- migrate:<stage> -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .steps.lock import holder_text, release_lock, take_lock
 from .steps.switch import read_link, release_of
 from .steps.upload import fetch_release
 from .steps.verify import read_verify
-from .transport import connect
+from .transport import CommandFailed, Connections
 
 
 class Plan:
@@ -37,17 +37,23 @@ class Plan:
         self._releases: dict[str, Release] = {}
         self._locked: list[Host] = []
         self._mutex = threading.Lock()
+        self.connections = Connections(config.project.ssh_config)
+        atexit.register(self.connections.close_all)  # registered first, so it runs after unlock_all
 
     # -- hosts -------------------------------------------------------------------------------------
     def on_hosts(self, hosts, fn, what):
-        return on_hosts(self.config, hosts, fn, what)
+        return on_hosts(self.connections, self.config.project.parallel, hosts, fn, what)
 
     def run_on_hosts(self, hosts, fn):
-        return run_on_hosts(self.config, hosts, fn)
+        return run_on_hosts(self.connections, self.config.project.parallel, hosts, fn)
 
     def on_host(self, host: Host, fn):
-        with connect(host, self.config.project.ssh_config) as t:
-            return fn(t)
+        try:
+            return fn(self.connections.get(host))
+        except CommandFailed as exc:
+            if exc.unreachable:
+                self.connections.drop(host)
+            raise
 
     def backup_host(self, db: Database) -> Host:
         if db.backup_host is None:

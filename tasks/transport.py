@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -133,3 +134,35 @@ class SSHTransport(Transport):
 
 def connect(host: Host, ssh_config: Path | None = None) -> Transport:
     return LocalTransport(host) if host.local else SSHTransport(host, ssh_config)
+
+
+class Connections:
+    """One transport per host for a whole run, reused by every node (an SshMachine costs ~60 ms to open).
+    Each host is used by one thread at a time: fan-out gives every host its own thread."""
+
+    def __init__(self, ssh_config: Path | None = None):
+        self.ssh_config = ssh_config
+        self._open: dict[Host, Transport] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, host: Host) -> Transport:
+        with self._mutex:
+            t = self._open.get(host)
+        if t is None:
+            t = connect(host, self.ssh_config)
+            with self._mutex:
+                t = self._open.setdefault(host, t)
+        return t
+
+    def drop(self, host: Host) -> None:
+        """Forget a host's transport after it failed to reach the host: the next use reconnects."""
+        with self._mutex:
+            t = self._open.pop(host, None)
+        if t is not None:
+            t.close()
+
+    def close_all(self) -> None:
+        with self._mutex:
+            open_, self._open = list(self._open.values()), {}
+        for t in open_:
+            t.close()

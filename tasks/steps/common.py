@@ -6,8 +6,8 @@ import json
 import threading
 from typing import Callable, Sequence, TypeVar
 
-from ..config import Config, Host
-from ..transport import CommandFailed, Transport, connect
+from ..config import Host
+from ..transport import CommandFailed, Connections, Transport
 
 T = TypeVar("T")
 
@@ -41,13 +41,13 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport], T],
+def on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T],
              what: str) -> list[T]:
     """Run fn(transport) on every host at once (up to [project] parallel), one connection per host.
 
     Returns the results in host order. If any host fails, raises one StepError naming every failed host,
     after all have finished, so the caller can undo on the ones that succeeded."""
-    results = run_on_hosts(config, hosts, fn)
+    results = run_on_hosts(pool, parallel, hosts, fn)
     errors = [str(r) if isinstance(r, CommandFailed) else f"{h}: {r}"
               for h, r in zip(hosts, results) if isinstance(r, Exception)]
     if errors:
@@ -55,13 +55,14 @@ def on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport], T]
     return results
 
 
-def run_on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport], T]) -> list:
+def run_on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T]) -> list:
     """Like on_hosts, but a failure is returned in place of that host's result."""
     def one(host):
         try:
-            with connect(host, config.project.ssh_config) as t:
-                return fn(t)
+            return fn(pool.get(host))
         except (CommandFailed, StepError) as exc:
+            if isinstance(exc, CommandFailed) and exc.unreachable:
+                pool.drop(host)
             return exc
 
     if len(hosts) == 1:
@@ -69,7 +70,7 @@ def run_on_hosts(config: Config, hosts: Sequence[Host], fn: Callable[[Transport]
     # plain threads, not an executor: this also runs from atexit (releasing locks), where
     # concurrent.futures refuses new work
     results: list = [None] * len(hosts)
-    slots = threading.Semaphore(config.project.parallel)
+    slots = threading.Semaphore(parallel)
 
     def worker(i):
         with slots:
