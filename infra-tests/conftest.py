@@ -24,8 +24,9 @@ def pytest_configure(config):
     stage = cfg.stages[os.environ["VERIFY_STAGE"]]
     only = set(filter(None, os.environ.get("VERIFY_HOSTS", "").split(",")))
     config.option.hosts = ",".join(testinfra_spec(h) for h in stage.hosts if not only or h.spec in only)
-    if cfg.project.ssh_config:
-        config.option.ssh_config = str(cfg.project.ssh_config)
+    ssh_config = os.environ.get("VERIFY_SSH_CONFIG") or cfg.project.ssh_config
+    if ssh_config:
+        config.option.ssh_config = str(ssh_config)
 
 
 @pytest.fixture(scope="session")

@@ -32,14 +32,29 @@ class CommandFailed(Exception):
         return self.retcode == 255 and not self.host.local
 
 
-def ssh_options(ssh_config: Path | None) -> list[str]:
-    """Host keys are checked, never accepted blindly; one master connection per host is reused."""
+def control_path() -> str:
     sockdir = Path(f"/tmp/doit-stages-{os.getuid()}")
     sockdir.mkdir(mode=0o700, exist_ok=True)
+    return f"{sockdir}/%C"
+
+
+def ssh_options(ssh_config: Path | None) -> list[str]:
+    """Host keys are checked, never accepted blindly; one master connection per host is reused."""
     opts = ["-F", str(ssh_config)] if ssh_config else []
     return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
-                   "-o", "ControlMaster=auto", "-o", f"ControlPath={sockdir}/%C", "-o", "ControlPersist=60",
+                   "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", "-o", "ControlPersist=60",
                    "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
+
+
+def ssh_config_for_others(ssh_config: Path | None) -> str:
+    """An OpenSSH config that other ssh clients of a run (testinfra in verify) use to ride on the tool's
+    master connections, with the same strict host-key checking, and the user's own config after it."""
+    user = ssh_config or Path.home() / ".ssh" / "config"
+    lines = ["BatchMode yes", "StrictHostKeyChecking yes", "ControlMaster auto",
+             f"ControlPath {control_path()}", "ControlPersist 60"]
+    if user.is_file():
+        lines.append(f"Include {user}")
+    return "\n".join(lines) + "\n"
 
 
 class Transport:
@@ -164,5 +179,9 @@ class Connections:
     def close_all(self) -> None:
         with self._mutex:
             open_, self._open = list(self._open.values()), {}
-        for t in open_:
-            t.close()
+        # in parallel: closing a plumbum session waits 50 ms
+        threads = [threading.Thread(target=t.close) for t in open_]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()

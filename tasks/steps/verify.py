@@ -9,15 +9,19 @@ from pathlib import Path
 
 from ..config import Config, Stage
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import Transport, ssh_config_for_others
 from .common import read_text, write_file
 
 INFRA_TESTS = Path(__file__).resolve().parents[2] / "infra-tests"
 
 
 def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[bool, str]:
+    # testinfra reuses the run's SSH master connections instead of a new handshake per host
+    ssh_cfg = config.build_dir / "verify_ssh_config"
+    config.build_dir.mkdir(parents=True, exist_ok=True)
+    ssh_cfg.write_text(ssh_config_for_others(config.project.ssh_config))
     env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release,
-               VERIFY_HOSTS=",".join(h.spec for h in hosts))
+               VERIFY_HOSTS=",".join(h.spec for h in hosts), VERIFY_SSH_CONFIG=str(ssh_cfg))
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
                           "-o", "addopts=", str(INFRA_TESTS)], env=env, capture_output=True, text=True,
                          cwd=INFRA_TESTS)
