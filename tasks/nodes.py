@@ -106,6 +106,7 @@ def run_restore(plan: Plan, stage: Stage) -> str:
     if not newest:
         raise StepError(f"restore:{stage.name}: there is no verified backup of {src.name} on {src_host}; "
                         f"run doit backup:{src.name}")
+
     def load(dst):
         path, temporary = restore_step.stage_backup_file(plan.connections.get(src_host), dst, plan.config, newest)
         try:

@@ -80,3 +80,24 @@ class AppRepo:
     def add_failing_migration(self) -> str:
         return self.commit("r3", {"posts/migrations/0005_boom.py": FAILING_MIGRATION,
                                   "static/version.txt": "r3\n"})
+
+# Fails only against production's settings: the test stage passes, the promotion's migration of prod
+# fails half-way (MySQL DDL commits at once, so the new table stays behind).
+PROD_ONLY_FAILURE = '''import os
+
+from django.db import migrations, models
+
+
+def fail_in_prod(apps, schema_editor):
+    if os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith(".prod"):
+        raise RuntimeError("this migration fails against production on purpose")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "0003_populate_post_slug")]
+    operations = [
+        migrations.CreateModel("Tag", [("id", models.BigAutoField(primary_key=True)),
+                                       ("name", models.CharField(max_length=40))]),
+        migrations.RunPython(fail_in_prod, migrations.RunPython.noop),
+    ]
+'''

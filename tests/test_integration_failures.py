@@ -169,3 +169,35 @@ def test_max_fail_lets_a_rollout_go_on_without_the_failing_host(world):
         p.write(prod_stage_extra="")
     p.ok("promote:prod")
     assert p.links("sites/current") == [new, new]
+
+
+def test_failed_production_migration_names_the_backup_or_restores_it(world):
+    from apprepo import PROD_ONLY_FAILURE
+
+    p, repo, db = world["project"], world["repo"], world["mariadb"]
+    web1 = world["hosts"][0]
+    repo.commit("r8", {"posts/migrations/0004_tag.py": PROD_ONLY_FAILURE, "static/version.txt": "r8\n"})
+    p.ok("deploy:test")
+    staging = p.links("sites/staging")
+    db.query(world["prod"], "INSERT INTO posts_post (title, slug, body, created) VALUES ('keep', 'keep', 'me', NOW())")
+    rows = db.row_counts(world["prod"])
+    res = p.doit("promote:staging")
+    assert res.returncode != 0 and "migrate:staging" in res.stderr, res.stderr
+    before = [b for b in p.backups(web1) if b["reason"].startswith("before migrate:staging")][-1]
+    assert before["file"] in res.stderr and "restore it from" in res.stderr
+    assert p.links("sites/staging") == staging
+    assert "posts_tag" in db.tables(world["prod"])  # half-migrated: the tool said so and left it
+    p.write(prod_extra="restore_on_failed_migration = yes\n")
+    try:
+        res = p.doit("promote:staging")
+    finally:
+        p.write(prod_extra="")
+    assert res.returncode != 0 and "was restored from" in res.stderr, res.stderr
+    # restored from the backup taken right before this attempt (which holds the first attempt's leftovers):
+    # what the database holds now is exactly that backup, and the row the migration's RunPython never got to
+    latest = [b for b in p.backups(web1) if b["reason"].startswith("before migrate:staging")][-1]
+    assert latest["file"] in res.stderr and latest["name"] != before["name"]
+    assert db.row_counts(world["prod"]) == latest["tables"]
+    assert db.row_counts(world["prod"])["posts_post"] == rows["posts_post"]
+    assert p.links("sites/staging") == staging
+    repo._run("git", "reset", "-q", "--hard", "HEAD~1")
