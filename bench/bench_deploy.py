@@ -404,8 +404,8 @@ def audit_network(args, hosts_all, base: Path, source: Path, wheels, n: int, bui
         raise BenchError("the run connected outside 127.0.0.1:\n" + "\n".join(bad[:20]))
     ports = {h.port for h in hosts}
     other = sorted(k for k in seen if int(k.rsplit(":", 1)[1] or 0) not in ports) if seen else []
-    return (f"network audit ({build}, N={n}, cold deploy + no-op rerun under strace -f -e connect): "
-            f"{sum(seen.values())} inet connect() calls, all to 127.0.0.1"
+    return (f"network audit ({build}, N={n}, cold deploy + no-op rerun under strace -f -e "
+            f"connect,sendto,sendmsg,sendmmsg): {sum(seen.values())} inet connect()/send calls, all to 127.0.0.1"
             + (f" (to ports other than the hosts': {', '.join(other)})" if other else "")
             + f", {len(ports)} host port(s)")
 
