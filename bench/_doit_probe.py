@@ -156,7 +156,7 @@ def _report() -> None:
         json.dump(data, f, indent=1)
 
 
-# -- what-if patches (BENCH_PROBE_WHATIF=nosleep,batchverify): how fast the tool would be with a change, measured
+# -- what-if patches (BENCH_PROBE_WHATIF=nosleep): how fast the tool would be with a change, measured
 # without changing it. Not the tool's behaviour; only bench_deploy.py --what-if sets them.
 
 def _whatif_nosleep() -> None:
@@ -181,24 +181,13 @@ def _whatif_nosleep() -> None:
     ShellSession.close = close
 
 
-def _whatif_batchverify() -> None:
-    """verify runs bench/_whatif_infra_tests (the same checks, one ssh command per host) instead of
-    infra-tests/. Must run before dodo.py imports the tool."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.dirname(here))
-    from pathlib import Path
-
-    import tasks.steps.verify as verify
-    verify.INFRA_TESTS = Path(here) / "_whatif_infra_tests"
-
-
 _profiler = None
 atexit.register(_report)          # registered first, so it runs last (after the tool's lock release)
 
 if __name__ == "__main__":
     _install()
     for name in filter(None, os.environ.get("BENCH_PROBE_WHATIF", "").split(",")):
-        {"nosleep": _whatif_nosleep, "batchverify": _whatif_batchverify}[name]()
+        {"nosleep": _whatif_nosleep}[name]()
     if PROFILE:
         import cProfile
         _profiler = cProfile.Profile()

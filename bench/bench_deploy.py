@@ -414,8 +414,7 @@ WHAT_IF = [  # (label, environment of the doit process, parallel = N)
     ("as is", {}, False),
     ("plumbum session closed without its 50 ms sleep", {"BENCH_PROBE_WHATIF": "nosleep"}, False),
     ("parallel = N (every host at once)", {}, True),
-    ("verify: one ssh command per host (batched reads)", {"BENCH_PROBE_WHATIF": "batchverify"}, False),
-    ("all three", {"BENCH_PROBE_WHATIF": "nosleep,batchverify"}, True),
+    ("both", {"BENCH_PROBE_WHATIF": "nosleep"}, True),
 ]
 
 
@@ -821,7 +820,7 @@ def main() -> int:
                    "`.venv/bin/python bench/bench_deploy.py " + " ".join(sys.argv[1:]) + "`. The cold `deploy:test` "
                    "and its no-op rerun of bench/results.md (build = none, code-only stages, fresh hosts, no SSH "
                    "master at the start), with changes the tool does not have: patched in at run time by "
-                   "bench/_doit_probe.py (BENCH_PROBE_WHATIF=nosleep,batchverify) or set in stages.ini "
+                   "bench/_doit_probe.py (BENCH_PROBE_WHATIF=nosleep) or set in stages.ini "
                    "(`parallel`). tasks/ and infra-tests/ are unchanged. "
                    "Seconds, "
                    f"median (min–max) of {args.what_if_repeat} runs.", "", *machine_facts(args), ""]
@@ -831,9 +830,6 @@ def main() -> int:
                     "0.05 s, and every `SSHTransport` (an `SshMachine`) has one such session: what a transport of "
                     "plain ssh/scp processes, without plumbum's shell session, would save.",
                     "- *parallel = N*: `[project] parallel` set to the number of hosts (default 10).",
-                    "- *verify: one ssh command per host*: bench/_whatif_infra_tests, the checks of "
-                    "infra-tests/test_stage.py with every fact of a host read by one `host.check_output` "
-                    "(testinfra runs hosts one after another, ~12 ssh commands each).",
                     "- †: other processes on the machine used more than a quarter CPU during a run of that cell."]
             (BENCH / "whatif.md").write_text("\n".join(doc) + "\n")
             print("\n".join(doc), flush=True)
