@@ -164,9 +164,11 @@ class Connections:
         with self._mutex:
             t = self._open.get(host)
         if t is None:
-            t = connect(host, self.ssh_config)
+            new = connect(host, self.ssh_config)
             with self._mutex:
-                t = self._open.setdefault(host, t)
+                t = self._open.setdefault(host, new)
+            if t is not new:  # another thread connected first
+                new.close()
         return t
 
     def drop(self, host: Host) -> None:
