@@ -74,8 +74,8 @@ def rebuild_for_stage(t, plan: Plan, stage: Stage, rid: str) -> None:
 
 
 def run_unlock(plan: Plan, stage: Stage) -> str:
-    hosts = list(dict.fromkeys([*stage.hosts] + [db.backup_host for db in plan.config.databases.values()
-                                                 if db.backup_host and stage.database == db.name]))
+    db = plan.config.stage_database(stage)
+    hosts = list(dict.fromkeys([*stage.hosts, *([db.backup_host] if db and db.backup_host else [])]))
     found = plan.on_hosts(hosts, lambda t: break_lock(t, plan.layout), f"unlock:{stage.name}")
     said = [f"{h}: removed the lock of {holder_text(r)}" for h, r in zip(hosts, found) if r is not False]
     return "; ".join(said) if said else f"no host of {stage.name} was locked"

@@ -120,12 +120,6 @@ class Config:
     def stage_database(self, stage: Stage) -> Database | None:
         return self.databases[stage.database] if stage.database else None
 
-    def chain(self, stage: Stage) -> list[Stage]:
-        """The stage and the stages it promotes from, source first."""
-        out = [stage]
-        while out[0].promote_from:
-            out.insert(0, self.stages[out[0].promote_from])
-        return out
 
 
 PROJECT_KEYS = {f for f in Project.__dataclass_fields__}

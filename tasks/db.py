@@ -1,8 +1,9 @@
 """The databases: option files, the SQL the tool runs through the client on a host, and pure parsers of
-its output; plus a mysql-connector-python connection for checks from this machine (tests, infra-tests).
+its output.
 
 The steps query through the `mysql` client on the host (over the transport), because the database is
-often reachable only from the hosts, not from the deploying machine.
+often reachable only from the hosts, not from the deploying machine. (The tests check the databases from
+here with mysql-connector-python: tests/harness.py.)
 """
 from __future__ import annotations
 
@@ -78,9 +79,3 @@ def counts_mismatch(expected: dict, expected_after: dict | None, actual: dict) -
             problems.append(f"{table}: {actual[table]} rows, backup has {expected.get(table)}")
     return problems
 
-
-def connect(db: Database, database: str | None = None):
-    """A connection from this machine (for checks). use_pure: the C extension here falls back silently."""
-    import mysql.connector
-    return mysql.connector.connect(host=db.host, port=db.port, user=db.user, password=db.password(),
-                                   database=database or db.dbname, use_pure=True)

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 
 RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\d{4})-(?P<rev>[0-9a-f]{12})$")
 READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
-BUILT = ".deploy-built-{stage}"  # in a release: the build_command ran with that stage's environment
 
 
 def release_id(name: str, commit_time: int, revision: str) -> str:

@@ -221,7 +221,6 @@ def test_design_ini_parses_into_the_dataclasses(tmp_path):
     assert (pr.promote_from, pr.health_url, pr.batch, pr.max_fail) == ("staging", "http://{host}:8000/health/",
                                                                        "100%", 0)
     assert st.health_url == "" and pr.health_timeout == 30
-    assert [s.name for s in cfg.chain(pr)] == ["test", "staging", "prod"]
     assert cfg.stage_database(sg) is prod
 
 
