@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import config_rules as rules
+
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -159,8 +161,13 @@ def parse_host(spec: str) -> Host:
         port = parts.port
     except ValueError:
         raise ValueError(f"host {spec!r} has a bad port") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.password:
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
         raise ValueError(f"host {spec!r} is not of the form ssh://[user@]host[:port]")
+    # ssh would read a user or host starting with '-' as an option (-oProxyCommand=...): refused here
+    problem = rules.hostname_problem(parts.hostname) or (
+        rules.user_problem(parts.username) if parts.username is not None else None)
+    if problem:
+        raise ValueError(f"host {spec!r}: {problem}")
     return Host(spec, parts.hostname, parts.username, port)
 
 
@@ -222,6 +229,12 @@ class _Parser:
             if key not in allowed:
                 self.fail(section, key, f"unknown key; known keys: {', '.join(sorted(allowed))}")
 
+    def check_rule(self, section, key, rule, value=None):
+        value = self.get(section, key) if value is None else value
+        problem = rule(value) if value else None
+        if problem:
+            self.fail(section, key, problem)
+
     def relpath(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else (self.path.parent / p).resolve()
@@ -246,6 +259,7 @@ class _Parser:
         if not stages:
             raise ConfigError(f"{self.path.name}: no [stage:<name>] section; add [stage:test] with hosts = local")
         self.check_stage_graph(stages)
+        self.check_restore_targets(stages, databases)
         all_local = all(h.local for st in stages.values() for h in st.hosts) and all(
             d.backup_host is None or d.backup_host.local for d in databases.values())
         project, databases = self.resolve_paths(project, databases, all_local)
@@ -274,8 +288,11 @@ class _Parser:
                 (("shared_dirs", ""), ("shared_files", ""), ("stage_dirs", ""))}
         for key, names in dirs.items():
             for n in names:
-                if n.startswith("/") or ".." in Path(n).parts or not n:
-                    self.fail(s, key, f"{n!r} must be a relative path inside the release, without '..'")
+                problem = rules.shared_name_problem(n)
+                if problem:
+                    self.fail(s, key, f"{problem}; it must be a relative path inside the release, without '..'")
+        self.check_rule(s, "health_url", rules.health_url_problem)
+        self.check_rule(s, "revision", rules.control_char_problem)
         return Project(
             name=name, source=self.relpath(source), scm=scm, revision=self.get(s, "revision"),
             deploy_root=self.get(s, "deploy_root", "/srv/" + name).rstrip("/") or "/", build=build,
@@ -327,6 +344,9 @@ class _Parser:
         for key in ("name", "user"):
             if not self.get(s, key):
                 self.fail(s, key, f"missing; engine = mysql needs {key} =")
+        for key in ("name", "user", "host"):
+            self.check_rule(s, key, lambda v, key=key: rules.db_value_problem(key, v))
+        self.check_rule(s, "option_file", rules.option_file_problem)
         if self.cp.has_option(s, "path"):
             self.fail(s, "path", "only for engine = sqlite; remove it")
         env, opt = self.get(s, "password_env"), self.get(s, "option_file")
@@ -354,8 +374,9 @@ class _Parser:
         if restore_from and restore_from == db:
             self.fail(s, "restore_from", "must name another database than the stage's own")
         link = self.get(s, "link", f"sites/{name}")
-        if link.startswith("/") or ".." in Path(link).parts or len(Path(link).parts) < 2:
-            self.fail(s, "link", f"{link!r} must be a relative path below deploy_root, like sites/{name}")
+        self.check_rule(s, "link", lambda v: rules.link_problem(v, name, {}), link)
+        self.check_rule(s, "settings", rules.settings_problem)
+        self.check_rule(s, "health_url", rules.health_url_problem)
         batch = self.get(s, "batch", "100%")
         if not re.fullmatch(r"\d+%?", batch) or int(batch.rstrip("%")) == 0:
             self.fail(s, "batch", f"{batch!r} is not a number of hosts or a share like 50%")
@@ -371,10 +392,12 @@ class _Parser:
     def check_stage_graph(self, stages):
         links = {}
         for st in stages.values():
-            if st.link in links:
+            if st.link in links.values():
+                other = next(n for n, ln in links.items() if ln == st.link)
                 self.fail(f"stage:{st.name}", "link",
-                          f"{st.link} is already the link of stage {links[st.link]}; give each stage its own link")
-            links[st.link] = st.name
+                          f"{st.link} is already the link of stage {other}; give each stage its own link")
+            self.check_rule(f"stage:{st.name}", "link", lambda v: rules.link_problem(v, st.name, links), st.link)
+            links[st.name] = st.link
             if st.promote_from and st.promote_from not in stages:
                 self.fail(f"stage:{st.name}", "promote_from",
                           f"names [stage:{st.promote_from}], which does not exist; add it or fix the name")
@@ -387,6 +410,32 @@ class _Parser:
                               f"promote_from forms a cycle ({' -> '.join(seen + [cur.name])}); break it")
                 seen.append(cur.name)
 
+    def check_restore_targets(self, stages, databases):
+        """A database that restore:<stage> drops and reloads must not be its source, nor any database a
+        stage without restore_from runs on (production): compared by server and schema, not section name."""
+        def ident(db):
+            return rules.database_identity(db.engine, db.host, db.port, db.dbname,
+                                           str(db.backup_host) if db.backup_host else "", db.path)
+        live = {st.database: st.name for st in stages.values() if st.database and not st.restore_from}
+        for st in stages.values():
+            if not st.restore_from:
+                continue
+            target = databases[st.database]
+            key = "path" if target.engine == "sqlite" else "name"
+            if st.database in live:
+                self.fail(f"stage:{st.name}", "database",
+                          f"[database:{st.database}] is also the database of stage {live[st.database]}, which "
+                          f"runs on it; restore:{st.name} would drop it: give stage {st.name} a database of its own")
+            protected = {st.restore_from: f"the source of restore_from in stage {st.name}",
+                         **{d: f"the database of stage {n}" for d, n in live.items()}}
+            for other, why in protected.items():
+                if other != st.database and ident(databases[other]) == ident(target):
+                    where = (target.path if target.engine == "sqlite"
+                             else f"{target.dbname} on {target.host}:{target.port}")
+                    self.fail(f"database:{st.database}", key,
+                              f"{where} is the same database as [database:{other}] ({why}); restore:{st.name} "
+                              f"would drop it: give [database:{st.database}] a database of its own")
+
     def resolve_paths(self, project, databases, all_local):
         """Relative deploy_root / sqlite paths only make sense when every host is this machine."""
         root = project.deploy_root
@@ -395,12 +444,15 @@ class _Parser:
                 self.fail("project", "deploy_root",
                           f"{root!r} must be an absolute path on the hosts, e.g. /srv/{project.name}")
             project = _replace(project, deploy_root=str(self.relpath(root)))
+        self.check_rule("project", "deploy_root", rules.absolute_path_problem, project.deploy_root)
         out = {}
         for name, db in databases.items():
             if db.engine == "sqlite" and not db.path.startswith("/"):
                 if not all_local:
                     self.fail(f"database:{name}", "path", f"{db.path!r} must be an absolute path on the host")
                 db = _replace(db, path=str(self.relpath(db.path)))
+            if db.engine == "sqlite":
+                self.check_rule(f"database:{name}", "path", rules.absolute_path_problem, db.path)
             out[name] = db
         return project, out
 

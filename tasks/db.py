@@ -79,3 +79,16 @@ def counts_mismatch(expected: dict, expected_after: dict | None, actual: dict) -
             problems.append(f"{table}: {actual[table]} rows, backup has {expected.get(table)}")
     return problems
 
+
+
+# Which server a client reaches, as the server itself says: two names (or ports, through a forward) that
+# reach one server give the same answer.
+SERVER_IDENTITY_SQL = "SELECT @@hostname, @@port, @@datadir"
+
+
+def parse_server_identity(text: str) -> tuple[str, int, str]:
+    """`mysql -N -B -e SERVER_IDENTITY_SQL` output -> (hostname, port, datadir)."""
+    fields = text.strip().split("\t")
+    if len(fields) != 3 or not fields[1].isdigit():
+        raise ValueError(f"unexpected server identity {text.strip()!r}")
+    return fields[0], int(fields[1]), fields[2].rstrip("/")

@@ -6,6 +6,7 @@ as positional arguments ("$1"), never formatted into the script.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import subprocess
@@ -15,7 +16,13 @@ from typing import Sequence
 
 from plumbum import SshMachine
 
+from . import config_rules as rules
 from .config import Host
+
+# plumbum logs "Connection to <PlumbumLocalPopen object at 0x...> timed out" through logging's last-resort
+# handler when a host does not answer; the CommandFailed raised then names the host in one line instead.
+logging.getLogger("plumbum.shell").addHandler(logging.NullHandler())
+logging.getLogger("plumbum.shell").propagate = False
 
 
 class CommandFailed(Exception):
@@ -113,9 +120,19 @@ class LocalTransport(Transport):
         self.run(["cp", remote, str(local)])
 
 
+def destination_problem(host: Host) -> str | None:
+    """plumbum hands `user@host` to ssh and scp as a bare argument after the options: a user or host name
+    starting with '-' would be read as an option (-oProxyCommand=...). config.parse_host refuses such
+    names; this re-checks any Host before an ssh process is started."""
+    return rules.hostname_problem(host.hostname) or (rules.user_problem(host.user) if host.user else None)
+
+
 class SSHTransport(Transport):
     def __init__(self, host: Host, ssh_config: Path | None = None):
         self.host = host
+        problem = destination_problem(host)
+        if problem:
+            raise CommandFailed(host, ["ssh"], 2, f"refused: {problem}")
         opts = ssh_options(ssh_config)
         try:
             self.machine = SshMachine(host.hostname, user=host.user, port=host.port, ssh_opts=opts,

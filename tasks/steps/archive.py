@@ -70,16 +70,36 @@ def detect_scm(project: Project) -> str:
     raise StepError(f"archive: {project.source} is neither a git nor a Mercurial repository; fix source =")
 
 
+def revision_args(scm: str, wanted: str) -> list[str]:
+    """The arguments after `git -C <source>` / `hg --cwd <source>` that resolve `wanted` to a commit and its
+    time. `wanted` never stands where the tool would read an option: refused when it starts with '-', and
+    git gets it before a `--`, hg as the value of -r."""
+    if wanted.startswith("-") or any(ord(c) < 32 for c in wanted):
+        raise StepError(f"archive: revision {wanted!r} starts with '-' or holds a control character; "
+                        "name a branch, tag or commit")
+    if scm == "git":
+        return ["log", "-1", "--format=%H %ct", (wanted or "HEAD") + "^{commit}", "--"]
+    return ["log", "-r", wanted or ".", "--template", "{node} {date|hgdate}\n"]
+
+
+def _is_repository(scm: str, source: Path) -> bool:
+    try:
+        if scm == "git":
+            return _git(source, "rev-parse", "--git-dir").returncode == 0
+        return _hg(source, "root").returncode == 0
+    except FileNotFoundError:
+        return False
+
+
 def resolve_revision(project: Project, wanted: str) -> Revision:
     """wanted: DEPLOY_REVISION, else [project] revision, else '' for the repository's current head."""
     scm = detect_scm(project)
-    if wanted.startswith("-"):
-        raise StepError(f"archive: revision {wanted!r} starts with '-'; name a branch, tag or commit")
-    if scm == "git":
-        spec = (wanted or "HEAD") + "^{commit}"
-        res = _git(project.source, "log", "-1", "--format=%H %ct", spec, "--")
-    else:
-        res = _hg(project.source, "log", "-r", wanted or ".", "--template", "{node} {date|hgdate}\n")
+    args = revision_args(scm, wanted)
+    if project.scm != "auto" and not _is_repository(scm, project.source):
+        name = "git" if scm == "git" else "Mercurial"
+        raise StepError(f"archive: [project] source {project.source} is no {name} repository (scm = {scm}); "
+                        "fix source = or scm = in stages.ini")
+    res = _git(project.source, *args) if scm == "git" else _hg(project.source, *args)
     if res.returncode != 0 or not res.stdout.split():
         raise StepError(f"archive: revision {wanted or 'HEAD'!r} not found in {project.source} ({scm}); "
                         "set DEPLOY_REVISION or [project] revision to an existing one")
