@@ -5,7 +5,7 @@ from collections import Counter
 
 from .config import Stage
 from .plan import Plan
-from .rollout import rollout
+from .rollout import read_switch_state, rollout
 from .steps.archive import Release
 from .steps.build import build_release, is_built
 from .steps.common import StepError, read_text
@@ -19,6 +19,7 @@ def run_verify(plan: Plan, stage: Stage) -> str:
     """infra-tests against every host, each checked against the release its own link points at (hosts
     may differ after a rollout with max_fail > 0); the result is recorded on each host."""
     what = f"verify:{stage.name}"
+    plan.lock(stage.hosts, what)  # never records a verdict on a switch that another run is undoing
     targets = plan.on_hosts(stage.hosts, lambda t: read_link(t, plan.layout, stage.link), what)
     groups: dict[str, list] = {}
     for host, target in zip(stage.hosts, targets):
@@ -85,8 +86,10 @@ def status_rows(plan: Plan) -> list[list[str]]:
     rows = []
     for stage in plan.config.stages.values():
         def probe(t, stage=stage):
-            return read_link(t, plan.layout, stage.link), read_log(t, plan.layout)
+            link, intent = read_switch_state(t, plan, stage)
+            return link, read_log(t, plan.layout), intent
         states = plan.run_on_hosts(list(stage.hosts), probe)
+        intents = [st[2] for st in states if not isinstance(st, Exception) and st[2]]
         rids = {}
         for host, st in zip(stage.hosts, states):
             rids[host] = "unreachable" if isinstance(st, Exception) else (release_of(st[0]) or "-")
@@ -100,6 +103,9 @@ def status_rows(plan: Plan) -> list[list[str]]:
         rec = last_switch(first[1], stage.name, main) if first else None
         odd = [f"{h} has {r}" for h, r in rids.items() if r != main]
         agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)
+        if intents:
+            agree += (f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
+                      f"died): the next deploy/promote of {stage.name} finishes or undoes it")
         rows.append([stage.name, main, (rec or {}).get("revision", "")[:12], (rec or {}).get("time", ""),
                      f"{rec['user']}@{rec['deployer']}" if rec else "", agree])
     return rows

@@ -86,14 +86,17 @@ def _action(plan: Plan, fn, *args):
 def _check(plan: Plan, fn, *args):
     def uptodate():
         try:
+            # locks before checks: a second run never reads another run's half-done state as done
+            plan.lock_for_check(*args)
             return bool(fn(plan, *args))
-        except Exception:  # doit turns an exception here into a traceback and exit 3: answer "not done"
+        except (StepError, CommandFailed):  # doit turns an exception into a traceback and exit 3: "not done"
             return False
     return uptodate
 
 
 def creators(config: Config) -> dict:
     plan = Plan(config)
+    plan.lock_checks = runs_tasks(sys.argv)
     stages = config.stages
     first = [s for s in stages.values() if not s.promote_from]
     promoted = [s for s in stages.values() if s.promote_from]
@@ -186,14 +189,20 @@ def creators(config: Config) -> dict:
 
 
 NODE_GROUPS = ("upload", "build", "migrate", "switch")
+NOT_RUNS = ("list", "info", "help", "forget", "ignore", "clean", "dumpdb", "strace", "tabcompletion", "reset-dep")
+
+
+def runs_tasks(argv: list[str]) -> bool:
+    """Does this doit command run tasks (and so lock before its checks), or only look (list, info, ...)?"""
+    words = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
+    return not (words and words[0] in NOT_RUNS)
 
 
 def refuse_bare_groups(argv: list[str]) -> None:
     """doit makes a group task of every node kind: a bare `doit switch` would switch every stage at once.
     Only the named form (switch:<stage>) is allowed."""
     words = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
-    if words and words[0] in ("list", "info", "help", "forget", "ignore", "clean", "dumpdb", "strace",
-                              "tabcompletion", "reset-dep"):
+    if not runs_tasks(argv):
         return
     for w in words:
         if w in NODE_GROUPS:

@@ -72,6 +72,11 @@ class Layout:
     def wheels(self, digest: str) -> str:
         return self.join(".deploy", "wheels", digest)
 
+    def intent(self, stage: str) -> str:
+        """A switch under way: written on every host before the first rename, removed after the release log
+        records the outcome. Left behind, it tells the next run to finish or undo that switch."""
+        return self.join(".deploy", f"intent-{stage}.json")
+
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")
 

@@ -9,16 +9,18 @@ import json
 import posixpath
 import time
 
+from . import failpoints
 from .config import Database, Stage
 from .plan import Plan
-from .rollout import rollout
+from .rollout import read_switch_state, rollout
 from .steps import backup as backup_step
 from .steps import build as build_step
+from .steps import dbguard
 from .steps import migrate as migrate_step
 from .steps import restore as restore_step
 from .steps.archive import local_release
 from .steps.common import StepError, read_text, write_file
-from .steps.switch import read_link, release_of
+from .steps.switch import release_of
 from .steps.upload import has_release, upload_release
 
 
@@ -110,6 +112,8 @@ def run_restore(plan: Plan, stage: Stage) -> str:
     def load(dst):
         path, temporary = restore_step.stage_backup_file(plan.connections.get(src_host), dst, plan.config, newest)
         try:
+            _guard_restore_target(plan, stage, db)
+            failpoints.hit("restore.before_load", dst.host)
             restore_step.restore_backup(dst, plan.config, db, newest, path)
         finally:
             if temporary:
@@ -118,6 +122,17 @@ def run_restore(plan: Plan, stage: Stage) -> str:
         write_file(dst, plan.layout.db_marker(db.name), marker)
     plan.on_host(dst_host, load)
     return f"{db.name} := {newest['file']}"
+
+
+def _guard_restore_target(plan: Plan, stage: Stage, db: Database) -> None:
+    """Ask the servers, right before the drop, that db is neither the source nor a live stage's database."""
+    live = [s.database for s in plan.config.stages.values() if s.database and not s.restore_from]
+    names = [n for n in dict.fromkeys([stage.restore_from, *live]) if n != db.name]
+
+    def identity(d: Database):
+        return plan.on_host(plan.backup_host(d), lambda t: dbguard.database_identity(t, plan.layout, d))
+    dbguard.refuse_protected_target(stage.name, db, identity(db),
+                                    [(plan.config.databases[n], identity(plan.config.databases[n])) for n in names])
 
 
 # -- migrate:<stage> -------------------------------------------------------------------------------
@@ -136,8 +151,10 @@ def run_migrate(plan: Plan, stage: Stage) -> str:
     if migrate_done(plan, stage):
         return "nothing pending"
     before = run_backup(plan, db, reason=f"before migrate:{stage.name} {rid}") if protect else None
+    failpoints.hit("migrate.after_backup_before")
     try:
         plan.on_host(stage.hosts[0], lambda t: migrate_step.run_migrations(t, plan.config, stage, rid))
+        failpoints.hit("migrate.after_migrate")
     except StepError as exc:
         if not before:
             raise
@@ -147,6 +164,7 @@ def run_migrate(plan: Plan, stage: Stage) -> str:
                             f"(restore_on_failed_migration = yes)") from None
         raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
                         f"{plan.backup_host(db)}:{plan.layout.backups}/{before['file']} (taken just before)") from None
+    failpoints.hit("migrate.before_backup_after")
     after = run_backup(plan, db, reason=f"after migrate:{stage.name} {rid}") if protect else None
     return "migrated" + (f"; backups {before['file']}, {after['file']}" if protect else "")
 
@@ -168,9 +186,11 @@ def migration_backups(plan: Plan, stage: Stage, rid: str) -> list[str]:
 
 # -- switch:<stage> --------------------------------------------------------------------------------
 def switch_done(plan: Plan, stage: Stage) -> bool:
+    """Every link points at the release AND no host holds an intent: a switch whose reload, health check
+    or release-log record did not happen (the deployer died) is not done."""
     rid = plan.release(stage).id
-    targets = plan.on_hosts(stage.hosts, lambda t: read_link(t, plan.layout, stage.link), "switch")
-    return all(release_of(x) == rid for x in targets)
+    states = plan.on_hosts(stage.hosts, lambda t: read_switch_state(t, plan, stage), "switch")
+    return all(release_of(link) == rid and intent is None for link, intent in states)
 
 
 def run_switch(plan: Plan, stage: Stage) -> str:

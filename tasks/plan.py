@@ -6,6 +6,7 @@ no connection. It is the only place where values found by one node are remembere
 from __future__ import annotations
 
 import atexit
+import contextlib
 import getpass
 import math
 import os
@@ -38,6 +39,7 @@ class Plan:
         self._locked: list[Host] = []
         self._mutex = threading.Lock()
         self.connections = Connections(config.project.ssh_config)
+        self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         atexit.register(self.connections.close_all)  # registered first, so it runs after unlock_all
 
     # -- hosts -------------------------------------------------------------------------------------
@@ -149,6 +151,38 @@ class Plan:
             stage = stage if stage in self.config.stages else "<stage>"
             raise StepError(f"{what}: {host} is locked by {holder_text(holder)}; wait for that run, or if it "
                             f"is dead, doit unlock:{stage} removes the lock")
+
+    @contextlib.contextmanager
+    def deferred_signals(self):
+        """SIGINT and SIGTERM wait while a switch is under way: the caller asks `interrupted()` between
+        batches and finishes or undoes the switch on every host before the run stops."""
+        got: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            yield lambda: False
+            return
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, lambda signum, _frame: got.append(signum))
+        try:
+            yield lambda: bool(got)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        if got:
+            raise StepError("interrupted by a signal after the switch was finished on every host and logged "
+                            "(not undone); the stage runs the new release")
+
+    def lock_for_check(self, subject: Stage | Database | None = None) -> None:
+        """Before a node's up-to-date check reads a stage's state, hold that stage's hosts (and its
+        database's backup host), so a check never reads another run's half-done work as done."""
+        if not self.lock_checks or subject is None:
+            return
+        if isinstance(subject, Database):
+            self.lock([self.backup_host(subject)], f"backup:{subject.name}")
+            return
+        db = self.config.stage_database(subject)
+        extra = [db.backup_host] if db and db.backup_host else []
+        self.lock([*subject.hosts, *extra], f"check:{subject.name}")
 
     def unlock_all(self) -> None:
         with self._mutex:

@@ -119,6 +119,8 @@ def tree(root: Path) -> dict:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             st = p.lstat()
-            out[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns,
+            # taking and releasing the run's lock (.deploy/lock, renamed in and removed) touches .deploy
+            mtime = None if name == ".deploy" else st.st_mtime_ns
+            out[str(p.relative_to(root))] = (st.st_mode, st.st_size, mtime,
                                               os.readlink(p) if p.is_symlink() else None)
     return out

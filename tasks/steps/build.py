@@ -12,6 +12,7 @@ import hashlib
 import posixpath
 import shlex
 
+from .. import failpoints
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
@@ -94,6 +95,7 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
            release.to_json()])
+    failpoints.hit("build.after_unpack", t.host)
     t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
     write_file(t, layout.env_file(stage.name), env_file(config, stage))
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]

@@ -1,4 +1,8 @@
-"""lock: .deploy/lock on a host, taken atomically with mkdir, holding who/when/what/pid as JSON.
+"""lock: .deploy/lock on a host, holding who/when/what/pid/token as JSON, taken atomically.
+
+The lock directory is made under a temporary name with its owner file already inside, then renamed into
+place: a lock never exists without its owner (a full disk fails the take, it does not leave an anonymous
+lock that refuses every later run), and of two runs racing for it exactly one rename wins.
 
 A second run is refused with the holder's name. A lock whose holder ran on this same machine and whose
 process is gone is stale (the deployer was killed): it is broken by renaming it away, which only one
@@ -13,9 +17,24 @@ import socket
 
 from ..layout import Layout
 from ..transport import Transport
-from .common import read_text, write_file
+from .common import StepError, read_text
 
-TAKE = 'mkdir -p "$(dirname "$1")" && mkdir "$1" 2>/dev/null && echo taken || true'
+# $1 the lock dir; the owner JSON on stdin. Prints "taken", "held", or "unwritable", me, owner, mode, dir, error
+# (tab-separated; dir: the nearest existing directory on the way, so the user learns who owns what it could
+# not write).
+TAKE = r'''lock=$1; d=$(dirname "$lock")
+unwritable() {
+  p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
+  printf 'unwritable\t%s\t%s\t%s\t%s\t%s\n' "$(id -un)" "$(stat -c %U -- "$p")" "$(stat -c %a -- "$p")" "$p" "$1"
+  exit 0
+}
+[ -e "$lock" ] && { echo held; exit 0; }   # a refused run writes nothing on the host
+err=$(mkdir -p -- "$d" 2>&1)
+find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null
+tmp=$(mktemp -d "$d/.lock.XXXXXX" 2>&1) || unwritable "${err:-$tmp}"
+{ cat > "$tmp/owner.json" && chmod 755 "$tmp" && chmod 644 "$tmp/owner.json"; } 2>/dev/null || {
+  rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
+if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
 
 def holder_text(info: dict | None) -> str:
@@ -48,9 +67,11 @@ def _stale(info: dict | None) -> bool:
 def take_lock(t: Transport, layout: Layout, info: dict) -> dict | None:
     """Take the host's lock for this run; returns None when taken, else the holder's info."""
     for _ in range(2):
-        if t.run(["sh", "-c", TAKE, "sh", layout.lock]).strip() == "taken":
-            write_file(t, posixpath.join(layout.lock, "owner.json"), json.dumps(info).encode(), "644")
+        out = t.run(["sh", "-c", TAKE, "sh", layout.lock], input=json.dumps(info).encode()).strip()
+        if out == "taken":
             return None
+        if out.startswith("unwritable\t"):
+            raise StepError(unwritable_message(layout, out))
         holder = read_holder(t, layout)
         if holder and holder.get("token") == info["token"]:
             return None
@@ -58,6 +79,16 @@ def take_lock(t: Transport, layout: Layout, info: dict) -> dict | None:
             return holder or {}
         t.call(["sh", "-c", 'mv "$1" "$1.stale.$$" && rm -rf "$1.stale.$$"', "sh", layout.lock])
     return read_holder(t, layout) or {}
+
+
+def unwritable_message(layout: Layout, line: str) -> str:
+    """The TAKE script's "unwritable" line -> what the user must change."""
+    _, me, owner, mode, where, *error = line.split("\t")
+    detail = " ".join(error).strip()
+    detail = f" ({detail.split(': ')[-1]})" if detail else ""
+    return (f"cannot write {layout.deploy}: {where} is owned by {owner} (mode {mode}) and the login user {me} "
+            f"cannot write there{detail}; make {layout.root} writable by {me} (e.g. sudo install -d -o {me} "
+            f"{layout.root}) and run again")
 
 
 def release_lock(t: Transport, layout: Layout, token: str) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from .. import failpoints
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .common import StepError, read_text, write_file
 
@@ -36,7 +37,8 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
         return
     art = layout.artifact(release.id)
     t.run(["mkdir", "-p", posixpath.dirname(art)])
-    t.put(build_dir / f"{release.id}.tar.gz", art + ".partial")
+    put_file(t, build_dir / f"{release.id}.tar.gz", art + ".partial")
+    failpoints.hit("upload.mid_transfer", t.host)
     digest = t.run(["sha256sum", "--", art + ".partial"]).split()[0]
     if digest != release.sha256:
         t.call(["rm", "-f", "--", art + ".partial"])
@@ -47,9 +49,33 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
         target = layout.wheels(release.wheels)
         if t.call(["test", "-f", target + "/.complete"])[0] != 0:
             t.run(["mkdir", "-p", posixpath.dirname(target)])
-            t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
+            put_file(t, wheelhouse_path(build_dir, release.wheels), target + ".tar")
             t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
     write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+
+
+def parse_df_available(text: str) -> int | None:
+    """`df -Pk` output -> the available KiB of the file system (None when unreadable)."""
+    lines = [ln.split() for ln in text.strip().splitlines()[1:]]
+    try:
+        return int(lines[-1][3])
+    except (IndexError, ValueError):
+        return None
+
+
+def put_file(t: Transport, local: Path, remote: str) -> None:
+    """Copy a file to the host; a failure for want of space says so (scp only says "failed to upload")."""
+    try:
+        t.put(local, remote)
+    except CommandFailed as exc:
+        t.call(["rm", "-f", "--", remote])  # what arrived of it is of no use, and takes the space
+        need = local.stat().st_size // 1024 + 1
+        free = parse_df_available(t.call(["df", "-Pk", "--", posixpath.dirname(remote)])[1])
+        if "No space left" in exc.stderr or (free is not None and free < need):
+            raise StepError(f"{t.host}: upload: the host is out of disk space in {posixpath.dirname(remote)} "
+                            f"({free} KiB free, {local.name} needs {need} KiB); free some space there (old "
+                            "releases, db_backup/) and run again") from None
+        raise
 
 
 def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:

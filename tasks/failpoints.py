@@ -1,0 +1,66 @@
+"""Named failpoints, as TiKV's fail-rs and FreeBSD's fail(9): a test arms one to crash, fail or stall the
+deployer at an exact line, so "a crash anywhere leaves nothing half-done" is proven point by point instead
+of by sleeping and hoping.
+
+Test-only: armed through the environment variable DEPLOY_FAILPOINTS, e.g.
+
+    DEPLOY_FAILPOINTS='switch.after_rename=kill'             SIGKILL the deployer right there
+    DEPLOY_FAILPOINTS='migrate.before_backup_after=raise'     fail the step there (a StepError)
+    DEPLOY_FAILPOINTS='upload.mid_transfer=stall:30'          sleep 30 s there (a hung deployer)
+
+Several are separated by ';'. `kill` and `raise` may be limited to one host with `@<host spec>`
+(`switch.after_rename=kill@ssh://deploy@web2:22`). Unarmed, a failpoint costs one dictionary lookup.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .steps.common import StepError
+
+ENV = "DEPLOY_FAILPOINTS"
+# every failpoint the code has: a test that arms an unknown name fails loudly instead of proving nothing
+NAMES = (
+    "upload.mid_transfer", "build.after_unpack", "restore.before_load",
+    "migrate.after_backup_before", "migrate.after_migrate", "migrate.before_backup_after",
+    "switch.after_intent", "switch.after_rename", "switch.after_reload", "switch.before_log",
+    "switch.after_log",
+)
+
+
+class FailpointError(StepError):
+    """Raised by a failpoint armed with `raise`: the step fails as if its command had failed."""
+
+
+def parse(text: str) -> dict[str, str]:
+    """'a=kill;b=stall:3' -> {'a': 'kill', 'b': 'stall:3'}; an unknown name or action is a ValueError."""
+    armed = {}
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        name, _, action = item.partition("=")
+        if name not in NAMES:
+            raise ValueError(f"{ENV}: unknown failpoint {name!r}; known: {', '.join(NAMES)}")
+        kind = action.split("@")[0].split(":")[0]
+        if kind not in ("kill", "raise", "stall"):
+            raise ValueError(f"{ENV}: {name}: action {action!r} is not kill, raise or stall:<seconds>")
+        armed[name] = action
+    return armed
+
+
+def hit(name: str, host: object = None) -> None:
+    """Do what the failpoint `name` is armed with, if it is; `host` limits `@<spec>` actions."""
+    text = os.environ.get(ENV)
+    if not text:
+        return
+    action = parse(text).get(name)
+    if action is None:
+        return
+    kind, _, only = action.partition("@")
+    if only and str(host) != only:
+        return
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "raise":
+        raise FailpointError(f"failpoint {name} armed to fail" + (f" on {host}" if host else ""))
+    else:
+        time.sleep(float(kind.split(":", 1)[1]))
