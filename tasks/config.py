@@ -54,10 +54,12 @@ class Database:
     path: str = ""           # sqlite: the file on the backup host
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
+    # The password, read from the environment given to load_config (validated to be set there). Never in a
+    # repr (printed by doit and pytest) and never compared or hashed; the config itself is never pickled.
+    secret: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
-        """Read at use time from the environment; validated to be set when the config was loaded."""
-        return os.environ.get(self.password_env, "") if self.password_env else ""
+        return self.secret
 
 
 @dataclass(frozen=True)
@@ -339,7 +341,7 @@ class _Parser:
             self.fail(s, "password_env", f"environment variable {env} is not set; export it before running doit")
         return Database(dbname=self.get(s, "name"), host=self.get(s, "host", "127.0.0.1"),
                         port=self.integer(s, "port", 3306, 1), user=self.get(s, "user"),
-                        password_env=env, option_file=opt, **common)
+                        password_env=env, option_file=opt, secret=self.environ[env] if env else "", **common)
 
     def parse_stage(self, s, name, hosts, project, databases) -> Stage:
         db = self.get(s, "database") or None
@@ -359,6 +361,9 @@ class _Parser:
         batch = self.get(s, "batch", "100%")
         if not re.fullmatch(r"\d+%?", batch) or int(batch.rstrip("%")) == 0:
             self.fail(s, "batch", f"{batch!r} is not a number of hosts or a share like 50%")
+        if db and databases[db].engine == "sqlite" and len(set(hosts)) > 1:
+            self.fail(s, "hosts", f"{len(set(hosts))} hosts share [database:{db}], an sqlite file: each host would "
+                                  "have its own database; use one host, or engine = mysql")
         if db and not self.get(s, "settings"):
             self.fail(s, "settings", "missing; name the DJANGO_SETTINGS_MODULE this stage runs with")
         return Stage(name=name, hosts=hosts, link=link, settings=self.get(s, "settings"), database=db,

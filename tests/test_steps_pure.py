@@ -179,7 +179,7 @@ def test_counts_missing_and_extra_tables():
 
 def mysql_db(password_env: str = "DST_PURE_PW", **kw) -> Database:
     args = dict(name="prod", engine="mysql", dbname="blog_prod", host="db.example", port=3307, user="blog",
-                password_env=password_env)
+                password_env=password_env, secret=os.environ.get(password_env, "") if password_env else "")
     args.update(kw)
     return Database(**args)
 
