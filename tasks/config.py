@@ -101,6 +101,7 @@ class Project:
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()
     stage_dirs: tuple[str, ...] = ()
+    infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,10 @@ class _Parser:
         if store != "push":
             self.fail(s, "artifact_store", f"{store!r} is not supported yet; use push")
         ssh_config = self.get(s, "ssh_config")
+        infra_tests = self.relpath(self.get(s, "infra_tests")) if self.get(s, "infra_tests") else None
+        if infra_tests and not infra_tests.is_dir():
+            self.fail(s, "infra_tests", f"{infra_tests} is not a directory; point it at your testinfra checks "
+                                        "(relative to this file) or remove the key")
         dirs = {k: split_list(self.get(s, k, d)) for k, d in
                 (("shared_dirs", ""), ("shared_files", ""), ("stage_dirs", ""))}
         for key, names in dirs.items():
@@ -290,7 +295,7 @@ class _Parser:
             backup_max_age=self.duration(s, "backup_max_age", 86400),
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
-            s3_endpoint=self.get(s, "s3_endpoint"), **dirs)
+            s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests, **dirs)
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))
