@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, Host, load_config, parse_duration, parse_host
+from doit_stages.config import ConfigError, Host, load_config, parse_duration, parse_host
 
 # The stages.ini of DESIGN.md, verbatim (inline ' ;' comments and all).
 DESIGN_INI = """\
@@ -667,3 +667,18 @@ def test_sqlite_stage_with_one_host_and_a_code_only_stage_with_many_are_fine(tmp
     text += "\n[stage:static]\nhosts = ssh://deploy@web1:22, ssh://deploy@web2:22\nlink = sites/static\n"
     cfg = load_config(write_ini(tmp_path, text), environ={})
     assert len(cfg.stages["static"].hosts) == 2 and cfg.stages["static"].database is None
+
+
+def test_infra_tests_relative_to_the_ini(tmp_path):
+    (tmp_path / "conf" / "checks").mkdir(parents=True)
+    text = in_section(LOCAL_INI, "project", "infra_tests = checks   ; our own testinfra checks")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.project.infra_tests == (tmp_path / "conf" / "checks").resolve()
+    assert load_config(write_ini(tmp_path, LOCAL_INI), environ={}).project.infra_tests is None
+
+
+def test_infra_tests_that_is_no_directory(tmp_path):
+    text = in_section(LOCAL_INI, "project", "infra_tests = chekcs")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^infra_tests =")
+    assert msg.startswith(f"stages.ini:{line}: [project] infra_tests: ") and "chekcs is not a directory" in msg

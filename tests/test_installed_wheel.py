@@ -115,6 +115,8 @@ def test_a_user_repository_goes_test_staging_prod_then_its_failing_check_stops_a
         "dodo.py": DODO, "stages.ini": STAGES_INI, "checks/test_app.py": CHECK,
         # a project's own tasks module (celery's convention) must not shadow the tool
         "tasks.py": "def add(x, y):\n    return x + y\n",
+        # nor may the project's own pytest setup (verify runs its checks with neither ini file nor plugins)
+        "pytest.ini": "[pytest]\naddopts = --ds=mysite.settings --no-such-option\n",
         ".gitignore": ".demo/\nbuild/\n.doit-stages*\n"})
     (repo.path / ".demo/srv/db").mkdir(parents=True)
     (repo.path / ".demo/srv/db/prod.sqlite3").touch()
