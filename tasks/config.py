@@ -54,11 +54,13 @@ class Database:
     path: str = ""           # sqlite: the file on the backup host
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
-    # The password, read from the environment given to load_config (validated to be set there). Never in a
-    # repr (printed by doit and pytest) and never compared or hashed; the config itself is never pickled.
+    # The password, read from the environ given to load_config (validated to be set there): never in a repr
+    # (doit and pytest print them), never compared or hashed. doit's dep file stores only what actions
+    # return, never the config.
     secret: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
+        """The password of password_env as the environment given to load_config had it ("" with option_file)."""
         return self.secret
 
 
