@@ -64,7 +64,7 @@ PROBE = BENCH / "_doit_probe.py"
 DODO = REPO / "dodo.py"
 try:                                                      # where the tool keeps its SSH master sockets
     sys.path.insert(0, str(REPO))
-    from tasks.transport import control_path
+    from doit_stages.transport import control_path
     TOOL_CONTROL_DIR = Path(control_path()).parent
 except Exception:                                         # noqa: BLE001 (an older or newer tasks/)
     TOOL_CONTROL_DIR = Path(f"/tmp/doit-stages-{os.getuid()}")
@@ -455,7 +455,7 @@ def ssh_primitives(hosts_all, count: int = 15) -> str:
     sys.path.insert(0, str(REPO))
     from plumbum import SshMachine
 
-    from tasks.transport import ssh_options
+    from doit_stages.transport import ssh_options
     h = list(hosts_all)[0]
     opts = ssh_options(hosts_all.ssh_config)
     ssh = ["ssh", *opts, "-p", str(h.port), f"{hosts_all.user}@127.0.0.1"]

@@ -1,15 +1,16 @@
 """What must hold on every host of a stage after a deploy, promote or rollback.
 
 Every fact of a host is read by ONE command (a fact script plus a parser, as pyinfra reads state) instead
-of a dozen testinfra probes: verify runs after every deploy, and this halves its time on many hosts."""
+of a dozen testinfra probes: verify runs after every deploy, and this halves its time on many hosts.
+The fixtures (host, stage, release, layout, config) come from doit_stages.infra_plugin."""
 import json
 import shlex
 
 import pytest
 
-from tasks.layout import READY
-from tasks.steps.environment import app_command
-from tasks.steps.migrate import check_argv
+from doit_stages.layout import READY
+from doit_stages.steps.environment import app_command
+from doit_stages.steps.migrate import check_argv
 
 # $1 link, $2 release dir, $3 env file, $4 READY marker name, then the shared dirs: one "key=value" a line
 FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; shift 4

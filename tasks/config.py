@@ -56,10 +56,14 @@ class Database:
     path: str = ""           # sqlite: the file on the backup host
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
+    # The password, read from the environ given to load_config (validated to be set there): never in a repr
+    # (doit and pytest print them), never compared or hashed. doit's dep file stores only what actions
+    # return, never the config.
+    secret: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
-        """Read at use time from the environment; validated to be set when the config was loaded."""
-        return os.environ.get(self.password_env, "") if self.password_env else ""
+        """The password of password_env as the environment given to load_config had it ("" with option_file)."""
+        return self.secret
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class Project:
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()
     stage_dirs: tuple[str, ...] = ()
+    infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,10 @@ class _Parser:
         if store != "push":
             self.fail(s, "artifact_store", f"{store!r} is not supported yet; use push")
         ssh_config = self.get(s, "ssh_config")
+        infra_tests = self.relpath(self.get(s, "infra_tests")) if self.get(s, "infra_tests") else None
+        if infra_tests and not infra_tests.is_dir():
+            self.fail(s, "infra_tests", f"{infra_tests} is not a directory; point it at your testinfra checks "
+                                        "(relative to this file) or remove the key")
         dirs = {k: split_list(self.get(s, k, d)) for k, d in
                 (("shared_dirs", ""), ("shared_files", ""), ("stage_dirs", ""))}
         for key, names in dirs.items():
@@ -305,7 +314,7 @@ class _Parser:
             backup_max_age=self.duration(s, "backup_max_age", 86400),
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
-            s3_endpoint=self.get(s, "s3_endpoint"), **dirs)
+            s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests, **dirs)
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))
@@ -359,7 +368,7 @@ class _Parser:
             self.fail(s, "password_env", f"environment variable {env} is not set; export it before running doit")
         return Database(dbname=self.get(s, "name"), host=self.get(s, "host", "127.0.0.1"),
                         port=self.integer(s, "port", 3306, 1), user=self.get(s, "user"),
-                        password_env=env, option_file=opt, **common)
+                        password_env=env, option_file=opt, secret=self.environ[env] if env else "", **common)
 
     def parse_stage(self, s, name, hosts, project, databases) -> Stage:
         db = self.get(s, "database") or None
@@ -380,6 +389,9 @@ class _Parser:
         batch = self.get(s, "batch", "100%")
         if not re.fullmatch(r"\d+%?", batch) or int(batch.rstrip("%")) == 0:
             self.fail(s, "batch", f"{batch!r} is not a number of hosts or a share like 50%")
+        if db and databases[db].engine == "sqlite" and len(set(hosts)) > 1:
+            self.fail(s, "hosts", f"{len(set(hosts))} hosts share [database:{db}], an sqlite file: each host would "
+                                  "have its own database; use one host, or engine = mysql")
         if db and not self.get(s, "settings"):
             self.fail(s, "settings", "missing; name the DJANGO_SETTINGS_MODULE this stage runs with")
         return Stage(name=name, hosts=hosts, link=link, settings=self.get(s, "settings"), database=db,

@@ -32,13 +32,18 @@ for n in names:
 '''
 
 
-def option_file(db: Database) -> bytes:
+def option_file(db: Database, include: str | None = None) -> bytes:
     """A [client] option file for mysql/mysqldump. Values are double-quoted with \\ and " escaped: that
-    is how the MariaDB/MySQL option-file reader keeps spaces, ; # ' ` $ and backslashes of a password."""
+    is how the MariaDB/MySQL option-file reader keeps spaces, ; # ' ` $ and backslashes of a password.
+    `include`: the user's own option file on the host (option_file =), read first by the client, so that
+    its password applies and stages.ini's host, port and user win."""
     if "\n" in db.password() or "\r" in db.password():
         raise ValueError(f"[database:{db.name}] the password in ${db.password_env} contains a line break, "
                          "which MySQL option files cannot hold; change the password")
-    lines = ["[client]", f"host={_quote(db.host)}", f"port={db.port}", f"user={_quote(db.user)}"]
+    if include and any(c in include for c in "\n\r"):
+        raise ValueError(f"[database:{db.name}] option_file {include!r} holds a line break; rename the file")
+    lines = ([f"!include {include}"] if include else []) + [
+        "[client]", f"host={_quote(db.host)}", f"port={db.port}", f"user={_quote(db.user)}"]
     if db.password_env:
         lines.append(f"password={_quote(db.password())}")
     return ("\n".join(lines) + "\n").encode()

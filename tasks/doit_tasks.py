@@ -94,6 +94,18 @@ def _check(plan: Plan, fn, *args):
     return uptodate
 
 
+# `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
+# backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
+FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
+         "help": "take a backup now, even if the newest is younger than backup_max_age"}
+
+
+def _unless_forced(check):
+    def uptodate(task):
+        return False if (task.options or {}).get("force") else check()
+    return uptodate
+
+
 def creators(config: Config) -> dict:
     plan = Plan(config)
     plan.lock_checks = runs_tasks(sys.argv)
@@ -161,8 +173,9 @@ def creators(config: Config) -> dict:
                    "doc": f"promote the release of {s.promote_from}: " + " -> ".join(chain(s))}
         for db in config.databases.values():
             if db.backup_host:
-                yield node(f"backup:{db.name}", f"a verified backup of {db.name} (unless the newest is younger "
-                           "than backup_max_age)", nodes.run_backup, nodes.backup_done, db, command=True)
+                task = node(f"backup:{db.name}", f"a verified backup of {db.name} (unless the newest is younger "
+                            "than backup_max_age; --force: now)", nodes.run_backup, None, db, command=True)
+                yield {**task, "uptodate": [_unless_forced(_check(plan, nodes.backup_done, db))], "params": [FORCE]}
         for s in stages.values():
             if s.restore_from:
                 yield node(f"restore:{s.name}", f"database {s.database} := newest verified backup of "

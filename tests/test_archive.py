@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import Project, load_config
-from tasks.steps.archive import Revision, local_release, make_archive, resolve_revision
-from tasks.steps.common import StepError
+from doit_stages.config import Project, load_config
+from doit_stages.steps.archive import Revision, local_release, make_archive, resolve_revision
+from doit_stages.steps.common import StepError
 
 GIT_DATE = "1700000000 +0000"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import Host
-from tasks.steps.archive import revision_args
-from tasks.steps.common import StepError
-from tasks.transport import CommandFailed, SSHTransport, destination_problem
+from doit_stages.config import Host
+from doit_stages.steps.archive import revision_args
+from doit_stages.steps.common import StepError
+from doit_stages.transport import CommandFailed, SSHTransport, destination_problem
 
 
 @pytest.mark.parametrize("scm", ["git", "hg"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import ConfigError, Host, load_config, parse_duration, parse_host
+from doit_stages.config import ConfigError, Host, load_config, parse_duration, parse_host
 
 # The stages.ini of DESIGN.md, verbatim (inline ' ;' comments and all).
 DESIGN_INI = """\
@@ -629,3 +629,56 @@ def test_stages_ini_from_environ(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config(environ={"STAGES_INI": str(path)})
     assert cfg.path == path and cfg.project.name == "blog"
+
+
+def test_password_comes_from_the_environ_given_to_load_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLOG_PROD_DB_PASSWORD", "from os.environ")
+    monkeypatch.setenv("BLOG_TEST_DB_PASSWORD", "from os.environ")
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ=DESIGN_ENV)
+    assert cfg.databases["prod"].password() == "prod-secret"
+    assert cfg.databases["test"].password() == "test-secret"
+    # the environment changing afterwards changes nothing (doit's actions run later, maybe elsewhere)
+    monkeypatch.delenv("BLOG_PROD_DB_PASSWORD")
+    assert cfg.databases["prod"].password() == "prod-secret"
+    # never in a repr, and the password takes no part in equality
+    assert "prod-secret" not in repr(cfg) and "prod-secret" not in str(cfg.databases["prod"])
+    other = load_config(write_ini(tmp_path, DESIGN_INI), environ={**DESIGN_ENV, "BLOG_PROD_DB_PASSWORD": "other"})
+    assert other.databases["prod"] == cfg.databases["prod"]
+
+
+def test_option_file_database_has_no_password(tmp_path):
+    text = set_key(mysql_ini(), "database:test", "password_env", None)
+    text = in_section(text, "database:test", "option_file = ~/.my.cnf")
+    cfg = load_config(write_ini(tmp_path, text), environ={"BLOG_TEST_DB_PASSWORD": "unused"})
+    assert cfg.databases["test"].option_file == "~/.my.cnf"
+    assert cfg.databases["test"].password() == ""
+
+
+def test_sqlite_stage_with_two_hosts_is_refused(tmp_path):
+    text = set_key(LOCAL_INI, "stage:staging", "hosts", "ssh://deploy@web1:22, ssh://deploy@web2:22")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^hosts = ssh://deploy@web1:22, ")
+    assert msg == (f"stages.ini:{line}: [stage:staging] hosts: 2 hosts share [database:prod], an sqlite file: "
+                   "each host would have its own database; use one host, or engine = mysql")
+
+
+def test_sqlite_stage_with_one_host_and_a_code_only_stage_with_many_are_fine(tmp_path):
+    text = in_section(LOCAL_INI, "stage:staging", "")
+    text += "\n[stage:static]\nhosts = ssh://deploy@web1:22, ssh://deploy@web2:22\nlink = sites/static\n"
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert len(cfg.stages["static"].hosts) == 2 and cfg.stages["static"].database is None
+
+
+def test_infra_tests_relative_to_the_ini(tmp_path):
+    (tmp_path / "conf" / "checks").mkdir(parents=True)
+    text = in_section(LOCAL_INI, "project", "infra_tests = checks   ; our own testinfra checks")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.project.infra_tests == (tmp_path / "conf" / "checks").resolve()
+    assert load_config(write_ini(tmp_path, LOCAL_INI), environ={}).project.infra_tests is None
+
+
+def test_infra_tests_that_is_no_directory(tmp_path):
+    text = in_section(LOCAL_INI, "project", "infra_tests = chekcs")
+    msg = config_error(tmp_path, text)
+    line = line_of(text, "^infra_tests =")
+    assert msg.startswith(f"stages.ini:{line}: [project] infra_tests: ") and "chekcs is not a directory" in msg

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from test_config import LOCAL_INI, config_error, in_section, line_of, set_key, write_ini
 
-from tasks import config_rules as rules
-from tasks.config import load_config, parse_host
+from doit_stages import config_rules as rules
+from doit_stages.config import load_config, parse_host
 
 MYSQL_INI = """\
 [project]

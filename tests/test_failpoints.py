@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tasks import failpoints
-from tasks.steps.common import StepError
+from doit_stages import failpoints
+from doit_stages.steps.common import StepError
 
 
 def test_parse_names_and_actions():
@@ -43,7 +43,7 @@ def test_stall_sleeps(monkeypatch):
 
 def test_kill_kills_the_process_right_there():
     code = ("import os; os.environ['DEPLOY_FAILPOINTS'] = 'switch.after_rename=kill'\n"
-            "from tasks import failpoints\nprint('before', flush=True)\nfailpoints.hit('switch.after_rename')\n"
+            "from doit_stages import failpoints\nprint('before', flush=True)\nfailpoints.hit('switch.after_rename')\n"
             "print('after', flush=True)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == -9 and res.stdout == "before\n"

@@ -12,16 +12,16 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from tasks.config import Config, Database, Host, Project, Stage, parse_host
-from tasks.db import counts_mismatch, option_file, parse_row_counts
-from tasks.layout import Layout, backup_name, is_release_id, release_id
-from tasks.plan import Plan
-from tasks.steps.archive import member_problem
-from tasks.steps.cleanup import releases_to_remove
-from tasks.steps.environment import database_url, env_file, env_lines
-from tasks.steps.health import health_url
-from tasks.steps.migrate import check_argv
-from tasks.steps.releaselog import last_switch, parse_log, rollback_target
+from doit_stages.config import Config, Database, Host, Project, Stage, parse_host
+from doit_stages.db import counts_mismatch, option_file, parse_row_counts
+from doit_stages.layout import Layout, backup_name, is_release_id, release_id
+from doit_stages.plan import Plan
+from doit_stages.steps.archive import member_problem
+from doit_stages.steps.cleanup import releases_to_remove
+from doit_stages.steps.environment import database_url, env_file, env_lines
+from doit_stages.steps.health import health_url
+from doit_stages.steps.migrate import check_argv
+from doit_stages.steps.releaselog import last_switch, parse_log, rollback_target
 
 # Every character that a shell, an option-file reader or a URL parser treats specially.
 NASTY = " p w;$(touch {marker})`touch {marker}`'\"#\\x:/@%?&|<>*!{{}}[]~ "
@@ -179,7 +179,7 @@ def test_counts_missing_and_extra_tables():
 
 def mysql_db(password_env: str = "DST_PURE_PW", **kw) -> Database:
     args = dict(name="prod", engine="mysql", dbname="blog_prod", host="db.example", port=3307, user="blog",
-                password_env=password_env)
+                password_env=password_env, secret=os.environ.get(password_env, "") if password_env else "")
     args.update(kw)
     return Database(**args)
 
@@ -428,3 +428,38 @@ def test_health_url_without_placeholder_or_twice():
     host = parse_host("ssh://web1")
     assert health_url("https://blog.example/health", host) == "https://blog.example/health"
     assert health_url("http://{host}/?h={host}", host) == "http://web1/?h=web1"
+
+
+# -- option_file: the user's own file on the host, included, never read by the tool --------------------------
+def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, monkeypatch):
+    from doit_stages.layout import Layout
+    from doit_stages.steps.backup import client_options
+    from doit_stages.transport import LocalTransport
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    user_file = tmp_path / ".my.cnf"
+    user_file.write_text('[client]\nuser=someone-else\npassword="p w;#\\\\x"\n')
+    user_file.chmod(0o600)
+    db = mysql_db(password_env="", option_file="~/.my.cnf")
+    with client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db) as cnf:
+        ours = Path(cnf).read_text()
+        out = subprocess.run(["my_print_defaults", f"--defaults-file={cnf}", "client"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    assert "p w" not in ours and ours.startswith(f"!include {user_file}\n")
+    opts = dict(line[2:].split("=", 1) for line in out)        # the last of each option wins, as in mysql
+    assert opts == {"user": "blog", "password": "p w;#\\x", "host": "db.example", "port": "3307"}
+    assert not Path(cnf).exists()
+
+
+def test_client_options_with_a_missing_option_file(tmp_path):
+    from doit_stages.layout import Layout
+    from doit_stages.steps.backup import client_options
+    from doit_stages.steps.common import StepError
+    from doit_stages.transport import LocalTransport
+
+    db = mysql_db(password_env="", option_file=str(tmp_path / "nope.cnf"))
+    with pytest.raises(StepError) as info:
+        with client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db):
+            pass
+    assert str(info.value) == (f"[database:prod] option_file {tmp_path}/nope.cnf: no readable file on local; "
+                               "put the MySQL option file there (mode 0600) or fix option_file")

@@ -44,21 +44,34 @@ LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && cat "$f" && echo; done; true'
 @contextlib.contextmanager
 def client_options(t: Transport, layout: Layout, db: Database):
     """A 0600 option file in a 0700 temp dir on the host, removed afterwards: the password never travels
-    on a command line."""
-    if db.option_file and not db.password_env:
-        yield db.option_file
-        return
+    on a command line. With option_file, it !includes the user's file (which holds the password) and adds
+    host, port and user from stages.ini after it."""
+    include = host_option_file(t, db) if db.option_file and not db.password_env else None
     t.run(["mkdir", "-p", "-m", "700", layout.deploy])
     tmp = t.run(["mktemp", "-d", posixpath.join(layout.deploy, "cnf.XXXXXX")]).strip()
     try:
         try:
-            data = option_file(db)
+            data = option_file(db, include)
         except ValueError as exc:
             raise StepError(str(exc)) from None
         write_file(t, posixpath.join(tmp, "my.cnf"), data)
         yield posixpath.join(tmp, "my.cnf")
     finally:
         t.call(["rm", "-rf", "--", tmp])
+
+
+# $1 option_file as written ('~/' = the login's home on the host): prints its path, or fails if unreadable
+FIND_OPTION_FILE = 'f=$1; case $f in "~/"*) f=$HOME/${f#??};; esac; [ -f "$f" ] && [ -r "$f" ] && printf %s "$f"'
+
+
+def host_option_file(t: Transport, db: Database) -> str:
+    """The user's option file on the host, which the tool never reads: its password stays on the host.
+    Checked first, since the client silently ignores an !include it cannot read."""
+    code, out, _ = t.call(["sh", "-c", FIND_OPTION_FILE, "sh", db.option_file])
+    if code != 0 or not out:
+        raise StepError(f"[database:{db.name}] option_file {db.option_file}: no readable file on {t.host}; "
+                        "put the MySQL option file there (mode 0600) or fix option_file")
+    return out
 
 
 def row_counts(t: Transport, db: Database, cnf: str | None = None, path: str | None = None) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""verify: infra-tests/ (testinfra) run against a stage's hosts, as a subprocess of this machine."""
+"""verify: the built-in infra-tests/ and the project's own checks ([project] infra_tests =), testinfra, run
+against a stage's hosts as a subprocess of this machine."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,23 @@ from ..layout import Layout
 from ..transport import Transport, ssh_config_for_others
 from .common import read_text, write_file
 
-INFRA_TESTS = Path(__file__).resolve().parents[2] / "infra-tests"
+
+def builtin_checks() -> Path:
+    """The built-in checks: installed inside the package (doit_stages/infra_tests), or infra-tests/ at the
+    top of a checkout (an editable install runs the package from tasks/)."""
+    here = Path(__file__).resolve().parents[1]
+    installed = here / "infra_tests"
+    return installed if installed.is_dir() else here.parent / "infra-tests"
+
+
+def pytest_argv(config: Config) -> list[str]:
+    """pytest on the built-in checks and the project's own, isolated from the project's pytest setup: no
+    plugin autoloading (a pytest-django in the same venv would set Django up), no ini file, no addopts;
+    only testinfra and our fixtures (doit_stages.infra_plugin)."""
+    dirs = [str(builtin_checks())] + ([str(config.project.infra_tests)] if config.project.infra_tests else [])
+    return [sys.executable, "-m", "pytest", "-q", "-c", os.devnull, "--rootdir", str(config.workdir),
+            "-p", "testinfra.plugin", "-p", f"{__package__.rsplit('.', 1)[0]}.infra_plugin",
+            "-p", "no:cacheprovider", "--no-header", *dirs]
 
 
 def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[bool, str]:
@@ -21,10 +38,9 @@ def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[
     config.build_dir.mkdir(parents=True, exist_ok=True)
     ssh_cfg.write_text(ssh_config_for_others(config.project.ssh_config))
     env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release,
-               VERIFY_HOSTS=",".join(h.spec for h in hosts), VERIFY_SSH_CONFIG=str(ssh_cfg))
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
-                          "-o", "addopts=", str(INFRA_TESTS)], env=env, capture_output=True, text=True,
-                         cwd=INFRA_TESTS)
+               VERIFY_HOSTS=",".join(h.spec for h in hosts), VERIFY_SSH_CONFIG=str(ssh_cfg),
+               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+    res = subprocess.run(pytest_argv(config), env=env, capture_output=True, text=True, cwd=config.workdir)
     return res.returncode == 0, res.stdout + res.stderr
 
 

@@ -44,3 +44,60 @@ def parse(url):
         }
 
     raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use mysql or sqlite)")
+
+
+def read_option_file(path, group="client"):
+    """The [group] options of a MySQL/MariaDB option file, read as the mysql command-line tools read it
+    (mysys my_default.c), so the same file serves mysqldump and the app: '#' starts a comment outside
+    quotes, the value is trimmed, ONE pair of matching quotes around it is stripped, and the escapes
+    \\n \\t \\r \\b \\s \\" \\' \\\\ are decoded (any other backslash is kept). `!include FILE` is followed.
+    (mysql-connector-python's own option_files= reader keeps the quotes and decodes nothing.)"""
+    options, current = {}, None
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    for raw in lines:
+        line = raw.lstrip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("!include "):
+            options.update(read_option_file(line[len("!include "):].strip(), group))
+            continue
+        if line.startswith("["):
+            current = line[1:line.find("]")].strip() if "]" in line else None
+            continue
+        if current != group:
+            continue
+        line = _drop_comment(line)
+        key, sep, value = line.partition("=")
+        key = key.strip().replace("-", "_")
+        options[key] = _option_value(value.strip()) if sep else ""
+    return options
+
+
+def _drop_comment(line):
+    quote, escape = None, False
+    for i, c in enumerate(line):
+        if c in "'\"" and not escape:
+            quote = c if quote is None else (None if quote == c else quote)
+        if quote is None and c == "#":
+            return line[:i]
+        escape = bool(quote) and c == "\\" and not escape
+    return line
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "s": " ", '"': '"', "'": "'", "\\": "\\"}
+
+
+def _option_value(value):
+    if len(value) > 1 and value[0] in "'\"" and value[0] == value[-1]:
+        value = value[1:-1]
+    out, i = [], 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i < len(value) - 1:
+            i += 1
+            out.append(_ESCAPES.get(value[i], "\\" + value[i]))
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)

@@ -37,6 +37,20 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(str(exc)) from None
 
+# With option_file in stages.ini, DATABASE_URL carries no password: it stays in that MySQL option file on
+# the host, which the deploy tool never reads. The app reads its [client] password (and user, if the URL
+# names none) the way the mysql tools read the same file.
+_option_file = os.environ.get("DATABASE_OPTION_FILE")
+if _option_file and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    try:
+        _client = dburl.read_option_file(os.path.expanduser(_option_file))
+    except OSError as exc:
+        raise ImproperlyConfigured(f"DATABASE_OPTION_FILE {_option_file}: {exc.strerror}") from None
+    if "password" in _client:
+        DATABASES["default"]["PASSWORD"] = _client["password"]
+    if not DATABASES["default"]["USER"] and _client.get("user"):
+        DATABASES["default"]["USER"] = _client["user"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

@@ -1,15 +1,15 @@
-"""testinfra checks of one stage. `doit verify:<stage>` runs this directory as a subprocess with
-STAGES_INI, VERIFY_STAGE and VERIFY_RELEASE set; the hosts come from stages.ini through tasks/config.py."""
+"""The fixtures of every stage check, loaded by `doit verify:<stage>` as a pytest plugin
+(`-p doit_stages.infra_plugin`), so that the built-in checks (infra-tests/) and a project's own
+(`[project] infra_tests =`) get the same ones: host (testinfra, one per host of the stage), stage,
+release, layout and config. verify sets STAGES_INI, VERIFY_STAGE, VERIFY_RELEASE and VERIFY_HOSTS."""
+from __future__ import annotations
+
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tasks.config import load_config  # noqa: E402
-from tasks.layout import Layout  # noqa: E402
+from .config import load_config
+from .layout import Layout
 
 
 def testinfra_spec(host) -> str:
@@ -31,6 +31,7 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def config():
+    """The loaded stages.ini (doit_stages.config.Config)."""
     return load_config()
 
 
@@ -41,9 +42,11 @@ def stage(config):
 
 @pytest.fixture(scope="session")
 def release():
+    """The id of the release the stage's link points at on the hosts checked."""
     return os.environ["VERIFY_RELEASE"]
 
 
 @pytest.fixture(scope="session")
 def layout(config):
+    """Every path on a host: layout.release(release), layout.link(stage.link), layout.env_file(stage.name)."""
     return Layout(config.project.deploy_root)
