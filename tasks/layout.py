@@ -72,6 +72,10 @@ class Layout:
     def wheels(self, digest: str) -> str:
         return self.join(".deploy", "wheels", digest)
 
+    def venv(self, digest: str) -> str:
+        """The venv of every release whose wheelhouse has this digest (linked into each as .venv)."""
+        return self.join(".deploy", "venvs", digest)
+
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")
 

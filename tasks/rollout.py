@@ -83,6 +83,7 @@ def _log(plan: Plan, hosts, records: list[dict]) -> None:
     def one(t: Transport):
         for rec in records:
             append_record(t, plan.layout, rec)
-        clean_releases(t, plan.layout, links, plan.config.project.keep_releases)
+        clean_releases(t, plan.layout, links, plan.config.project.keep_releases,
+                       venvs=plan.config.project.build == "pip")
     if hosts:
         plan.on_hosts(list(hosts), one, "release log")

@@ -19,19 +19,28 @@ from .archive import Release
 from .common import StepError, write_file
 from .environment import app_command, env_file
 
-# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json
+# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
+# venv relative to the release dir (the target of its .venv link)
+# The venv is shared by every release with the same wheelhouse digest: built once per host, in place at
+# its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
+# complete last; one without the marker (a build that died) is built again from scratch. The host's
+# deploy lock (.deploy/lock, held by the run) keeps two builds from meeting. A complete venv is never
+# changed again; a new requirement is a new digest, so a new venv.
 UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7
 if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$rel/.deploy-ready" ] && exit 0
+if [ -n "$venv" ] && [ ! -f "$venv/.deploy-complete" ]; then
+  rm -rf "$venv"; mkdir -p "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
+      -r "$wheels/requirements.txt"
+  touch "$venv/.deploy-complete"
+fi
 mkdir -p "$rel"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
-if [ -n "$wheels" ]; then
-  python3 -m venv "$rel/.venv"
-  "$rel/.venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
-      -r "$rel/requirements.txt"
-fi
+if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
 printf '%s\n' "$meta" > "$rel/.deploy-release.json"
 touch "$rel/.deploy-ready"
 '''
@@ -92,8 +101,9 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     layout = Layout(config.project.deploy_root)
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
+    venv = layout.venv(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json()])
+           release.to_json(), venv, posixpath.relpath(venv, rel) if venv else ""])
     t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
     write_file(t, layout.env_file(stage.name), env_file(config, stage))
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
