@@ -13,11 +13,11 @@ from .config import Stage
 from .plan import Plan
 from .steps import build as build_step
 from .steps.cleanup import clean_releases
-from .steps.common import StepError, read_text
+from .steps.common import StepError
 from .steps.environment import app_command
 from .steps.health import check_health, health_url
 from .steps.releaselog import append_record, make_record
-from .steps.switch import is_ready, read_link, release_of, set_link, switch_link
+from .steps.switch import read_readiness, release_of, set_link, switch_link
 from .transport import Transport
 
 
@@ -27,15 +27,16 @@ def rollout(plan: Plan, stage: Stage, rid: str, revision: str, result: str, what
     layout = plan.layout
 
     def check(t: Transport):
-        if not is_ready(t, layout, rid):
+        shared = [*plan.config.project.shared_dirs, *plan.config.project.shared_files]
+        facts = read_readiness(t, layout, rid, build_step.built_marker(layout, stage.name), stage.link, shared)
+        if not facts["ready"]:
             raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
-        if (read_text(t, build_step.built_marker(layout, stage.name)) or "").strip() != rid:
+        if facts["built"] != rid:
             raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
-        missing = build_step.missing_shared(t, plan.config, rid)
-        if missing:
-            raise StepError(f"{', '.join(missing)} not linked into {rid} from shared/ (create it under "
+        if facts["missing"]:
+            raise StepError(f"{', '.join(facts['missing'])} not linked into {rid} from shared/ (create it under "
                             f"{layout.shared}, then run doit build:{stage.name})")
-        return read_link(t, layout, stage.link)
+        return facts["link"]
     previous = dict(zip(stage.hosts, plan.on_hosts(stage.hosts, check, f"{what} (nothing was switched)")))
     prev_rid = release_of(next(iter(previous.values())))
 

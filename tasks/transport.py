@@ -61,6 +61,10 @@ class Transport:
     def put(self, local: Path, remote: str) -> None:
         raise NotImplementedError
 
+    def send(self, argv: Sequence[str], local: Path) -> tuple[int, str, str]:
+        """Like call, with a local file's bytes on argv's stdin (streamed, not held in memory)."""
+        raise NotImplementedError
+
     def get(self, remote: str, local: Path) -> None:
         raise NotImplementedError
 
@@ -102,6 +106,11 @@ class LocalTransport(Transport):
     def put(self, local, remote):
         self.run(["cp", str(local), remote])
 
+    def send(self, argv, local):
+        with open(local, "rb") as f:
+            proc = subprocess.Popen(list(argv), stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return _communicate(proc, None)
+
     def get(self, remote, local):
         self.run(["cp", remote, str(local)])
 
@@ -133,11 +142,15 @@ class SSHTransport(Transport):
 
     def put(self, local, remote):
         """The file's bytes through the session's stdin, streamed (no scp: no second connection)."""
+        code, _, err = self.send(["sh", "-c", 'cat > "$1"', "sh", remote], local)
+        if code != 0:
+            raise CommandFailed(self.host, ["put", str(local), remote], code, err)
+
+    def send(self, argv, local):
         with open(local, "rb") as f:
             data = Stream(iter(lambda: f.read(1 << 20), b""), os.fstat(f.fileno()).st_size)
-            code, _, err = self._run(["sh", "-c", 'cat > "$1"', "sh", remote], data)
-        if code != 0:
-            raise CommandFailed(self.host, ["put", str(local), remote], code, err.decode(errors="replace"))
+            code, out, err = self._run(argv, data)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def get(self, remote, local):
         code, out, err = self._run(["cat", "--", remote])

@@ -9,12 +9,12 @@ import posixpath
 
 from ..layout import Layout, is_release_id
 from ..transport import Transport
-from .releaselog import good_releases, read_log, rollback_target
+from .releaselog import good_releases, parse_log, rollback_target
 from .switch import release_of
 
-# prints every link target under sites/ (and any other link dir), then the release dirs
-SCAN = ('cd "$1" || exit 0; for l in "$@"; do [ "$l" = "$1" ] && continue; readlink -- "$l" 2>/dev/null; done; '
-        'echo --; ls -1 releases 2>/dev/null; true')
+# $1 root, $2 the release log, then the links: prints every link target, then the release dirs, then the log
+SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 2>/dev/null; done; '
+        'echo --; ls -1 releases 2>/dev/null; echo --; cat -- "$log" 2>/dev/null; true')
 
 
 # $1 releases dir, $2 venvs dir, then the paths to remove (release dirs and their artifacts). Then every
@@ -50,10 +50,11 @@ def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], k
 
 def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True) -> list[str]:
     """Remove the releases nobody needs (and, with venvs, the shared venvs no release left links)."""
-    out = t.run(["sh", "-c", SCAN, "sh", layout.root, *links])
-    targets, _, names = out.partition("--\n")
+    out = t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *links])
+    targets, _, rest = out.partition("--\n")
+    names, _, log = rest.partition("--\n")
     linked = {release_of(x) for x in targets.split()} - {None}
-    doomed = releases_to_remove(names.split(), linked, read_log(t, layout), keep)
+    doomed = releases_to_remove(names.split(), linked, parse_log(log), keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact(rid)[:-len(".tar.gz")] + ".json")]
     if doomed or venvs:

@@ -13,9 +13,13 @@ import socket
 
 from ..layout import Layout
 from ..transport import Transport
-from .common import read_text, write_file
+from .common import read_text
 
-TAKE = 'mkdir -p "$(dirname "$1")" && mkdir "$1" 2>/dev/null && echo taken || true'
+# $1 lock dir; stdin: the owner's JSON, written inside right after the mkdir that takes the lock
+TAKE = ('mkdir -p "${1%/*}" && mkdir "$1" 2>/dev/null || exit 0; echo taken; '
+        'cat > "$1/owner.json.tmp" && chmod 644 "$1/owner.json.tmp" && mv -f "$1/owner.json.tmp" "$1/owner.json"')
+# $1 lock dir, $2 this run's token: removed only when this run holds it
+RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *"\"token\": \"$2\""*) rm -rf -- "$1";; esac'
 
 
 def holder_text(info: dict | None) -> str:
@@ -48,8 +52,7 @@ def _stale(info: dict | None) -> bool:
 def take_lock(t: Transport, layout: Layout, info: dict) -> dict | None:
     """Take the host's lock for this run; returns None when taken, else the holder's info."""
     for _ in range(2):
-        if t.run(["sh", "-c", TAKE, "sh", layout.lock]).strip() == "taken":
-            write_file(t, posixpath.join(layout.lock, "owner.json"), json.dumps(info).encode(), "644")
+        if t.run(["sh", "-c", TAKE, "sh", layout.lock], input=json.dumps(info).encode()).strip() == "taken":
             return None
         holder = read_holder(t, layout)
         if holder and holder.get("token") == info["token"]:
@@ -61,9 +64,7 @@ def take_lock(t: Transport, layout: Layout, info: dict) -> dict | None:
 
 
 def release_lock(t: Transport, layout: Layout, token: str) -> None:
-    holder = read_holder(t, layout)
-    if holder and holder.get("token") == token:
-        t.call(["rm", "-rf", "--", layout.lock])
+    t.call(["sh", "-c", RELEASE, "sh", layout.lock, token])
 
 
 def break_lock(t: Transport, layout: Layout) -> dict | None | bool:

@@ -9,12 +9,26 @@ import posixpath
 from pathlib import Path
 
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .common import StepError, read_text, write_file
 
 # Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.
 HAS_SCRIPT = 'cmp -s "$1" - && { [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok'
+
+# stdin: the archive. $1 artifact path, $2 its sha256, $3 proof path, $4 proof (release json) or "" to
+# leave the proof for later (the wheelhouse comes first). Prints the digest that arrived.
+RECEIVE = r'''set -e
+art=$1; sha=$2; proof=$3; meta=$4
+mkdir -p "${art%/*}"
+cat > "$art.partial"
+got=$(sha256sum "$art.partial"); got=${got%% *}
+echo "$got"
+[ "$got" = "$sha" ] || { rm -f "$art.partial"; exit 0; }
+mv -f "$art.partial" "$art"
+[ -n "$meta" ] || exit 0
+printf '%s' "$meta" > "$proof.tmp"; chmod 644 "$proof.tmp"; mv -f "$proof.tmp" "$proof"
+'''
 
 UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
@@ -34,22 +48,24 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
     if has_release(t, layout, release):
         return
-    art = layout.artifact(release.id)
-    t.run(["mkdir", "-p", posixpath.dirname(art)])
-    t.put(build_dir / f"{release.id}.tar.gz", art + ".partial")
-    digest = t.run(["sha256sum", "--", art + ".partial"]).split()[0]
+    art, proof = layout.artifact(release.id), proof_path(layout, release.id)
+    # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
+    argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
+    code, out, err = t.send(argv, build_dir / f"{release.id}.tar.gz")
+    if code != 0:
+        raise CommandFailed(t.host, ["upload", art], code, err)
+    digest = out.strip()
     if digest != release.sha256:
-        t.call(["rm", "-f", "--", art + ".partial"])
         raise StepError(f"{t.host}: upload: archive {release.id} arrived with sha256 {digest[:12]}, "
                         f"expected {release.sha256[:12]}; run again")
-    t.run(["mv", "-f", "--", art + ".partial", art])
-    if release.wheels:
-        target = layout.wheels(release.wheels)
-        if t.call(["test", "-f", target + "/.complete"])[0] != 0:
-            t.run(["mkdir", "-p", posixpath.dirname(target)])
-            t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
-            t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
-    write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+    if not release.wheels:
+        return
+    target = layout.wheels(release.wheels)
+    if t.call(["test", "-f", target + "/.complete"])[0] != 0:
+        t.run(["mkdir", "-p", posixpath.dirname(target)])
+        t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
+        t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
+    write_file(t, proof, release.to_json().encode(), "644")
 
 
 def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:
