@@ -36,13 +36,29 @@ def control_path() -> str:
     return f"{sockdir}/%C"
 
 
+# OpenSSH 9's default key exchange, the post-quantum hybrid sntrup761x25519, costs ~115 ms of client CPU
+# per login here against ~10 ms for curve25519 (what paramiko, so pyinfra, uses): put curve25519 at the
+# head of the default list ('^'), unless the user's ssh_config chooses KexAlgorithms itself.
+FAST_KEX = "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org"
+
+
 def ssh_options(ssh_config: Path | None) -> list[str]:
     """Host keys are checked, never accepted blindly; one master connection per host is shared with the
     other ssh clients of a run (testinfra in verify), so they open no connection of their own."""
     opts = ["-F", str(ssh_config)] if ssh_config else []
+    if not _chooses_kex(ssh_config):
+        opts += ["-o", FAST_KEX]
     return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
                    "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", "-o", "ControlPersist=60",
                    "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
+
+
+def _chooses_kex(ssh_config: Path | None) -> bool:
+    path = ssh_config or Path.home() / ".ssh" / "config"
+    try:
+        return "kexalgorithms" in path.read_text(errors="replace").lower()
+    except OSError:
+        return False
 
 
 def ssh_argv(hostname: str, user: str | None, port: int | None, options: Sequence[str],

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import Host
-from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options
+from .remote_shell import FAST_KEX, RemoteShell, ShellGone, Stream, _chooses_kex, control_path, ssh_argv, ssh_options
 
 CONNECT_TIMEOUT = 60.0   # seconds for ssh to connect, log in and start the remote shell
 
@@ -38,6 +38,8 @@ def ssh_config_for_others(ssh_config: Path | None) -> str:
     user = ssh_config or Path.home() / ".ssh" / "config"
     lines = ["BatchMode yes", "StrictHostKeyChecking yes", "ControlMaster auto",
              f"ControlPath {control_path()}", "ControlPersist 60"]
+    if not _chooses_kex(ssh_config):
+        lines.append(FAST_KEX.replace("=", " ", 1))
     if user.is_file():
         lines.append(f"Include {user}")
     return "\n".join(lines) + "\n"

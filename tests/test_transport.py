@@ -147,3 +147,14 @@ def test_the_token_never_reaches_a_command(shell):
     code, out, _ = shell.run(["sh", "-c", 'env; set; echo "[$__dst_tok]"'])
     assert code == 0 and shell.token not in out and b"[]" in out
     assert shell.token not in Path(f"/proc/{shell.proc.pid}/cmdline").read_bytes()
+
+
+def test_curve25519_key_exchange_comes_first_unless_the_users_config_chooses(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text("Host *\n    User deploy\n")
+    conf, _ = ssh_g(ssh_argv("web1", None, None, ssh_options(cfg)))
+    assert conf["kexalgorithms"].startswith("curve25519-sha256,curve25519-sha256@libssh.org,")
+    assert "sntrup761x25519-sha512@openssh.com" in conf["kexalgorithms"]      # the default list follows
+    cfg.write_text("Host *\n    KexAlgorithms sntrup761x25519-sha512@openssh.com\n")
+    conf, _ = ssh_g(ssh_argv("web1", None, None, ssh_options(cfg)))
+    assert conf["kexalgorithms"] == "sntrup761x25519-sha512@openssh.com"
