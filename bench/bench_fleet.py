@@ -38,6 +38,7 @@ from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
 from harness import SshHosts  # noqa: E402
 
+LOCAL_INDEX = "file:///opt/pypi/simple"
 PYINFRA_VENV = REPO / "build" / "pyinfra-venv"
 RESULTS = REPO / "bench" / "results.md"
 MARK_BEGIN, MARK_END = "<!-- fleet: begin -->", "<!-- fleet: end -->"
@@ -47,7 +48,7 @@ INI = """\
 name = bench
 source = {source}
 deploy_root = /srv/bench
-build = none
+build = {build}
 ssh_config = {ssh_config}
 keep_releases = 3
 shared_dirs = media
@@ -110,7 +111,8 @@ def fresh(hosts, ssh_config: Path) -> None:
 
 def run_ours(hosts, all_hosts, source: Path, work: Path) -> tuple[dict, Path]:
     work.mkdir(parents=True)
-    ini = INI.format(source=source, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts))
+    ini = INI.format(source=source, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
+                     build="none")
     check_local_only(hosts, all_hosts.ssh_config, ini)
     (work / "stages.ini").write_text(ini)
     env = dict(os.environ, STAGES_INI=str(work / "stages.ini"))
@@ -126,6 +128,24 @@ def run_ours(hosts, all_hosts, source: Path, work: Path) -> tuple[dict, Path]:
     out["conns_noop"] = max(a - b for a, b in zip(accepted(hosts), before))
     archive = next((work / "build").glob("*.tar.gz"))
     return out, archive
+
+
+def run_code_change(hosts, all_hosts, repo: AppRepo, build: str, work: Path, n: int) -> float:
+    """A deploy of a code-only change (requirements unchanged) after a first deploy, with `build`."""
+    work.mkdir(parents=True)
+    ini = INI.format(source=repo.path, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
+                     build=build)
+    check_local_only(hosts, all_hosts.ssh_config, ini)
+    (work / "stages.ini").write_text(ini)
+    # wheels only from this machine's local index: no traffic beyond 127.0.0.1 and the local disk
+    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"), PIP_INDEX_URL=LOCAL_INDEX, PIP_EXTRA_INDEX_URL="")
+    env.pop("DEPLOY_REVISION", None)
+    argv = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "deploy:test"]
+    fresh(hosts, all_hosts.ssh_config)
+    timed(argv, work, env)                      # the first deploy (builds the venv with build = pip)
+    repo.commit(f"code {build} {n} {work.name}", {"static/version.txt": f"{work.name}\n"})
+    close_masters(hosts, all_hosts.ssh_config)
+    return timed(argv, work, env)
 
 
 def run_pyinfra(hosts, all_hosts, exe: Path, archive: Path, work: Path) -> dict:
@@ -174,14 +194,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", default="1,16")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pip-hosts", default="", help="also time a code-only change with build = pip vs none")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
     args = ap.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
     exe = ensure_pyinfra()
     base = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])
-    source = AppRepo(base / "app").path
+    repo = AppRepo(base / "app")
+    source = repo.path
     results: dict[int, list] = {n: [] for n in counts}
+    pip_counts = [int(x) for x in args.pip_hosts.split(",") if x]
+    pip_results: dict[int, list] = {n: [] for n in pip_counts}
     try:
         for rep in range(args.repeat):
             for n in counts:
@@ -201,9 +225,26 @@ def main() -> None:
                       f"  |  pyinfra cold {pair['pyinfra']['cold']:.2f} no-op {pair['pyinfra']['noop']:.2f}"
                       f"  |  logins/host ours {pair['ours']['conns_cold']}+{pair['ours']['conns_noop']}"
                       f" pyinfra {pair['pyinfra']['conns_cold']}+{pair['pyinfra']['conns_noop']}", flush=True)
+            for n in pip_counts:
+                hosts = list(all_hosts)[:n]
+                order = ["pip", "none"] if rep % 2 == 0 else ["none", "pip"]
+                got = {b: run_code_change(hosts, all_hosts, repo, b, base / f"code-{b}-{n}-{rep}", n) for b in order}
+                pip_results[n].append(got)
+                print(f"N={n:<3} #{rep + 1}  code-only change: build=pip {got['pip']:.2f}  "
+                      f"build=none {got['none']:.2f}",
+                      flush=True)
     finally:
         all_hosts.stop()
     text = table(results, counts, args.repeat)
+    if pip_counts:
+        text += ("\n\nA code-only change (a new commit, requirements unchanged) deployed after a first deploy, "
+                 "SSH masters closed; medians, ratio pair by pair:\n\n| hosts | build = pip | build = none | ratio |\n"
+                 "| ---: | ---: | ---: | ---: |\n")
+        for n in pip_counts:
+            rs = pip_results[n]
+            text += (f"| {n} | {statistics.median(r['pip'] for r in rs):.2f} | "
+                     f"{statistics.median(r['none'] for r in rs):.2f} | "
+                     f"{statistics.median(r['pip'] / r['none'] for r in rs):.2f} |\n")
     load = os.getloadavg()
     text += (f"\n\n- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average "
              f"when written {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (the machine was shared)")
