@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 # the remote program is read from stdin by sh itself (dash parses a pipe in blocks: no byte-wise reads)
 REMOTE = "exec sh"
 CHUNK = 1 << 16
-GO = -1   # what _take_out returns for "<token> go"
+GO = -1   # what _take_out returns for "<token>.<seq> go"
 INLINE_MAX = 1 << 18   # input up to this size (and without NUL) travels inside the command's text
 
 
@@ -93,13 +93,14 @@ class RemoteShell:
 
     def __init__(self, argv: list[str], timeout: float = 60.0):
         self.token = secrets.token_hex(16).encode()
+        self.seq = 0
         self.proc = subprocess.Popen([*argv, REMOTE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             os.set_blocking(f.fileno(), False)
         self._out, self._err = b"", b""
         t = self.token.decode()
-        hello = f"__dst_tok={t}; printf '%s 0\\n' \"$__dst_tok\"; printf '%s\\n' \"$__dst_tok\" >&2\n"
+        hello = f"__dst_tok={t}; printf '%s.0 0\\n' \"$__dst_tok\"; printf '%s.0\\n' \"$__dst_tok\" >&2\n"
         self._exchange([hello.encode()], time.monotonic() + timeout)
 
     def run(self, argv: Sequence[str], input: "bytes | Stream | None" = None,
@@ -109,11 +110,11 @@ class RemoteShell:
             raise ShellGone("the connection is closed")
         deadline = None if timeout is None else time.monotonic() + timeout
         if input is None or isinstance(input, bytes) and len(input) <= INLINE_MAX and b"\0" not in input:
-            return self._exchange([request(argv, inline=input)], deadline)
+            return self._exchange([request(argv, self._next(), inline=input)], deadline)
         chunks, size = (input.chunks, input.size) if isinstance(input, Stream) else ([input], len(input))
         # the command starts and says "go" before the bytes are sent: the session shell, blocked on the
         # command, has read nothing beyond the command's text, so the bytes reach the command only
-        code, _, _ = self._exchange([request(argv, size=size)], deadline, want_err=False)
+        code, _, _ = self._exchange([request(argv, self._next(), size=size)], deadline, want_err=False)
         if code != GO:
             raise ShellGone("the session lost its place in the stream")
         return self._exchange(chunks, deadline)
@@ -160,20 +161,32 @@ class RemoteShell:
             sel.close()
         return out[0], out[1], err
 
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
     def _take_out(self, new: int):
-        i = self._out.find(self.token, max(0, new - len(self.token)))
+        mark = self.token + b".%d " % self.seq
+        i = self._out.find(mark, max(0, new - len(mark)))
         j = self._out.find(b"\n", i)
         if i < 0 or j < 0:
             return None
-        data, tail, self._out = self._out[:i], self._out[i + len(self.token):j], self._out[j + 1:]
-        return (GO if tail == b" go" else int(tail)), data
+        data, tail, self._out = self._out[:i], self._out[i + len(mark):j], self._out[j + 1:]
+        return (GO if tail == b"go" else int(tail)), self._after_stale(data)
 
     def _take_err(self, new: int):
-        i = self._err.find(self.token + b"\n", max(0, new - len(self.token) - 1))
+        mark = self.token + b".%d\n" % self.seq
+        i = self._err.find(mark, max(0, new - len(mark)))
         if i < 0:
             return None
-        data, self._err = self._err[:i], self._err[i + len(self.token) + 1:]
-        return data
+        data, self._err = self._err[:i], self._err[i + len(mark):]
+        return self._after_stale(data)
+
+    def _after_stale(self, data: bytes) -> bytes:
+        """Drop what an earlier command left (one whose wait was interrupted, e.g. by SIGTERM): its output
+        ends with its own marker line, before this command's output."""
+        k = data.rfind(self.token + b".")
+        return data if k < 0 else data[data.find(b"\n", k) + 1:]
 
     def _gone(self) -> str:
         """What ssh said before it ended (e.g. "Connection refused", "Host key verification failed")."""
@@ -221,10 +234,11 @@ def command_text(argv: Sequence[str]) -> bytes:
     return b" ".join(quote(a.encode()) for a in argv)
 
 
-TAIL = b'; printf \'%s %s\\n\' "$__dst_tok" "$?"; printf \'%s\\n\' "$__dst_tok" >&2\n'
+# after each command: "<token>.<seq> <exit code>" on stdout, "<token>.<seq>" on stderr
+TAIL = b'; printf \'%%s.%d %%s\\n\' "$__dst_tok" "$?"; printf \'%%s.%d\\n\' "$__dst_tok" >&2\n'
 
 
-def request(argv: Sequence[str], size: int | None = None, inline: bytes | None = None) -> bytes:
+def request(argv: Sequence[str], seq: int, size: int | None = None, inline: bytes | None = None) -> bytes:
     """The program text of one command: it runs in a subshell (a `cd` or `exit` in it leaves the session
     alone); its stdin is /dev/null, or `inline` (printed by the printf builtin from a quoted word: no NUL),
     or exactly `size` bytes of the session's stream (after the command said "go"; the rest of them is
@@ -236,6 +250,6 @@ def request(argv: Sequence[str], size: int | None = None, inline: bytes | None =
     elif size is None:
         cmd += b" </dev/null"
     else:
-        cmd = (b"( printf '%%s go\\n' \"$__dst_tok\"; head -c %d | { %s; r=$?; cat >/dev/null; exit $r; } )"
-               % (int(size), cmd))
-    return cmd + TAIL
+        cmd = (b"( printf '%%s.%d go\\n' \"$__dst_tok\"; head -c %d | { %s; r=$?; cat >/dev/null; exit $r; } )"
+               % (seq, int(size), cmd))
+    return cmd + TAIL % (seq, seq)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tasks.remote_shell import INLINE_MAX, RemoteShell, ShellGone, Stream, command_text, ssh_argv, ssh_options
+from tasks.remote_shell import (
+    INLINE_MAX,
+    RemoteShell,
+    ShellGone,
+    Stream,
+    command_text,
+    request,
+    ssh_argv,
+    ssh_options,
+)
 
 
 # -- ssh's argv -----------------------------------------------------------------------------------------
@@ -158,3 +167,11 @@ def test_curve25519_key_exchange_comes_first_unless_the_users_config_chooses(tmp
     cfg.write_text("Host *\n    KexAlgorithms sntrup761x25519-sha512@openssh.com\n")
     conf, _ = ssh_g(ssh_argv("web1", None, None, ssh_options(cfg)))
     assert conf["kexalgorithms"] == "sntrup761x25519-sha512@openssh.com"
+
+
+def test_a_command_whose_wait_was_interrupted_does_not_confuse_the_next(shell):
+    """E.g. SIGTERM while a command runs: atexit then releases the locks over the same session."""
+    os.write(shell.proc.stdin.fileno(), request(["sh", "-c", "sleep 0.2; echo old; echo olderr >&2; exit 3"],
+                                                shell._next()))
+    assert shell.run(["sh", "-c", "echo new; echo newerr >&2"]) == (0, b"new\n", b"newerr\n")
+    assert shell.run(["echo", "next"]) == (0, b"next\n", b"")
