@@ -29,6 +29,15 @@ def pytest_configure(config):
         config.option.ssh_config = str(ssh_config)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _known_encoding(host):
+    """testinfra asks every host for its encoding with a remote `python3 -c ...` before its first command:
+    one more ssh process and a Python start-up per host. The checks read ASCII paths and JSON, and the
+    hosts' tools speak UTF-8: tell it instead of asking."""
+    if getattr(host.backend, "_encoding", "") is None:
+        host.backend._encoding = "utf-8"
+
+
 @pytest.fixture(scope="session")
 def config():
     """The loaded stages.ini (doit_stages.config.Config)."""

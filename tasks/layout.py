@@ -77,6 +77,10 @@ class Layout:
         records the outcome. Left behind, it tells the next run to finish or undo that switch."""
         return self.join(".deploy", f"intent-{stage}.json")
 
+    def venv(self, digest: str) -> str:
+        """The venv of every release whose wheelhouse has this digest (linked into each as .venv)."""
+        return self.join(".deploy", "venvs", digest)
+
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")
 

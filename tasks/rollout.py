@@ -19,11 +19,11 @@ from .config import Stage
 from .plan import Plan
 from .steps import build as build_step
 from .steps.cleanup import clean_releases
-from .steps.common import StepError, read_text, write_file
+from .steps.common import StepError, write_file
 from .steps.environment import app_command
 from .steps.health import check_health, health_url
 from .steps.releaselog import append_record, make_record
-from .steps.switch import is_ready, release_of, set_link, switch_link
+from .steps.switch import read_readiness, release_of, set_link, switch_link
 from .transport import Transport
 
 # $1 link, $2 intent file: the link's target, a separator, then the intent (if any)
@@ -105,13 +105,14 @@ def rollout(plan: Plan, stage: Stage, rid: str, revision: str, result: str, what
 
 def _check(plan: Plan, stage: Stage, rid: str, t: Transport):
     layout = plan.layout
-    if not is_ready(t, layout, rid):
+    shared = [*plan.config.project.shared_dirs, *plan.config.project.shared_files]
+    facts = read_readiness(t, layout, rid, build_step.built_marker(layout, stage.name), stage.link, shared)
+    if not facts["ready"]:
         raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
-    if (read_text(t, build_step.built_marker(layout, stage.name)) or "").strip() != rid:
+    if facts["built"] != rid:
         raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
-    missing = build_step.missing_shared(t, plan.config, rid)
-    if missing:
-        raise StepError(f"{', '.join(missing)} not linked into {rid} from shared/ (create it under "
+    if facts["missing"]:
+        raise StepError(f"{', '.join(facts['missing'])} not linked into {rid} from shared/ (create it under "
                         f"{layout.shared}, then run doit build:{stage.name})")
     return read_switch_state(t, plan, stage)
 
@@ -155,6 +156,7 @@ def _log(plan: Plan, hosts, records: list[dict], stage: Stage) -> None:
             append_record(t, plan.layout, {**rec, "token": plan.token})
         failpoints.hit("switch.after_log", t.host)
         t.run(["rm", "-f", "--", plan.layout.intent(stage.name)])
-        clean_releases(t, plan.layout, links, plan.config.project.keep_releases)
+        clean_releases(t, plan.layout, links, plan.config.project.keep_releases,
+                       venvs=plan.config.project.build == "pip")
     if hosts:
         plan.on_hosts(list(hosts), one, "release log")

@@ -1,4 +1,4 @@
-"""One small interface over plumbum: run an argv, put a file, get a file, test a path. Local and SSH.
+"""One small interface: run an argv, put a file, get a file, test a path. Local and SSH.
 
 Commands are argv lists. Over SSH the argv is quoted once with shlex.join, so the remote shell gives the
 program exactly these arguments and never runs a second command. Values that a shell script needs travel
@@ -6,23 +6,17 @@ as positional arguments ("$1"), never formatted into the script.
 """
 from __future__ import annotations
 
-import logging
 import os
-import shlex
 import subprocess
 import threading
 from pathlib import Path
 from typing import Sequence
 
-from plumbum import SshMachine
-
 from . import config_rules as rules
 from .config import Host
+from .remote_shell import FAST_KEX, RemoteShell, ShellGone, Stream, _chooses_kex, control_path, ssh_argv, ssh_options
 
-# plumbum logs "Connection to <PlumbumLocalPopen object at 0x...> timed out" through logging's last-resort
-# handler when a host does not answer; the CommandFailed raised then names the host in one line instead.
-logging.getLogger("plumbum.shell").addHandler(logging.NullHandler())
-logging.getLogger("plumbum.shell").propagate = False
+CONNECT_TIMEOUT = 60.0   # seconds for ssh to connect, log in and start the remote shell
 
 
 class CommandFailed(Exception):
@@ -39,26 +33,14 @@ class CommandFailed(Exception):
         return self.retcode == 255 and not self.host.local
 
 
-def control_path() -> str:
-    sockdir = Path(f"/tmp/doit-stages-{os.getuid()}")
-    sockdir.mkdir(mode=0o700, exist_ok=True)
-    return f"{sockdir}/%C"
-
-
-def ssh_options(ssh_config: Path | None) -> list[str]:
-    """Host keys are checked, never accepted blindly; one master connection per host is reused."""
-    opts = ["-F", str(ssh_config)] if ssh_config else []
-    return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
-                   "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", "-o", "ControlPersist=60",
-                   "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
-
-
 def ssh_config_for_others(ssh_config: Path | None) -> str:
     """An OpenSSH config that other ssh clients of a run (testinfra in verify) use to ride on the tool's
     master connections, with the same strict host-key checking, and the user's own config after it."""
     user = ssh_config or Path.home() / ".ssh" / "config"
     lines = ["BatchMode yes", "StrictHostKeyChecking yes", "ControlMaster auto",
              f"ControlPath {control_path()}", "ControlPersist 60"]
+    if not _chooses_kex(ssh_config):
+        lines.append(FAST_KEX.replace("=", " ", 1))
     if user.is_file():
         lines.append(f"Include {user}")
     return "\n".join(lines) + "\n"
@@ -74,10 +56,16 @@ class Transport:
             raise CommandFailed(self.host, argv, code, err)
         return out
 
-    def call(self, argv: Sequence[str], input: bytes | None = None) -> tuple[int, str, str]:
+    def call(self, argv: Sequence[str], input: bytes | None = None,
+             timeout: float | None = None) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr); timeout (seconds) bounds the wait where a command must be quick."""
         raise NotImplementedError
 
     def put(self, local: Path, remote: str) -> None:
+        raise NotImplementedError
+
+    def send(self, argv: Sequence[str], local: Path) -> tuple[int, str, str]:
+        """Like call, with a local file's bytes on argv's stdin (streamed, not held in memory)."""
         raise NotImplementedError
 
     def get(self, remote: str, local: Path) -> None:
@@ -96,8 +84,8 @@ class Transport:
         self.close()
 
 
-def _communicate(proc: subprocess.Popen, input: bytes | None) -> tuple[int, str, str]:
-    out, err = proc.communicate(input)
+def _communicate(proc: subprocess.Popen, input: bytes | None, timeout=None) -> tuple[int, str, str]:
+    out, err = proc.communicate(input, timeout)
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
@@ -105,63 +93,85 @@ class LocalTransport(Transport):
     def __init__(self, host: Host):
         self.host = host
 
-    def call(self, argv, input=None):
+    def call(self, argv, input=None, timeout=None):
         try:
             proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             return 127, "", f"{argv[0]}: command not found"
-        return _communicate(proc, input)
+        try:
+            return _communicate(proc, input, timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return 124, "", f"{argv[0]}: no answer within {timeout}s"
 
     def put(self, local, remote):
         self.run(["cp", str(local), remote])
+
+    def send(self, argv, local):
+        with open(local, "rb") as f:
+            proc = subprocess.Popen(list(argv), stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return _communicate(proc, None)
 
     def get(self, remote, local):
         self.run(["cp", remote, str(local)])
 
 
 def destination_problem(host: Host) -> str | None:
-    """plumbum hands `user@host` to ssh and scp as a bare argument after the options: a user or host name
-    starting with '-' would be read as an option (-oProxyCommand=...). config.parse_host refuses such
-    names; this re-checks any Host before an ssh process is started."""
+    """ssh_argv puts the user after -l, the port after -p and the host after `--`; config.parse_host also
+    refuses names ssh could read as options. This re-checks any Host before an ssh process is started."""
     return rules.hostname_problem(host.hostname) or (rules.user_problem(host.user) if host.user else None)
 
 
 class SSHTransport(Transport):
+    """Every command, put and get over ONE `ssh host sh` session for the whole run (remote_shell.py)."""
+
     def __init__(self, host: Host, ssh_config: Path | None = None):
         self.host = host
         problem = destination_problem(host)
         if problem:
             raise CommandFailed(host, ["ssh"], 2, f"refused: {problem}")
-        opts = ssh_options(ssh_config)
+        self._mutex = threading.Lock()
+        argv = ssh_argv(host.hostname, host.user, host.port, ssh_options(ssh_config))
         try:
-            self.machine = SshMachine(host.hostname, user=host.user, port=host.port, ssh_opts=opts,
-                                      scp_opts=opts)
-        except Exception as exc:  # plumbum raises several kinds; all mean the same to the user
-            detail = " ".join(str(getattr(exc, "stderr", "") or exc).split())[-300:]
-            raise CommandFailed(host, ["ssh"], 255, detail) from None
+            self.shell = RemoteShell(argv, timeout=CONNECT_TIMEOUT)
+        except ShellGone as exc:
+            raise CommandFailed(host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
+        except OSError as exc:  # no ssh client here
+            raise CommandFailed(host, ["ssh"], 255, str(exc)) from None
 
-    def call(self, argv, input=None):
-        proc = self.machine.popen([shlex.join(argv)],
-                                  stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        return _communicate(proc, input)
+    def call(self, argv, input=None, timeout=None):
+        code, out, err = self._run(argv, input, timeout=timeout)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _run(self, argv, input=None, timeout=None) -> tuple[int, bytes, bytes]:
+        with self._mutex:
+            try:
+                return self.shell.run(argv, input, timeout)
+            except ShellGone as exc:
+                return 255, b"", exc.stderr.encode()
 
     def put(self, local, remote):
-        self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])
+        """The file's bytes through the session's stdin, streamed (no scp: no second connection)."""
+        code, _, err = self.send(["sh", "-c", 'cat > "$1"', "sh", remote], local)
+        if code != 0:
+            raise CommandFailed(self.host, ["put", str(local), remote], code, err)
+
+    def send(self, argv, local):
+        with open(local, "rb") as f:
+            data = Stream(iter(lambda: f.read(1 << 20), b""), os.fstat(f.fileno()).st_size)
+            code, out, err = self._run(argv, data)
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def get(self, remote, local):
-        self._scp(lambda: self.machine.download(remote, str(local)), ["scp", remote, str(local)])
-
-    def _scp(self, fn, argv):
-        from plumbum import ProcessExecutionError
-        try:
-            fn()
-        except ProcessExecutionError as exc:
-            raise CommandFailed(self.host, argv, exc.retcode, str(exc.stderr)) from None
+        code, out, err = self._run(["cat", "--", remote])
+        if code != 0:
+            raise CommandFailed(self.host, ["get", remote, str(local)], code, err.decode(errors="replace"))
+        Path(local).write_bytes(out)
 
     def close(self):
-        self.machine.close()
+        self.shell.close()
 
 
 def connect(host: Host, ssh_config: Path | None = None) -> Transport:
@@ -169,7 +179,7 @@ def connect(host: Host, ssh_config: Path | None = None) -> Transport:
 
 
 class Connections:
-    """One transport per host for a whole run, reused by every node (an SshMachine costs ~60 ms to open).
+    """One transport per host for a whole run, reused by every node (one SSH connection per host).
     Each host is used by one thread at a time: fan-out gives every host its own thread."""
 
     def __init__(self, ssh_config: Path | None = None):
@@ -198,7 +208,7 @@ class Connections:
     def close_all(self) -> None:
         with self._mutex:
             open_, self._open = list(self._open.values()), {}
-        # in parallel: closing a plumbum session waits 50 ms
+        # in parallel: each waits for its remote shell to end
         threads = [threading.Thread(target=t.close) for t in open_]
         for th in threads:
             th.start()

@@ -20,21 +20,39 @@ from .archive import Release
 from .common import StepError, write_file
 from .environment import app_command, env_file
 
-# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json
+# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
+# venv relative to the release dir (the target of its .venv link)
+# The venv is shared by every release with the same wheelhouse digest: built once per host, in place at
+# its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
+# complete last; one without the marker (a build that died) is built again from scratch. The host's
+# deploy lock (.deploy/lock, held by the run) keeps two builds from meeting. A complete venv is never
+# changed again; a new requirement is a new digest, so a new venv.
 UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7
 if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$rel/.deploy-ready" ] && exit 0
+if [ -n "$venv" ] && [ ! -f "$venv/.deploy-complete" ]; then
+  rm -rf "$venv"; mkdir -p "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
+      -r "$wheels/requirements.txt"
+  touch "$venv/.deploy-complete"
+fi
 mkdir -p "$rel"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
-if [ -n "$wheels" ]; then
-  python3 -m venv "$rel/.venv"
-  "$rel/.venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
-      -r "$rel/requirements.txt"
-fi
+if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
 printf '%s\n' "$meta" > "$rel/.deploy-release.json"
 touch "$rel/.deploy-ready"
+'''
+
+# stdin: the env file. $1 env file, $2 "1" to empty the stage dirs first, then the stage dirs
+STAGE_FILES = r'''set -e
+envf=$1; fresh=$2; shift 2
+(umask 077; mkdir -p "${envf%/*}"; cat > "$envf.tmp"); chmod 600 "$envf.tmp"; mv -f "$envf.tmp" "$envf"
+[ $# -gt 0 ] || exit 0
+if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
+mkdir -p -- "$@"
 '''
 
 # $1 release dir; then quadruples: kind (d|f), path in the release, relative link target, absolute shared path.
@@ -53,8 +71,11 @@ done
 # something that exists
 CHECK_SHARED = 'rel=$1; shift; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done'
 
+# $1 release dir, $2 built marker, $3 env file, then the shared paths (CHECK_SHARED's): one command for
+# everything is_built looks at
 STAGE_STATE = ('cat "$1/.deploy-ready" >/dev/null 2>&1 || exit 0; echo ready; '
-               'cat "$2" 2>/dev/null; echo; stat -c %a "$3" 2>/dev/null; sha256sum "$3" 2>/dev/null')
+               'cat "$2" 2>/dev/null; echo; stat -c %a "$3" 2>/dev/null; sha256sum "$3" 2>/dev/null; '
+               'rel=$1; shift 3; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done')
 
 
 def shared_links(config: Config, rel: str) -> list[str]:
@@ -74,10 +95,11 @@ def is_built(t: Transport, config: Config, stage: Stage, release: Release) -> bo
     """Ready, built for this stage with this release, and the env file is what it should be (mode 0600)."""
     layout = Layout(config.project.deploy_root)
     envf = layout.env_file(stage.name)
+    names = [*config.project.shared_dirs, *config.project.shared_files]
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), built_marker(layout, stage.name),
-                 envf], check=False).split()
+                 envf, *names], check=False).split()
     want = hashlib.sha256(env_file(config, stage)).hexdigest()
-    return out == ["ready", release.id, "600", want, envf] and not missing_shared(t, config, release.id)
+    return out == ["ready", release.id, "600", want, envf]      # a "missing <path>" line makes it differ
 
 
 def missing_shared(t: Transport, config: Config, rid: str) -> list[str]:
@@ -93,17 +115,16 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     layout = Layout(config.project.deploy_root)
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
+    venv = layout.venv(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json()])
+           release.to_json(), venv, posixpath.relpath(venv, rel) if venv else ""])
     failpoints.hit("build.after_unpack", t.host)
     t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
-    write_file(t, layout.env_file(stage.name), env_file(config, stage))
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
-    if stage_dirs and fresh_stage_dirs:
-        # a promotion starts the stage's generated caches afresh, as the seed's promote did
-        t.run(["sh", "-c", 'for d in "$@"; do rm -rf "$d"; done', "sh", *stage_dirs])
-    if stage_dirs:
-        t.run(["mkdir", "-p", *stage_dirs])
+    # the env file (0600, through stdin) and the stage dirs (emptied first by a promotion, as the seed's
+    # promote did), in one command
+    t.run(["sh", "-c", STAGE_FILES, "sh", layout.env_file(stage.name), "1" if fresh_stage_dirs else "",
+           *stage_dirs], input=env_file(config, stage))
     if config.project.build_command:
         code, out, err = t.call(app_command(layout, stage.name, release.id,
                                             shlex.split(config.project.build_command)))

@@ -5,14 +5,31 @@ What to keep is read from the links and the release log, never from counting dir
 """
 from __future__ import annotations
 
+import posixpath
+
 from ..layout import Layout, is_release_id
 from ..transport import Transport
-from .releaselog import good_releases, read_log, rollback_target
+from .releaselog import good_releases, parse_log, rollback_target
 from .switch import release_of
 
-# prints every link target under sites/ (and any other link dir), then the release dirs
-SCAN = ('cd "$1" || exit 0; for l in "$@"; do [ "$l" = "$1" ] && continue; readlink -- "$l" 2>/dev/null; done; '
-        'echo --; ls -1 releases 2>/dev/null; true')
+# $1 root, $2 the release log, then the links: prints every link target, then the release dirs, then the log
+SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 2>/dev/null; done; '
+        'echo --; ls -1 releases 2>/dev/null; echo --; cat -- "$log" 2>/dev/null; true')
+
+
+# $1 releases dir, $2 venvs dir, then the paths to remove (release dirs and their artifacts). Then every
+# venv that no release left links as its .venv goes too (test -ef compares the link's target by inode):
+# one a kept release uses always stays, and so does one a half-built release links.
+REMOVE = r'''rels=$1; venvs=$2; shift 2
+for p in "$@"; do [ -d "$p" ] && chmod -R u+w "$p" 2>/dev/null; rm -rf "$p"; done
+[ -d "$venvs" ] || exit 0
+for v in "$venvs"/*; do
+  [ -d "$v" ] || continue
+  used=
+  for r in "$rels"/*; do [ "$r/.venv" -ef "$v" ] && used=1 && break; done
+  [ -n "$used" ] || rm -rf "$v"
+done
+'''
 
 
 def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:
@@ -31,12 +48,15 @@ def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], k
     return sorted(r for r in existing if is_release_id(r) and r not in keep_set)
 
 
-def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int) -> list[str]:
-    out = t.run(["sh", "-c", SCAN, "sh", layout.root, *links])
-    targets, _, names = out.partition("--\n")
+def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True) -> list[str]:
+    """Remove the releases nobody needs (and, with venvs, the shared venvs no release left links)."""
+    out = t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *links])
+    targets, _, rest = out.partition("--\n")
+    names, _, log = rest.partition("--\n")
     linked = {release_of(x) for x in targets.split()} - {None}
-    doomed = releases_to_remove(names.split(), linked, read_log(t, layout), keep)
-    for rid in doomed:
-        t.run(["sh", "-c", 'chmod -R u+w "$1" 2>/dev/null; rm -rf "$1" "$2" "$3"', "sh",
-               layout.release(rid), layout.artifact(rid), layout.artifact(rid)[:-len(".tar.gz")] + ".json"])
+    doomed = releases_to_remove(names.split(), linked, parse_log(log), keep)
+    paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
+                                           layout.artifact(rid)[:-len(".tar.gz")] + ".json")]
+    if doomed or venvs:
+        t.run(["sh", "-c", REMOVE, "sh", layout.releases, posixpath.dirname(layout.venv("x")), *paths])
     return doomed

@@ -36,6 +36,9 @@ tmp=$(mktemp -d "$d/.lock.XXXXXX" 2>&1) || unwritable "${err:-$tmp}"
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
+# $1 lock dir, $2 this run's token: removed only when this run holds it
+RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *"\"token\": \"$2\""*) rm -rf -- "$1";; esac'
+
 
 def holder_text(info: dict | None) -> str:
     if not info:
@@ -92,9 +95,7 @@ def unwritable_message(layout: Layout, line: str) -> str:
 
 
 def release_lock(t: Transport, layout: Layout, token: str) -> None:
-    holder = read_holder(t, layout)
-    if holder and holder.get("token") == token:
-        t.call(["rm", "-rf", "--", layout.lock])
+    t.call(["sh", "-c", RELEASE, "sh", layout.lock, token])
 
 
 def break_lock(t: Transport, layout: Layout) -> dict | None | bool:

@@ -13,6 +13,35 @@ from ..transport import Transport
 SWITCH = 'set -e; cd "$1"; mkdir -p "$(dirname "$2")"; tmp="$2.tmp.$$"; ln -s "$3" "$tmp"; mv -T "$tmp" "$2"'
 
 
+# $1 release dir, $2 READY marker name, $3 the stage's built marker, $4 link; then the shared paths that
+# must be linked into the release. One line each: ready 0|1, built <id>, missing <path>..., link <target>
+READINESS = r'''rel=$1; ready=$2; marker=$3; link=$4; shift 4
+[ -f "$rel/$ready" ] && echo "ready 1" || echo "ready 0"
+built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
+for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
+echo "link $(readlink -- "$link")"
+'''
+
+
+def read_readiness(t: Transport, layout: Layout, rid: str, built_marker: str, link: str,
+                   shared: list[str]) -> dict:
+    """Everything a switch checks on a host first, read by one command: {"ready": bool, "built": id,
+    "missing": [paths], "link": target or None}."""
+    out = t.run(["sh", "-c", READINESS, "sh", layout.release(rid), READY, built_marker, layout.link(link), *shared])
+    facts: dict = {"ready": False, "built": "", "missing": [], "link": None}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "ready":
+            facts["ready"] = value == "1"
+        elif key == "built":
+            facts["built"] = value.strip()
+        elif key == "missing":
+            facts["missing"].append(value)
+        elif key == "link":
+            facts["link"] = value or None
+    return facts
+
+
 def read_link(t: Transport, layout: Layout, link: str) -> str | None:
     code, out, _ = t.call(["readlink", "--", layout.link(link)])
     return out.strip() if code == 0 else None

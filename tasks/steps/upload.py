@@ -17,6 +17,20 @@ from .common import StepError, read_text, write_file
 # Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.
 HAS_SCRIPT = 'cmp -s "$1" - && { [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok'
 
+# stdin: the archive. $1 artifact path, $2 its sha256, $3 proof path, $4 proof (release json) or "" to
+# leave the proof for later (the wheelhouse comes first). Prints the digest that arrived.
+RECEIVE = r'''set -e
+art=$1; sha=$2; proof=$3; meta=$4
+mkdir -p "${art%/*}"
+cat > "$art.partial"
+got=$(sha256sum "$art.partial"); got=${got%% *}
+echo "$got"
+[ "$got" = "$sha" ] || { rm -f "$art.partial"; exit 0; }
+mv -f "$art.partial" "$art"
+[ -n "$meta" ] || exit 0
+printf '%s' "$meta" > "$proof.tmp"; chmod 644 "$proof.tmp"; mv -f "$proof.tmp" "$proof"
+'''
+
 UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
 
@@ -35,23 +49,27 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
     if has_release(t, layout, release):
         return
-    art = layout.artifact(release.id)
-    t.run(["mkdir", "-p", posixpath.dirname(art)])
-    put_file(t, build_dir / f"{release.id}.tar.gz", art + ".partial")
+    art, proof = layout.artifact(release.id), proof_path(layout, release.id)
+    # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
+    argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
+    local = build_dir / f"{release.id}.tar.gz"
+    code, out, err = t.send(argv, local)
+    if code != 0:
+        explain_no_space(t, local, art + ".partial", err)
+        raise CommandFailed(t.host, ["upload", art], code, err)
     failpoints.hit("upload.mid_transfer", t.host)
-    digest = t.run(["sha256sum", "--", art + ".partial"]).split()[0]
+    digest = out.strip()
     if digest != release.sha256:
-        t.call(["rm", "-f", "--", art + ".partial"])
         raise StepError(f"{t.host}: upload: archive {release.id} arrived with sha256 {digest[:12]}, "
                         f"expected {release.sha256[:12]}; run again")
-    t.run(["mv", "-f", "--", art + ".partial", art])
-    if release.wheels:
-        target = layout.wheels(release.wheels)
-        if t.call(["test", "-f", target + "/.complete"])[0] != 0:
-            t.run(["mkdir", "-p", posixpath.dirname(target)])
-            put_file(t, wheelhouse_path(build_dir, release.wheels), target + ".tar")
-            t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
-    write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+    if not release.wheels:
+        return
+    target = layout.wheels(release.wheels)
+    if t.call(["test", "-f", target + "/.complete"])[0] != 0:
+        t.run(["mkdir", "-p", posixpath.dirname(target)])
+        put_file(t, wheelhouse_path(build_dir, release.wheels), target + ".tar")
+        t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
+    write_file(t, proof, release.to_json().encode(), "644")
 
 
 def parse_df_available(text: str) -> int | None:
@@ -64,18 +82,23 @@ def parse_df_available(text: str) -> int | None:
 
 
 def put_file(t: Transport, local: Path, remote: str) -> None:
-    """Copy a file to the host; a failure for want of space says so (scp only says "failed to upload")."""
+    """Copy a file to the host; a failure for want of space says so."""
     try:
         t.put(local, remote)
     except CommandFailed as exc:
-        t.call(["rm", "-f", "--", remote])  # what arrived of it is of no use, and takes the space
-        need = local.stat().st_size // 1024 + 1
-        free = parse_df_available(t.call(["df", "-Pk", "--", posixpath.dirname(remote)])[1])
-        if "No space left" in exc.stderr or (free is not None and free < need):
-            raise StepError(f"{t.host}: upload: the host is out of disk space in {posixpath.dirname(remote)} "
-                            f"({free} KiB free, {local.name} needs {need} KiB); free some space there (old "
-                            "releases, db_backup/) and run again") from None
+        explain_no_space(t, local, remote, exc.stderr)
         raise
+
+
+def explain_no_space(t: Transport, local: Path, remote: str, stderr: str) -> None:
+    """After a failed copy: remove what arrived of it and, when the host is out of space, say so."""
+    t.call(["rm", "-f", "--", remote])  # of no use, and it takes the space
+    need = local.stat().st_size // 1024 + 1
+    free = parse_df_available(t.call(["df", "-Pk", "--", posixpath.dirname(remote)])[1])
+    if "No space left" in stderr or (free is not None and free < need):
+        raise StepError(f"{t.host}: upload: the host is out of disk space in {posixpath.dirname(remote)} "
+                        f"({free} KiB free, {local.name} needs {need} KiB); free some space there (old "
+                        "releases, db_backup/) and run again") from None
 
 
 def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport, ssh_config_for_others
-from .common import read_text, write_file
+from .common import read_text
 
 
 def builtin_checks() -> Path:
@@ -44,6 +44,11 @@ def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[
     return res.returncode == 0, res.stdout + res.stderr
 
 
+# $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
+RECORD = ('{ IFS= read -r old < "$1"; } 2>/dev/null; [ "$old" = "$2" ] && exit 0; mkdir -p "${1%/*}"; '
+          'printf \'%s\\n\' "$2" > "$1.tmp" && chmod 644 "$1.tmp" && mv -f "$1.tmp" "$1"')
+
+
 def marker(layout: Layout, stage: str) -> str:
     return layout.join(".deploy", f"verified-{stage}")
 
@@ -51,8 +56,7 @@ def marker(layout: Layout, stage: str) -> str:
 def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool) -> None:
     """What verify found, for a promotion to check; written only when it changes (a re-run writes nothing)."""
     data = json.dumps({"release": release, "ok": ok}, sort_keys=True)
-    if (read_text(t, marker(layout, stage)) or "").strip() != data:
-        write_file(t, marker(layout, stage), data.encode() + b"\n", "644")
+    t.run(["sh", "-c", RECORD, "sh", marker(layout, stage), data])
 
 
 def read_verify(t: Transport, layout: Layout, stage: str) -> dict | None:

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""doit-stages against pyinfra 3 on the same fake hosts, in the same run, interleaved.
+
+    .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--write]
+
+Run as root (tests/harness.py: one sshd per host on 127.0.0.1, each in its own mount namespace). pyinfra
+is installed with pip into its own venv (build/pyinfra-venv) on first use.
+
+What is timed (wall seconds of the whole process, start-up included):
+  ours cold      `doit deploy:test` of a code-only stage (build = none): archive, upload, build, switch,
+                 verify (testinfra); fresh hosts, fresh workdir, no SSH master connection
+  ours no-op     the same again, every node up to date (verify runs); SSH masters closed first
+  pyinfra cold   `pyinfra -y inventory.py deploy.py`: files.put of the same tarball, unpack (server.shell,
+                 tar -xzf into releases/<id>), files.link sites/test; fresh hosts
+  pyinfra no-op  the same again (put and link find nothing to do; the unpack command runs and skips)
+Each repeat runs ours and pyinfra's back to back (which one goes first alternates), and the ratio is
+taken pair by pair: the machine may be shared, and pairing keeps the ratio meaningful when its speed
+drifts. Medians over the repeats. Also counted: sshd's "Accepted publickey" lines per host per run.
+--write puts the table into bench/results.md (between the fleet markers) and prints it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from apprepo import AppRepo  # noqa: E402
+from bench_deploy import check_local_only, close_masters  # noqa: E402
+from harness import SshHosts  # noqa: E402
+
+LOCAL_INDEX = "file:///opt/pypi/simple"
+PYINFRA_VENV = REPO / "build" / "pyinfra-venv"
+RESULTS = REPO / "bench" / "results.md"
+MARK_BEGIN, MARK_END = "<!-- fleet: begin -->", "<!-- fleet: end -->"
+
+INI = """\
+[project]
+name = bench
+source = {source}
+deploy_root = /srv/bench
+build = {build}
+ssh_config = {ssh_config}
+keep_releases = 3
+shared_dirs = media
+
+[stage:test]
+hosts = {hosts}
+"""
+
+PYINFRA_DEPLOY = '''\
+import os
+from pyinfra.operations import files, server
+
+ROOT, RID = "/srv/pyi", os.environ["BENCH_RELEASE"]
+ART, REL = f"{ROOT}/.deploy/artifacts/{RID}.tar.gz", f"{ROOT}/releases/{RID}"
+files.put(name="put the archive", src=os.environ["BENCH_ARCHIVE"], dest=ART, create_remote_dir=True)
+server.shell(name="unpack", commands=[
+    f"[ -f {REL}/.ready ] || {{ mkdir -p {REL} && tar -xzf {ART} -C {REL} && touch {REL}/.ready; }}"])
+files.link(name="link sites/test", path=f"{ROOT}/sites/test", target=f"../releases/{RID}",
+           create_remote_dir=True)
+'''
+
+PYINFRA_INVENTORY = '''\
+import json, os
+hosts = [(h["name"], {"ssh_hostname": "127.0.0.1", "ssh_port": h["port"], "ssh_user": h["user"],
+                      "ssh_key": h["key"], "ssh_known_hosts_file": h["known_hosts"],
+                      "ssh_strict_host_key_checking": "yes"})
+         for h in json.loads(os.environ["BENCH_HOSTS"])]
+'''
+
+
+def ensure_pyinfra() -> Path:
+    exe = PYINFRA_VENV / "bin" / "pyinfra"
+    if not exe.exists():
+        print("installing pyinfra 3 into", PYINFRA_VENV, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PYINFRA_VENV)], check=True)
+        subprocess.run([str(PYINFRA_VENV / "bin" / "pip"), "install", "-q", "pyinfra>=3,<4"], check=True)
+    return exe
+
+
+def accepted(hosts) -> list[int]:
+    return [h.log.read_text(errors="replace").count("Accepted publickey") for h in hosts]
+
+
+def timed(argv, cwd: Path, env: dict) -> float:
+    t = time.perf_counter()
+    res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                         timeout=900)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, argv))} exited {res.returncode}:\n{res.stdout[-3000:]}\n"
+                         f"{res.stderr[-3000:]}")
+    return wall
+
+
+def fresh(hosts, ssh_config: Path) -> None:
+    close_masters(hosts, ssh_config)
+    for h in hosts:
+        h.wipe()
+
+
+def run_ours(hosts, all_hosts, source: Path, work: Path) -> tuple[dict, Path]:
+    work.mkdir(parents=True)
+    ini = INI.format(source=source, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
+                     build="none")
+    check_local_only(hosts, all_hosts.ssh_config, ini)
+    (work / "stages.ini").write_text(ini)
+    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"))
+    env.pop("DEPLOY_REVISION", None)
+    argv = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "deploy:test"]
+    fresh(hosts, all_hosts.ssh_config)
+    before = accepted(hosts)
+    out = {"cold": timed(argv, work, env)}
+    out["conns_cold"] = max(a - b for a, b in zip(accepted(hosts), before))
+    close_masters(hosts, all_hosts.ssh_config)
+    before = accepted(hosts)
+    out["noop"] = timed(argv, work, env)
+    out["conns_noop"] = max(a - b for a, b in zip(accepted(hosts), before))
+    archive = next((work / "build").glob("*.tar.gz"))
+    return out, archive
+
+
+def run_code_change(hosts, all_hosts, repo: AppRepo, build: str, work: Path, n: int) -> float:
+    """A deploy of a code-only change (requirements unchanged) after a first deploy, with `build`."""
+    work.mkdir(parents=True)
+    ini = INI.format(source=repo.path, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
+                     build=build)
+    check_local_only(hosts, all_hosts.ssh_config, ini)
+    (work / "stages.ini").write_text(ini)
+    # wheels only from this machine's local index: no traffic beyond 127.0.0.1 and the local disk
+    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"), PIP_INDEX_URL=LOCAL_INDEX, PIP_EXTRA_INDEX_URL="")
+    env.pop("DEPLOY_REVISION", None)
+    argv = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "deploy:test"]
+    fresh(hosts, all_hosts.ssh_config)
+    timed(argv, work, env)                      # the first deploy (builds the venv with build = pip)
+    repo.commit(f"code {build} {n} {work.name}", {"static/version.txt": f"{work.name}\n"})
+    close_masters(hosts, all_hosts.ssh_config)
+    return timed(argv, work, env)
+
+
+def run_pyinfra(hosts, all_hosts, exe: Path, archive: Path, work: Path) -> dict:
+    work.mkdir(parents=True)
+    (work / "deploy.py").write_text(PYINFRA_DEPLOY)
+    (work / "inventory.py").write_text(PYINFRA_INVENTORY)
+    spec = [{"name": h.name, "port": h.port, "user": all_hosts.user, "key": str(all_hosts.identity),
+             "known_hosts": str(all_hosts.known_hosts)} for h in hosts]
+    env = dict(os.environ, BENCH_HOSTS=json.dumps(spec), BENCH_ARCHIVE=str(archive),
+               BENCH_RELEASE=archive.name[: -len(".tar.gz")])
+    argv = [str(exe), "-y", "inventory.py", "deploy.py"]
+    fresh(hosts, all_hosts.ssh_config)
+    before = accepted(hosts)
+    out = {"cold": timed(argv, work, env)}
+    out["conns_cold"] = max(a - b for a, b in zip(accepted(hosts), before))
+    before = accepted(hosts)
+    out["noop"] = timed(argv, work, env)
+    out["conns_noop"] = max(a - b for a, b in zip(accepted(hosts), before))
+    for h in hosts:                                    # it did the work: the link names the release
+        link = os.readlink(h.path("/srv/pyi/sites/test"))
+        assert link == f"../releases/{env['BENCH_RELEASE']}", link
+    return out
+
+
+def table(results: dict, counts: list[int], repeat: int) -> str:
+    def med(n, who, key):
+        return statistics.median(r[who][key] for r in results[n])
+
+    def ratio(n, key):
+        return statistics.median(r["ours"][key] / r["pyinfra"][key] for r in results[n])
+    one = min(counts)
+    lines = [f"Medians of {repeat} interleaved pairs, seconds (ratio = ours / pyinfra, pair by pair):", "",
+             "| hosts | ours cold | pyinfra cold | ratio | ours no-op | pyinfra no-op | ratio | "
+             f"ours cold / ours at {one} host | SSH logins per host per run (ours / pyinfra) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for n in counts:
+        conns = (f"{max(r['ours']['conns_cold'] for r in results[n])} / "
+                 f"{max(r['pyinfra']['conns_cold'] for r in results[n])}")
+        lines.append(f"| {n} | {med(n, 'ours', 'cold'):.2f} | {med(n, 'pyinfra', 'cold'):.2f} | "
+                     f"{ratio(n, 'cold'):.2f} | {med(n, 'ours', 'noop'):.2f} | {med(n, 'pyinfra', 'noop'):.2f} | "
+                     f"{ratio(n, 'noop'):.2f} | {med(n, 'ours', 'cold') / med(one, 'ours', 'cold'):.2f} | {conns} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hosts", default="1,16")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pip-hosts", default="", help="also time a code-only change with build = pip vs none")
+    ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
+    args = ap.parse_args()
+    counts = [int(x) for x in args.hosts.split(",")]
+    exe = ensure_pyinfra()
+    base = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])
+    repo = AppRepo(base / "app")
+    source = repo.path
+    results: dict[int, list] = {n: [] for n in counts}
+    pip_counts = [int(x) for x in args.pip_hosts.split(",") if x]
+    pip_results: dict[int, list] = {n: [] for n in pip_counts}
+    try:
+        for rep in range(args.repeat):
+            for n in counts:
+                hosts = list(all_hosts)[:n]
+                pair = {}
+                order = ["ours", "pyinfra"] if rep % 2 == 0 else ["pyinfra", "ours"]
+                archive = None
+                if order[0] == "pyinfra":   # pyinfra needs the tarball: make it once, untimed
+                    _, archive = run_ours(hosts, all_hosts, source, base / f"prep-{n}-{rep}")
+                for who in order:
+                    if who == "ours":
+                        pair["ours"], archive = run_ours(hosts, all_hosts, source, base / f"ours-{n}-{rep}")
+                    else:
+                        pair["pyinfra"] = run_pyinfra(hosts, all_hosts, exe, archive, base / f"pyi-{n}-{rep}")
+                results[n].append(pair)
+                print(f"N={n:<3} #{rep + 1}  ours cold {pair['ours']['cold']:.2f} no-op {pair['ours']['noop']:.2f}"
+                      f"  |  pyinfra cold {pair['pyinfra']['cold']:.2f} no-op {pair['pyinfra']['noop']:.2f}"
+                      f"  |  logins/host ours {pair['ours']['conns_cold']}+{pair['ours']['conns_noop']}"
+                      f" pyinfra {pair['pyinfra']['conns_cold']}+{pair['pyinfra']['conns_noop']}", flush=True)
+            for n in pip_counts:
+                hosts = list(all_hosts)[:n]
+                order = ["pip", "none"] if rep % 2 == 0 else ["none", "pip"]
+                got = {b: run_code_change(hosts, all_hosts, repo, b, base / f"code-{b}-{n}-{rep}", n) for b in order}
+                pip_results[n].append(got)
+                print(f"N={n:<3} #{rep + 1}  code-only change: build=pip {got['pip']:.2f}  "
+                      f"build=none {got['none']:.2f}",
+                      flush=True)
+    finally:
+        all_hosts.stop()
+    text = table(results, counts, args.repeat)
+    if pip_counts:
+        text += ("\n\nA code-only change (a new commit, requirements unchanged) deployed after a first deploy, "
+                 "SSH masters closed; medians, ratio pair by pair:\n\n| hosts | build = pip | build = none | ratio |\n"
+                 "| ---: | ---: | ---: | ---: |\n")
+        for n in pip_counts:
+            rs = pip_results[n]
+            text += (f"| {n} | {statistics.median(r['pip'] for r in rs):.2f} | "
+                     f"{statistics.median(r['none'] for r in rs):.2f} | "
+                     f"{statistics.median(r['pip'] / r['none'] for r in rs):.2f} |\n")
+    load = os.getloadavg()
+    text += (f"\n\n- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, load average "
+             f"when written {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (the machine was shared)")
+    print(text)
+    if args.write:
+        old = RESULTS.read_text()
+        section = f"{MARK_BEGIN}\n## doit-stages vs pyinfra (bench/bench_fleet.py)\n\n{text}\n{MARK_END}"
+        if MARK_BEGIN in old:
+            old = old[: old.index(MARK_BEGIN)] + section + old[old.index(MARK_END) + len(MARK_END):]
+        else:
+            old = old.rstrip("\n") + "\n\n" + section + "\n"
+        RESULTS.write_text(old)
+
+
+if __name__ == "__main__":
+    main()
