@@ -70,6 +70,10 @@ class Transport:
     def call(self, argv: Sequence[str], input: bytes | None = None) -> tuple[int, str, str]:
         raise NotImplementedError
 
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen:
+        """Start argv with stdout and stderr as pipes, for a long command whose output is read as it comes."""
+        raise NotImplementedError
+
     def put(self, local: Path, remote: str) -> None:
         raise NotImplementedError
 
@@ -106,6 +110,9 @@ class LocalTransport(Transport):
             return 127, "", f"{argv[0]}: command not found"
         return _communicate(proc, input)
 
+    def popen(self, argv):
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
     def put(self, local, remote):
         self.run(["cp", str(local), remote])
 
@@ -129,6 +136,10 @@ class SSHTransport(Transport):
                                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _communicate(proc, input)
+
+    def popen(self, argv):
+        return self.machine.popen([shlex.join(argv)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
 
     def put(self, local, remote):
         self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])
