@@ -13,7 +13,7 @@ import pytest
 
 from tasks.steps import dumpfilter
 from tasks.steps.backup import backups_to_remove, filter_source
-from tasks.steps.dumpfilter import Compressor, Damaged, RowCounter, completed
+from tasks.steps.dumpfilter import Compressor, RowCounter, completed
 from tasks.steps.leftovers import dead_leftovers, owner_of, parse_listing
 from tasks.steps.streaming import parse_progress, progress_text
 
@@ -114,7 +114,8 @@ def test_dump_writes_a_checked_0600_file(tmp_path):
 def test_dump_without_completion_line_is_refused(tmp_path):
     cut = MARIADB[:MARIADB.index(b"-- Dump completed")]
     with pytest.raises(ValueError, match="incomplete"):
-        dumpfilter.dump(str(tmp_path / "x.partial"), src=io.BytesIO(cut), progress=dumpfilter.Progress(out=io.StringIO()))
+        dumpfilter.dump(str(tmp_path / "x.partial"), src=io.BytesIO(cut),
+                        progress=dumpfilter.Progress(out=io.StringIO()))
 
 
 def test_dump_never_overwrites_an_existing_file(tmp_path):
