@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from harness import NASTY_PASSWORD
@@ -91,6 +92,23 @@ def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db, ma
     with pytest.raises(StepError, match="damaged.*was not changed"):
         restore_backup(t, config, test, meta, str(path))
     assert mariadb.row_counts(test.dbname)["we`ird"] == 4                # not dropped, not loaded
+
+
+def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, mariadb, tmp_path, monkeypatch):
+    config, t, root, _ = local_db
+    bin_dir = tmp_path / "bin"                       # every tool of this machine but python
+    bin_dir.mkdir()
+    for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(d).iterdir():
+            if not tool.name.startswith("python") and not (bin_dir / tool.name).exists():
+                (bin_dir / tool.name).symlink_to(tool)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    meta = backup_database(t, config, config.databases["prod"])
+    assert meta["counted"] == "count" and meta["tables"] == mariadb.row_counts(config.databases["prod"].dbname)
+    path = root / "db_backup" / meta["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
+    restore_backup(t, config, config.databases["test"], meta, str(path))
+    assert mariadb.checksums(config.databases["test"].dbname) == mariadb.checksums(config.databases["prod"].dbname)
 
 
 def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(local_db):
