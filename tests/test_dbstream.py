@@ -236,3 +236,21 @@ def test_progress_lines():
     assert progress_text("backup:prod", 228_175_925, 0, 1_000_000, 6.2) == \
         "backup:prod  228.2 MB of SQL, 1,000,000 rows, 6 s"
     assert progress_text("restore:test", 29_000_000, 59_465_634, 0, 3) == "restore:test  48% of 59.5 MB, 3 s"
+
+
+class FakeTty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_display_draws_only_on_a_terminal_and_clears_its_line(monkeypatch):
+    from tasks.steps import streaming
+    monkeypatch.setattr(streaming, "SHOW_AFTER", 0.0)
+    tty, log = FakeTty(), io.StringIO()
+    for stream in (tty, log):
+        d = streaming.Display("backup:prod", stream)
+        d.update(5_000_000, 0, 100)
+        d.close()
+    assert tty.getvalue().startswith("\rbackup:prod  5.0 MB of SQL, 100 rows, 0 s")
+    assert tty.getvalue().endswith("\r\x1b[K")
+    assert log.getvalue() == ""
