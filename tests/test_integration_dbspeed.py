@@ -205,8 +205,8 @@ def test_a_run_killed_during_mysqldump_leaves_secrets_that_the_next_run_removes(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         assert b"\npassword=" in (left[0] / "my.cnf").read_bytes()           # the secret, left for good
-        other.mkdir()
-        (other / "my.cnf").write_text("[client]\n")
+        web1.run(["sh", "-c", 'mkdir "$1" && echo "[client]" > "$1/my.cnf"', "sh",
+                  "/srv/blog/.deploy/" + other.name])
         time.sleep(1.1)
         p.ok("backup:prod")
         assert not left[0].exists() and not other.exists()
