@@ -110,6 +110,8 @@ def run_restore(plan: Plan, stage: Stage) -> str:
                         f"run doit backup:{src.name}")
 
     def load(dst):
+        # the marker goes first: a restore that fails half-way is never taken for a done one
+        dst.run(["rm", "-f", "--", plan.layout.db_marker(db.name)])
         path, temporary = restore_step.stage_backup_file(plan.connections.get(src_host), dst, plan.config, newest)
         try:
             _guard_restore_target(plan, stage, db)

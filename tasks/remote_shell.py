@@ -104,11 +104,13 @@ class RemoteShell:
         self._exchange([hello.encode()], time.monotonic() + timeout)
 
     def run(self, argv: Sequence[str], input: "bytes | Stream | None" = None,
-            timeout: float | None = None) -> tuple[int, bytes, bytes]:
-        """argv on the host: (exit code, stdout, stderr), with input (if any) on its stdin."""
+            timeout: float | None = None, on_line=None) -> tuple[int, bytes, bytes]:
+        """argv on the host: (exit code, stdout, stderr), with input (if any) on its stdin. on_line(stream,
+        line), if given, sees each complete line of "out" and "err" as it arrives (progress, events)."""
         if self.proc.poll() is not None or self.proc.stdin.closed:
             raise ShellGone("the connection is closed")
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._on_line, self._seen = on_line, {"out": len(self._out), "err": len(self._err)}
         if input is None or isinstance(input, bytes) and len(input) <= INLINE_MAX and b"\0" not in input:
             return self._exchange([request(argv, self._next(), inline=input)], deadline)
         chunks, size = (input.chunks, input.size) if isinstance(input, Stream) else ([input], len(input))
@@ -150,9 +152,11 @@ class RemoteShell:
                         raise ShellGone(self._gone())
                     if key.fd == out_fd:
                         self._out += data
+                        self._lines("out", self._out, out)
                         out = self._take_out(len(self._out) - len(data)) if out is None else out
                     else:
                         self._err += data
+                        self._lines("err", self._err, err)
                         err = self._take_err(len(self._err) - len(data)) if err is None else err
         except ShellGone:
             self.kill()
@@ -160,6 +164,19 @@ class RemoteShell:
         finally:
             sel.close()
         return out[0], out[1], err
+
+    def _lines(self, which: str, buf: bytes, done) -> None:
+        """Hand the complete lines that arrived (never a marker line) to the caller's on_line."""
+        if getattr(self, "_on_line", None) is None or done is not None:
+            return
+        start = min(self._seen[which], len(buf))
+        end = buf.rfind(b"\n", start) + 1
+        if end <= start:
+            return
+        for line in buf[start:end].splitlines():
+            if self.token not in line:
+                self._on_line(which, line.decode(errors="replace"))
+        self._seen[which] = end
 
     def _next(self) -> int:
         self.seq += 1

@@ -61,6 +61,11 @@ class Transport:
         """(exit code, stdout, stderr); timeout (seconds) bounds the wait where a command must be quick."""
         raise NotImplementedError
 
+    def stream(self, argv: Sequence[str], on_line) -> tuple[int, str, str]:
+        """Like call, for a long command whose output is read as it comes: on_line(stream, line) sees each
+        complete line of "out" and "err" as it arrives."""
+        raise NotImplementedError
+
     def put(self, local: Path, remote: str) -> None:
         raise NotImplementedError
 
@@ -105,6 +110,23 @@ class LocalTransport(Transport):
             proc.kill()
             proc.wait()
             return 124, "", f"{argv[0]}: no answer within {timeout}s"
+
+    def stream(self, argv, on_line):
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        got = {"out": [], "err": []}
+
+        def pump(which, pipe):
+            for raw in pipe:
+                got[which].append(raw)
+                on_line(which, raw.decode(errors="replace").rstrip("\n"))
+        threads = [threading.Thread(target=pump, args=(w, p), daemon=True)
+                   for w, p in (("out", proc.stdout), ("err", proc.stderr))]
+        for th in threads:
+            th.start()
+        code = proc.wait()
+        for th in threads:
+            th.join()
+        return code, b"".join(got["out"]).decode(errors="replace"), b"".join(got["err"]).decode(errors="replace")
 
     def put(self, local, remote):
         self.run(["cp", str(local), remote])
@@ -151,6 +173,14 @@ class SSHTransport(Transport):
                 return self.shell.run(argv, input, timeout)
             except ShellGone as exc:
                 return 255, b"", exc.stderr.encode()
+
+    def stream(self, argv, on_line):
+        with self._mutex:
+            try:
+                code, out, err = self.shell.run(argv, None, None, on_line=on_line)
+            except ShellGone as exc:
+                code, out, err = 255, b"", exc.stderr.encode()
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def put(self, local, remote):
         """The file's bytes through the session's stdin, streamed (no scp: no second connection)."""

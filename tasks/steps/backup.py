@@ -1,24 +1,37 @@
 """backup: a verified backup of a database, made on its backup host into db_backup/ (mode 0600).
 
 A backup counts only when complete and checked: mysqldump's completion line (sqlite: integrity_check),
-gzip -t and sha256. It is written under a .partial name and its metadata file is written last: a dump that
-died half-way has no metadata and is never listed. The newest is chosen by the metadata's time.
+gzip integrity, sha256 and the rows of every table. With python3 on the host (the usual case), all of it is
+done in ONE pass while the dump streams (dumpfilter.py: zlib level 1, the compressed bytes hashed and
+inflated again, rows counted from the INSERT statements); without python3, the dump is written by gzip -1
+and checked afterwards (gzip -t, the last line, sha256sum, COUNT(*) before and after). It is written under a
+.partial name and its metadata file is written last: a dump that died half-way has no metadata and is never
+listed. The newest is chosen by the metadata's time.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import posixpath
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ..config import Config, Database
 from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
 from ..layout import Layout, backup_name
-from ..transport import Transport
+from ..transport import CommandFailed, Transport
 from .common import StepError, write_file
+from .leftovers import owner_tag, sweep_leftovers
+from .streaming import run_streaming
 
-MYSQLDUMP = ('set -o pipefail; umask 077; mysqldump --defaults-extra-file="$1" --single-transaction --quick '
-             '--routines --triggers --events --hex-blob --no-tablespaces -- "$2" | gzip -n -c > "$3"')
+DUMP_ARGS = ('mysqldump --defaults-extra-file="$1" --single-transaction --quick --routines --triggers --events '
+             '--hex-blob --no-tablespaces -- "$2"')
+MYSQLDUMP = f'set -o pipefail; umask 077; {DUMP_ARGS} | gzip -1 -n -c > "$3"'
+# $4: dumpfilter.py's text; prints the backup's sha256, size and row counts as one JSON line
+MYSQLDUMP_STREAM = f'set -o pipefail; umask 077; {DUMP_ARGS} | python3 -c "$4" dump "$3"'
+HAS_PYTHON = ["python3", "-c", "import hashlib, json, threading, zlib"]
+MIGRATION_RE = re.compile(r"^(?:before|after) migrate:(?P<stage>\S+) (?P<release>\S+)$")
 SQLITE_COPY_PY = r'''
 import os, sqlite3, sys
 if not os.path.isfile(sys.argv[1]):
@@ -48,7 +61,8 @@ def client_options(t: Transport, layout: Layout, db: Database):
     host, port and user from stages.ini after it."""
     include = host_option_file(t, db) if db.option_file and not db.password_env else None
     t.run(["mkdir", "-p", "-m", "700", layout.deploy])
-    tmp = t.run(["mktemp", "-d", posixpath.join(layout.deploy, "cnf.XXXXXX")]).strip()
+    # named by this run (leftovers.py): a killed run's option file is found and removed by the next run
+    tmp = t.run(["mktemp", "-d", posixpath.join(layout.deploy, f"cnf.{owner_tag()}.XXXXXX")]).strip()
     try:
         try:
             data = option_file(db, include)
@@ -72,6 +86,16 @@ def host_option_file(t: Transport, db: Database) -> str:
         raise StepError(f"[database:{db.name}] option_file {db.option_file}: no readable file on {t.host}; "
                         "put the MySQL option file there (mode 0600) or fix option_file")
     return out
+
+
+def filter_source() -> str:
+    """The text of the host-side filter, sent with `python3 -c` (the host needs nothing of this tool)."""
+    return (Path(__file__).parent / "dumpfilter.py").read_text()
+
+
+def streams(t: Transport) -> bool:
+    """Can this host run the one-pass filter (python3 with its standard library)?"""
+    return t.call(HAS_PYTHON)[0] == 0
 
 
 def row_counts(t: Transport, db: Database, cnf: str | None = None, path: str | None = None) -> dict[str, int]:
@@ -108,38 +132,85 @@ def backup_database(t: Transport, config: Config, db: Database, reason: str = ""
     name = backup_name(config.project.name, db.name, now)
     ext = ".sql.gz" if db.engine == "mysql" else ".sqlite3.gz"
     final = posixpath.join(layout.backups, name + ext)
-    partial = posixpath.join(layout.backups, "." + name + ext + ".partial")
-    t.run(["sh", "-c", 'umask 077; mkdir -p "$1" && chmod 700 "$1" && '
-                       'find "$1" -maxdepth 1 -name ".*.partial" -mmin +360 -delete', "sh", layout.backups])
+    partial = posixpath.join(layout.backups, f".{owner_tag()}.{name}{ext}.partial")
+    t.run(["sh", "-c", 'umask 077; mkdir -p "$1" && chmod 700 "$1"', "sh", layout.backups])
+    sweep_leftovers(t, layout)
     try:
-        if db.engine == "mysql":
-            with client_options(t, layout, db) as cnf:
-                before = row_counts(t, db, cnf)
-                t.run(["bash", "-c", MYSQLDUMP, "bash", cnf, db.dbname, partial])
-                after = row_counts(t, db, cnf)
-        else:
-            copy = partial + ".db"
-            t.run(["python3", "-c", SQLITE_COPY_PY, db.path, copy])
-            before = after = row_counts(t, db, path=copy)
-            t.run(["sh", "-c", 'umask 077; gzip -n -c "$1" > "$2" && rm -f "$1"', "sh", copy, partial])
-        sha, size = t.run(["sh", "-c", VERIFY, "sh", partial, db.engine]).split()
+        checked = _dump_mysql(t, layout, db, partial) if db.engine == "mysql" else _copy_sqlite(t, db, partial)
     except Exception as exc:
         t.call(["rm", "-f", "--", partial, partial + ".db"])
-        raise StepError(f"backup:{db.name}: {exc}; no backup was recorded") from None
+        raise StepError(f"backup:{db.name}: {_why(exc)}; no backup was recorded") from None
     t.run(["mv", "-f", "--", partial, final])
     meta = {"name": name, "file": posixpath.basename(final), "database": db.name, "engine": db.engine,
             "source": db.path if db.engine == "sqlite" else f"{db.dbname}@{db.host}:{db.port}",
-            "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "epoch": now.timestamp(), "sha256": sha,
-            "size": int(size), "tables": before, "tables_after": after, "status": "verified",
-            "host": str(t.host), "reason": reason}
+            "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "epoch": now.timestamp(), **checked,
+            "status": "verified", "host": str(t.host), "reason": reason}
     write_file(t, posixpath.join(layout.backups, name + ".json"), json.dumps(meta, sort_keys=True).encode())
-    prune_backups(t, layout, db, config.project.keep_backups)
+    prune_backups(t, layout, db, config.project.keep_backups, config.project.keep_releases)
     return meta
 
 
-def prune_backups(t: Transport, layout: Layout, db: Database, keep: int) -> None:
-    """Keep the newest `keep` verified backups of db; metadata goes first, so none points at nothing."""
-    old = list_backups(t, layout, db)[:-keep]
-    for meta in old:
+def _why(exc: Exception) -> str:
+    """A failed dump's error: the filter's verdict, and mysqldump's own line when it said one."""
+    if isinstance(exc, CommandFailed):
+        lines = [ln.strip() for ln in exc.stderr.splitlines() if ln.strip()]
+        if len(lines) > 1:
+            return f"{exc}; {lines[0]}" if lines[0] not in str(exc) else str(exc)
+    return str(exc)
+
+
+def _dump_mysql(t: Transport, layout: Layout, db: Database, partial: str) -> dict:
+    """Dump, compress and check. Returns sha256, size and the row counts (tables; without the filter also
+    tables_after: COUNT(*) before and after the dump, which a restore's counts must lie between)."""
+    with client_options(t, layout, db) as cnf:
+        if streams(t):
+            out = run_streaming(t, ["bash", "-c", MYSQLDUMP_STREAM, "bash", cnf, db.dbname, partial,
+                                    filter_source()], f"backup:{db.name}")
+            got = json.loads(out.strip().splitlines()[-1])
+            return {"sha256": got["sha256"], "size": got["size"], "sql_bytes": got["sql_bytes"],
+                    "tables": got["tables"], "counted": "dump"}
+        before = row_counts(t, db, cnf)
+        t.run(["bash", "-c", MYSQLDUMP, "bash", cnf, db.dbname, partial])
+        after = row_counts(t, db, cnf)
+    sha, size = t.run(["sh", "-c", VERIFY, "sh", partial, db.engine]).split()
+    return {"sha256": sha, "size": int(size), "tables": before, "tables_after": after, "counted": "count"}
+
+
+def _copy_sqlite(t: Transport, db: Database, partial: str) -> dict:
+    copy = partial + ".db"
+    t.run(["python3", "-c", SQLITE_COPY_PY, db.path, copy])
+    counts = row_counts(t, db, path=copy)
+    t.run(["sh", "-c", 'umask 077; gzip -n -c "$1" > "$2" && rm -f "$1"', "sh", copy, partial])
+    sha, size = t.run(["sh", "-c", VERIFY, "sh", partial, db.engine]).split()
+    return {"sha256": sha, "size": int(size), "tables": counts, "tables_after": counts, "counted": "count"}
+
+
+def backups_to_remove(metas: list[dict], keep: int, keep_migrations: int) -> list[dict]:
+    """Pure: which verified backups (oldest first) retention removes. The backups taken around a migration
+    (reason `before|after migrate:<stage> <release>`, the ones a release log names) are kept apart from the
+    routine ones: all of them for the last `keep_migrations` releases migrated on each stage; of the others,
+    the newest `keep`. The newest backup of all always stays."""
+    routine = [m for m in metas if not MIGRATION_RE.match(m.get("reason") or "")]
+    doomed = routine[:-keep] if keep > 0 else list(routine)
+    last_seen: dict[tuple[str, str], float] = {}
+    for m in metas:
+        hit = MIGRATION_RE.match(m.get("reason") or "")
+        if hit:
+            last_seen[(hit["stage"], hit["release"])] = m["epoch"]
+    kept = set()
+    for stage in {s for s, _ in last_seen}:
+        mine = sorted((e, k) for k, e in last_seen.items() if k[0] == stage)
+        kept.update(k for _, k in mine[-keep_migrations:])
+    for m in metas:
+        hit = MIGRATION_RE.match(m.get("reason") or "")
+        if hit and (hit["stage"], hit["release"]) not in kept:
+            doomed.append(m)
+    newest = metas[-1]["name"] if metas else None
+    return sorted((m for m in doomed if m["name"] != newest), key=lambda m: m["epoch"])
+
+
+def prune_backups(t: Transport, layout: Layout, db: Database, keep: int, keep_migrations: int = 5) -> None:
+    """Retention (backups_to_remove); metadata goes first, so none points at nothing."""
+    for meta in backups_to_remove(list_backups(t, layout, db), keep, keep_migrations):
         t.run(["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"),
                posixpath.join(layout.backups, meta["file"])])

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""`doit backup:prod` and `doit restore:test` against the plain scripts a user would write, same run.
+
+    .venv/bin/python bench/bench_backup.py [--rows 1000000] [--repeat 5]
+
+Run as root. One fake host of tests/harness.py (an sshd on 127.0.0.1 in its own mount namespace, logged
+into as `deploy`) is the backup host of both databases, as on a server; the local MariaDB (127.0.0.1:3306)
+holds `dsb_prod` with --rows rows in the blog's posts_post shape (title, slug, a body of ~130 bytes with
+quotes, a backslash and "),(" in it, a datetime) and an empty posts_comment, and `dsb_test`.
+
+Timed, alternating A B A B ... (the machine is shared: the ratio is taken pair by pair, and its median is
+what counts), wall seconds from the start of the process to its exit:
+
+    plain backup    ssh db1 'mysqldump --single-transaction --quick ... dsb_prod | gzip -1 > f'
+    doit backup     doit backup:prod   (backup_max_age = 1s, so every run takes a new backup; it checks
+                    everything: completion line, gzip CRC, sha256, row counts)
+    plain restore   ssh db1 'gunzip -c <the newest backup> | mysql dsb_test'
+    doit restore    doit restore:test  (its marker removed first, so it always restores; sha256 checked
+                    first, row counts checked after)
+
+Both sides read the same option file kind (a [client] file with the password, on the host). Traffic goes
+only to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from apprepo import AppRepo  # noqa: E402
+from harness import MariaDB, SshHosts, write_option_file  # noqa: E402
+
+DODO = REPO / "dodo.py"
+PASSWORD = "bench pw;$(x)'\"#"
+DUMP = "mysqldump --defaults-extra-file=/srv/plain.cnf --single-transaction --quick --routines --triggers " \
+       "--events --hex-blob --no-tablespaces -- dsb_prod"
+INI = """\
+[project]
+name = bench
+source = {source}
+deploy_root = /srv/bench
+build = none
+ssh_config = {ssh_config}
+backup_max_age = 1s
+keep_backups = 3
+
+[database:prod]
+engine = mysql
+host = 127.0.0.1
+name = dsb_prod
+user = dsb_user
+password_env = DSB_PASSWORD
+backup_host = {host}
+
+[database:test]
+engine = mysql
+host = 127.0.0.1
+name = dsb_test
+user = dsb_user
+password_env = DSB_PASSWORD
+backup_host = {host}
+
+[stage:test]
+hosts = {host}
+settings = blog.settings.test
+database = test
+restore_from = prod
+
+[stage:prod]
+hosts = {host}
+settings = blog.settings.prod
+database = prod
+"""
+FILL = """
+DROP TABLE IF EXISTS posts_comment, posts_post;
+CREATE TABLE posts_post (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(200) NOT NULL,
+  slug VARCHAR(200) NOT NULL, body LONGTEXT NOT NULL, created DATETIME(6) NOT NULL, KEY (slug));
+CREATE TABLE posts_comment (id INT AUTO_INCREMENT PRIMARY KEY, post_id INT NOT NULL, author VARCHAR(100) NOT NULL,
+  body LONGTEXT NOT NULL, created DATETIME(6) NOT NULL, KEY (post_id));
+INSERT INTO posts_post (title, slug, body, created)
+  SELECT CONCAT('Post number ', seq, ' about things'), CONCAT('post-number-', seq),
+         CONCAT('It''s a body, with "quotes" and ),( and a backslash \\\\ ', SHA2(seq, 256), ' ',
+                REPEAT('x', seq % 20)),
+         NOW(6) - INTERVAL seq SECOND FROM seq_1_to_{rows};
+"""
+
+
+def setup(base: Path, rows: int):
+    db = MariaDB()
+    db.ensure_running()
+    for name in ("dsb_prod", "dsb_test"):
+        db.create_database(name, replace=True)
+    db.drop_user("dsb_user")
+    db.create_user("dsb_user", PASSWORD, ["dsb_prod", "dsb_test"])
+    print(f"filling dsb_prod with {rows:,} rows ...", flush=True)
+    conn = db.connect("dsb_prod")
+    cur = conn.cursor()
+    for stmt in FILL.format(rows=rows).split(";"):
+        if stmt.strip():
+            cur.execute(stmt)
+    conn.close()
+    hosts = SshHosts(base / "hosts", names=("db1",))
+    host = hosts["db1"]
+    host.wipe()
+    write_option_file(host.path("/srv/plain.cnf"), "dsb_user", PASSWORD, owner="deploy")
+    repo = AppRepo(base / "app")
+    work = base / "work"
+    work.mkdir()
+    (work / "stages.ini").write_text(INI.format(source=repo.path, ssh_config=hosts.ssh_config, host=host.url))
+    return hosts, host, work
+
+
+def timed(argv, env=None) -> float:
+    t0 = time.monotonic()
+    res = subprocess.run(argv, env=env, capture_output=True, text=True)
+    took = time.monotonic() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:6])} ... failed:\n{res.stdout}\n{res.stderr}")
+    return took
+
+
+def newest_file(host) -> str:
+    metas = [json.loads(p.read_text()) for p in host.path("/srv/bench/db_backup").glob("*.json")]
+    return max(metas, key=lambda m: m["epoch"])["file"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--ops", default="backup,restore", help="which pairs to time (a backup is taken anyway)")
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-backup-"))
+    hosts, host, work = setup(base, args.rows)
+    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"), DSB_PASSWORD=PASSWORD)
+    doit = [sys.executable, "-m", "doit", "-f", str(DODO)]
+    ssh = ["ssh", "-F", str(hosts.ssh_config), "-p", str(host.port), f"deploy@{host.address}"]
+    plain_backup = ssh + ["bash", "-c", f"'set -o pipefail; {DUMP} | gzip -1 -n -c > /srv/plain.sql.gz'"]
+    marker = host.path("/srv/bench/.deploy/db-test.json")
+    pairs: dict[str, list[tuple[float, float]]] = {"backup": [], "restore": []}
+    timed(doit + ["backup:prod"], env)                       # warm-up: caches, the first backup
+    timed(plain_backup)
+    for i in range(args.repeat if "backup" in args.ops else 0):
+        time.sleep(1.1)                                       # backup_max_age = 1s: the newest is old now
+        a, b = timed(doit + ["backup:prod"], env), timed(plain_backup)
+        pairs["backup"].append((a, b))
+        print(f"backup  run {i + 1}: doit {a:.2f} s, plain {b:.2f} s, ratio {a / b:.3f}", flush=True)
+    plain_restore = ssh + ["bash", "-c", "'set -o pipefail; gunzip -c /srv/bench/db_backup/"
+                           + newest_file(host) + " | mysql --defaults-extra-file=/srv/plain.cnf dsb_test'"]
+    marker.unlink(missing_ok=True)
+    timed(doit + ["restore:test"], env)                      # warm-up: the archive restore:test's check asks for
+    timed(plain_restore)
+    for i in range(args.repeat if "restore" in args.ops else 0):
+        marker.unlink(missing_ok=True)
+        a, b = timed(doit + ["restore:test"], env), timed(plain_restore)
+        pairs["restore"].append((a, b))
+        print(f"restore run {i + 1}: doit {a:.2f} s, plain {b:.2f} s, ratio {a / b:.3f}", flush=True)
+    print(f"\n{args.rows:,} rows, median of {args.repeat}, seconds:")
+    print("| operation | doit | plain script | ratio (median of pairs) |\n| --- | ---: | ---: | ---: |")
+    for what, runs in pairs.items():
+        if not runs:
+            continue
+        doit_s, plain_s = statistics.median(a for a, _ in runs), statistics.median(b for _, b in runs)
+        ratio = statistics.median(a / b for a, b in runs)
+        print(f"| {what} | {doit_s:.2f} | {plain_s:.2f} | {ratio:.2f}x |")
+    size = host.path("/srv/bench/db_backup/" + newest_file(host)).stat().st_size
+    plain = host.path("/srv/plain.sql.gz").stat().st_size
+    print(f"backup file: {size / 1e6:.1f} MB (plain gzip -1: {plain / 1e6:.1f} MB)")
+    hosts.stop()
+    db = MariaDB()
+    for name in ("dsb_prod", "dsb_test"):
+        db.drop_database(name)
+    db.drop_user("dsb_user")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""The one pass over a dump, run ON THE HOST: `python3 -c <this file's text> dump|restore ...`.
+
+Standard library only, Python >= 3.6: it is sent as text and imports nothing of the tool.
+
+dump <partial> [level]: reads mysqldump's output on stdin once and, as it streams by, compresses it (gzip
+  format, zlib level 1 by default: any gunzip reads it), hashes the compressed bytes (sha256), decompresses
+  them again to check the CRC (the file's gzip integrity, checked from the very bytes written), counts the
+  rows of every table from the INSERT statements, and keeps the last bytes for the completion line. Writes
+  <partial> (0600, created new) and prints one JSON line: sha256, size, sql_bytes, tables. Exit 4 when the
+  dump is incomplete or the check fails (nothing printed on stdout then).
+restore <file> <sha256> [mysql <database>]: hashes the file first (exit 5, nothing written, when it is
+  damaged), then decompresses it to stdout (for `| mysql`), checking the gzip CRC and end. With `mysql`, it
+  first writes DROP DATABASE, CREATE DATABASE and USE of <database> (so the database is dropped only once
+  the file is known good) and checks the completion line at the end.
+Both write `progress <done> <total> <rows>` lines on stderr about once a second.
+"""
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+import zlib
+
+CHUNK = 1 << 20
+TAIL = 4096
+COMPLETED = b"-- Dump completed"
+
+
+class RowCounter:
+    """Rows per table from mysqldump's INSERT statements, fed in arbitrary chunks.
+
+    A string in a dump never holds a raw newline (mysqldump escapes it), so a statement ends at the first
+    ");\\n" after its header. MariaDB's mysqldump writes one row a line after `VALUES` (each row line starts
+    with "("); MySQL's writes all rows on the header's line: there the rows are the "),(" left after the
+    quoted strings are taken out. Tables with no INSERT count 0 (from their CREATE TABLE). Routine and
+    trigger bodies (between `DELIMITER ;;` and `DELIMITER ;`) are skipped: their SQL is not data."""
+    INSERT = b"\nINSERT INTO `"
+    CREATE = b"\nCREATE TABLE `"
+    ROUTINES = b"\nDELIMITER ;;\n"
+    ROUTINES_END = b"\nDELIMITER ;\n"
+    NAME = re.compile(rb"((?:[^`\n]|``)+)`")
+    STRINGS = re.compile(rb"'[^'\\]*(?:\\.[^'\\]*)*'")
+
+    def __init__(self):
+        self.counts = {}
+        self.rows = 0
+        self._carry = b"\n"      # a newline first: a header on the stream's first line is found too
+        self._table = None       # inside a one-row-a-line INSERT of this table
+        self._routines = False   # inside a DELIMITER ;; block
+
+    def feed(self, data):
+        buf = self._carry + data
+        cut = buf.rfind(b"\n")
+        if cut <= 0:
+            self._carry = buf
+            return
+        # only complete lines are scanned; the carry keeps the last newline: every pattern starts with one
+        self._scan(buf, cut)
+        self._carry = buf[cut:]
+
+    def _scan(self, buf, end):
+        pos, found = 0, {}
+        while pos < end:
+            if self._routines:
+                stop = buf.find(self.ROUTINES_END, pos, end + 1)
+                if stop < 0:
+                    return
+                self._routines, pos = False, stop + len(self.ROUTINES_END) - 1
+                continue
+            if self._table is not None:
+                stop = buf.find(b");\n", pos, end + 1)
+                self._add(self._table, buf.count(b"\n(", pos, end if stop < 0 else stop))
+                if stop < 0:
+                    return
+                self._table, pos = None, stop + 2
+                continue
+            for token in (self.INSERT, self.CREATE, self.ROUTINES):
+                known = found.get(token)
+                if known is None or 0 <= known < pos:      # -1: no more in this buffer
+                    found[token] = buf.find(token, pos, end + 1)
+            hits = sorted((p, t) for t, p in found.items() if p >= 0)
+            if not hits:
+                return
+            at, token = hits[0]
+            pos = at + 1
+            if token is self.ROUTINES:
+                self._routines, pos = True, at + len(self.ROUTINES) - 1
+            elif token is self.CREATE:
+                m = self.NAME.match(buf, at + len(token))
+                if m and buf.startswith(b" (", m.end()):
+                    self.counts.setdefault(self._decode(m.group(1)), 0)
+            else:
+                pos = self._insert(buf, at + len(token), end, pos)
+
+    def _insert(self, buf, start, end, pos):
+        m = self.NAME.match(buf, start)
+        if not m or not buf.startswith(b" VALUES", m.end()):
+            return pos
+        table, after = self._decode(m.group(1)), m.end() + len(b" VALUES")
+        if buf.startswith(b"\n", after):
+            self._table = table
+            return after
+        stop = buf.find(b");\n", after, end + 1)
+        if stop < 0:
+            return pos
+        self._add(table, 1 + self.STRINGS.sub(b"", buf[after:stop + 1]).count(b"),("))
+        return stop + 2
+
+    @staticmethod
+    def _decode(raw):
+        return raw.replace(b"``", b"`").decode("utf-8", "replace")
+
+    def _add(self, table, n):
+        self.counts[table] = self.counts.get(table, 0) + n
+        self.rows += n
+
+
+def completed(tail):
+    """Does the SQL end with mysqldump's completion line?"""
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    return bool(lines) and lines[-1].startswith(COMPLETED)
+
+
+class Progress:
+    def __init__(self, total=0, out=sys.stderr, every=1.0):
+        self.total, self.out, self.every = total, out, every
+        self._next = time.monotonic() + every
+
+    def tick(self, done, rows=0):
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self.every
+            self.out.write("progress %d %d %d\n" % (done, self.total, rows))
+            self.out.flush()
+
+
+class Compressor:
+    """gzip members from zlib (no name, mtime 0, as gzip -n), sha256 of the compressed bytes, and the
+    compressed bytes inflated again: their CRC and length must give back what went in."""
+
+    def __init__(self, out, level=1):
+        self.out = out
+        self.deflate = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self.inflate = zlib.decompressobj(31)
+        self.sha = hashlib.sha256()
+        self.size = self.sql_bytes = self.checked = 0
+
+    def write(self, data):
+        self.sql_bytes += len(data)
+        self._emit(self.deflate.compress(data))
+
+    def close(self):
+        self._emit(self.deflate.flush())
+        if not self.inflate.eof or self.inflate.unused_data or self.checked != self.sql_bytes:
+            raise ValueError("the compressed dump does not decompress to what went in")
+        return self.sha.hexdigest()
+
+    def _emit(self, z):
+        if z:
+            self.out.write(z)
+            self.sha.update(z)
+            self.size += len(z)
+            self.checked += len(self.inflate.decompress(z))
+
+
+def dump(partial, level=1, src=None, progress=None):
+    src = src or sys.stdin.buffer
+    progress = progress or Progress()
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    counter, tail = RowCounter(), b""
+    with os.fdopen(fd, "wb") as f:
+        comp = Compressor(f, level)
+        work = _Worker(comp.write)
+        for data in iter(lambda: src.read(CHUNK), b""):
+            work.put(data)
+            counter.feed(data)
+            tail = data[-TAIL:] if len(data) >= TAIL else (tail + data)[-TAIL:]
+            progress.tick(comp.sql_bytes, counter.rows)
+        work.finish()
+        sha = comp.close()
+    counter.feed(b"\n")
+    if not completed(tail):
+        raise ValueError("the dump is incomplete: it does not end with mysqldump's '-- Dump completed' line")
+    if os.stat(partial).st_size != comp.size:
+        raise ValueError("the dump file on disk is not as long as what was written")
+    return {"sha256": sha, "size": comp.size, "sql_bytes": comp.sql_bytes, "tables": counter.counts}
+
+
+class _Worker:
+    """Compression in a second thread (zlib and hashlib let go of the GIL), so reading and counting go on."""
+
+    def __init__(self, fn):
+        self.fn, self.error, self.slots = fn, None, threading.Semaphore(4)
+        self.queue, self.ready = [], threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def put(self, data):
+        self.slots.acquire()
+        with self.ready:
+            self.queue.append(data)
+            self.ready.notify()
+
+    def finish(self):
+        self.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self):
+        while True:
+            with self.ready:
+                while not self.queue:
+                    self.ready.wait()
+                data = self.queue.pop(0)
+            self.slots.release()
+            if data is None:
+                return
+            if self.error is None:
+                try:
+                    self.fn(data)
+                except Exception as exc:  # reported by finish()
+                    self.error = exc
+
+
+class Damaged(ValueError):
+    """The file is not the one the metadata describes; nothing was written."""
+
+
+def quote_name(name):
+    return "`" + name.replace("`", "``") + "`"
+
+
+def restore(path, expected, out=None, progress=None, prologue=b""):
+    out = out or sys.stdout.buffer
+    total = os.stat(path).st_size
+    progress = progress or Progress(total)
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            sha.update(block)
+    if sha.hexdigest() != expected:
+        raise Damaged("sha256 %s, the backup's metadata says %s: the file is damaged" % (sha.hexdigest(), expected))
+    out.write(prologue)
+    inflate, fed, tail, done = zlib.decompressobj(31), False, b"", 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            done += len(block)
+            while block:
+                data = inflate.decompress(block)
+                fed = True
+                out.write(data)
+                tail = data[-TAIL:] if len(data) >= TAIL else (tail + data)[-TAIL:]
+                block = b""
+                if inflate.eof:  # gzip allows several members one after the other
+                    block, inflate, fed = inflate.unused_data, zlib.decompressobj(31), False
+            progress.tick(done)
+    if not done or (fed and not inflate.eof):
+        raise ValueError("the backup file ends in the middle of its gzip stream")
+    out.flush()
+    return tail
+
+
+def main(argv):
+    try:
+        if argv[0] == "dump":
+            meta = dump(argv[1], int(argv[2]) if len(argv) > 2 else 1)
+            sys.stdout.write(json.dumps(meta, sort_keys=True) + "\n")
+        elif argv[0] == "restore":
+            mysql = argv[3:4] == ["mysql"]
+            name = quote_name(argv[4]) if mysql else ""
+            prologue = ("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\nUSE %s;\n" % (name, name, name)).encode()
+            tail = restore(argv[1], argv[2], prologue=prologue if mysql else b"")
+            if mysql and not completed(tail):
+                raise ValueError("the backup does not end with mysqldump's '-- Dump completed' line")
+        else:
+            raise ValueError("usage: dump <partial> [level] | restore <file> <sha256> [mysql <database>]")
+    except Damaged as exc:
+        sys.stderr.write("%s\n" % exc)
+        return 5
+    except (ValueError, OSError, zlib.error) as exc:
+        sys.stderr.write("%s\n" % exc)
+        return 4
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,95 @@
+"""Leftovers of dead runs on a host: the things a database step makes for the length of one command and
+removes after it, which a killed deployer leaves behind for good.
+
+- `.deploy/cnf.<owner>.XXXXXX/my.cnf`: a MySQL option file with the database password (0600);
+- `.deploy/incoming/<owner>.<file>`: a production dump copied from another backup host for a restore;
+- `db_backup/.<owner>.<name>.partial`: a dump being written.
+
+`<owner>` is `<machine>.<pid>` of the deployer that made it. The rule (run by every backup and restore,
+before it makes its own): a leftover is removed only when its run is provably not running any more —
+- made on this machine by a pid that no longer exists (a live pid, even a reused one, keeps it), or
+- made on another machine, or named by an older version (no owner), while THIS run holds the host's lock:
+  every backup and restore works under the host's lock, so no live run can be using it.
+A leftover of a live run is never touched, and this run never removes its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import socket
+
+from ..layout import Layout
+from ..transport import Transport
+
+OWNER_RE = re.compile(r"(?P<machine>[A-Za-z0-9-]{1,40})\.(?P<pid>\d+)\.")
+LIST = ('cat "$1/lock/owner.json" 2>/dev/null; echo; echo --; '
+        'for f in "$1"/cnf.* "$1"/incoming/* "$2"/.*.partial; do [ -e "$f" ] && printf "%s\\n" "$f"; done; true')
+
+
+def machine() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "unknown"
+
+
+def owner_tag() -> str:
+    """`<machine>.<pid>`: what this run puts in the names of its temporary files on a host."""
+    return f"{machine()}.{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True       # exists, owned by someone else
+    return True
+
+
+def owner_of(path: str) -> tuple[str, int] | None:
+    """(machine, pid) from a leftover's name, or None for a name without one."""
+    name = posixpath.basename(path)
+    for prefix in ("cnf.", "."):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    m = OWNER_RE.match(name)
+    return (m.group("machine"), int(m.group("pid"))) if m else None
+
+
+def dead_leftovers(paths: list[str], lock_holder: dict | None, me: tuple[str, int], host_name: str,
+                   alive=pid_alive) -> list[str]:
+    """Pure: which of paths belong to runs that are provably dead (the rule in the module's docstring).
+    me = (machine tag, pid) of this run; host_name = socket.gethostname() as the lock's owner file says."""
+    we_hold_lock = bool(lock_holder) and lock_holder.get("machine") == host_name and \
+        str(lock_holder.get("pid")) == str(me[1])
+    doomed = []
+    for path in paths:
+        owner = owner_of(path)
+        if owner == me:
+            continue
+        if owner and owner[0] == me[0]:
+            if not alive(owner[1]):
+                doomed.append(path)
+        elif we_hold_lock:
+            doomed.append(path)
+    return doomed
+
+
+def parse_listing(text: str) -> tuple[dict | None, list[str]]:
+    head, _, rest = text.partition("\n--\n")
+    try:
+        holder = json.loads(head) if head.strip() else None
+    except ValueError:
+        holder = None
+    return (holder if isinstance(holder, dict) else None), [ln for ln in rest.splitlines() if ln.strip()]
+
+
+def sweep_leftovers(t: Transport, layout: Layout) -> list[str]:
+    """Remove the leftovers of dead runs on this host; returns what was removed."""
+    holder, paths = parse_listing(t.run(["sh", "-c", LIST, "sh", layout.deploy, layout.backups]))
+    doomed = dead_leftovers(paths, holder, (machine(), os.getpid()), socket.gethostname())
+    if doomed:
+        t.call(["rm", "-rf", "--", *doomed])     # best effort: what cannot go never stops this run
+    return doomed
