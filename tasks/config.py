@@ -99,6 +99,7 @@ class Project:
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()
     stage_dirs: tuple[str, ...] = ()
+    max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class _Parser:
             backup_max_age=self.duration(s, "backup_max_age", 86400),
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
-            s3_endpoint=self.get(s, "s3_endpoint"), **dirs)
+            s3_endpoint=self.get(s, "s3_endpoint"), max_write_stall=self.duration(s, "max_write_stall", 5), **dirs)
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))

@@ -72,6 +72,17 @@ class Layout:
     def wheels(self, digest: str) -> str:
         return self.join(".deploy", "wheels", digest)
 
+    @property
+    def rehearsals(self) -> str:
+        return self.join(".deploy", "rehearsals")
+
+    def rehearsal(self, rid: str, stale: bool = False) -> str:
+        """The migration rehearsal report of a release (JSON, 0644); a stale one is kept beside it."""
+        return self.join(".deploy", "rehearsals", f"{rid}.stale.json" if stale else f"{rid}.json")
+
+    def rehearsal_md(self, rid: str) -> str:
+        return self.join(".deploy", "rehearsals", f"{rid}.md")
+
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")
 

@@ -6,12 +6,14 @@ as positional arguments ("$1"), never formatted into the script.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import threading
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from plumbum import SshMachine
 
@@ -79,6 +81,19 @@ class Transport:
     def exists(self, path: str) -> bool:
         return self.call(["test", "-e", path])[0] == 0
 
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen:
+        """argv started with stdin, stdout and stderr as pipes (for stream)."""
+        raise NotImplementedError
+
+    def stream(self, argv: Sequence[str]) -> "Stream":
+        """argv started; its stdout read as it comes (Stream.chunks), its stdin open for answers."""
+        return Stream(self.host, argv, self.popen(argv))
+
+    @contextlib.contextmanager
+    def tunnel(self, dhost: str, dport: int) -> Iterator[tuple[str, int]]:
+        """(host, port) on this machine that reaches dhost:dport as the host sees it."""
+        yield dhost, dport
+
     def close(self) -> None:
         pass
 
@@ -94,9 +109,56 @@ def _communicate(proc: subprocess.Popen, input: bytes | None) -> tuple[int, str,
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+class Stream:
+    """A running command whose stdout is read chunk by chunk, each chunk stamped with this machine's
+    monotonic clock on arrival (so events are timed without trusting the host's clock)."""
+
+    def __init__(self, host: Host, argv: Sequence[str], proc: subprocess.Popen):
+        self.host, self.argv, self.proc = host, list(argv), proc
+        self._err: list[bytes] = []
+        self._drain = threading.Thread(target=lambda: self._err.append(proc.stderr.read()), daemon=True)
+        self._drain.start()
+
+    def write(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except OSError:  # it ended already: finish() says why
+            pass
+
+    def chunks(self) -> Iterator[tuple[float, str]]:
+        fd = self.proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            yield time.monotonic(), data.decode(errors="replace")
+
+    def finish(self) -> None:
+        """Wait for the end; CommandFailed when it exited non-zero."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        code = self.proc.wait()
+        self._drain.join()
+        if code != 0:
+            raise CommandFailed(self.host, self.argv, code, b"".join(self._err).decode(errors="replace"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.finish()
+
+
 class LocalTransport(Transport):
     def __init__(self, host: Host):
         self.host = host
+
+    def popen(self, argv):
+        try:
+            return subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise CommandFailed(self.host, argv, 127, f"{argv[0]}: command not found") from None
 
     def call(self, argv, input=None):
         try:
@@ -129,6 +191,22 @@ class SSHTransport(Transport):
                                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return _communicate(proc, input)
+
+    def popen(self, argv):
+        return self.machine.popen([shlex.join(argv)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+
+    @contextlib.contextmanager
+    def tunnel(self, dhost, dport):
+        """ssh -L through the run's master connection; only the ports are on its command line."""
+        try:
+            tun = self.machine.tunnel(0, dport, lhost="127.0.0.1", dhost=dhost)
+        except Exception as exc:
+            raise CommandFailed(self.host, ["ssh", "-L", f"{dhost}:{dport}"], 1, str(exc)) from None
+        try:
+            yield "127.0.0.1", int(tun.lport)
+        finally:
+            tun.close()
 
     def put(self, local, remote):
         self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])

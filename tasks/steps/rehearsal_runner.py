@@ -1,0 +1,99 @@
+# Runs on the host, inside the release, with the stage's environment (python -c <this file's text>).
+# argv: <manage.py> migrate [migrate options...]
+#
+# 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
+#    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it.
+# 2. Waits for "go" on stdin (the deploying machine starts its write probe first); "stop": exit 0 (only the
+#    plan was wanted); anything else (the deployer went away): exit 3, nothing applied.
+# 3. Django's own `migrate` at verbosity 2, its output flushed at every write, so that the deploying
+#    machine sees "  Applying app.0002_x..." the moment a migration starts and " OK (1.234s)" when it ends.
+# Standard library and Django only: this is the app's interpreter, not the tool's.
+import json
+import os
+import sys
+
+MARK = "@@doit-stages "
+
+
+class Relay:
+    """stdout for call_command: every write goes out at once."""
+
+    def write(self, text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def flush(self):
+        sys.stdout.flush()
+
+    def isatty(self):
+        return False
+
+
+def emit(**event):
+    sys.stdout.write(MARK + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def sqlite_tables(connection):
+    """sqlite only (the deploying machine reads MySQL itself): each table's CREATE statement and size."""
+    out = {}
+    with connection.cursor() as cur:
+        cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        for name, sql in cur.fetchall():
+            cur.execute('SELECT COUNT(*) FROM "%s"' % name.replace('"', '""'))
+            rows = cur.fetchone()[0]
+            try:
+                cur.execute("SELECT SUM(pgsize) FROM dbstat WHERE name = %s", [name])
+                size = cur.fetchone()[0]
+            except Exception:  # dbstat is not compiled into every sqlite
+                size = None
+            out[name] = {"sql": sql, "rows": rows, "bytes": size}
+    return out
+
+
+def python_tables(loader, migration):
+    """Tables a migration's RunPython (no SQL to read) may touch: those of its app at that point."""
+    if all(op.reduces_to_sql for op in migration.operations):
+        return []
+    state = loader.project_state((migration.app_label, migration.name), at_end=False)
+    return sorted(m._meta.db_table for m in state.apps.get_app_config(migration.app_label).get_models())
+
+
+def main():
+    manage, args = sys.argv[1], sys.argv[3:]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(manage)))
+    import django
+    django.setup()
+    from django.core.management import call_command
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    alias = DEFAULT_DB_ALIAS
+    for i, a in enumerate(args):
+        if a.startswith("--database="):
+            alias = a.split("=", 1)[1]
+        elif a == "--database" and i + 1 < len(args):
+            alias = args[i + 1]
+    connection = connections[alias]
+    executor = MigrationExecutor(connection)
+    targets = executor.loader.graph.leaf_nodes()
+    plan = executor.migration_plan(targets)
+    migrations = []
+    for migration, backwards in plan:
+        sql = executor.loader.collect_sql([(migration, backwards)])
+        migrations.append({"name": "%s.%s" % (migration.app_label, migration.name), "sql": sql,
+                           "python_tables": python_tables(executor.loader, migration)})
+    applied = sorted("%s.%s" % key for key in executor.loader.applied_migrations)
+    emit(event="plan", vendor=connection.vendor, applied=applied, migrations=migrations,
+         sqlite=sqlite_tables(connection) if connection.vendor == "sqlite" and migrations else None)
+    answer = sys.stdin.readline().strip()
+    if answer == "stop":
+        return
+    if answer != "go":
+        sys.exit(3)
+    if migrations:
+        call_command("migrate", *args, verbosity=2, interactive=False, no_color=True, stdout=Relay())
+    emit(event="done")
+
+
+main()
