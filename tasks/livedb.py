@@ -102,8 +102,8 @@ def table_sizes(con, tables: list[str]) -> dict[str, dict]:
     return out
 
 
-def probe_targets(con, tables: list[str]) -> list[tuple[str, str]]:
-    """(table, UPDATE statement) for each table with a one-column primary key: a no-op write of one row."""
+def probe_targets(con, tables: list[str]) -> list[tuple[str, str, tuple]]:
+    """(table, UPDATE, its parameters) for each table with a one-column primary key: a no-op write of a row."""
     cur = con.cursor()
     targets = []
     for table in tables:
@@ -114,8 +114,8 @@ def probe_targets(con, tables: list[str]) -> list[tuple[str, str]]:
             continue
         cur.execute(f"SELECT {_q(pk[0])} FROM {_q(table)} LIMIT 1")
         row = cur.fetchone()
-        where = f"{_q(pk[0])} = {con.converter.quote(row[0]).decode()}" if row else f"{_q(pk[0])} IS NULL"
-        targets.append((table, f"UPDATE {_q(table)} SET {_q(pk[0])} = {_q(pk[0])} WHERE {where}"))
+        where, params = (f"{_q(pk[0])} = %s", (row[0],)) if row else (f"{_q(pk[0])} IS NULL", ())
+        targets.append((table, f"UPDATE {_q(table)} SET {_q(pk[0])} = {_q(pk[0])} WHERE {where}", params))
     cur.close()
     return targets
 
@@ -125,7 +125,7 @@ class Probe:
     seconds and recording (sent, answered) on this machine's monotonic clock. A write never waits more
     than `timeout` (lock_wait_timeout, innodb_lock_wait_timeout): the probe never hangs the rehearsal."""
 
-    def __init__(self, make_connection, targets: list[tuple[str, str]], interval: float = 0.05,
+    def __init__(self, make_connection, targets: list[tuple[str, str, tuple]], interval: float = 0.05,
                  timeout: int = 30):
         self.make_connection, self.targets, self.interval, self.timeout = make_connection, targets, interval, timeout
         self.writes: list[tuple[float, float]] = []
@@ -147,7 +147,7 @@ class Probe:
             th.join(timeout=self.timeout + 5)
 
     def _run(self, target) -> None:
-        table, sql = target
+        table, sql, params = target
         con = None
         try:
             con = self.make_connection()
@@ -164,7 +164,7 @@ class Probe:
             while not self._stop.is_set():
                 sent = time.monotonic()
                 try:
-                    cur.execute(sql)
+                    cur.execute(sql, params)
                 except Exception as exc:  # the table was dropped or renamed, or the wait timed out
                     answered = time.monotonic()
                     if "Lock wait timeout" in str(exc):

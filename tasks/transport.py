@@ -178,7 +178,7 @@ class LocalTransport(Transport):
 class SSHTransport(Transport):
     def __init__(self, host: Host, ssh_config: Path | None = None):
         self.host = host
-        opts = ssh_options(ssh_config)
+        self.opts = opts = ssh_options(ssh_config)
         try:
             self.machine = SshMachine(host.hostname, user=host.user, port=host.port, ssh_opts=opts,
                                       scp_opts=opts)
@@ -207,6 +207,12 @@ class SSHTransport(Transport):
             yield "127.0.0.1", int(tun.lport)
         finally:
             tun.close()
+            # the master keeps a forwarding asked for by a client after that client ends: cancel it
+            spec = f"[127.0.0.1]:{tun.lport}:[{dhost}]:{dport}"
+            where = [*(["-p", str(self.host.port)] if self.host.port else []),
+                     *(["-l", self.host.user] if self.host.user else []), self.host.hostname]
+            subprocess.run(["ssh", *self.opts, "-O", "cancel", "-L", spec, *where], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=30)
 
     def put(self, local, remote):
         self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])

@@ -27,14 +27,14 @@ RUNNER = (Path(__file__).with_name("rehearsal_runner.py")).read_text()
 INTERVAL = 0.05
 
 
-def runner_argv(migrate_command: str) -> list[str] | None:
-    """python -c <runner> manage.py migrate [options]; None when migrate_command is not Django's migrate."""
+def runner_argv(migrate_command: str, mode: str = "rehearse") -> list[str] | None:
+    """python -c <runner> <mode> manage.py migrate [options]; None when migrate_command is not Django's."""
     argv = shlex.split(migrate_command)
     idx = next((i for i, a in enumerate(argv) if a.endswith("manage.py")), None)
     if idx is None or argv[idx + 1:idx + 2] != ["migrate"]:
         return None
     python = argv[0] if idx > 0 else "python"
-    return [python, "-c", RUNNER, argv[idx], *argv[idx + 1:]]
+    return [python, "-c", RUNNER, mode, argv[idx], *argv[idx + 1:]]
 
 
 def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> StepError:
@@ -46,12 +46,12 @@ def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> S
 def applied_migrations(t: Transport, config: Config, stage: Stage, rid: str) -> list[str] | None:
     """The migrations applied to the stage's database (its django_migrations), read by the release's own
     Django; None for a non-Django migrate_command."""
-    argv = runner_argv(config.project.migrate_command)
+    argv = runner_argv(config.project.migrate_command, "applied")
     if argv is None:
         return None
     layout = Layout(config.project.deploy_root)
     try:
-        out = t.run(app_command(layout, stage.name, rid, argv), input=b"stop\n")
+        out = t.run(app_command(layout, stage.name, rid, argv))
     except CommandFailed as exc:
         raise _failed(config, stage, t, exc) from None
     plan = next((e[1] for e in MigrateOutput().feed(out) if e[0] == "plan"), None)
@@ -175,7 +175,7 @@ def _prepare(stack, t: Transport, config: Config, db: Database, plan: dict, repo
     targets = livedb.probe_targets(con, probed)
     timeout = int(2 * config.project.max_write_stall + 5)
     probe = livedb.Probe(lambda: livedb.connect(host, port, db, user, password), targets, INTERVAL, timeout)
-    report["probe"] = {"tables": [x for x, _ in targets], "interval": INTERVAL, "timeout": timeout}
+    report["probe"] = {"tables": [x[0] for x in targets], "interval": INTERVAL, "timeout": timeout}
     probe.start()
     stack.callback(lambda: report["probe"].update(writes=len(probe.writes), errors=probe.errors[:5]))
     stack.callback(probe.stop)

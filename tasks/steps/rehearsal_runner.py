@@ -1,5 +1,6 @@
 # Runs on the host, inside the release, with the stage's environment (python -c <this file's text>).
-# argv: <manage.py> migrate [migrate options...]
+# argv: rehearse|applied <manage.py> migrate [migrate options...]
+# ("applied": only step 1's list of applied migrations, for the guard on production)
 #
 # 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
 #    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it.
@@ -60,7 +61,7 @@ def python_tables(loader, migration):
 
 
 def main():
-    manage, args = sys.argv[1], sys.argv[3:]
+    mode, manage, args = sys.argv[1], sys.argv[2], sys.argv[4:]
     sys.path.insert(0, os.path.dirname(os.path.abspath(manage)))
     import django
     django.setup()
@@ -75,6 +76,11 @@ def main():
         elif a == "--database" and i + 1 < len(args):
             alias = args[i + 1]
     connection = connections[alias]
+    if mode == "applied":
+        from django.db.migrations.recorder import MigrationRecorder
+        emit(event="plan", vendor=connection.vendor, migrations=[],
+             applied=sorted("%s.%s" % key for key in MigrationRecorder(connection).applied_migrations()))
+        return
     executor = MigrationExecutor(connection)
     targets = executor.loader.graph.leaf_nodes()
     plan = executor.migration_plan(targets)
