@@ -179,6 +179,7 @@ class SSHTransport(Transport):
     def __init__(self, host: Host, ssh_config: Path | None = None):
         self.host = host
         self.opts = opts = ssh_options(ssh_config)
+        self._cancels: list[subprocess.Popen] = []   # forwardings being cancelled, waited for at close
         try:
             self.machine = SshMachine(host.hostname, user=host.user, port=host.port, ssh_opts=opts,
                                       scp_opts=opts)
@@ -211,8 +212,9 @@ class SSHTransport(Transport):
             spec = f"[127.0.0.1]:{tun.lport}:[{dhost}]:{dport}"
             where = [*(["-p", str(self.host.port)] if self.host.port else []),
                      *(["-l", self.host.user] if self.host.user else []), self.host.hostname]
-            subprocess.run(["ssh", *self.opts, "-O", "cancel", "-L", spec, *where], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=30)
+            self._cancels.append(subprocess.Popen(["ssh", *self.opts, "-O", "cancel", "-L", spec, *where],
+                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
 
     def put(self, local, remote):
         self._scp(lambda: self.machine.upload(str(local), remote), ["scp", str(local), remote])
@@ -228,6 +230,9 @@ class SSHTransport(Transport):
             raise CommandFailed(self.host, argv, exc.retcode, str(exc.stderr)) from None
 
     def close(self):
+        for proc in self._cancels:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
         self.machine.close()
 
 

@@ -143,7 +143,12 @@ def _prepare(stack, t: Transport, config: Config, db: Database, plan: dict, repo
     if not plan["migrations"]:
         return None
     con = None
-    if db.engine == "mysql":
+    scan = PlanCheck({})
+    touched = {n for m in plan["migrations"] for n in scan.check(m["sql"])["tables"] + m.get("python_tables", [])}
+    if db.engine == "mysql" and not touched & set(plan.get("tables") or []):
+        before = {}  # every table the plan touches is new: no schema to compare, nothing to probe or size
+        report["notes"].append("every table the migrations touch is created by them: nothing to probe")
+    elif db.engine == "mysql":
         host, port = stack.enter_context(t.tunnel(db.host, db.port))
         user, password = livedb.credentials(t, db)
         try:

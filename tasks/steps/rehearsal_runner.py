@@ -52,12 +52,30 @@ def sqlite_tables(connection):
     return out
 
 
-def python_tables(loader, migration):
+def python_tables(state, migration):
     """Tables a migration's RunPython (no SQL to read) may touch: those of its app at that point."""
     if all(op.reduces_to_sql for op in migration.operations):
         return []
-    state = loader.project_state((migration.app_label, migration.name), at_end=False)
-    return sorted(m._meta.db_table for m in state.apps.get_app_config(migration.app_label).get_models())
+    return sorted(m.options.get("db_table") or "%s_%s" % (app, name)
+                  for (app, name), m in state.models.items() if app == migration.app_label)
+
+
+def collect(loader, connection, plan):
+    """Each migration's SQL as sqlmigrate gives it, in one pass over the plan (one project state, carried
+    forward, instead of rebuilding it from the first migration for each)."""
+    out, state = [], None
+    for migration, backwards in plan:
+        if state is None:
+            state = loader.project_state((migration.app_label, migration.name), at_end=False)
+        tables = python_tables(state, migration)
+        with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
+            if backwards:
+                state = migration.unapply(state, editor, collect_sql=True)
+            else:
+                state = migration.apply(state, editor, collect_sql=True)
+        out.append({"name": "%s.%s" % (migration.app_label, migration.name), "sql": editor.collected_sql,
+                    "python_tables": tables})
+    return out
 
 
 def main():
@@ -84,13 +102,11 @@ def main():
     executor = MigrationExecutor(connection)
     targets = executor.loader.graph.leaf_nodes()
     plan = executor.migration_plan(targets)
-    migrations = []
-    for migration, backwards in plan:
-        sql = executor.loader.collect_sql([(migration, backwards)])
-        migrations.append({"name": "%s.%s" % (migration.app_label, migration.name), "sql": sql,
-                           "python_tables": python_tables(executor.loader, migration)})
+    migrations = collect(executor.loader, connection, plan)
     applied = sorted("%s.%s" % key for key in executor.loader.applied_migrations)
-    emit(event="plan", vendor=connection.vendor, applied=applied, migrations=migrations,
+    with connection.cursor() as cur:
+        existing = connection.introspection.table_names(cur)
+    emit(event="plan", vendor=connection.vendor, applied=applied, migrations=migrations, tables=existing,
          sqlite=sqlite_tables(connection) if connection.vendor == "sqlite" and migrations else None)
     answer = sys.stdin.readline().strip()
     if answer == "stop":
