@@ -142,34 +142,8 @@ def _prepare(stack, t: Transport, config: Config, db: Database, plan: dict, repo
     running write probe; for sqlite, no probe (one writer at a time: nothing to measure)."""
     if not plan["migrations"]:
         return None
-    con = None
-    scan = PlanCheck({})
-    touched = {n for m in plan["migrations"] for n in scan.check(m["sql"])["tables"] + m.get("python_tables", [])}
-    if db.engine == "mysql" and not touched & set(plan.get("tables") or []):
-        before = {}  # every table the plan touches is new: no schema to compare, nothing to probe or size
-        report["notes"].append("every table the migrations touch is created by them: nothing to probe")
-    elif db.engine == "mysql":
-        host, port = stack.enter_context(t.tunnel(db.host, db.port))
-        user, password = livedb.credentials(t, db)
-        try:
-            con = livedb.connect(host, port, db, user, password)
-        except Exception as exc:
-            raise StepError(f"migrate:{report['stage']}: cannot reach database {db.name} ({db.host}:{db.port} "
-                            f"as {t.host} sees it) for the rehearsal's probe: {exc}") from None
-        stack.callback(con.close)
-        before = columns_from_mysql(livedb.read_schema(con))
-    else:
-        before = columns_from_sqlite({k: v["sql"] for k, v in (plan.get("sqlite") or {}).items()})
-        report["notes"].append("sqlite: no write probe (one writer at a time); max_write_stall is null")
-    check, probed = PlanCheck(before), []
-    for m in plan["migrations"]:
-        found = check.check(m["sql"])
-        names = found["tables"] + [x for x in m.get("python_tables", []) if x not in found["tables"]]
-        report["migrations"].append({"name": m["name"], "seconds": None,
-                                     "sql": [s for s in m["sql"] if not s.lstrip().startswith("--")],
-                                     "tables": [{"name": n} for n in names], "max_write_stall": None,
-                                     "unsafe": found["unsafe"]})
-        probed += [n for n in names if n in before and n not in probed]
+    connect, con, before = _open_copy(stack, t, db, plan, report)
+    probed = _judge(plan, before, report)
     sizes = livedb.table_sizes(con, probed) if con else _sqlite_sizes(plan)
     for m in report["migrations"]:
         for tbl in m["tables"]:
@@ -179,12 +153,51 @@ def _prepare(stack, t: Transport, config: Config, db: Database, plan: dict, repo
         return None
     targets = livedb.probe_targets(con, probed)
     timeout = int(2 * config.project.max_write_stall + 5)
-    probe = livedb.Probe(lambda: livedb.connect(host, port, db, user, password), targets, INTERVAL, timeout)
+    probe = livedb.Probe(connect, targets, INTERVAL, timeout)
     report["probe"] = {"tables": [x[0] for x in targets], "interval": INTERVAL, "timeout": timeout}
     probe.start()
     stack.callback(lambda: report["probe"].update(writes=len(probe.writes), errors=probe.errors[:5]))
     stack.callback(probe.stop)
     return probe
+
+
+def _open_copy(stack, t: Transport, db: Database, plan: dict, report: dict):
+    """(connect, connection, schema before) of the copy: MySQL through the tunnel when a table the plan
+    touches exists already; otherwise no connection at all."""
+    if db.engine == "sqlite":
+        report["notes"].append("sqlite: no write probe (one writer at a time); max_write_stall is null")
+        return None, None, columns_from_sqlite({k: v["sql"] for k, v in (plan.get("sqlite") or {}).items()})
+    scan = PlanCheck({})
+    touched = {n for m in plan["migrations"] for n in scan.check(m["sql"])["tables"] + m.get("python_tables", [])}
+    if not touched & set(plan.get("tables") or []):
+        report["notes"].append("every table the migrations touch is created by them: nothing to probe")
+        return None, None, {}
+    host, port = stack.enter_context(t.tunnel(db.host, db.port))
+    user, password = livedb.credentials(t, db)
+
+    def connect():
+        return livedb.connect(host, port, db, user, password)
+    try:
+        con = connect()
+    except Exception as exc:
+        raise StepError(f"migrate:{report['stage']}: cannot reach database {db.name} ({db.host}:{db.port} "
+                        f"as {t.host} sees it) for the rehearsal's probe: {exc}") from None
+    stack.callback(con.close)
+    return connect, con, columns_from_mysql(livedb.read_schema(con))
+
+
+def _judge(plan: dict, before: dict, report: dict) -> list[str]:
+    """Each migration's entry (SQL, tables, unsafe operations); returns the existing tables touched."""
+    check, probed = PlanCheck(before), []
+    for m in plan["migrations"]:
+        found = check.check(m["sql"])
+        names = found["tables"] + [x for x in m.get("python_tables", []) if x not in found["tables"]]
+        report["migrations"].append({"name": m["name"], "seconds": None,
+                                     "sql": [s for s in m["sql"] if not s.lstrip().startswith("--")],
+                                     "tables": [{"name": n} for n in names], "max_write_stall": None,
+                                     "unsafe": found["unsafe"]})
+        probed += [n for n in names if n in before and n not in probed]
+    return probed
 
 
 def _sqlite_sizes(plan: dict) -> dict:
