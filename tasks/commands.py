@@ -116,3 +116,29 @@ def format_table(rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
     return "\n".join(lines)
+
+
+def run_rehearsal_report(plan: Plan, stage: Stage) -> str:
+    """The rehearsal report of the release the stage runs (for a promoted stage: the release it would
+    receive, the one its source stage runs), read from the rehearsing stage's first host."""
+    from .nodes import rehearsing_stage
+    from .rehearsal import text_table
+    from .steps.rehearsal import read_report
+
+    what = f"rehearsal:{stage.name}"
+    rs = rehearsing_stage(plan, stage)
+    if rs is None:
+        raise StepError(f"{what}: no stage rehearses the database of {stage.name} (none has restore_from = "
+                        f"{stage.database or '-'} up its promote_from chain)")
+    if stage.promote_from:
+        rid = plan.live_release(plan.config.stages[stage.promote_from], what)
+    else:
+        try:
+            rid = plan.live_release(stage, what)
+        except StepError:
+            rid = plan.source_release_id()
+    report = plan.on_host(rs.hosts[0], lambda t: read_report(t, plan.layout, rid))
+    if report is None:
+        raise StepError(f"{what}: release {rid} has no rehearsal report on {rs.hosts[0]} "
+                        f"({plan.layout.rehearsal(rid)}); run doit deploy:{rs.name}")
+    return f"{plan.layout.rehearsal(rid)} on {rs.hosts[0]}\n" + text_table(report)

@@ -106,6 +106,7 @@ class Project:
     shared_files: tuple[str, ...] = ()
     stage_dirs: tuple[str, ...] = ()
     infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
+    max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,8 @@ class _Parser:
             backup_max_age=self.duration(s, "backup_max_age", 86400),
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
-            s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests, **dirs)
+            s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests,
+            max_write_stall=self.duration(s, "max_write_stall", 5), **dirs)
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))

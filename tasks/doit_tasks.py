@@ -186,6 +186,9 @@ def creators(config: Config) -> dict:
                        "marked bad", commands.run_rollback, None, s, command=True)
             yield node(f"unlock:{s.name}", f"remove a stale lock from the {s.name} hosts, saying whose",
                        commands.run_unlock, None, s, command=True)
+            if s.database:
+                yield node(f"rehearsal:{s.name}", f"the migration rehearsal report of the release {s.name} runs "
+                           "(or would receive)", commands.run_rehearsal_report, None, s, command=True)
 
     def task_status():
         """a table: stage, release, revision, when, by whom, hosts in agreement or not."""

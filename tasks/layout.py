@@ -81,6 +81,17 @@ class Layout:
         """The venv of every release whose wheelhouse has this digest (linked into each as .venv)."""
         return self.join(".deploy", "venvs", digest)
 
+    @property
+    def rehearsals(self) -> str:
+        return self.join(".deploy", "rehearsals")
+
+    def rehearsal(self, rid: str, stale: bool = False) -> str:
+        """The migration rehearsal report of a release (JSON, 0644); a stale one is kept beside it."""
+        return self.join(".deploy", "rehearsals", f"{rid}.stale.json" if stale else f"{rid}.json")
+
+    def rehearsal_md(self, rid: str) -> str:
+        return self.join(".deploy", "rehearsals", f"{rid}.md")
+
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")
 

@@ -12,11 +12,13 @@ import time
 from . import failpoints
 from .config import Database, Stage
 from .plan import Plan
+from .rehearsal import refusal, text_table
 from .rollout import read_switch_state, rollout
 from .steps import backup as backup_step
 from .steps import build as build_step
 from .steps import dbguard
 from .steps import migrate as migrate_step
+from .steps import rehearsal as rehearsal_step
 from .steps import restore as restore_step
 from .steps.archive import local_release
 from .steps.common import StepError, read_text, write_file
@@ -139,27 +141,32 @@ def _guard_restore_target(plan: Plan, stage: Stage, db: Database) -> None:
 
 # -- migrate:<stage> -------------------------------------------------------------------------------
 def migrate_done(plan: Plan, stage: Stage) -> bool:
+    """Nothing pending; on a rehearsing stage (restore_from), also this release's report is there."""
     rid = plan.release(stage).id
-    return plan.on_host(stage.hosts[0], lambda t: migrate_step.is_migrated(t, plan.config, stage, rid))
+    done = plan.on_host(stage.hosts[0], lambda t: migrate_step.is_migrated(t, plan.config, stage, rid))
+    if done and stage.restore_from:
+        return plan.on_host(stage.hosts[0], lambda t: t.exists(plan.layout.rehearsal(rid)))
+    return done
 
 
 def run_migrate(plan: Plan, stage: Stage) -> str:
     """A database that is not a throwaway copy (the stage has no restore_from) is backed up, verified,
-    right before its migration and again right after: invariant 3 holds whichever way the node is run."""
+    right before its migration and again right after: invariant 3 holds whichever way the node is run.
+    Before that, the rehearsal guard (invariant 8)."""
     rid = plan.release(stage).id
     db = plan.config.stage_database(stage)
-    protect = not stage.restore_from
-    plan.lock([stage.hosts[0], *([plan.backup_host(db)] if protect else [])], f"migrate:{stage.name}")
+    if stage.restore_from:
+        return run_rehearsal(plan, stage)
+    plan.lock([stage.hosts[0], plan.backup_host(db)], f"migrate:{stage.name}")
     if migrate_done(plan, stage):
         return "nothing pending"
-    before = run_backup(plan, db, reason=f"before migrate:{stage.name} {rid}") if protect else None
+    note = guard_production(plan, stage, rid)
+    before = run_backup(plan, db, reason=f"before migrate:{stage.name} {rid}")
     failpoints.hit("migrate.after_backup_before")
     try:
         plan.on_host(stage.hosts[0], lambda t: migrate_step.run_migrations(t, plan.config, stage, rid))
         failpoints.hit("migrate.after_migrate")
     except StepError as exc:
-        if not before:
-            raise
         if db.restore_on_failed_migration:
             _restore_own_backup(plan, db, before)
             raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
@@ -167,8 +174,72 @@ def run_migrate(plan: Plan, stage: Stage) -> str:
         raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
                         f"{plan.backup_host(db)}:{plan.layout.backups}/{before['file']} (taken just before)") from None
     failpoints.hit("migrate.before_backup_after")
-    after = run_backup(plan, db, reason=f"after migrate:{stage.name} {rid}") if protect else None
-    return "migrated" + (f"; backups {before['file']}, {after['file']}" if protect else "")
+    after = run_backup(plan, db, reason=f"after migrate:{stage.name} {rid}")
+    return f"migrated{note}; backups {before['file']}, {after['file']}"
+
+
+def run_rehearsal(plan: Plan, stage: Stage) -> str:
+    """migrate:<stage> on a fresh copy of production: measured, reported. A copy already migrated
+    without a report (or whose report went stale) is refreshed from a new backup first."""
+    rid = plan.release(stage).id
+    db = plan.config.stage_database(stage)
+    plan.lock([stage.hosts[0]], f"migrate:{stage.name}")
+    if migrate_done(plan, stage):
+        return "nothing pending"
+    first = stage.hosts[0]
+    if plan.on_host(first, lambda t: migrate_step.is_migrated(t, plan.config, stage, rid)):
+        src = plan.config.databases[stage.restore_from]
+        run_backup(plan, src, reason=f"for the rehearsal of {rid}")
+        run_restore(plan, stage)
+    marker = plan.on_host(plan.backup_host(db), lambda t: read_text(t, plan.layout.db_marker(db.name)))
+    try:
+        backup = json.loads(marker or "{}").get("backup")
+    except ValueError:
+        backup = None
+    report = plan.on_host(first, lambda t: rehearsal_step.rehearse(t, plan.config, stage, rid, backup))
+    return f"rehearsed on a copy of {stage.restore_from}: {plan.layout.rehearsal(rid)} on {first}\n" \
+        + text_table(report)
+
+
+def rehearsing_stage(plan: Plan, stage: Stage) -> Stage | None:
+    """The stage whose migrate rehearses this stage's database: the stage itself when it has restore_from,
+    else up its promote_from chain, the first stage restoring its database from this stage's."""
+    if stage.restore_from:
+        return stage
+    cur = plan.config.stages.get(stage.promote_from) if stage.promote_from else None
+    while cur is not None:
+        if cur.restore_from and cur.restore_from == stage.database:
+            return cur
+        cur = plan.config.stages.get(cur.promote_from) if cur.promote_from else None
+    return None
+
+
+def guard_production(plan: Plan, stage: Stage, rid: str) -> str:
+    """Refuse to migrate with a release whose rehearsal is missing, stale, unsafe or stalls writes too
+    long (the last two unless DEPLOY_ALLOW_UNSAFE names the release). Prints the report."""
+    rs = rehearsing_stage(plan, stage)
+    if rs is None:
+        return ""
+    report = plan.on_host(rs.hosts[0], lambda t: rehearsal_step.read_report(t, plan.layout, rid))
+    applied = plan.on_host(stage.hosts[0],
+                           lambda t: rehearsal_step.applied_migrations(t, plan.config, stage, rid))
+    if report:
+        print(text_table(report), flush=True)
+    allow = plan.environ.get("DEPLOY_ALLOW_UNSAFE", "")
+    reason = refusal(report, rid, applied, plan.config.project.max_write_stall, allow)
+    what = f"migrate:{stage.name}: refused to migrate database {stage.database}"
+    if reason and (report is None or "stale" in reason):
+        if report is not None:
+            plan.lock([rs.hosts[0]], f"migrate:{stage.name}")
+            plan.on_host(rs.hosts[0], lambda t: rehearsal_step.mark_stale(t, plan.layout, rid))
+        raise StepError(f"{what}: {reason}; run doit deploy:{rs.name} again (it rehearses {rid} on a fresh "
+                        f"copy of {stage.database})")
+    if reason:
+        raise StepError(f"{what}: {reason}; change the migration, or accept it for this release only with "
+                        f"DEPLOY_ALLOW_UNSAFE={rid}")
+    if allow == rid and refusal(report, rid, applied, plan.config.project.max_write_stall, ""):
+        return f" (its rehearsal's flags accepted by DEPLOY_ALLOW_UNSAFE={rid})"
+    return ""
 
 
 def _restore_own_backup(plan: Plan, db: Database, meta: dict) -> None:

@@ -6,11 +6,15 @@ as positional arguments ("$1"), never formatted into the script.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from . import config_rules as rules
 from .config import Host
@@ -61,7 +65,7 @@ class Transport:
         """(exit code, stdout, stderr); timeout (seconds) bounds the wait where a command must be quick."""
         raise NotImplementedError
 
-    def stream(self, argv: Sequence[str], on_line) -> tuple[int, str, str]:
+    def stream_lines(self, argv: Sequence[str], on_line) -> tuple[int, str, str]:
         """Like call, for a long command whose output is read as it comes: on_line(stream, line) sees each
         complete line of "out" and "err" as it arrives."""
         raise NotImplementedError
@@ -79,6 +83,19 @@ class Transport:
     def exists(self, path: str) -> bool:
         return self.call(["test", "-e", path])[0] == 0
 
+    def popen(self, argv: Sequence[str]) -> subprocess.Popen:
+        """argv started with stdin, stdout and stderr as pipes (for stream)."""
+        raise NotImplementedError
+
+    def stream(self, argv: Sequence[str]) -> "Running":
+        """argv started; its stdout read as it comes (Running.chunks), its stdin open for answers."""
+        return Running(self.host, argv, self.popen(argv))
+
+    @contextlib.contextmanager
+    def tunnel(self, dhost: str, dport: int) -> Iterator[tuple[str, int]]:
+        """(host, port) on this machine that reaches dhost:dport as the host sees it."""
+        yield dhost, dport
+
     def close(self) -> None:
         pass
 
@@ -92,6 +109,47 @@ class Transport:
 def _communicate(proc: subprocess.Popen, input: bytes | None, timeout=None) -> tuple[int, str, str]:
     out, err = proc.communicate(input, timeout)
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class Running:
+    """A running command whose stdout is read chunk by chunk, each chunk stamped with this machine's
+    monotonic clock on arrival (so events are timed without trusting the host's clock)."""
+
+    def __init__(self, host: Host, argv: Sequence[str], proc: subprocess.Popen):
+        self.host, self.argv, self.proc = host, list(argv), proc
+        self._err: list[bytes] = []
+        self._drain = threading.Thread(target=lambda: self._err.append(proc.stderr.read()), daemon=True)
+        self._drain.start()
+
+    def write(self, text: str) -> None:
+        try:
+            self.proc.stdin.write(text.encode())
+            self.proc.stdin.flush()
+        except OSError:  # it ended already: finish() says why
+            pass
+
+    def chunks(self) -> Iterator[tuple[float, str]]:
+        fd = self.proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            yield time.monotonic(), data.decode(errors="replace")
+
+    def finish(self) -> None:
+        """Wait for the end; CommandFailed when it exited non-zero."""
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        code = self.proc.wait()
+        self._drain.join()
+        if code != 0:
+            raise CommandFailed(self.host, self.argv, code, b"".join(self._err).decode(errors="replace"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.finish()
 
 
 class LocalTransport(Transport):
@@ -111,7 +169,13 @@ class LocalTransport(Transport):
             proc.wait()
             return 124, "", f"{argv[0]}: no answer within {timeout}s"
 
-    def stream(self, argv, on_line):
+    def popen(self, argv):
+        try:
+            return subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise CommandFailed(self.host, argv, 127, f"{argv[0]}: command not found") from None
+
+    def stream_lines(self, argv, on_line):
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         got = {"out": [], "err": []}
 
@@ -155,7 +219,9 @@ class SSHTransport(Transport):
         if problem:
             raise CommandFailed(host, ["ssh"], 2, f"refused: {problem}")
         self._mutex = threading.Lock()
-        argv = ssh_argv(host.hostname, host.user, host.port, ssh_options(ssh_config))
+        self.opts = ssh_options(ssh_config)
+        self._cancels: list[subprocess.Popen] = []   # forwardings being cancelled, waited for at close
+        argv = ssh_argv(host.hostname, host.user, host.port, self.opts)
         try:
             self.shell = RemoteShell(argv, timeout=CONNECT_TIMEOUT)
         except ShellGone as exc:
@@ -174,7 +240,33 @@ class SSHTransport(Transport):
             except ShellGone as exc:
                 return 255, b"", exc.stderr.encode()
 
-    def stream(self, argv, on_line):
+    def popen(self, argv):
+        """A second channel of the run's one connection (through its master socket: no new login), for a
+        command that talks both ways while it runs (the rehearsal's runner)."""
+        remote = ssh_argv(self.host.hostname, self.host.user, self.host.port, self.opts, [shlex.join(argv)])
+        return subprocess.Popen(remote, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    @contextlib.contextmanager
+    def tunnel(self, dhost, dport):
+        """A local port forwarded to dhost:dport as the host sees it, by the run's master connection (`ssh
+        -O forward`); only ports and addresses are on the command line. Cancelled after use."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            lport = s.getsockname()[1]
+        spec = f"127.0.0.1:{lport}:[{dhost}]:{dport}" if ":" in dhost else f"127.0.0.1:{lport}:{dhost}:{dport}"
+        where = ssh_argv(self.host.hostname, self.host.user, self.host.port, [*self.opts, "-O", "forward", "-L", spec])
+        res = subprocess.run(where, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise CommandFailed(self.host, ["ssh", "-L", f"{dhost}:{dport}"], res.returncode, res.stderr)
+        try:
+            yield "127.0.0.1", lport
+        finally:
+            cancel = ssh_argv(self.host.hostname, self.host.user, self.host.port,
+                              [*self.opts, "-O", "cancel", "-L", spec])
+            self._cancels.append(subprocess.Popen(cancel, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
+
+    def stream_lines(self, argv, on_line):
         with self._mutex:
             try:
                 code, out, err = self.shell.run(argv, None, None, on_line=on_line)
@@ -201,6 +293,9 @@ class SSHTransport(Transport):
         Path(local).write_bytes(out)
 
     def close(self):
+        for proc in self._cancels:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
         self.shell.close()
 
 

@@ -76,7 +76,7 @@ def run_streaming(t: Transport, argv: Sequence[str], label: str) -> str:
         elif line.strip():
             errors.append(line)
     try:
-        code, out, err = t.stream(argv, on_line)
+        code, out, err = t.stream_lines(argv, on_line)
     finally:
         display.close()
     if code != 0:
