@@ -1,10 +1,12 @@
 """build: releases/<id> unpacked, linked to shared/, built, then marked ready; then the stage's own build.
 
 Two levels, because one release directory serves every stage on a host:
-- release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse, then the
-  READY marker, written last. A directory without it is half-built and is removed by the next run.
-- stage level: shared/<stage>.env (0600), the stage's stage_dirs, build_command with the stage's
-  environment, then .deploy/built-<stage> holding the release id.
+- release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse (build = pip:
+  the app's requirements.txt; build = buildout: zc.buildout), then the READY marker, written last. A
+  directory without it is half-built and is removed by the next run.
+- stage level: shared/<stage>.env (0600), the stage's stage_dirs, (build = buildout) the stage's buildout
+  run (steps/buildout.py), build_command with the stage's environment, then .deploy/built-<stage> holding
+  the release id.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import shlex
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
+from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, write_file
 from .environment import app_command, env_file
 
-# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json
+# $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 what the venv installs
+# (a requirements file)
 UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; req=$6
 if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$rel/.deploy-ready" ] && exit 0
 mkdir -p "$rel"
@@ -30,7 +34,7 @@ printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$wheels" ]; then
   python3 -m venv "$rel/.venv"
   "$rel/.venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
-      -r "$rel/requirements.txt"
+      -r "$req"
 fi
 printf '%s\n' "$meta" > "$rel/.deploy-release.json"
 touch "$rel/.deploy-ready"
@@ -92,8 +96,10 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     layout = Layout(config.project.deploy_root)
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
+    # build = pip: the app's requirements; build = buildout: the wheelhouse's own (zc.buildout, pinned)
+    req = posixpath.join(wheels if config.project.build == "buildout" else rel, "requirements.txt")
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json()])
+           release.to_json(), req])
     t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
     write_file(t, layout.env_file(stage.name), env_file(config, stage))
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
@@ -102,6 +108,8 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
         t.run(["sh", "-c", 'for d in "$@"; do rm -rf "$d"; done', "sh", *stage_dirs])
     if stage_dirs:
         t.run(["mkdir", "-p", *stage_dirs])
+    if config.project.build == "buildout":
+        buildout_step.run_buildout(t, config, stage, release.id, wheels)
     if config.project.build_command:
         code, out, err = t.call(app_command(layout, stage.name, release.id,
                                             shlex.split(config.project.build_command)))

@@ -1,0 +1,258 @@
+"""build = buildout: the release's buildout config run on every host, offline, from a wheelhouse built once here.
+
+On the deploying machine (archive): every config a stage runs is read from the archive, with its `extends`
+chain; the distributions pinned in its [versions] section are `pip wheel --no-deps`ed, with zc.buildout's
+own dependencies, into one wheelhouse (shipped like build = pip's, to .deploy/wheels/<digest>/).
+On each host: the release gets a venv with zc.buildout from that wheelhouse (release level); then each
+stage runs buildout with its own config into releases/<id>/.buildout/<stage>/ (bin/, parts/, develop-eggs/,
+.installed.cfg; eggs are shared by the stages in releases/<id>/.buildout/eggs/), with index and find-links
+pointing at the wheelhouse, newest = false and allow-picked-versions = false. releases/<id>/bin/<script>
+runs the script of the stage named by $STAGE (shared/<stage>.env sets it), so `bin/django migrate` works
+in the release directory for every stage.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..config import Config, Stage
+from ..layout import Layout
+from ..transport import Transport
+from .common import StepError
+from .environment import app_command
+
+BUILDOUT_DIR = ".buildout"       # in a release: eggs/ (shared) and <stage>/ (that stage's part)
+
+# In releases/<id>/bin/: the same few lines for every script buildout made for some stage.
+DISPATCHER = '''#!/bin/sh
+# Written by doit-stages (build = buildout): runs this release's .buildout/$STAGE/bin/<this name>;
+# STAGE comes from shared/<stage>.env.
+exec "$(dirname "$0")/../.buildout/${STAGE:?is not set: load shared/STAGE.env first}/bin/${0##*/}" "$@"
+'''
+# $1 release dir, $2 stage, $3 the dispatcher's text
+WRITE_DISPATCHERS = r'''set -e
+rel=$1; stage=$2; text=$3
+mkdir -p "$rel/bin"
+for f in "$rel/.buildout/$stage/bin"/*; do
+  [ -f "$f" ] || continue
+  d="$rel/bin/${f##*/}"
+  [ -f "$d" ] && [ "$(cat "$d")" = "$text" ] && continue
+  if [ -e "$d" ] || [ -L "$d" ]; then
+    echo "$d is the release's own file, and buildout made a script of that name; rename one of them" >&2; exit 3
+  fi
+  printf '%s\n' "$text" > "$d.tmp"; chmod 755 "$d.tmp"; mv -f "$d.tmp" "$d"
+done
+'''
+
+SECTION_RE = re.compile(r"\[\s*(?P<name>[^\s#[\]:;{}]+)\s*(:(?P<expr>[^#;]*))?\s*\]\s*([#;].*)?$")
+OPTION_RE = re.compile(r"(?P<name>[^\s{}[\]=:]+\s*[-+]?)=(?P<value>.*)$")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+# -- reading configs (pure) --------------------------------------------------------------------------
+def parse_cfg(text: str, path: str) -> dict[str, dict[str, str]]:
+    """A buildout config as zc.buildout's own parser reads it: comments start a line with # or ;, values
+    continue on indented lines. A conditional section [name:expr] is kept as 'name:expr' (not evaluated)."""
+    sections: dict[str, dict[str, str]] = {}
+    cur, opt = None, None
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line or line[0] in "#;":
+            continue
+        if line[0].isspace():
+            if cur is not None and opt and line.strip():
+                cur[opt] = f"{cur[opt]}\n{line.strip()}".strip()
+            continue
+        header = SECTION_RE.match(line)
+        if header:
+            expr = (header.group("expr") or "").strip()
+            cur, opt = sections.setdefault(header.group("name") + (f":{expr}" if expr else ""), {}), None
+            continue
+        option = OPTION_RE.match(line)
+        if cur is None or not option:
+            raise StepError(f"archive: {path}:{no}: buildout cannot read this line: {line.strip()[:60]!r}")
+        opt = option.group("name").rstrip()
+        cur[opt] = option.group("value").strip()
+    return sections
+
+
+def load_cfg(read: Callable[[str], str | None], path: str, seen: tuple[str, ...] = ()) -> dict:
+    """The config at `path` in the release with its extends chain merged in (later files win, as in
+    buildout). `read` gives a file's text from the release, or None."""
+    if path in seen:
+        raise StepError(f"archive: {path} extends itself (through {' -> '.join(seen)}); break the cycle")
+    text = read(path)
+    if text is None:
+        raise StepError(f"archive: {path} is not in the release; commit it or fix buildout_config / extends")
+    data = parse_cfg(text, path)
+    merged: dict[str, dict[str, str]] = {}
+    own = data.get("buildout", {})
+    for key in ("extends", "optional-extends"):
+        for ref in own.pop(key, "").split():
+            if "://" in ref or ref.startswith(("/", "~")):
+                raise StepError(f"archive: {path} extends {ref}, which is outside the release (the hosts have "
+                                "no network); copy it into the repository and extend it by a relative path")
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), ref))
+            if target.startswith("../"):
+                raise StepError(f"archive: {path} extends {ref}, which is outside the release; move it inside")
+            if key == "optional-extends" and read(target) is None:
+                continue
+            merged = _merge(merged, load_cfg(read, target, (*seen, path)))
+    return _merge(merged, data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = {name: dict(options) for name, options in base.items()}
+    for name, options in over.items():
+        out.setdefault(name, {}).update(options)
+    return out
+
+
+def versions_of(read: Callable[[str], str | None], path: str) -> dict[str, str]:
+    """name -> version from the config's versions section ([buildout] versions = ..., default [versions])."""
+    cfg = load_cfg(read, path)
+    section = cfg.get("buildout", {}).get("versions", "versions")
+    if any(name.startswith(section + ":") for name in cfg):
+        raise StepError(f"archive: {path}: a conditional [{section}:...] section is not supported; "
+                        f"pin every version in plain [{section}]")
+    pins = cfg.get(section, {})
+    for name, version in pins.items():
+        if name[-1] in "+-" or "${" in version or not re.fullmatch(r"[A-Za-z0-9.!+_-]+", version):
+            raise StepError(f"archive: {path}: [{section}] {name} = {version!r} is not a plain pin; "
+                            "write name = version")
+    return pins
+
+
+def wheel_batches(pins: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """name==version arguments for `pip wheel`, in as few calls as possible (pip refuses one name twice in
+    a call, and two stages may pin two versions)."""
+    unique: dict[tuple[str, str], str] = {}
+    for name, version in sorted(set(pins)):
+        unique.setdefault((canonical(name), version), name)
+    batches: list[dict[str, str]] = []
+    for (_, version), name in sorted(unique.items()):
+        batch = next((b for b in batches if canonical(name) not in b), None)
+        if batch is None:
+            batches.append(batch := {})
+        batch[canonical(name)] = f"{name}=={version}"
+    return [sorted(b.values()) for b in batches]
+
+
+def buildout_version(per_config: dict[str, dict[str, str]]) -> str:
+    """The one zc.buildout the release's venv gets: pinned, and the same in every config."""
+    versions = {v for pins in per_config.values() for n, v in pins.items() if canonical(n) == "zc-buildout"}
+    if not versions:
+        raise StepError(f"archive: [versions] of {', '.join(per_config)} does not pin zc.buildout; add e.g. "
+                        "zc.buildout = 6.0.1 (every host installs exactly that one from the wheelhouse)")
+    if len(versions) > 1:
+        raise StepError(f"archive: the stages' buildout configs pin different zc.buildout versions "
+                        f"({', '.join(sorted(versions))}); pin one")
+    return versions.pop()
+
+
+# -- the wheelhouse, once, on the deploying machine --------------------------------------------------
+def archive_reader(archive: Path) -> Callable[[str], str | None]:
+    def read(path: str) -> str | None:
+        with tarfile.open(archive, "r:gz") as tar:
+            try:
+                member = tar.extractfile(path)
+            except KeyError:
+                return None
+            return member.read().decode() if member else None
+    return read
+
+
+def build_wheelhouse(archive: Path, build_dir: Path, configs: Iterable[str],
+                     path_of: Callable[[Path, str], Path]) -> str:
+    """The wheels of every pin of every config (and zc.buildout's dependencies), tarred; returns its digest."""
+    read = archive_reader(archive)
+    per_config = {cfg: versions_of(read, cfg) for cfg in dict.fromkeys(configs)}
+    zc = buildout_version(per_config)
+    batches = wheel_batches((n, v) for pins in per_config.values() for n, v in pins.items())
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    digest = hashlib.sha256("\0".join([tag, "buildout", *sum(batches, [])]).encode()).hexdigest()[:16]
+    target = path_of(build_dir, digest)
+    if target.is_file():
+        return digest
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        wheels, constraints = Path(tmp) / "wheels", Path(tmp) / "constraints.txt"
+        for batch in batches:
+            _pip("wheel", "--no-deps", "-w", str(wheels), *batch)
+        # zc.buildout's own dependencies (setuptools, pip, wheel, ...), held to the pins where pinned
+        constraints.write_text("".join(line + "\n" for line in batches[0]))
+        _pip("wheel", "-w", str(wheels), "--find-links", str(wheels), "-c", str(constraints), f"zc.buildout=={zc}")
+        (Path(tmp) / "requirements.txt").write_text(f"zc.buildout=={zc}\n")
+        with tarfile.open(Path(tmp) / "w.tar", "w:") as tar:
+            tar.add(Path(tmp) / "requirements.txt", arcname="requirements.txt")
+            for whl in sorted(wheels.iterdir()):
+                tar.add(whl, arcname=whl.name)
+        os.replace(Path(tmp) / "w.tar", target)
+    return digest
+
+
+def _pip(*args: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        raise StepError(f"archive: pip {args[0]} for the buildout wheelhouse failed: {last}")
+
+
+# -- on a host, per stage -------------------------------------------------------------------------------
+def stage_part(layout: Layout, rid: str, stage: str) -> str:
+    return posixpath.join(layout.release(rid), BUILDOUT_DIR, stage)
+
+
+def buildout_argv(layout: Layout, rid: str, stage: str, config_file: str, wheels: str) -> list[str]:
+    """The buildout run of one stage: the stage's config, everything from the wheelhouse, nothing picked."""
+    rel, own = layout.release(rid), stage_part(layout, rid, stage)
+    return [posixpath.join(rel, ".venv", "bin", "buildout"), "-U", "-c", posixpath.join(rel, config_file),
+            f"buildout:index={wheels}", f"buildout:find-links={wheels}", "buildout:newest=false",
+            "buildout:allow-picked-versions=false", "buildout:offline=false",
+            f"buildout:eggs-directory={posixpath.join(rel, BUILDOUT_DIR, 'eggs')}",
+            f"buildout:bin-directory={own}/bin", f"buildout:parts-directory={own}/parts",
+            f"buildout:develop-eggs-directory={own}/develop-eggs", f"buildout:installed={own}/.installed.cfg"]
+
+
+def failure_line(out: str, err: str, config_file: str) -> str:
+    """buildout's own error line, said in the deployer's words when a distribution is missing."""
+    lines = [ln.strip() for ln in f"{err}\n{out}".splitlines() if ln.strip()]
+    errors = [ln[len("Error:"):].strip() for ln in lines if ln.startswith("Error:")]
+    line = errors[-1] if errors else (lines[-1] if lines else "?")
+    missing = re.search(r"Couldn't find a distribution for '([^']+)'", line)
+    if missing:
+        name = re.split(r"[\s<>=!~;\[]", missing.group(1))[0]
+        return (f"{name} is not in the wheelhouse (buildout: {line}); pin it in [versions] of {config_file} "
+                "and run again (the wheelhouse holds what [versions] pins)")
+    picked = re.match(r"Picked: (\S+) = (\S+)", line)
+    if picked:
+        name, version = picked.groups()
+        return f"{name} is not pinned in [versions] of {config_file}; add {name} = {version}"
+    return line
+
+
+def run_buildout(t: Transport, config: Config, stage: Stage, rid: str, wheels: str) -> None:
+    """The stage's buildout, with the stage's environment (shared/<stage>.env), then the bin/ dispatchers."""
+    layout = Layout(config.project.deploy_root)
+    t.run(["mkdir", "-p", stage_part(layout, rid, stage.name)])
+    argv = buildout_argv(layout, rid, stage.name, stage.buildout_config, wheels)
+    code, out, err = t.call(app_command(layout, stage.name, rid, argv))
+    if code != 0:
+        raise StepError(f"buildout -c {stage.buildout_config} failed (exit {code}): "
+                        f"{failure_line(out, err, stage.buildout_config)}")
+    t.run(["sh", "-c", WRITE_DISPATCHERS, "sh", layout.release(rid), stage.name, DISPATCHER.rstrip("\n")])
+
+
+def configs_of(config: Config) -> tuple[str, ...]:
+    """Every buildout config a stage of this project runs: the wheelhouse must serve them all."""
+    return tuple(dict.fromkeys([config.project.buildout_config, *(s.buildout_config for s in config.stages.values())]))
