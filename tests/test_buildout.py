@@ -10,18 +10,8 @@ import pytest
 
 from tasks.config import Config, Host, Project, Stage
 from tasks.layout import Layout
-from tasks.steps.buildout import (
-    DISPATCHER,
-    WRITE_DISPATCHERS,
-    buildout_argv,
-    buildout_version,
-    configs_of,
-    failure_line,
-    load_cfg,
-    parse_cfg,
-    versions_of,
-    wheel_batches,
-)
+from tasks.steps.buildout import DISPATCHER, WRITE_DISPATCHERS, buildout_argv, configs_of, failure_line
+from tasks.steps.buildout_pins import buildout_version, load_cfg, parse_cfg, versions_of, wheel_batches
 from tasks.steps.common import StepError
 
 BASE = """\
@@ -123,6 +113,7 @@ def test_buildout_argv_points_everything_at_the_wheelhouse_and_the_stage_part():
     argv = buildout_argv(Layout("/srv/blog"), "r1", "prod", "deploy/prod.cfg", "/srv/blog/.deploy/wheels/ab")
     rel = "/srv/blog/releases/r1"
     assert argv == [
+        "env", "PIP_NO_INDEX=1", "PIP_FIND_LINKS=/srv/blog/.deploy/wheels/ab", "PIP_DISABLE_PIP_VERSION_CHECK=1",
         f"{rel}/.venv/bin/buildout", "-U", "-c", f"{rel}/deploy/prod.cfg",
         "buildout:index=/srv/blog/.deploy/wheels/ab", "buildout:find-links=/srv/blog/.deploy/wheels/ab",
         "buildout:newest=false", "buildout:allow-picked-versions=false", "buildout:offline=false",
