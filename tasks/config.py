@@ -80,6 +80,7 @@ class Stage:
     reload_command: str = ""
     batch: str = "100%"
     max_fail: int = 0
+    buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Project:
     stage_dirs: tuple[str, ...] = ()
     infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
     max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
+    buildout_config: str = "buildout.cfg"
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,9 @@ PROJECT_KEYS = {f for f in Project.__dataclass_fields__}
 DATABASE_KEYS = {"engine", "host", "port", "name", "user", "password_env", "option_file", "path",
                  "backup_host", "restore_on_failed_migration"}
 STAGE_KEYS = {"hosts", "link", "settings", "database", "restore_from", "promote_from", "health_url",
-              "health_timeout", "reload_command", "batch", "max_fail"}
+              "health_timeout", "reload_command", "batch", "max_fail", "buildout_config"}
 # Implemented choices; the others DESIGN.md names are refused with a clear message, not faked.
-BUILDS = {"pip", "command", "none"}
+BUILDS = {"pip", "buildout", "command", "none"}
 
 
 def config_path(environ: dict | None = None, base: str | Path | None = None) -> Path:
@@ -285,7 +287,7 @@ class _Parser:
             self.fail(s, "scm", f"{scm!r} is not auto, git or hg")
         build = self.get(s, "build", "pip")
         if build not in BUILDS:
-            self.fail(s, "build", f"{build!r} is not supported; use pip, command or none")
+            self.fail(s, "build", f"{build!r} is not supported; use pip, buildout, command or none")
         store = self.get(s, "artifact_store", "push")
         if store != "push":
             self.fail(s, "artifact_store", f"{store!r} is not supported yet; use push")
@@ -316,7 +318,18 @@ class _Parser:
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
             s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests,
-            max_write_stall=self.duration(s, "max_write_stall", 5), **dirs)
+            max_write_stall=self.duration(s, "max_write_stall", 5),
+            buildout_config=self.buildout_config(s, build, "buildout.cfg"), **dirs)
+
+    def buildout_config(self, s, build: str, default: str) -> str:
+        """A config file inside the release, read only by build = buildout (a stray one is a mistake)."""
+        value = self.get(s, "buildout_config", default)
+        if self.cp.has_option(s, "buildout_config") and build != "buildout":
+            self.fail(s, "buildout_config", f"only used with build = buildout (build is {build}); remove it")
+        problem = rules.relative_path_problem(value)
+        if problem:
+            self.fail(s, "buildout_config", f"{value!r} must be a file inside the release, like buildout.cfg")
+        return value
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))
@@ -401,7 +414,8 @@ class _Parser:
                      health_url=self.get(s, "health_url", project.health_url),
                      health_timeout=self.duration(s, "health_timeout", project.health_timeout),
                      reload_command=self.get(s, "reload_command", project.reload_command),
-                     batch=batch, max_fail=self.integer(s, "max_fail", 0))
+                     batch=batch, max_fail=self.integer(s, "max_fail", 0),
+                     buildout_config=self.buildout_config(s, project.build, project.buildout_config))
 
     def check_stage_graph(self, stages):
         links = {}

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from .config import Config, Database, Host, Stage
 from .layout import Layout, release_id
 from .steps.archive import Release, Revision, local_release, make_archive, resolve_revision
+from .steps.buildout import configs_of
 from .steps.common import StepError, on_hosts, run_on_hosts
 from .steps.lock import holder_text, release_lock, take_lock
 from .steps.switch import read_link, release_of
@@ -83,7 +84,7 @@ class Plan:
         return local_release(self.config.build_dir, self.source_release_id())
 
     def make_archive(self) -> Release:
-        release = make_archive(self.config.project, self.revision(), self.config.build_dir)
+        release = make_archive(self.config.project, self.revision(), self.config.build_dir, configs_of(self.config))
         self._releases.clear()
         return release
 

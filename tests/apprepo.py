@@ -47,9 +47,9 @@ class Migration(migrations.Migration):
 
 
 class AppRepo:
-    def __init__(self, path: Path, scm: str = "git"):
+    def __init__(self, path: Path, scm: str = "git", example: Path = EXAMPLE):
         self.path, self.scm = path, scm
-        shutil.copytree(EXAMPLE, path, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", "static_root"))
+        shutil.copytree(example, path, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", "static_root"))
         (path / "static").mkdir(exist_ok=True)
         (path / "static" / "version.txt").write_text("r1\n")
         if scm == "git":

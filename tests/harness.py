@@ -277,6 +277,8 @@ class SshHost:
             "Subsystem sftp internal-sftp",
             "AcceptEnv LANG LC_*",
             "LogLevel INFO",
+            # every session on this host gets these (e.g. proxies that cut it off from the network)
+            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in self.hosts.env.items())}"] if self.hosts.env else []),
             "",
         ]))
 
@@ -414,11 +416,12 @@ class SshHosts:
     """A set of fake hosts sharing one client key, known_hosts and ssh_config (all under base)."""
 
     def __init__(self, base: str | os.PathLike, names: Iterable[str] = ("web1", "web2"),
-                 user: str = DEPLOY_USER):
+                 user: str = DEPLOY_USER, env: dict[str, str] | None = None):
         require_tools()
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.user = user
+        self.env = dict(env or {})           # set in every SSH session on these hosts (sshd's SetEnv)
         self.deploy = ensure_deploy_user(user)
         self.hosts: dict[str, SshHost] = {}
         client = self.base / "client"

@@ -577,7 +577,7 @@ def test_bad_link(tmp_path, link):
 
 @pytest.mark.parametrize("key, value, hint", [
     ("scm", "svn", "is not auto, git or hg"),
-    ("build", "buildout", "use pip, command or none"),
+    ("build", "poetry", "use pip, buildout, command or none"),
     ("artifact_store", "s3://bucket/x", "use push"),
     ("shared_dirs", "media, ../etc", "must be a relative path inside the release"),
     ("parallel", "0", "is not a whole number >= 1"),
@@ -682,3 +682,31 @@ def test_infra_tests_that_is_no_directory(tmp_path):
     msg = config_error(tmp_path, text)
     line = line_of(text, "^infra_tests =")
     assert msg.startswith(f"stages.ini:{line}: [project] infra_tests: ") and "chekcs is not a directory" in msg
+
+
+# -- build = buildout ------------------------------------------------------------------------------------
+def test_buildout_config_defaults_and_per_stage(tmp_path):
+    text = in_section(set_key(LOCAL_INI, "project", "build", "buildout"), "stage:staging",
+                      "buildout_config = deploy/prod.cfg")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.project.build == "buildout" and cfg.project.buildout_config == "buildout.cfg"
+    assert cfg.stages["test"].buildout_config == "buildout.cfg"
+    assert cfg.stages["staging"].buildout_config == "deploy/prod.cfg"
+    text = in_section(set_key(LOCAL_INI, "project", "build", "buildout"), "project", "buildout_config = base.cfg")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert [s.buildout_config for s in cfg.stages.values()] == ["base.cfg", "base.cfg"]
+
+
+@pytest.mark.parametrize("section", ["project", "stage:staging"])
+def test_buildout_config_without_build_buildout_is_refused(tmp_path, section):
+    text = in_section(LOCAL_INI, section, "buildout_config = buildout.cfg")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, '^buildout_config =')}: [{section}] buildout_config: ")
+    assert "only used with build = buildout (build is none); remove it" in msg
+
+
+@pytest.mark.parametrize("value", ["/etc/buildout.cfg", "../buildout.cfg", "deploy/../../x.cfg"])
+def test_buildout_config_outside_the_release_is_refused(tmp_path, value):
+    text = in_section(set_key(LOCAL_INI, "project", "build", "buildout"), "stage:test", f"buildout_config = {value}")
+    msg = config_error(tmp_path, text)
+    assert f"[stage:test] buildout_config: {value!r} must be a file inside the release" in msg

@@ -392,6 +392,10 @@ def test_cleanup_keeps_the_rollback_target_after_a_rollback():
     ("python manage.py showmigrations", None),
     ("alembic upgrade head", None),
     ("sh -c 'flask db upgrade'", None),
+    ("bin/django migrate --noinput", ["bin/django", "migrate", "--check"]),
+    ("django-admin migrate", ["django-admin", "migrate", "--check"]),
+    ("bin/django showmigrations", None),
+    ("bin/instance migrate", None),          # another control-script name: the marker fallback
 ])
 def test_check_argv(command, check):
     assert check_argv(command) == check

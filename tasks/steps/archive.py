@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..config import Project
 from ..layout import release_id
+from . import buildout as buildout_step
 from .common import StepError, sha256_file
 
 
@@ -36,7 +37,7 @@ class Release:
     id: str
     revision: str
     sha256: str
-    wheels: str = ""        # digest of the wheelhouse (build = pip), else ""
+    wheels: str = ""        # digest of the wheelhouse (build = pip or buildout), else ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -194,8 +195,9 @@ def export_tree(project: Project, rev: Revision) -> bytes:
     return res.stdout
 
 
-def make_archive(project: Project, rev: Revision, build_dir: Path) -> Release:
-    """build/<id>.tar.gz (+ build/<id>.json) and, for build = pip, the wheelhouse. Idempotent."""
+def make_archive(project: Project, rev: Revision, build_dir: Path, buildout_configs: tuple[str, ...] = ()) -> Release:
+    """build/<id>.tar.gz (+ build/<id>.json) and, for build = pip or buildout, the wheelhouse. Idempotent.
+    buildout_configs: every config a stage runs (build = buildout), else [project] buildout_config."""
     rid = release_id(project.name, rev.time, rev.commit)
     build_dir.mkdir(parents=True, exist_ok=True)
     raw = export_tree(project, rev)
@@ -212,6 +214,9 @@ def make_archive(project: Project, rev: Revision, build_dir: Path) -> Release:
     finally:
         tmp.unlink(missing_ok=True)
     wheels = build_wheelhouse(project, target, build_dir) if project.build == "pip" else ""
+    if project.build == "buildout":
+        wheels = buildout_step.build_wheelhouse(target, build_dir, buildout_configs or (project.buildout_config,),
+                                                wheelhouse_path)
     release = Release(rid, rev.commit, sha256_file(target), wheels)
     (build_dir / f"{rid}.json").write_text(release.to_json())
     return release

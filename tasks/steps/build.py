@@ -1,10 +1,12 @@
 """build: releases/<id> unpacked, linked to shared/, built, then marked ready; then the stage's own build.
 
 Two levels, because one release directory serves every stage on a host:
-- release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse, then the
-  READY marker, written last. A directory without it is half-built and is removed by the next run.
-- stage level: shared/<stage>.env (0600), the stage's stage_dirs, build_command with the stage's
-  environment, then .deploy/built-<stage> holding the release id.
+- release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse (build = pip:
+  the app's requirements.txt; build = buildout: zc.buildout), then the READY marker, written last. A
+  directory without it is half-built and is removed by the next run.
+- stage level: shared/<stage>.env (0600), the stage's stage_dirs, (build = buildout) the stage's buildout
+  run (steps/buildout.py), build_command with the stage's environment, then .deploy/built-<stage> holding
+  the release id.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .. import failpoints
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
+from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, write_file
 from .environment import app_command, env_file
@@ -125,6 +128,8 @@ def build_release(t: Transport, config: Config, stage: Stage, release: Release, 
     # promote did), in one command
     t.run(["sh", "-c", STAGE_FILES, "sh", layout.env_file(stage.name), "1" if fresh_stage_dirs else "",
            *stage_dirs], input=env_file(config, stage))
+    if config.project.build == "buildout":
+        buildout_step.run_buildout(t, config, stage, release.id, wheels)
     if config.project.build_command:
         code, out, err = t.call(app_command(layout, stage.name, release.id,
                                             shlex.split(config.project.build_command)))

@@ -1,10 +1,12 @@
 """migrate: the release's migrations applied to the stage's database, run once, on the stage's first host.
 
-"Pending" is asked of the real database: for a Django migrate_command, `manage.py migrate --check`;
-for any other command, a marker recording which release was last migrated on this stage.
+"Pending" is asked of the real database: for a Django migrate_command (`manage.py`, `django-admin`, or a
+buildout control script named `django`, e.g. `bin/django migrate`), the same command with `--check`; for any
+other command, a marker recording which release was last migrated on this stage.
 """
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 from ..config import Config, Stage
@@ -13,11 +15,15 @@ from ..transport import Transport
 from .common import StepError, read_text, write_file
 from .environment import app_command
 
+# Programs that take Django's management commands: djangorecipe names its script after the part, [django].
+DJANGO_PROGRAMS = ("manage.py", "django-admin", "django")
+
 
 def check_argv(migrate_command: str) -> list[str] | None:
     """The command that exits 0 when nothing is pending, if migrate_command is Django's migrate."""
     argv = shlex.split(migrate_command)
-    if any(a.endswith("manage.py") for a in argv) and "migrate" in argv:
+    django = [i for i, a in enumerate(argv) if posixpath.basename(a) in DJANGO_PROGRAMS]
+    if django and "migrate" in argv[django[0] + 1:]:
         return [a for a in argv if a not in ("--noinput", "--no-input")] + ["--check"]
     return None
 

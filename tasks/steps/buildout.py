@@ -1,0 +1,155 @@
+"""build = buildout: the release's buildout config run on every host, offline, from a wheelhouse built once here.
+
+On the deploying machine (archive): every config a stage runs is read from the archive, with its `extends`
+chain; the distributions pinned in its [versions] section are `pip wheel --no-deps`ed, with zc.buildout's
+own dependencies, into one wheelhouse (shipped like build = pip's, to .deploy/wheels/<digest>/).
+On each host: the release gets a venv with zc.buildout from that wheelhouse (release level); then each
+stage runs buildout with its own config into releases/<id>/.buildout/<stage>/ (bin/, parts/, develop-eggs/,
+.installed.cfg; eggs are shared by the stages in releases/<id>/.buildout/eggs/), with index and find-links
+pointing at the wheelhouse, newest = false and allow-picked-versions = false. releases/<id>/bin/<script>
+runs the script of the stage named by $STAGE (shared/<stage>.env sets it), so `bin/django migrate` works
+in the release directory for every stage.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..config import Config, Stage
+from ..layout import Layout
+from ..transport import Transport
+from .buildout_pins import buildout_version, versions_of, wheel_batches
+from .common import StepError
+from .environment import app_command
+
+BUILDOUT_DIR = ".buildout"       # in a release: eggs/ (shared) and <stage>/ (that stage's part)
+
+# In releases/<id>/bin/: the same few lines for every script buildout made for some stage.
+DISPATCHER = '''#!/bin/sh
+# Written by doit-stages (build = buildout): runs this release's .buildout/$STAGE/bin/<this name>;
+# STAGE comes from shared/<stage>.env.
+exec "$(dirname "$0")/../.buildout/${STAGE:?is not set: load shared/STAGE.env first}/bin/${0##*/}" "$@"
+'''
+# $1 release dir, $2 stage, $3 the dispatcher's text
+WRITE_DISPATCHERS = r'''set -e
+rel=$1; stage=$2; text=$3
+mkdir -p "$rel/bin"
+for f in "$rel/.buildout/$stage/bin"/*; do
+  [ -f "$f" ] || continue
+  d="$rel/bin/${f##*/}"
+  [ -f "$d" ] && [ "$(cat "$d")" = "$text" ] && continue
+  if [ -e "$d" ] || [ -L "$d" ]; then
+    echo "$d is the release's own file, and buildout made a script of that name; rename one of them" >&2; exit 3
+  fi
+  printf '%s\n' "$text" > "$d.tmp"; chmod 755 "$d.tmp"; mv -f "$d.tmp" "$d"
+done
+'''
+
+# -- the wheelhouse, once, on the deploying machine --------------------------------------------------
+def archive_reader(archive: Path) -> Callable[[str], str | None]:
+    def read(path: str) -> str | None:
+        with tarfile.open(archive, "r:gz") as tar:
+            try:
+                member = tar.extractfile(path)
+            except KeyError:
+                return None
+            return member.read().decode() if member else None
+    return read
+
+
+def build_wheelhouse(archive: Path, build_dir: Path, configs: Iterable[str],
+                     path_of: Callable[[Path, str], Path]) -> str:
+    """The wheels of every pin of every config (and zc.buildout's dependencies), tarred; returns its digest."""
+    read = archive_reader(archive)
+    per_config = {cfg: versions_of(read, cfg) for cfg in dict.fromkeys(configs)}
+    zc = buildout_version(per_config)
+    batches = wheel_batches((n, v) for pins in per_config.values() for n, v in pins.items())
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    digest = hashlib.sha256("\0".join([tag, "buildout", *sum(batches, [])]).encode()).hexdigest()[:16]
+    target = path_of(build_dir, digest)
+    if target.is_file():
+        return digest
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        wheels, constraints = Path(tmp) / "wheels", Path(tmp) / "constraints.txt"
+        for batch in batches:
+            _pip("wheel", "--no-deps", "-w", str(wheels), *batch)
+        # zc.buildout's own dependencies (setuptools, pip, wheel, ...), held to the pins where pinned
+        constraints.write_text("".join(line + "\n" for line in batches[0]))
+        _pip("wheel", "-w", str(wheels), "--find-links", str(wheels), "-c", str(constraints), f"zc.buildout=={zc}")
+        (Path(tmp) / "requirements.txt").write_text(f"zc.buildout=={zc}\n")
+        with tarfile.open(Path(tmp) / "w.tar", "w:") as tar:
+            tar.add(Path(tmp) / "requirements.txt", arcname="requirements.txt")
+            for whl in sorted(wheels.iterdir()):
+                tar.add(whl, arcname=whl.name)
+        os.replace(Path(tmp) / "w.tar", target)
+    return digest
+
+
+def _pip(*args: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        raise StepError(f"archive: pip {args[0]} for the buildout wheelhouse failed: {last}")
+
+
+# -- on a host, per stage -------------------------------------------------------------------------------
+def stage_part(layout: Layout, rid: str, stage: str) -> str:
+    return posixpath.join(layout.release(rid), BUILDOUT_DIR, stage)
+
+
+def buildout_argv(layout: Layout, rid: str, stage: str, config_file: str, wheels: str) -> list[str]:
+    """The buildout run of one stage: the stage's config, everything from the wheelhouse, nothing picked."""
+    rel, own = layout.release(rid), stage_part(layout, rid, stage)
+    # buildout 6 installs each wheel with `pip install`, which would also ask PyPI (its self version check,
+    # build dependencies): that pip gets the wheelhouse as its only source, and no index
+    pip_env = ["PIP_NO_INDEX=1", f"PIP_FIND_LINKS={wheels}", "PIP_DISABLE_PIP_VERSION_CHECK=1"]
+    return ["env", *pip_env, posixpath.join(rel, ".venv", "bin", "buildout"), "-U",
+            "-c", posixpath.join(rel, config_file),
+            f"buildout:index={wheels}", f"buildout:find-links={wheels}", "buildout:newest=false",
+            "buildout:allow-picked-versions=false", "buildout:offline=false",
+            f"buildout:eggs-directory={posixpath.join(rel, BUILDOUT_DIR, 'eggs')}",
+            f"buildout:bin-directory={own}/bin", f"buildout:parts-directory={own}/parts",
+            f"buildout:develop-eggs-directory={own}/develop-eggs", f"buildout:installed={own}/.installed.cfg"]
+
+
+def failure_line(out: str, err: str, config_file: str) -> str:
+    """buildout's own error line, said in the deployer's words when a distribution is missing."""
+    lines = [ln.strip() for ln in f"{err}\n{out}".splitlines() if ln.strip()]
+    errors = [ln[len("Error:"):].strip() for ln in lines if ln.startswith("Error:")]
+    line = errors[-1] if errors else (lines[-1] if lines else "?")
+    missing = re.search(r"Couldn't find a distribution for '([^']+)'", line)
+    if missing:
+        name = re.split(r"[\s<>=!~;\[]", missing.group(1))[0]
+        return (f"{name} is not in the wheelhouse (buildout: {line}); pin it in [versions] of {config_file} "
+                "and run again (the wheelhouse holds what [versions] pins)")
+    picked = re.match(r"Picked: (\S+) = (\S+)", line)
+    if picked:
+        name, version = picked.groups()
+        return f"{name} is not pinned in [versions] of {config_file}; add {name} = {version}"
+    return line
+
+
+def run_buildout(t: Transport, config: Config, stage: Stage, rid: str, wheels: str) -> None:
+    """The stage's buildout, with the stage's environment (shared/<stage>.env), then the bin/ dispatchers."""
+    layout = Layout(config.project.deploy_root)
+    t.run(["mkdir", "-p", stage_part(layout, rid, stage.name)])
+    argv = buildout_argv(layout, rid, stage.name, stage.buildout_config, wheels)
+    code, out, err = t.call(app_command(layout, stage.name, rid, argv))
+    if code != 0:
+        raise StepError(f"buildout -c {stage.buildout_config} failed (exit {code}): "
+                        f"{failure_line(out, err, stage.buildout_config)}")
+    t.run(["sh", "-c", WRITE_DISPATCHERS, "sh", layout.release(rid), stage.name, DISPATCHER.rstrip("\n")])
+
+
+def configs_of(config: Config) -> tuple[str, ...]:
+    """Every buildout config a stage of this project runs: the wheelhouse must serve them all."""
+    return tuple(dict.fromkeys([config.project.buildout_config, *(s.buildout_config for s in config.stages.values())]))

@@ -1,0 +1,161 @@
+"""build = buildout: examples/blog-buildout through test -> staging -> prod on two real sshd hosts and a real
+MariaDB, with no network on the hosts. Every SSH session on these hosts has http_proxy, https_proxy,
+HTTP_PROXY and HTTPS_PROXY pointing at a local port that accepts, counts and drops every connection: a
+proxy that lets nothing through (like a closed port) and also tells whether anything tried. The tests run
+in order on one project."""
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from apprepo import AppRepo
+from harness import NASTY_PASSWORD, HarnessError, SshHosts
+from project import INI, Project
+
+from tasks.steps.buildout import DISPATCHER
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blog-buildout"
+PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+STAGE_SETTINGS = {"test": "blog.settings.test", "staging": "blog.settings.prod", "prod": "blog.settings.prod"}
+
+
+def buildout_ini() -> str:
+    text = INI.replace("build = pip\nbuild_command = python manage.py collectstatic --noinput\n",
+                       "build = buildout\nbuild_command = bin/django collectstatic --noinput\n"
+                       "migrate_command = bin/django migrate --noinput\n")
+    for source in ("test", "staging"):
+        text = text.replace(f"promote_from = {source}\n",
+                            f"promote_from = {source}\nbuildout_config = buildout-prod.cfg\n")
+    assert text.count("buildout-prod.cfg") == 2 and "build = buildout" in text
+    return text
+
+
+class DeadProxy:
+    """127.0.0.1:<port>: accepts every connection, notes its first request line (CONNECT pypi.org:443 ...)
+    and closes it: nothing gets through."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    first = conn.recv(300).split(b"\r\n")[0].decode(errors="replace")
+                except OSError:
+                    first = "?"
+            self.requests.append(first)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def world(mariadb, tmp_path_factory):
+    proxy = DeadProxy()
+    try:
+        hosts = SshHosts(tmp_path_factory.mktemp("offline-hosts"), names=("bo1", "bo2"),
+                         env={v: proxy.url for v in PROXY_VARS})
+    except HarnessError as e:
+        pytest.fail(f"cannot start the SSH test hosts: {e}", pytrace=False)
+    base = tmp_path_factory.mktemp("buildout-world")
+    token = secrets.token_hex(3)
+    prod, test, user = f"dst_bprod_{token}", f"dst_btest_{token}", f"dst_bu_{token}"
+    for db in (prod, test):
+        mariadb.create_database(db)
+    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
+    repo = AppRepo(base / "blog", example=EXAMPLE)
+    (base / "work").mkdir()
+    web = [hosts["bo1"], hosts["bo2"]]
+    project = Project(base / "work", repo.path, web, hosts.ssh_config, prod, test, user, NASTY_PASSWORD,
+                      template=buildout_ini())
+    yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": web,
+           "proxy": proxy}
+    hosts.stop()
+    for db in (prod, test):
+        mariadb.drop_database(db)
+    mariadb.drop_user(user)
+    proxy.close()
+
+
+def rid(link):
+    return link.rsplit("/", 1)[-1] if link else None
+
+
+def test_every_session_on_the_hosts_goes_through_the_dead_proxy(world):
+    """Without this, 'no connection reached the proxy' would prove nothing."""
+    proxy = world["proxy"]
+    for host in world["hosts"]:
+        res = host.ssh("python3 -c 'import urllib.request; print(sorted(set(urllib.request.getproxies().values())))'")
+        assert res.stdout.strip() == repr([proxy.url]), res.stderr
+    before = proxy.count
+    fetch = "import urllib.request; urllib.request.urlopen('https://pypi.org/simple/', timeout=10)"
+    res = world["hosts"][0].ssh(f'python3 -c "{fetch}"')
+    assert res.returncode != 0 and proxy.count > before
+
+
+def test_buildout_release_goes_test_staging_prod_with_no_network(world):
+    p, db, proxy = world["project"], world["mariadb"], world["proxy"]
+    before = proxy.count
+    for command in ("deploy:test", "promote:staging", "promote:prod"):
+        p.ok(command)
+    assert proxy.count == before, f"the hosts tried to reach the network: {proxy.requests[before:]}"
+    release = rid(p.links("sites/test")[0])
+    for link in ("sites/test", "sites/staging", "sites/current"):
+        assert [rid(x) for x in p.links(link)] == [release, release]
+    for host in world["hosts"]:
+        rel = host.path(f"/srv/blog/releases/{release}")
+        assert (rel / ".venv" / "bin" / "buildout").is_file()
+        assert (rel / "bin" / "django").read_text() == DISPATCHER
+        for stage, settings in STAGE_SETTINGS.items():
+            script = (rel / ".buildout" / stage / "bin" / "django").read_text()
+            assert f"manage('{settings}')" in script          # the stage's own buildout config
+            assert f"/srv/blog/releases/{release}/.buildout/eggs/v5/Django-5.2.19" in script
+            # build_command (bin/django collectstatic) ran for every stage, into its STAGE_DIR
+            assert host.path(f"/srv/blog/shared/{stage}/static/posts/site.css").is_file()
+        # the dispatcher runs prod's script with prod's environment, in the live release
+        res = host.run(["sh", "-c", 'set -a; . /srv/blog/shared/prod.env; cd /srv/blog/sites/current && '
+                                    'exec bin/django migrate --check'])
+        assert res.returncode == 0, res.stderr
+    for name in (world["test"], world["prod"]):
+        assert {"posts_post", "posts_comment", "django_migrations"} <= set(db.tables(name))
+        assert db.query(name, "SELECT COUNT(*) FROM django_migrations WHERE app = 'posts'")[0][0] == 3
+    again = p.ok("promote:prod")
+    assert [ln for ln in again.stdout.splitlines() if ln.startswith(".  ")] == [".  verify:prod"]
+
+
+def test_a_package_not_in_the_wheelhouse_fails_the_build_on_every_host(world):
+    p, repo, proxy = world["project"], world["repo"], world["proxy"]
+    links = {link: p.links(link) for link in ("sites/test", "sites/staging", "sites/current")}
+    before = proxy.count
+    cfg = (repo.path / "buildout.cfg").read_text()
+    # six: a real distribution, on PyPI, but not pinned, so not in the wheelhouse
+    repo.commit("r2", {"buildout.cfg": cfg.replace("    mysql-connector-python\n",
+                                                   "    mysql-connector-python\n    six\n")})
+    try:
+        res = p.doit("deploy:test")
+        assert res.returncode != 0
+        lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "six is not in the wheelhouse" in ln]
+        assert len(lines) == 1, res.stdout + res.stderr
+        assert "build:test" in lines[0] and all(lines[0].count(h.url) >= 1 for h in world["hosts"])
+        assert lines[0].count("six is not in the wheelhouse") == 2          # once for each host
+        assert "Traceback" not in res.stderr
+        assert {link: p.links(link) for link in links} == links
+        assert proxy.count == before
+    finally:
+        repo._run("git", "reset", "-q", "--hard", "HEAD~1")
