@@ -11,6 +11,7 @@ import shlex
 
 from .config import Stage
 from .plan import Plan
+from .progress import Progress
 from .steps import build as build_step
 from .steps.cleanup import clean_releases
 from .steps.common import StepError, read_text
@@ -53,8 +54,10 @@ def rollout(plan: Plan, stage: Stage, rid: str, revision: str, result: str, what
             raise
 
     done, failed = [], []
+    progress = Progress(what, len(stage.hosts))
     for batch in plan.batches(stage):
-        results = plan.run_on_hosts(batch, go_live)
+        with progress:
+            results = plan.run_on_hosts(batch, go_live, progress)
         done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
         failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
         if len(failed) > stage.max_fail:

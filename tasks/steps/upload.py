@@ -31,13 +31,28 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     return out.strip() == "ok"
 
 
-def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
+class Push:
+    """The default source (artifact_store = push): the deployer copies each file to each host."""
+    verifies = False
+
+    def __init__(self, build_dir: Path):
+        self.build_dir = build_dir
+
+    def fetch(self, t: Transport, name: str, remote: str) -> None:
+        t.put(self.build_dir / name, remote)
+
+
+def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:
+    """source: where the host gets the files from: Push(build_dir) (the default) or a steps.download
+    StoreDownload (the host pulls them from the S3 store, which checks their sha256 itself).
+    True when the host got the archive now, False when it held it already."""
     if has_release(t, layout, release):
-        return
+        return False
+    source = source or Push(build_dir)
     art = layout.artifact(release.id)
     t.run(["mkdir", "-p", posixpath.dirname(art)])
-    t.put(build_dir / f"{release.id}.tar.gz", art + ".partial")
-    digest = t.run(["sha256sum", "--", art + ".partial"]).split()[0]
+    source.fetch(t, f"{release.id}.tar.gz", art + ".partial")
+    digest = release.sha256 if source.verifies else t.run(["sha256sum", "--", art + ".partial"]).split()[0]
     if digest != release.sha256:
         t.call(["rm", "-f", "--", art + ".partial"])
         raise StepError(f"{t.host}: upload: archive {release.id} arrived with sha256 {digest[:12]}, "
@@ -47,9 +62,10 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
         target = layout.wheels(release.wheels)
         if t.call(["test", "-f", target + "/.complete"])[0] != 0:
             t.run(["mkdir", "-p", posixpath.dirname(target)])
-            t.put(wheelhouse_path(build_dir, release.wheels), target + ".tar")
+            source.fetch(t, wheelhouse_path(build_dir, release.wheels).name, target + ".tar")
             t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
     write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+    return True
 
 
 def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:
