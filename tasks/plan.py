@@ -148,7 +148,7 @@ class Plan:
             by: dict[str, list[str]] = {}
             for h, r in refused:  # the same run usually holds them all: name it once
                 by.setdefault(holder_text(r), []).append(str(h))
-            held = "; ".join(f"{', '.join(hs)} {'is' if len(hs) == 1 else 'are'} locked by {holder}"
+            held = "; ".join(f"{'each of ' if len(hs) > 1 else ''}{', '.join(hs)} is locked by {holder}"
                              for holder, hs in by.items())
             stage = what.partition(":")[2]
             stage = stage if stage in self.config.stages else "<stage>"

@@ -12,7 +12,9 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .config import S3Store
-from .steps.common import StepError
+from .steps.archive import wheelhouse_path
+from .steps.common import StepError, sha256_file
+from .steps.download import StoreDownload
 
 URL_SECONDS = 900        # a presigned URL is a bearer credential: short-lived, made right before its use
 MAX_URL_SECONDS = 3600   # never longer than this (SigV4 itself would allow 7 days)
@@ -122,10 +124,6 @@ class ArtifactStore:
 def store_source(config, release, what: str, progress=None):
     """Put the release's archive (and wheelhouse) in the store once, for run_upload: returns the
     StoreDownload that each host then uses to pull them (a fresh presigned URL per host and file)."""
-    from .steps.archive import wheelhouse_path
-    from .steps.common import sha256_file
-    from .steps.download import StoreDownload
-
     store = ArtifactStore(config.project.store, what)
     files = {f"{release.id}.tar.gz": release.sha256}
     if release.wheels:
@@ -138,5 +136,6 @@ def store_source(config, release, what: str, progress=None):
         store.put(path, sha256, progress.sent if progress is not None else None)
     if progress is not None:
         progress.set_phase("")
+    # the exact scheme://host:port the hosts will reach (virtual-host style on AWS, path style elsewhere)
     address = address_of(store.presign(f"{release.id}.tar.gz", 1))
     return StoreDownload(config.project.store.url, address, store.presign, files)

@@ -224,3 +224,45 @@ def test_a_host_that_cannot_reach_the_store_stops_every_switch(world):
     rid = rid_of(after[0])
     assert s3.count("PUT", f"/{bucket}/blog/releases/{rid}.tar.gz") == 1
     assert_no_secret_on_hosts(world)
+
+
+PIP_INI = """\
+[project]
+name = blog
+source = {source}
+deploy_root = /srv/blog
+build = pip
+ssh_config = {ssh_config}
+{project_extra}
+[stage:test]
+hosts = {test_hosts}
+"""
+
+
+def test_the_wheelhouse_goes_through_the_store_too(clean_ssh_hosts, s3_server, tmp_path):
+    import tarfile
+    hosts = [clean_ssh_hosts["web1"], clean_ssh_hosts["web2"]]
+    bucket = f"dst-{secrets.token_hex(4)}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    (tmp_path / "work").mkdir()
+    repo = AppRepo(tmp_path / "blog")
+    p = Project(tmp_path / "work", repo.path, hosts, clean_ssh_hosts.ssh_config, template=PIP_INI)
+    p.write(project_extra=f"artifact_store = s3://{bucket}\ns3_endpoint = {s3_server.endpoint}\n")
+    res, seen = run_scanning(p, "deploy:test")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rid = rid_of(p.links("sites/test")[0])
+    wheels = next((p.workdir / "build").glob("wheels-*.tar"))
+    digest = wheels.name[len("wheels-"):-len(".tar")]
+    objects = s3_server.objects(bucket)
+    assert sorted(objects) == [f"{rid}.tar.gz", wheels.name]
+    assert objects[wheels.name]["sha256"] == hashlib.sha256(wheels.read_bytes()).hexdigest()
+    for key in objects:
+        assert s3_server.count("PUT", f"/{bucket}/{key}") == 1 and s3_server.count("GET", f"/{bucket}/{key}") == 2
+    with tarfile.open(wheels) as tar:
+        local = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    for h in hosts:
+        there = h.path(f"/srv/blog/.deploy/wheels/{digest}")
+        assert {n: (there / n).read_bytes() for n in local} == local
+        run = h.run([f"/srv/blog/releases/{rid}/.venv/bin/python", "-c", "import django; print(django.VERSION[0])"])
+        assert run.returncode == 0 and run.stdout.strip().isdigit(), run.stderr
+    assert seen == [] and "X-Amz" not in res.stdout + res.stderr
