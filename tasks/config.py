@@ -6,6 +6,7 @@ to change. Nothing here touches a host or a database.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,10 @@ from . import config_rules as rules
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# S3 bucket names (the rules every S3-compatible store accepts) and keys' safe characters
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class ConfigError(Exception):
@@ -41,6 +46,50 @@ class Host:
 
     def __str__(self) -> str:
         return self.spec
+
+
+@dataclass(frozen=True)
+class S3Store:
+    """artifact_store = s3://bucket/prefix: where the deployer puts an artifact once, for hosts to pull."""
+    bucket: str
+    prefix: str = ""           # without leading or trailing '/'
+    endpoint: str = ""         # s3_endpoint: http(s)://host[:port] of a non-AWS store; "" for AWS
+    region: str = ""           # s3_region; "" = boto3's own (AWS_REGION, ~/.aws/config), else us-east-1
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def __str__(self) -> str:
+        return self.url + (f" at {self.endpoint}" if self.endpoint else "")
+
+
+def parse_store(text: str) -> tuple[str, str]:
+    """'s3://bucket[/prefix]' -> (bucket, prefix); raises ValueError with the reason."""
+    if not text.startswith("s3://"):
+        raise ValueError(f"{text!r} is neither push nor s3://bucket/prefix")
+    bucket, _, prefix = text[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    if not BUCKET_RE.match(bucket) or ".." in bucket or re.fullmatch(r"[\d.]+", bucket):
+        raise ValueError(f"bucket {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+    if not PREFIX_RE.match(prefix) or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '/' and !_.*'()- (no '//', '.', '..')")
+    return bucket, prefix
+
+
+def check_endpoint(text: str) -> None:
+    """s3_endpoint: http(s)://host[:port], nothing else (the URLs are signed for exactly this address)."""
+    parts = urlsplit(text)
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{text!r} is not http(s)://host[:port]")
 
 
 @dataclass(frozen=True)
@@ -103,12 +152,21 @@ class Project:
     parallel: int = 10
     artifact_store: str = "push"
     s3_endpoint: str = ""
+    s3_region: str = ""
     shared_dirs: tuple[str, ...] = ()
     shared_files: tuple[str, ...] = ()
     stage_dirs: tuple[str, ...] = ()
     infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
     max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
     buildout_config: str = "buildout.cfg"
+
+    @property
+    def store(self) -> S3Store | None:
+        """The S3 store of artifact_store = s3://..., or None for push (validated when loaded)."""
+        if self.artifact_store == "push":
+            return None
+        bucket, prefix = parse_store(self.artifact_store)
+        return S3Store(bucket, prefix, self.s3_endpoint.rstrip("/"), self.s3_region)
 
 
 @dataclass(frozen=True)
@@ -289,8 +347,7 @@ class _Parser:
         if build not in BUILDS:
             self.fail(s, "build", f"{build!r} is not supported; use pip, buildout, command or none")
         store = self.get(s, "artifact_store", "push")
-        if store != "push":
-            self.fail(s, "artifact_store", f"{store!r} is not supported yet; use push")
+        self.check_store(store)
         ssh_config = self.get(s, "ssh_config")
         infra_tests = self.relpath(self.get(s, "infra_tests")) if self.get(s, "infra_tests") else None
         if infra_tests and not infra_tests.is_dir():
@@ -317,7 +374,7 @@ class _Parser:
             backup_max_age=self.duration(s, "backup_max_age", 86400),
             ssh_config=self.relpath(ssh_config) if ssh_config else None,
             parallel=self.integer(s, "parallel", 10, 1), artifact_store=store,
-            s3_endpoint=self.get(s, "s3_endpoint"), infra_tests=infra_tests,
+            s3_endpoint=self.get(s, "s3_endpoint"), s3_region=self.get(s, "s3_region"), infra_tests=infra_tests,
             max_write_stall=self.duration(s, "max_write_stall", 5),
             buildout_config=self.buildout_config(s, build, "buildout.cfg"), **dirs)
 
@@ -330,6 +387,28 @@ class _Parser:
         if problem:
             self.fail(s, "buildout_config", f"{value!r} must be a file inside the release, like buildout.cfg")
         return value
+
+    def check_store(self, store: str) -> None:
+        s = "project"
+        if store != "push":
+            try:
+                parse_store(store)
+            except ValueError as exc:
+                self.fail(s, "artifact_store", f"{exc}; write push or s3://bucket/prefix")
+            if importlib.util.find_spec("boto3") is None:
+                self.fail(s, "artifact_store", "an S3 store needs boto3 on this machine; "
+                                               "pip install 'doit-stages[s3]' (or boto3)")
+        for key in ("s3_endpoint", "s3_region"):
+            if self.get(s, key) and store == "push":
+                self.fail(s, key, "only used with artifact_store = s3://bucket/prefix; remove it or set that")
+        endpoint, region = self.get(s, "s3_endpoint"), self.get(s, "s3_region")
+        if endpoint:
+            try:
+                check_endpoint(endpoint)
+            except ValueError as exc:
+                self.fail(s, "s3_endpoint", f"{exc}; write e.g. http://store.internal:9000")
+        if region and not REGION_RE.match(region):
+            self.fail(s, "s3_region", f"{region!r} is not a region name like eu-west-1")
 
     def parse_hosts(self, s) -> tuple[Host, ...]:
         raw = split_list(self.get(s, "hosts"))

@@ -12,6 +12,7 @@ import time
 from . import failpoints
 from .config import Database, Stage
 from .plan import Plan
+from .progress import Progress
 from .rehearsal import refusal, text_table
 from .rollout import read_switch_state, rollout
 from .steps import backup as backup_step
@@ -62,10 +63,21 @@ def run_upload(plan: Plan, stage: Stage) -> str:
     release = plan.release(stage)
     if local_release(plan.config.build_dir, release.id) is None:
         raise StepError(f"upload:{stage.name}: build/{release.id}.tar.gz is missing or damaged; run doit archive")
-    plan.lock(stage.hosts, f"upload:{stage.name}")
-    plan.on_hosts(stage.hosts, lambda t: upload_release(t, plan.layout, release, plan.config.build_dir),
-                  f"upload:{stage.name}")
-    return f"{release.id} on {len(stage.hosts)} host(s)"
+    what = f"upload:{stage.name}"
+    plan.lock(stage.hosts, what)
+    size = (plan.config.build_dir / f"{release.id}.tar.gz").stat().st_size
+    with Progress(what, len(stage.hosts)) as progress:
+        source = None
+        if plan.config.project.store:
+            from .store import store_source  # imports boto3: only for runs that use a store
+            source = store_source(plan.config, release, what, progress)
+
+        def one(t):
+            if upload_release(t, plan.layout, release, plan.config.build_dir, source):
+                progress.sent(size)
+        plan.on_hosts(stage.hosts, one, what, progress)
+    via = f" (through {plan.config.project.store.url})" if source else ""
+    return f"{release.id} on {len(stage.hosts)} host(s){via}"
 
 
 def build_done(plan: Plan, stage: Stage) -> bool:
@@ -80,7 +92,8 @@ def run_build(plan: Plan, stage: Stage) -> str:
     def one(t):
         if not build_step.is_built(t, plan.config, stage, release):
             build_step.build_release(t, plan.config, stage, release, fresh_stage_dirs=bool(stage.promote_from))
-    plan.on_hosts(stage.hosts, one, f"build:{stage.name}")
+    with Progress(f"build:{stage.name}", len(stage.hosts)) as progress:
+        plan.on_hosts(stage.hosts, one, f"build:{stage.name}", progress)
     return f"{release.id} ready on {len(stage.hosts)} host(s)"
 
 

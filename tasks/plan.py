@@ -44,11 +44,11 @@ class Plan:
         atexit.register(self.connections.close_all)  # registered first, so it runs after unlock_all
 
     # -- hosts -------------------------------------------------------------------------------------
-    def on_hosts(self, hosts, fn, what):
-        return on_hosts(self.connections, self.config.project.parallel, hosts, fn, what)
+    def on_hosts(self, hosts, fn, what, progress=None):
+        return on_hosts(self.connections, self.config.project.parallel, hosts, fn, what, progress)
 
-    def run_on_hosts(self, hosts, fn):
-        return run_on_hosts(self.connections, self.config.project.parallel, hosts, fn)
+    def run_on_hosts(self, hosts, fn, progress=None):
+        return run_on_hosts(self.connections, self.config.project.parallel, hosts, fn, progress)
 
     def on_host(self, host: Host, fn):
         try:
@@ -144,14 +144,19 @@ class Plan:
                 _exit_on_sigterm()
             self._locked += taken
         refused = [(h, r) for h, r in zip(todo, results) if r is not None]
+        broken = [f"{h}: {r}" for h, r in refused if isinstance(r, Exception)]
+        if broken:  # every host, not only the first
+            raise StepError(f"{what}: cannot take the lock on {len(broken)} host(s): {'; '.join(broken)}")
         if refused:
-            host, holder = refused[0]
-            if isinstance(holder, Exception):
-                raise StepError(f"{what}: cannot take the lock on {host}: {holder}")
+            by: dict[str, list[str]] = {}
+            for h, r in refused:  # the same run usually holds them all: name it once
+                by.setdefault(holder_text(r), []).append(str(h))
+            held = "; ".join(f"{'each of ' if len(hs) > 1 else ''}{', '.join(hs)} is locked by {holder}"
+                             for holder, hs in by.items())
             stage = what.partition(":")[2]
             stage = stage if stage in self.config.stages else "<stage>"
-            raise StepError(f"{what}: {host} is locked by {holder_text(holder)}; wait for that run, or if it "
-                            f"is dead, doit unlock:{stage} removes the lock")
+            raise StepError(f"{what}: {held}; wait for that run, or if it is dead, doit unlock:{stage} removes "
+                            "the lock")
 
     @contextlib.contextmanager
     def deferred_signals(self):

@@ -17,6 +17,7 @@ import shlex
 from . import failpoints
 from .config import Stage
 from .plan import Plan
+from .progress import Progress
 from .steps import build as build_step
 from .steps.cleanup import clean_releases
 from .steps.common import StepError, write_file
@@ -76,9 +77,11 @@ def rollout(plan: Plan, stage: Stage, rid: str, revision: str, result: str, what
             raise
 
     done, failed = [], []
+    progress = Progress(what, len(stage.hosts))
     with plan.deferred_signals() as interrupted:
         for batch in plan.batches(stage):
-            results = plan.run_on_hosts(batch, go_live)
+            with progress:
+                results = plan.run_on_hosts(batch, go_live, progress)
             done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
             failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
             if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):

@@ -17,6 +17,7 @@ from harness import (  # noqa: E402
     NASTY_PASSWORD,
     HarnessError,
     MariaDB,
+    S3Server,
     SshHosts,
     start_nginx,
 )
@@ -39,6 +40,14 @@ def clean_ssh_hosts(ssh_hosts) -> SshHosts:
     """ssh_hosts with every host up and every /srv empty."""
     ssh_hosts.reset()
     return ssh_hosts
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """moto's S3 HTTP API on 127.0.0.1 for the whole session (buckets: make your own, uniquely named)."""
+    server = S3Server()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

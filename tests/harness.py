@@ -15,8 +15,11 @@ be killed alone. Everything runs as root; the hosts are logged into as the unpri
     web1.path("/srv/blog/sites")    # the same directory seen from here (hostdir/blog/sites)
     web1.run(["ls", "/srv"])        # inside web1's namespace, as deploy
     web1.kill(); web1.start()       # the host goes down (every process in it), then up again
+    web1.restart(session_env={"http_proxy": "http://127.0.0.1:9"})   # sshd SetEnv for its sessions
     hosts.add("web3")               # one more host, configs rewritten
     hosts.stop()
+
+S3: `S3Server()` is moto's real S3 HTTP API on 127.0.0.1 (path-style), with a log of the requests it got.
 
 MariaDB: `MariaDB()` talks to 127.0.0.1:3306 as root with no password (mysql-connector-python, pure).
 `write_option_file()` writes a [client] file for the mariadb / mysqldump command-line tools.
@@ -216,6 +219,9 @@ class SshHost:
         self.log = self.dir / "sshd.log"
         self._proc: subprocess.Popen | None = None
         self._ns: str | None = None
+        # variables sshd sets in every session of this host (sshd_config SetEnv), e.g. a proxy that cuts
+        # the host off from a server; applied by the next start()
+        self.session_env: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<SshHost {self.name} {self.url} {'up' if self.running else 'down'}>"
@@ -277,8 +283,10 @@ class SshHost:
             "Subsystem sftp internal-sftp",
             "AcceptEnv LANG LC_*",
             "LogLevel INFO",
-            # every session on this host gets these (e.g. proxies that cut it off from the network)
-            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in self.hosts.env.items())}"] if self.hosts.env else []),
+            # every session on this host gets these: the hosts' common env (e.g. proxies that cut them off
+            # from the network) and this host's own (session_env)
+            *([f"SetEnv {' '.join(f'{k}={v}' for k, v in {**self.hosts.env, **self.session_env}.items())}"]
+              if {**self.hosts.env, **self.session_env} else []),
             "",
         ]))
 
@@ -309,6 +317,13 @@ class SshHost:
             self._stop_proc()
             raise HarnessError(f"host {self.name}: sshd is not in a mount namespace of its own")
         return self
+
+    def restart(self, session_env: dict[str, str] | None = None) -> "SshHost":
+        """kill(), then start() with these session variables (None: keep them)."""
+        if session_env is not None:
+            self.session_env = dict(session_env)
+        self.kill()
+        return self.start()
 
     def close_master(self) -> None:
         """Close the ControlMaster connection that ssh -F ssh_config keeps to this host, if any."""
@@ -647,6 +662,61 @@ http {{
                 if (d / n).exists()]
         raise HarnessError(f"nginx on {host.name}:{port} did not start: {e}\n" + "\n".join(logs)) from None
     return handle
+
+
+# --------------------------------------------------------------------------------------------------- S3
+
+class S3Server:
+    """moto's S3 server in a thread of this process: a real HTTP S3 API at 127.0.0.1:<free port>. It does
+    not check signatures or expiry (so the tests check those rules on the tool's own code). `requests`
+    holds (method, path, query) of every request it answered, from its werkzeug request log."""
+
+    REQUEST_RE = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/[\d.]+')
+
+    def __init__(self):
+        import logging
+
+        from moto.server import ThreadedMotoServer
+        self.requests: list[tuple[str, str, str]] = []
+        server = self
+
+        class Log(logging.Handler):
+            def emit(self, record):
+                m = S3Server.REQUEST_RE.search(record.getMessage())
+                if m:
+                    path, _, query = m.group(2).partition("?")
+                    server.requests.append((m.group(1), path, query))
+        self._handler = Log()
+        self._logger = logging.getLogger("werkzeug")
+        self._logger.addHandler(self._handler)
+        self._logger.setLevel(logging.INFO)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="harness", aws_secret_access_key="harness",
+                            config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+
+    def objects(self, bucket: str) -> dict[str, dict]:
+        """key -> {size, etag, modified, sha256 (its metadata)} of every object in the bucket."""
+        c, out = self.client(), {}
+        for o in c.list_objects_v2(Bucket=bucket).get("Contents", []):
+            head = c.head_object(Bucket=bucket, Key=o["Key"])
+            out[o["Key"]] = {"size": o["Size"], "etag": o["ETag"], "modified": o["LastModified"],
+                             "sha256": head["Metadata"].get("sha256")}
+        return out
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == method and p == path)
+
+    def stop(self) -> None:
+        self._server.stop()
+        self._logger.removeHandler(self._handler)
 
 
 # ---------------------------------------------------------------------------------------------- MariaDB

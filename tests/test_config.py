@@ -3,6 +3,7 @@ names the file's line, the section and key, and what to change. Plain files in t
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -578,7 +579,7 @@ def test_bad_link(tmp_path, link):
 @pytest.mark.parametrize("key, value, hint", [
     ("scm", "svn", "is not auto, git or hg"),
     ("build", "poetry", "use pip, buildout, command or none"),
-    ("artifact_store", "s3://bucket/x", "use push"),
+    ("artifact_store", "/shared/path", "is neither push nor s3://bucket/prefix"),
     ("shared_dirs", "media, ../etc", "must be a relative path inside the release"),
     ("parallel", "0", "is not a whole number >= 1"),
 ])
@@ -710,3 +711,57 @@ def test_buildout_config_outside_the_release_is_refused(tmp_path, value):
     text = in_section(set_key(LOCAL_INI, "project", "build", "buildout"), "stage:test", f"buildout_config = {value}")
     msg = config_error(tmp_path, text)
     assert f"[stage:test] buildout_config: {value!r} must be a file inside the release" in msg
+
+
+# -- artifact_store = s3://bucket/prefix --------------------------------------------------------------
+S3_KEYS = ("artifact_store = s3://blog-artifacts/releases/blog/\ns3_endpoint = http://127.0.0.1:9000\n"
+           "s3_region = eu-west-1")
+
+
+def test_s3_store_parses(tmp_path):
+    cfg = load_config(write_ini(tmp_path, in_section(LOCAL_INI, "project", S3_KEYS)), environ={})
+    store = cfg.project.store
+    assert (store.bucket, store.prefix, store.endpoint, store.region) == \
+        ("blog-artifacts", "releases/blog", "http://127.0.0.1:9000", "eu-west-1")
+    assert store.key("x.tar.gz") == "releases/blog/x.tar.gz" and store.url == "s3://blog-artifacts/releases/blog"
+    bare = load_config(write_ini(tmp_path, in_section(LOCAL_INI, "project", "artifact_store = s3://b-1")),
+                       environ={}).project.store
+    assert (bare.bucket, bare.prefix, bare.endpoint, bare.key("a")) == ("b-1", "", "", "a")
+    assert load_config(write_ini(tmp_path, LOCAL_INI), environ={}).project.store is None
+
+
+@pytest.mark.parametrize("key, value, hint", [
+    ("artifact_store", "s3://Bucket/x", "is not an S3 bucket name"),
+    ("artifact_store", "s3://ab/x", "is not an S3 bucket name"),
+    ("artifact_store", "s3://192.168.1.1/x", "is not an S3 bucket name"),
+    ("artifact_store", "s3://a..b/x", "is not an S3 bucket name"),
+    ("artifact_store", "s3://bucket/a//b", "may hold only letters"),
+    ("artifact_store", "s3://bucket/a/../b", "may hold only letters"),
+    ("artifact_store", "s3://bucket/a b", "may hold only letters"),
+    ("artifact_store", "https://bucket.s3.amazonaws.com/x", "is neither push nor s3://bucket/prefix"),
+    ("s3_endpoint", "store:9000", "is not http(s)://host[:port]"),
+    ("s3_endpoint", "ftp://store:9000", "is not http(s)://host[:port]"),
+    ("s3_endpoint", "http://store:9000/path", "is not http(s)://host[:port]"),
+    ("s3_endpoint", "http://key:secret@store:9000", "is not http(s)://host[:port]"),
+    ("s3_endpoint", "http://store:99999", "has a bad port"),
+    ("s3_endpoint", "http://store:9000/?x=1", "is not http(s)://host[:port]"),
+    ("s3_region", "EU West", "is not a region name like eu-west-1"),
+])
+def test_bad_s3_values(tmp_path, key, value, hint):
+    keys = {"artifact_store": "s3://bucket/x", key: value}
+    text = in_section(LOCAL_INI, "project", "\n".join(f"{k} = {v}" for k, v in keys.items()))
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, f'^{key} =')}: [project] {key}: ") and hint in msg, msg
+
+
+@pytest.mark.parametrize("key", ["s3_endpoint", "s3_region"])
+def test_s3_keys_need_an_s3_store(tmp_path, key):
+    text = in_section(LOCAL_INI, "project", f"{key} = {'http://store:9000' if key == 's3_endpoint' else 'x-1'}")
+    msg = config_error(tmp_path, text)
+    assert f"[project] {key}: only used with artifact_store = s3://bucket/prefix" in msg
+
+
+def test_s3_store_without_boto3_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # how Python marks a module as not importable
+    msg = config_error(tmp_path, in_section(LOCAL_INI, "project", "artifact_store = s3://bucket/x"))
+    assert "[project] artifact_store: an S3 store needs boto3 on this machine; pip install 'doit-stages[s3]'" in msg

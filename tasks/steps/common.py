@@ -42,28 +42,33 @@ def sha256_file(path) -> str:
 
 
 def on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T],
-             what: str) -> list[T]:
+             what: str, progress=None) -> list[T]:
     """Run fn(transport) on every host at once (up to [project] parallel), one connection per host.
 
     Returns the results in host order. If any host fails, raises one StepError naming every failed host,
-    after all have finished, so the caller can undo on the ones that succeeded."""
-    results = run_on_hosts(pool, parallel, hosts, fn)
-    errors = [str(r) if isinstance(r, CommandFailed) else f"{h}: {r}"
+    after all have finished, so the caller can undo on the ones that succeeded. progress: a
+    tasks.progress.Progress told of every host that finishes."""
+    results = run_on_hosts(pool, parallel, hosts, fn, progress)
+    errors = [str(r) if isinstance(r, CommandFailed) or str(r).startswith(f"{h}: ") else f"{h}: {r}"
               for h, r in zip(hosts, results) if isinstance(r, Exception)]
     if errors:
         raise StepError(f"{what}: failed on {len(errors)} of {len(hosts)} host(s): " + "; ".join(errors))
     return results
 
 
-def run_on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T]) -> list:
+def run_on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T],
+                 progress=None) -> list:
     """Like on_hosts, but a failure is returned in place of that host's result."""
     def one(host):
         try:
-            return fn(pool.get(host))
+            result = fn(pool.get(host))
         except (CommandFailed, StepError) as exc:
             if isinstance(exc, CommandFailed) and exc.unreachable:
                 pool.drop(host)
-            return exc
+            result = exc
+        if progress is not None:
+            progress.host_done(ok=not isinstance(result, Exception))
+        return result
 
     if len(hosts) == 1:
         return [one(hosts[0])]

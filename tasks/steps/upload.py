@@ -46,9 +46,42 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     return out.strip() == "ok"
 
 
-def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
+class Push:
+    """The default source (artifact_store = push): the deployer copies each file to each host."""
+    verifies = False
+
+    def __init__(self, build_dir: Path):
+        self.build_dir = build_dir
+
+    def fetch(self, t: Transport, name: str, remote: str) -> None:
+        t.put(self.build_dir / name, remote)
+
+
+def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:
+    """source: where the host gets the files from: None or Push(build_dir) (the deployer sends them through
+    the run's session) or a steps.download StoreDownload (the host pulls them from the S3 store, which
+    checks their sha256 itself). True when the host got the archive now, False when it held it already."""
     if has_release(t, layout, release):
-        return
+        return False
+    if source is None or isinstance(source, Push):
+        _receive(t, layout, release, build_dir)
+        return True
+    art = layout.artifact(release.id)
+    t.run(["mkdir", "-p", posixpath.dirname(art)])
+    source.fetch(t, f"{release.id}.tar.gz", art + ".partial")
+    failpoints.hit("upload.mid_transfer", t.host)
+    t.run(["mv", "-f", "--", art + ".partial", art])
+    if release.wheels:
+        target = layout.wheels(release.wheels)
+        if t.call(["test", "-f", target + "/.complete"])[0] != 0:
+            t.run(["mkdir", "-p", posixpath.dirname(target)])
+            source.fetch(t, wheelhouse_path(build_dir, release.wheels).name, target + ".tar")
+            t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
+    write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+    return True
+
+
+def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
     art, proof = layout.artifact(release.id), proof_path(layout, release.id)
     # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
     argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
