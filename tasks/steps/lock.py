@@ -19,7 +19,7 @@ from .common import read_text
 TAKE = ('mkdir -p "${1%/*}" && mkdir "$1" 2>/dev/null || exit 0; echo taken; '
         'cat > "$1/owner.json.tmp" && chmod 644 "$1/owner.json.tmp" && mv -f "$1/owner.json.tmp" "$1/owner.json"')
 # $1 lock dir, $2 this run's token: removed only when this run holds it
-RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *"\"token\": \"$2\""*) rm -rf -- "$1";; esac'
+RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac'
 
 
 def holder_text(info: dict | None) -> str:
