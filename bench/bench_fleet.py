@@ -38,7 +38,7 @@ from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
 from harness import SshHosts  # noqa: E402
 
-LOCAL_INDEX = "file:///opt/pypi/simple"
+WHEELS = Path("/nonexistent")   # set from --wheels
 PYINFRA_VENV = REPO / "build" / "pyinfra-venv"
 RESULTS = REPO / "bench" / "results.md"
 MARK_BEGIN, MARK_END = "<!-- fleet: begin -->", "<!-- fleet: end -->"
@@ -137,8 +137,8 @@ def run_code_change(hosts, all_hosts, repo: AppRepo, build: str, work: Path, n: 
                      build=build)
     check_local_only(hosts, all_hosts.ssh_config, ini)
     (work / "stages.ini").write_text(ini)
-    # wheels only from this machine's local index: no traffic beyond 127.0.0.1 and the local disk
-    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"), PIP_INDEX_URL=LOCAL_INDEX, PIP_EXTRA_INDEX_URL="")
+    # wheels only from a local directory (--wheels): no traffic beyond 127.0.0.1 and the local disk
+    env = dict(os.environ, STAGES_INI=str(work / "stages.ini"), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(WHEELS))
     env.pop("DEPLOY_REVISION", None)
     argv = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "deploy:test"]
     fresh(hosts, all_hosts.ssh_config)
@@ -195,9 +195,14 @@ def main() -> None:
     ap.add_argument("--hosts", default="1,16")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--pip-hosts", default="", help="also time a code-only change with build = pip vs none")
+    ap.add_argument("--wheels", help="a directory of wheels for examples/blog/requirements.txt (--pip-hosts)")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
     args = ap.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
+    global WHEELS
+    WHEELS = Path(args.wheels or "/nonexistent").resolve()
+    if args.pip_hosts and not WHEELS.is_dir():
+        raise SystemExit("--pip-hosts needs --wheels DIR (e.g. a build/wheels-*.tar of the tests, unpacked)")
     exe = ensure_pyinfra()
     base = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])

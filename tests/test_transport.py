@@ -175,3 +175,21 @@ def test_a_command_whose_wait_was_interrupted_does_not_confuse_the_next(shell):
                                                 shell._next()))
     assert shell.run(["sh", "-c", "echo new; echo newerr >&2"]) == (0, b"new\n", b"newerr\n")
     assert shell.run(["echo", "next"]) == (0, b"next\n", b"")
+
+
+# -- the lock's one-command take and release, on the local transport -------------------------------------
+def test_lock_taken_with_its_owner_and_released_only_by_its_own_token(tmp_path):
+    from tasks.config import Host
+    from tasks.layout import Layout
+    from tasks.steps.lock import read_holder, release_lock, take_lock
+    from tasks.transport import LocalTransport
+
+    t, layout = LocalTransport(Host("local")), Layout(str(tmp_path / "srv"))
+    mine = {"user": "u", "machine": "elsewhere", "pid": 1, "token": "a" * 32}
+    assert take_lock(t, layout, mine) is None
+    assert read_holder(t, layout) == mine
+    assert take_lock(t, layout, {**mine, "token": "b" * 32}) == mine      # refused, with the holder
+    release_lock(t, layout, "b" * 32)                                      # not its lock: stays
+    assert Path(layout.lock).is_dir()
+    release_lock(t, layout, "a" * 32)
+    assert not Path(layout.lock).exists()

@@ -37,7 +37,7 @@ tmp=$(mktemp -d "$d/.lock.XXXXXX" 2>&1) || unwritable "${err:-$tmp}"
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
 # $1 lock dir, $2 this run's token: removed only when this run holds it
-RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *"\"token\": \"$2\""*) rm -rf -- "$1";; esac'
+RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac'
 
 
 def holder_text(info: dict | None) -> str:
