@@ -189,3 +189,25 @@ def test_max_write_stall_is_a_project_duration(tmp_path):
     assert load_config(ini).project.max_write_stall == 5
     ini.write_text("[project]\nname = b\nsource = .\nmax_write_stall = 2m\n[stage:test]\nhosts = local\n")
     assert load_config(ini).project.max_write_stall == 120
+
+
+def test_stream_gives_output_as_it_comes_and_takes_answers():
+    """The local transport's stream: a chunk arrives before the command ends; stdin answers it."""
+    from tasks.config import Host
+    from tasks.transport import CommandFailed, LocalTransport
+
+    t = LocalTransport(Host("local"))
+    s = t.stream(["sh", "-c", 'printf "ready\\n"; read x; echo "got $x"; sleep 0.3; echo end'])
+    chunks = s.chunks()
+    first_at, first = next(chunks)
+    assert first == "ready\n"
+    s.write("go\n")
+    rest = list(chunks)
+    s.finish()
+    assert "".join(c for _, c in rest) == "got go\nend\n"
+    assert rest[-1][0] - first_at >= 0.3
+    bad = t.stream(["sh", "-c", "echo oops >&2; exit 4"])
+    assert list(bad.chunks()) == []
+    with pytest.raises(CommandFailed) as err:
+        bad.finish()
+    assert err.value.retcode == 4 and "oops" in err.value.stderr
