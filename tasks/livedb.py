@@ -87,6 +87,14 @@ def table_sizes(con, tables: list[str]) -> dict[str, dict]:
     if not tables:
         return {}
     cur = con.cursor()
+    # a freshly restored copy's InnoDB statistics are stale (sizes near 0) until the background recount:
+    # recount them now, on the throwaway copy (ANALYZE only samples pages)
+    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                "TABLE_NAME IN (" + ", ".join(["%s"] * len(tables)) + ")", tuple(tables))
+    present = [r[0] for r in cur.fetchall()]
+    if present:
+        cur.execute("ANALYZE TABLE " + ", ".join(_q(t) for t in present))
+        cur.fetchall()
     cur.execute("SELECT TABLE_NAME, TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (" + ", ".join(["%s"] * len(tables)) + ")",
                 tuple(tables))

@@ -153,10 +153,19 @@ class Plan:
                 by.setdefault(holder_text(r), []).append(str(h))
             held = "; ".join(f"{'each of ' if len(hs) > 1 else ''}{', '.join(hs)} is locked by {holder}"
                              for holder, hs in by.items())
-            stage = what.partition(":")[2]
-            stage = stage if stage in self.config.stages else "<stage>"
+            stage = self.unlock_stage([h for h, _ in refused], what)
             raise StepError(f"{what}: {held}; wait for that run, or if it is dead, doit unlock:{stage} removes "
                             "the lock")
+
+    def unlock_stage(self, hosts: list[Host], what: str) -> str:
+        """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
+        host): the one the command line names if it does, else the first that does."""
+        def covers(st: Stage) -> bool:
+            db = self.config.stage_database(st)
+            return set(hosts) <= {*st.hosts, *([db.backup_host] if db and db.backup_host else [])}
+        named = [w.partition(":")[2] for w in [*sys.argv[1:], what] if ":" in w]
+        stages = [self.config.stages[n] for n in named if n in self.config.stages] + list(self.config.stages.values())
+        return next((st.name for st in stages if covers(st)), "<stage>")
 
     @contextlib.contextmanager
     def deferred_signals(self):

@@ -54,7 +54,8 @@ def local_db(tmp_path, mariadb, db_names, db_users, monkeypatch):
     user, pw = db_users([src, dst])
     monkeypatch.setenv("DBSPEED_PW", pw)
     host = parse_host("local")
-    dbs = {n: Database(name=n, engine="mysql", dbname=d, user=user, password_env="DBSPEED_PW", backup_host=host)
+    dbs = {n: Database(name=n, engine="mysql", dbname=d, user=user, password_env="DBSPEED_PW", secret=pw,
+                    backup_host=host)
            for n, d in (("prod", src), ("test", dst))}
     project = Project(name="blog", source=tmp_path, deploy_root=str(tmp_path / "root"), build="none")
     config = Config(tmp_path / "stages.ini", project, dbs, {})
