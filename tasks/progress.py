@@ -2,7 +2,8 @@
 
 On a terminal (stderr is a tty) one line is redrawn in place (at most 10 times a second) and cleared when
 the node ends, since the node's summary or its error follows. Elsewhere (CI logs) a plain line is written
-every PLAIN_EVERY seconds while the node runs, so a fast node adds nothing and a slow one shows it lives.
+every PLAIN_EVERY seconds while the node runs (a thread ticks), so a fast node adds nothing and a slow one
+shows it lives.
 Workers call host_done() and sent() from their threads.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ def human_bytes(n: float) -> str:
 
 class Progress:
     def __init__(self, label: str, total: int, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, plain_every: float = PLAIN_EVERY):
         self.label, self.total = label, total
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream)
@@ -38,8 +39,17 @@ class Progress:
         self._mutex = threading.Lock()
         self._started = self._last = clock()
         self._shown = False
+        self._closed = threading.Event()
         if self.tty:
             self._draw()
+        else:  # a heartbeat even while no host finishes (one slow build)
+            threading.Thread(target=self._tick, args=(plain_every,), daemon=True).start()
+
+    def _tick(self, every: float) -> None:
+        while not self._closed.wait(every):
+            with self._mutex:
+                if not self._closed.is_set():
+                    self._draw()
 
     # -- what the workers report -------------------------------------------------------------------
     def host_done(self, ok: bool = True, nbytes: int = 0) -> None:
@@ -73,9 +83,10 @@ class Progress:
         return ", ".join(parts)
 
     def _maybe_draw(self, force: bool = False) -> None:
+        if not self.tty:
+            return
         now = self.clock()
-        every = TTY_EVERY if self.tty else PLAIN_EVERY
-        if force or now - self._last >= every or (self.tty and self.done == self.total and not self.phase):
+        if force or now - self._last >= TTY_EVERY or (self.done == self.total and not self.phase):
             self._last = now
             self._draw()
 
@@ -88,6 +99,7 @@ class Progress:
         self.stream.flush()
 
     def close(self) -> None:
+        self._closed.set()
         with self._mutex:
             if self.tty and self._shown:
                 self.stream.write("\r\x1b[K")
