@@ -53,6 +53,7 @@ for f in "$rel/.buildout/$stage/bin"/*; do
 done
 '''
 
+
 # -- the wheelhouse, once, on the deploying machine --------------------------------------------------
 def archive_reader(archive: Path) -> Callable[[str], str | None]:
     def read(path: str) -> str | None:
@@ -140,6 +141,9 @@ def failure_line(out: str, err: str, config_file: str) -> str:
 
 def run_buildout(t: Transport, config: Config, stage: Stage, rid: str, wheels: str) -> None:
     """The stage's buildout, with the stage's environment (shared/<stage>.env), then the bin/ dispatchers."""
+    if not wheels:
+        raise StepError(f"release {rid} was archived without a buildout wheelhouse (build was not buildout "
+                        "then); deploy a new archive (doit archive, with build = buildout)")
     layout = Layout(config.project.deploy_root)
     t.run(["mkdir", "-p", stage_part(layout, rid, stage.name)])
     argv = buildout_argv(layout, rid, stage.name, stage.buildout_config, wheels)
