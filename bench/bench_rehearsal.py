@@ -49,10 +49,10 @@ def reset(db: MariaDB, test: str, prod: str) -> None:
 def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> tuple[list[float], list[float]]:
     import os
     os.environ[PASSWORD_ENV] = NASTY_PASSWORD
-    from tasks.config import load_config
-    from tasks.plan import Plan
-    from tasks.steps.migrate import run_migrations
-    from tasks.steps.rehearsal import rehearse
+    from doit_stages.config import load_config
+    from doit_stages.plan import Plan
+    from doit_stages.steps.migrate import run_migrations
+    from doit_stages.steps.rehearsal import rehearse
 
     plan = Plan(load_config(p.ini))
     stage = plan.config.stages["test"]

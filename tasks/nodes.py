@@ -147,7 +147,7 @@ def _guard_restore_target(plan: Plan, stage: Stage, db: Database) -> None:
     names = [n for n in dict.fromkeys([stage.restore_from, *live]) if n != db.name]
 
     def identity(d: Database):
-        return plan.on_host(plan.backup_host(d), lambda t: dbguard.database_identity(t, plan.layout, d))
+        return plan.on_host(plan.backup_host(d), lambda t: dbguard.server_identity(t, plan.layout, d))
     dbguard.refuse_protected_target(stage.name, db, identity(db),
                                     [(plan.config.databases[n], identity(plan.config.databases[n])) for n in names])
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import glob
 import os
 import pwd
 import random
@@ -196,6 +197,38 @@ def _keygen(path: Path, comment: str) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
                    check=True, capture_output=True, stdin=subprocess.DEVNULL)
     return " ".join(path.with_name(path.name + ".pub").read_text().split()[0:2])   # "type base64"
+
+
+class CmdlineScan:
+    """While in its `with` block, every process's command line (/proc/*/cmdline) is read over and over for
+    any of `needles` (default: NASTY_PASSWORD, raw and URL-encoded); `seen` holds the lines that had one."""
+
+    def __init__(self, needles: Iterable[bytes] | None = None):
+        from urllib.parse import quote
+        self.needles = list(needles) if needles is not None else [
+            NASTY_PASSWORD.encode(), quote(NASTY_PASSWORD, safe="").encode()]
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._scan)
+
+    def _scan(self) -> None:
+        while not self._stop.is_set():
+            for f in glob.glob("/proc/[0-9]*/cmdline"):
+                try:
+                    with open(f, "rb") as fh:
+                        data = fh.read()
+                except OSError:
+                    continue
+                if any(n in data for n in self.needles):
+                    self.seen.append(data[:300].decode(errors="replace"))
+
+    def __enter__(self) -> "CmdlineScan":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # ------------------------------------------------------------------------------------------ SSH hosts

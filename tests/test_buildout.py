@@ -8,11 +8,11 @@ import subprocess
 
 import pytest
 
-from tasks.config import Config, Host, Project, Stage
-from tasks.layout import Layout
-from tasks.steps.buildout import DISPATCHER, WRITE_DISPATCHERS, buildout_argv, configs_of, failure_line
-from tasks.steps.buildout_pins import buildout_version, load_cfg, parse_cfg, versions_of, wheel_batches
-from tasks.steps.common import StepError
+from doit_stages.config import Config, Host, Project, Stage
+from doit_stages.layout import Layout
+from doit_stages.steps.buildout import DISPATCHER, WRITE_DISPATCHERS, buildout_argv, configs_of, failure_line
+from doit_stages.steps.buildout_pins import buildout_version, load_cfg, parse_cfg, versions_of, wheel_batches
+from doit_stages.steps.common import StepError
 
 BASE = """\
 # a comment

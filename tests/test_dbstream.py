@@ -11,11 +11,11 @@ import zlib
 
 import pytest
 
-from tasks.steps import dumpfilter
-from tasks.steps.backup import backups_to_remove, filter_source
-from tasks.steps.dumpfilter import Compressor, RowCounter, completed
-from tasks.steps.leftovers import dead_leftovers, owner_of, parse_listing
-from tasks.steps.streaming import parse_progress, progress_text
+from doit_stages.steps import dumpfilter
+from doit_stages.steps.backup import backups_to_remove, filter_source
+from doit_stages.steps.dumpfilter import Compressor, RowCounter, completed
+from doit_stages.steps.leftovers import dead_leftovers, owner_of, parse_listing
+from doit_stages.steps.streaming import parse_progress, progress_text
 
 # MariaDB 10.11's mysqldump: one row a line after VALUES. Strings hold "),(", ");", quotes, backslashes.
 MARIADB = rb"""-- MariaDB dump 10.19
@@ -244,7 +244,7 @@ class FakeTty(io.StringIO):
 
 
 def test_display_draws_only_on_a_terminal_and_clears_its_line(monkeypatch):
-    from tasks.steps import streaming
+    from doit_stages.steps import streaming
     monkeypatch.setattr(streaming, "SHOW_AFTER", 0.0)
     tty, log = FakeTty(), io.StringIO()
     for stream in (tty, log):

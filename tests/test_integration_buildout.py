@@ -15,7 +15,7 @@ from apprepo import AppRepo
 from harness import NASTY_PASSWORD, HarnessError, SshHosts
 from project import INI, Project
 
-from tasks.steps.buildout import DISPATCHER
+from doit_stages.steps.buildout import DISPATCHER
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blog-buildout"
 PROXY_VARS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")

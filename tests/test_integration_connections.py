@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tasks.transport import ssh_options
+from doit_stages.transport import ssh_options
 
 
 @pytest.fixture(scope="module")

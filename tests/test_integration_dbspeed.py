@@ -16,12 +16,12 @@ import pytest
 from harness import NASTY_PASSWORD
 from project import DOIT, PASSWORD_ENV
 
-from tasks.config import Config, Database, Project, parse_host
-from tasks.steps.backup import backup_database
-from tasks.steps.common import StepError
-from tasks.steps.leftovers import machine
-from tasks.steps.restore import restore_backup
-from tasks.transport import LocalTransport
+from doit_stages.config import Config, Database, Project, parse_host
+from doit_stages.steps.backup import backup_database
+from doit_stages.steps.common import StepError
+from doit_stages.steps.leftovers import machine
+from doit_stages.steps.restore import restore_backup
+from doit_stages.transport import LocalTransport
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]

@@ -2,16 +2,14 @@
 migrations, real testinfra. The tests of this module run in order on one project, as a team would."""
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
-import threading
 import time
 from urllib.parse import quote
 
 import pytest
-from harness import NASTY_PASSWORD
+from harness import NASTY_PASSWORD, CmdlineScan
 from project import tree
 
 
@@ -127,26 +125,9 @@ def test_half_written_dump_is_never_newest(world):
 def test_no_password_on_any_command_line_in_output_or_readable_file(world):
     p, repo = world["project"], world["repo"]
     repo.commit("r4", {"static/version.txt": "r4\n"})
-    seen, stop = [], threading.Event()
-
-    def scan():
-        needle = NASTY_PASSWORD.encode()
-        while not stop.is_set():
-            for f in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(f, "rb") as fh:
-                        if needle in fh.read():
-                            seen.append(f)
-                except OSError:
-                    pass
-    t = threading.Thread(target=scan)
-    t.start()
-    try:
+    with CmdlineScan() as scan:
         res = p.ok("deploy:test")
-    finally:
-        stop.set()
-        t.join()
-    assert seen == []
+    assert scan.seen == []
     assert NASTY_PASSWORD not in res.stdout + res.stderr
     assert not os.path.exists("/tmp/pwned")
     needles = [NASTY_PASSWORD.encode(), quote(NASTY_PASSWORD, safe="").encode()]

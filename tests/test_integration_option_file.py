@@ -3,15 +3,13 @@ migrate (test and production) work with a MySQL option file that exists only on 
 password (shell metacharacters, quotes, '#', backslashes) never leaves them. Also: `backup:<db> --force`."""
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import secrets
-import threading
 from urllib.parse import quote
 
 import pytest
-from harness import DEPLOY_USER, NASTY_PASSWORD, write_option_file
+from harness import DEPLOY_USER, NASTY_PASSWORD, CmdlineScan, write_option_file
 from project import INI, Project
 
 PROD_CNF = "/srv/prod-db.cnf"
@@ -57,27 +55,10 @@ def world(ssh_hosts, mariadb, tmp_path_factory):
 
 def run_watching_cmdlines(p, *args):
     """Run doit while scanning every process's command line for the password."""
-    seen, stop = [], threading.Event()
-
-    def scan():
-        needle = NASTY_PASSWORD.encode()
-        while not stop.is_set():
-            for f in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(f, "rb") as fh:
-                        if needle in fh.read():
-                            seen.append(f)
-                except OSError:
-                    pass
-    t = threading.Thread(target=scan)
-    t.start()
-    try:
+    with CmdlineScan() as scan:
         res = p.doit(*args)
-    finally:
-        stop.set()
-        t.join()
     assert res.returncode == 0, f"doit {' '.join(args)} failed:\n{res.stdout}\n{res.stderr}"
-    assert seen == [], f"the password was on a command line: {seen}"
+    assert scan.seen == [], f"the password was on a command line: {scan.seen}"
     assert NASTY_PASSWORD not in res.stdout + res.stderr
     return res
 

@@ -4,16 +4,13 @@ project: each release is rehearsed by deploy:test on a fresh copy of production,
 guarded by that rehearsal."""
 from __future__ import annotations
 
-import glob
 import json
 import sys
-import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from harness import NASTY_PASSWORD
+from harness import NASTY_PASSWORD, CmdlineScan
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "rehearsal"))
 from migrations import files  # noqa: E402
@@ -68,34 +65,6 @@ def grow_posts(world, rows: int) -> None:
     while (have := db.row_counts(prod)["posts_post"]) < rows:
         db.query(prod, "INSERT INTO posts_post (title, slug, body, created) SELECT title, slug, body, created "
                        f"FROM posts_post LIMIT {min(have, rows - have)}")
-
-
-class CmdlineScan:
-    """Every process's command line, scanned while it runs, for the password (raw or URL-encoded)."""
-
-    def __init__(self):
-        self.seen, self.stop = [], threading.Event()
-        self.thread = threading.Thread(target=self.scan)
-
-    def scan(self):
-        needles = [NASTY_PASSWORD.encode(), quote(NASTY_PASSWORD, safe="").encode()]
-        while not self.stop.is_set():
-            for f in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(f, "rb") as fh:
-                        data = fh.read()
-                except OSError:
-                    continue
-                if any(n in data for n in needles):
-                    self.seen.append(data[:200])
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def test_first_release_creates_its_tables_and_passes_the_guard(world):

@@ -6,7 +6,6 @@ rules are unit-tested in test_store.py); what is checked here is what really hap
 store (its objects and the requests it answered), on every command line and in the output."""
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 import re
@@ -17,7 +16,7 @@ import threading
 
 import pytest
 from apprepo import AppRepo
-from harness import SshHosts, free_port
+from harness import CmdlineScan, SshHosts, free_port
 from project import DOIT, Project
 
 HOSTS = [f"h{i:02d}" for i in range(1, 17)]
@@ -78,26 +77,9 @@ def release_tree(host, rid: str) -> str:
 
 def run_scanning(p: Project, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     """doit, while every process's command line is read over and over for a credential or signed URL."""
-    seen, stop = [], threading.Event()
-
-    def scan():
-        while not stop.is_set():
-            for f in glob.glob("/proc/[0-9]*/cmdline"):
-                try:
-                    with open(f, "rb") as fh:
-                        line = fh.read()
-                except OSError:
-                    continue
-                if any(n in line for n in NEEDLES):
-                    seen.append(line.decode(errors="replace"))
-    t = threading.Thread(target=scan)
-    t.start()
-    try:
+    with CmdlineScan(NEEDLES) as scan:
         res = p.doit(*args, env=AWS)
-    finally:
-        stop.set()
-        t.join()
-    return res, seen
+    return res, scan.seen
 
 
 def signatures(s3) -> set[bytes]:

@@ -6,7 +6,7 @@ import os
 import select
 import time
 
-from tasks.progress import PLAIN_EVERY, Progress, human_bytes
+from doit_stages.progress import PLAIN_EVERY, Progress, human_bytes
 
 
 class Clock:
@@ -94,7 +94,7 @@ class Pool:
     """Connections for hosts that are this machine (the local transport), one per host spec."""
 
     def get(self, host):
-        from tasks.transport import LocalTransport
+        from doit_stages.transport import LocalTransport
         t = LocalTransport(host)
         return t
 
@@ -105,8 +105,8 @@ class Pool:
 def test_on_hosts_names_every_failed_host_once_and_counts_them():
     import pytest
 
-    from tasks.config import Host
-    from tasks.steps.common import StepError, on_hosts
+    from doit_stages.config import Host
+    from doit_stages.steps.common import StepError, on_hosts
     hosts = [Host(f"ssh://deploy@web{i}:22", f"web{i}", "deploy", 22) for i in range(1, 6)]
 
     def fn(t):

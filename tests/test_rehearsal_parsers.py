@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
-from tasks.livedb import parse_option_file
-from tasks.rehearsal import MigrateOutput, attribute_stalls, markdown, parse_migrate_output, refusal, text_table
-from tasks.sqlcheck import PlanCheck, columns_from_mysql, columns_from_sqlite, split_statements
-from tasks.steps.rehearsal import runner_argv
+from doit_stages.config import load_config
+from doit_stages.livedb import parse_option_file
+from doit_stages.rehearsal import MigrateOutput, attribute_stalls, markdown, parse_migrate_output, refusal, text_table
+from doit_stages.sqlcheck import PlanCheck, columns_from_mysql, columns_from_sqlite, split_statements
+from doit_stages.steps.rehearsal import runner_argv
 
 FIX = Path(__file__).parent / "fixtures" / "rehearsal"
 sys.path.insert(0, str(FIX))
@@ -193,8 +193,8 @@ def test_max_write_stall_is_a_project_duration(tmp_path):
 
 def test_stream_gives_output_as_it_comes_and_takes_answers():
     """The local transport's stream: a chunk arrives before the command ends; stdin answers it."""
-    from tasks.config import Host
-    from tasks.transport import CommandFailed, LocalTransport
+    from doit_stages.config import Host
+    from doit_stages.transport import CommandFailed, LocalTransport
 
     t = LocalTransport(Host("local"))
     s = t.stream(["sh", "-c", 'printf "ready\\n"; read x; echo "got $x"; sleep 0.3; echo end'])

@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tasks.config import Host, S3Store
-from tasks.steps.common import StepError
-from tasks.steps.download import FETCH, StoreDownload, curl_config, scrub
-from tasks.store import MAX_URL_SECONDS, URL_SECONDS, ArtifactStore, address_of, url_seconds
-from tasks.transport import LocalTransport
+from doit_stages.config import Host, S3Store
+from doit_stages.steps.common import StepError
+from doit_stages.steps.download import FETCH, StoreDownload, curl_config, scrub
+from doit_stages.store import MAX_URL_SECONDS, URL_SECONDS, ArtifactStore, address_of, url_seconds
+from doit_stages.transport import LocalTransport
 
 SECRET = "test-secret-" + secrets.token_hex(8)
 

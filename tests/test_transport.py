@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.remote_shell import (
+from doit_stages.remote_shell import (
     INLINE_MAX,
     RemoteShell,
     ShellGone,
@@ -179,10 +179,10 @@ def test_a_command_whose_wait_was_interrupted_does_not_confuse_the_next(shell):
 
 # -- the lock's one-command take and release, on the local transport -------------------------------------
 def test_lock_taken_with_its_owner_and_released_only_by_its_own_token(tmp_path):
-    from tasks.config import Host
-    from tasks.layout import Layout
-    from tasks.steps.lock import read_holder, release_lock, take_lock
-    from tasks.transport import LocalTransport
+    from doit_stages.config import Host
+    from doit_stages.layout import Layout
+    from doit_stages.steps.lock import read_holder, release_lock, take_lock
+    from doit_stages.transport import LocalTransport
 
     t, layout = LocalTransport(Host("local")), Layout(str(tmp_path / "srv"))
     mine = {"user": "u", "machine": "elsewhere", "pid": 1, "token": "a" * 32}

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import Config, Host, Project, Stage
-from tasks.layout import Layout, release_id
-from tasks.steps.archive import Release
-from tasks.steps.build import build_release
-from tasks.steps.cleanup import REMOVE
-from tasks.transport import LocalTransport
+from doit_stages.config import Config, Host, Project, Stage
+from doit_stages.layout import Layout, release_id
+from doit_stages.steps.archive import Release
+from doit_stages.steps.build import build_release
+from doit_stages.steps.cleanup import REMOVE
+from doit_stages.transport import LocalTransport
 
 
 @pytest.fixture

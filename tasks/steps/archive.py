@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config import Project
 from ..layout import release_id
 from . import buildout as buildout_step
-from .common import StepError, sha256_file
+from .common import StepError, pack_wheelhouse, sha256_file
 
 
 @dataclass(frozen=True)
@@ -266,11 +266,7 @@ def build_wheelhouse(project: Project, archive: Path, build_dir: Path) -> str:
         if res.returncode != 0:
             last = (res.stderr.strip().splitlines() or ["?"])[-1]
             raise StepError(f"archive: pip wheel -r requirements.txt failed: {last}")
-        with tarfile.open(Path(tmp) / "w.tar", "w:") as tar:
-            tar.add(Path(tmp) / "requirements.txt", arcname="requirements.txt")
-            for whl in sorted(wheel_dir.iterdir()):
-                tar.add(whl, arcname=whl.name)
-        os.replace(Path(tmp) / "w.tar", target)
+        pack_wheelhouse(Path(tmp) / "requirements.txt", wheel_dir, target)
     return digest
 
 

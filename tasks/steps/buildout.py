@@ -13,7 +13,6 @@ in the release directory for every stage.
 from __future__ import annotations
 
 import hashlib
-import os
 import posixpath
 import re
 import subprocess
@@ -27,7 +26,7 @@ from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
 from .buildout_pins import buildout_version, versions_of, wheel_batches
-from .common import StepError
+from .common import StepError, pack_wheelhouse
 from .environment import app_command
 
 BUILDOUT_DIR = ".buildout"       # in a release: eggs/ (shared) and <stage>/ (that stage's part)
@@ -86,11 +85,7 @@ def build_wheelhouse(archive: Path, build_dir: Path, configs: Iterable[str],
         constraints.write_text("".join(line + "\n" for line in batches[0]))
         _pip("wheel", "-w", str(wheels), "--find-links", str(wheels), "-c", str(constraints), f"zc.buildout=={zc}")
         (Path(tmp) / "requirements.txt").write_text(f"zc.buildout=={zc}\n")
-        with tarfile.open(Path(tmp) / "w.tar", "w:") as tar:
-            tar.add(Path(tmp) / "requirements.txt", arcname="requirements.txt")
-            for whl in sorted(wheels.iterdir()):
-                tar.add(whl, arcname=whl.name)
-        os.replace(Path(tmp) / "w.tar", target)
+        pack_wheelhouse(Path(tmp) / "requirements.txt", wheels, target)
     return digest
 
 

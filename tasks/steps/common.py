@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tarfile
 import threading
+from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from ..config import Host
@@ -86,3 +89,13 @@ def run_on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Ca
     for th in threads:
         th.join()
     return results
+
+
+def pack_wheelhouse(requirements: Path, wheel_dir: Path, target: Path) -> None:
+    """requirements.txt (what the hosts' venv installs) and the wheels, tarred, then renamed into place."""
+    tmp = target.with_name(target.name + ".partial")
+    with tarfile.open(tmp, "w:") as tar:
+        tar.add(requirements, arcname="requirements.txt")
+        for whl in sorted(wheel_dir.iterdir()):
+            tar.add(whl, arcname=whl.name)
+    os.replace(tmp, target)

@@ -11,7 +11,7 @@ from .backup import client_options
 from .common import StepError
 
 
-def database_identity(t: Transport, layout: Layout, db: Database) -> tuple:
+def server_identity(t: Transport, layout: Layout, db: Database) -> tuple:
     """(engine, server or host, schema or file) as seen from the database's backup host."""
     if db.engine == "sqlite":
         return "sqlite", str(t.host), t.run(["realpath", "-m", "--", db.path]).strip()

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Sequence, TextIO
 
+from ..progress import human_bytes
 from ..transport import CommandFailed, Transport
 
 SHOW_AFTER = 2.0
@@ -21,14 +22,6 @@ PROGRESS_RE = re.compile(r"progress (\d+) (\d+) (\d+)")
 def parse_progress(line: str) -> tuple[int, int, int] | None:
     m = PROGRESS_RE.fullmatch(line.strip())
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def progress_text(label: str, done: int, total: int, rows: int, seconds: float) -> str:

@@ -46,24 +46,13 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     return out.strip() == "ok"
 
 
-class Push:
-    """The default source (artifact_store = push): the deployer copies each file to each host."""
-    verifies = False
-
-    def __init__(self, build_dir: Path):
-        self.build_dir = build_dir
-
-    def fetch(self, t: Transport, name: str, remote: str) -> None:
-        t.put(self.build_dir / name, remote)
-
-
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:
-    """source: where the host gets the files from: None or Push(build_dir) (the deployer sends them through
-    the run's session) or a steps.download StoreDownload (the host pulls them from the S3 store, which
-    checks their sha256 itself). True when the host got the archive now, False when it held it already."""
+    """source: None (the deployer sends the files through the run's session) or a steps.download
+    StoreDownload (the host pulls them from the S3 store, which checks their sha256 itself).
+    True when the host got the archive now, False when it held it already."""
     if has_release(t, layout, release):
         return False
-    if source is None or isinstance(source, Push):
+    if source is None:
         _receive(t, layout, release, build_dir)
         return True
     art = layout.artifact(release.id)
