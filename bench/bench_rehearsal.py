@@ -50,11 +50,11 @@ def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> tuple[list[f
     import os
     os.environ[PASSWORD_ENV] = NASTY_PASSWORD
     from doit_stages.config import load_config
-    from doit_stages.plan import Plan
+    from doit_stages.session import Session
     from doit_stages.steps.migrate import run_migrations
     from doit_stages.steps.rehearsal import rehearse
 
-    plan = Plan(load_config(p.ini))
+    plan = Session(load_config(p.ini))
     stage = plan.config.stages["test"]
     rid = p.links("sites/test")[0].rsplit("/", 1)[1]
     t = plan.connections.get(stage.hosts[0])
@@ -64,9 +64,9 @@ def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> tuple[list[f
             reset(db, test, prod)
             start = time.monotonic()
             if kind == "A":
-                rehearse(t, plan.config, stage, rid, "bench")
+                rehearse(t, plan.layout, plan.config, stage, rid, "bench")
             else:
-                run_migrations(t, plan.config, stage, rid)
+                run_migrations(t, plan.layout, plan.config, stage, rid)
             took = time.monotonic() - start
             if i:
                 (a if kind == "A" else b).append(took)

@@ -1,107 +1,89 @@
-"""The commands beside the deploy chain: verify, rollback, unlock, status. Like nodes.py, no doit here."""
+"""The commands beside the deploy chain: rollback, unlock, status, the rehearsal report (verify is a step:
+steps/verify.py). Like nodes.py, no doit here; each takes the run's Session and Releases, then the stage."""
 from __future__ import annotations
 
 from collections import Counter
 
 from .config import Stage
-from .plan import Plan
-from .rollout import read_switch_state, rollout
+from .errors import StepError
+from .rehearsal import text_table
+from .releases import Releases
+from .session import Session
 from .steps.archive import Release
 from .steps.build import build_release, is_built
-from .steps.common import StepError, read_text
+from .steps.common import read_text
+from .steps.links import live_release, release_of
 from .steps.lock import break_lock, holder_text
+from .steps.rehearsal import read_report
+from .steps.rehearsal_guard import rehearsing_stage
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
-from .steps.switch import read_link, release_of
-from .steps.verify import record_verify, run_infra_tests
+from .steps.switch import read_state, switch_stage
+from .steps.verify import verify_stage
 
 
-def run_verify(plan: Plan, stage: Stage) -> str:
-    """infra-tests against every host, each checked against the release its own link points at (hosts
-    may differ after a rollout with max_fail > 0); the result is recorded on each host."""
-    what = f"verify:{stage.name}"
-    plan.lock(stage.hosts, what)  # never records a verdict on a switch that another run is undoing
-    targets = plan.on_hosts(stage.hosts, lambda t: read_link(t, plan.layout, stage.link), what)
-    groups: dict[str, list] = {}
-    for host, target in zip(stage.hosts, targets):
-        rid = release_of(target)
-        if rid is None:
-            raise StepError(f"{what}: {host} has no {stage.link}; deploy or promote {stage.name} first")
-        groups.setdefault(rid, []).append(host)
-    failures, summaries = [], []
-    for rid, hosts in groups.items():
-        ok, output = run_infra_tests(plan.config, stage, rid, hosts)
-        plan.on_hosts(hosts, lambda t, rid=rid, ok=ok: record_verify(t, plan.layout, stage.name, rid, ok),
-                      f"{what}: recording the result")
-        summaries.append(f"{rid}: {(output.strip().splitlines() or ['no output'])[-1]}")
-        if not ok:
-            failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-            failures.append(f"{rid}: " + ("; ".join(failed[:5]) or summaries[-1]))
-    if failures:
-        raise StepError(f"{what}: infra-tests failed for " + " / ".join(failures))
-    return "; ".join(summaries)
+def run_verify(s: Session, r: Releases, stage: Stage) -> str:
+    return verify_stage(s, stage)
 
 
-def run_rollback(plan: Plan, stage: Stage) -> str:
+def run_rollback(s: Session, r: Releases, stage: Stage) -> str:
     """Back to the stage's previous good release (from the log); the release left is marked bad."""
     what = f"rollback:{stage.name}"
-    current = plan.live_release(stage, what)
-    logs = plan.on_hosts(stage.hosts, lambda t: read_log(t, plan.layout), f"{what}: reading the release log")
+    current = live_release(s, stage, what)
+    logs = s.hosts.each(stage.hosts, lambda t: read_log(t, s.layout), f"{what}: reading the release log")
     target = rollback_target(logs[0], stage.name, current)
     if not target:
         raise StepError(f"{what}: the release log of {stage.hosts[0]} names no earlier good release of "
                         f"{stage.name} than {current}; nothing to roll back to")
     rec = last_switch(logs[0], stage.name, target) or {}
-    plan.lock(stage.hosts, what)
-    plan.on_hosts(stage.hosts, lambda t: rebuild_for_stage(t, plan, stage, target), f"{what}: preparing {target}")
+    s.lock(stage.hosts, what)
+    s.hosts.each(stage.hosts, lambda t: _rebuild_for_stage(t, s, stage, target), f"{what}: preparing {target}")
     bad = make_record(stage.name, current, (last_switch(logs[0], stage.name, current) or {}).get("revision", ""),
                       None, "bad")
-    msg = rollout(plan, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
+    msg = switch_stage(s, stage, target, rec.get("revision", ""), "rollback", what, extra_records=[bad])
     note = ""
-    if plan.config.stage_database(stage) and not stage.restore_from:
+    if s.config.stage_database(stage) and not stage.restore_from:
         note = (f"; the database schema was NOT rolled back: {current}'s migrations stay applied "
                 "(restore a backup from db_backup/ if they must go)")
-    return msg + f"; {current} marked bad" + note + "\n   " + run_verify(plan, stage)
+    return msg + f"; {current} marked bad" + note + "\n   " + verify_stage(s, stage)
 
 
-def rebuild_for_stage(t, plan: Plan, stage: Stage, rid: str) -> None:
+def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
     """The stage-level build (env file, stage_dirs afresh, build_command) of the release rolled back to:
     the stage's generated files now belong to the release it leaves."""
-    text = read_text(t, f"{plan.layout.release(rid)}/.deploy-release.json")
+    text = read_text(t, s.layout.release_meta(rid))
     if not text:
         raise StepError(f"release {rid} is gone or was never completed there; nothing to roll back to")
     release = Release.from_json(text)
-    if not is_built(t, plan.config, stage, release):
-        build_release(t, plan.config, stage, release, fresh_stage_dirs=True)
+    if not is_built(t, s.layout, s.config, stage, release):
+        build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True)
 
 
-def run_unlock(plan: Plan, stage: Stage) -> str:
-    db = plan.config.stage_database(stage)
+def run_unlock(s: Session, r: Releases, stage: Stage) -> str:
+    db = s.config.stage_database(stage)
     hosts = list(dict.fromkeys([*stage.hosts, *([db.backup_host] if db and db.backup_host else [])]))
-    found = plan.on_hosts(hosts, lambda t: break_lock(t, plan.layout), f"unlock:{stage.name}")
-    said = [f"{h}: removed the lock of {holder_text(r)}" for h, r in zip(hosts, found) if r is not False]
+    found = s.hosts.each(hosts, lambda t: break_lock(t, s.layout), f"unlock:{stage.name}")
+    said = [f"{h}: removed the lock of {holder_text(x)}" for h, x in zip(hosts, found) if x is not False]
     return "; ".join(said) if said else f"no host of {stage.name} was locked"
 
 
-def status_rows(plan: Plan) -> list[list[str]]:
+def status_rows(s: Session) -> list[list[str]]:
     rows = []
-    for stage in plan.config.stages.values():
+    for stage in s.config.stages.values():
         def probe(t, stage=stage):
-            link, intent = read_switch_state(t, plan, stage)
-            return link, read_log(t, plan.layout), intent
-        states = plan.run_on_hosts(list(stage.hosts), probe)
-        intents = [st[2] for st in states if not isinstance(st, Exception) and st[2]]
-        rids = {}
-        for host, st in zip(stage.hosts, states):
-            rids[host] = "unreachable" if isinstance(st, Exception) else (release_of(st[0]) or "-")
-        first = next((st for st in states if not isinstance(st, Exception)), None)
-        logged = next((r.get("release") for r in reversed(first[1] if first else [])
-                       if r.get("stage") == stage.name and r.get("result") in ("ok", "rollback")), None)
+            return read_state(t, s, stage), read_log(t, s.layout)
+        states = s.hosts.outcomes(list(stage.hosts), probe)
+        reached = [st for st in states if not isinstance(st, Exception)]
+        intents = [st[0]["intent"] for st in reached if st[0]["intent"]]
+        rids = {h: "unreachable" if isinstance(st, Exception) else (release_of(st[0]["link"]) or "-")
+                for h, st in zip(stage.hosts, states)}
+        log = reached[0][1] if reached else []
+        logged = next((x.get("release") for x in reversed(log)
+                       if x.get("stage") == stage.name and x.get("result") in ("ok", "rollback")), None)
         counts = Counter(rids.values())
-        top = max(counts.values())
         # the release most hosts run; on a tie, the one the release log says was switched to last
-        main = logged if counts.get(logged) == top else counts.most_common(1)[0][0]
-        rec = last_switch(first[1], stage.name, main) if first else None
-        odd = [f"{h} has {r}" for h, r in rids.items() if r != main]
+        main = logged if counts.get(logged) == max(counts.values()) else counts.most_common(1)[0][0]
+        rec = last_switch(log, stage.name, main)
+        odd = [f"{h} has {x}" for h, x in rids.items() if x != main]
         agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)
         if intents:
             agree += (f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
@@ -113,32 +95,27 @@ def status_rows(plan: Plan) -> list[list[str]]:
 
 def format_table(rows: list[list[str]]) -> str:
     head = ["stage", "release", "revision", "deployed", "by", "hosts"]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head, *rows]]
-    return "\n".join(lines)
+    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(x, widths)).rstrip() for x in [head, *rows])
 
 
-def run_rehearsal_report(plan: Plan, stage: Stage) -> str:
+def run_rehearsal_report(s: Session, r: Releases, stage: Stage) -> str:
     """The rehearsal report of the release the stage runs (for a promoted stage: the release it would
     receive, the one its source stage runs), read from the rehearsing stage's first host."""
-    from .nodes import rehearsing_stage
-    from .rehearsal import text_table
-    from .steps.rehearsal import read_report
-
     what = f"rehearsal:{stage.name}"
-    rs = rehearsing_stage(plan, stage)
+    rs = rehearsing_stage(s.config, stage)
     if rs is None:
         raise StepError(f"{what}: no stage rehearses the database of {stage.name} (none has restore_from = "
                         f"{stage.database or '-'} up its promote_from chain)")
     if stage.promote_from:
-        rid = plan.live_release(plan.config.stages[stage.promote_from], what)
+        rid = live_release(s, s.config.stages[stage.promote_from], what)
     else:
         try:
-            rid = plan.live_release(stage, what)
+            rid = live_release(s, stage, what)
         except StepError:
-            rid = plan.source_release_id()
-    report = plan.on_host(rs.hosts[0], lambda t: read_report(t, plan.layout, rid))
+            rid = r.source_release_id()
+    report = s.hosts.one(rs.hosts[0], lambda t: read_report(t, s.layout, rid))
     if report is None:
         raise StepError(f"{what}: release {rid} has no rehearsal report on {rs.hosts[0]} "
-                        f"({plan.layout.rehearsal(rid)}); run doit deploy:{rs.name}")
-    return f"{plan.layout.rehearsal(rid)} on {rs.hosts[0]}\n" + text_table(report)
+                        f"({s.layout.rehearsal(rid)}); run doit deploy:{rs.name}")
+    return f"{s.layout.rehearsal(rid)} on {rs.hosts[0]}\n" + text_table(report)

@@ -1,23 +1,62 @@
-"""What a project's dodo.py exposes to doit. The whole dodo.py of a repository that uses doit-stages:
+"""The tasks a project's dodo.py exposes to doit. The whole dodo.py of a repository that uses doit-stages:
 
-    from doit_stages.dodo import load
-    globals().update(load())
+    from doit_stages.dodo import *  # noqa: F403  (DOIT_CONFIG and the task_* creators)
 
-`load()` reads the stages.ini in use ($STAGES_INI, else ./stages.ini where doit was run): a bad config stops
-here with one line, before anything touches a host. It holds the project's run lock (an flock on
-.doit-stages.lock next to stages.ini) until doit exits; the open lock file is returned among the names, so
-it stays referenced for the whole run.
+Which stages.ini: $STAGES_INI, else ./stages.ini where doit was run. Nothing here runs at import but
+finding that file's directory (for doit's dep file); the config is read when doit first asks for tasks
+(a bad one stops there with one line), and no lock is taken until a task runs (doit_tasks.this_run).
 """
 from __future__ import annotations
 
-import sys
+from . import doit_tasks as _w
+from . import nodes as _n
 
-from .doit_tasks import creators, doit_config, hold_project_lock, ini_path, load_or_exit, refuse_bare_groups
+__all__ = ["DOIT_CONFIG", "task_archive", "task_upload", "task_build", "task_migrate", "task_switch",
+           "task_commands", "task_status", "task__hint"]
+
+DOIT_CONFIG = _w.doit_config()
 
 
-def load(argv: list[str] | None = None) -> dict:
-    """DOIT_CONFIG and the task_* creators for the stages.ini in use (plus the held lock, as _doit_stages_lock)."""
-    refuse_bare_groups(sys.argv if argv is None else argv)
-    config = load_or_exit(ini_path())
-    return {"DOIT_CONFIG": doit_config(config.path), "_doit_stages_lock": hold_project_lock(config.path),
-            **creators(config)}
+def task_archive():
+    """build/<id>.tar.gz from the revision (DEPLOY_REVISION, [project] revision or the head)."""
+    return _w.archive(_w.this_run())
+
+
+def task_upload():
+    """upload:<stage>: the release's archive on every host of the stage, sha256 checked."""
+    yield from _w.per_stage(_w.this_run(), "upload", "archive on every {stage.name} host", _n.run_upload,
+                            _n.upload_done)
+
+
+def task_build():
+    """build:<stage>: releases/<id> unpacked, built and marked ready on every host of the stage."""
+    yield from _w.per_stage(_w.this_run(), "build", "release built on every {stage.name} host", _n.run_build,
+                            _n.build_done)
+
+
+def task_migrate():
+    """migrate:<stage>: the release's migrations on the stage's database (backed up around it)."""
+    yield from _w.per_stage(_w.this_run(), "migrate", "migrations on database {stage.database}", _n.run_migrate,
+                            _n.migrate_done, only=_w.migrates)
+
+
+def task_switch():
+    """switch:<stage>: the stage's link to the release, by rename, on all hosts or none."""
+    yield from _w.per_stage(_w.this_run(), "switch", "{stage.link} -> the release on every {stage.name} host",
+                            _n.run_switch, _n.switch_done)
+
+
+def task_commands():
+    """deploy:/promote:<stage> and the commands beside them (backup, restore, verify, rollback, unlock, ...)."""
+    yield from _w.commands_(_w.this_run())
+
+
+def task_status():
+    """a table: stage, release, revision, when, by whom, hosts in agreement or not."""
+    return _w.status(_w.this_run())
+
+
+def task__hint():
+    """(default) say how to begin."""
+    return _w.hint(_w.this_run())
+

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\d{4})-(?P<rev>[0-9a-f]{12})$")
 READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
+RELEASE_META = ".deploy-release.json"   # in a release: its Release (id, revision, sha256, wheels) as JSON
 
 
 def release_id(name: str, commit_time: int, revision: str) -> str:
@@ -68,6 +69,41 @@ class Layout:
 
     def artifact(self, rid: str) -> str:
         return self.join(".deploy", "artifacts", f"{rid}.tar.gz")
+
+    def artifact_proof(self, rid: str) -> str:
+        """<id>.json beside the archive, written last, once its sha256 matched: the host holds the release."""
+        return self.join(".deploy", "artifacts", f"{rid}.json")
+
+    def ready(self, rid: str) -> str:
+        return posixpath.join(self.release(rid), READY)
+
+    def release_meta(self, rid: str) -> str:
+        return posixpath.join(self.release(rid), RELEASE_META)
+
+    def built_marker(self, stage: str) -> str:
+        """The release last built for the stage (its stage-level build: env file, stage dirs, build_command)."""
+        return self.join(".deploy", f"built-{stage}")
+
+    def migrated_marker(self, stage: str) -> str:
+        """The release last migrated on the stage (for a migrate_command that has no --check)."""
+        return self.join(".deploy", f"migrated-{stage}")
+
+    def verified_marker(self, stage: str) -> str:
+        """verify's verdict on the stage's release, read by a promotion from that stage."""
+        return self.join(".deploy", f"verified-{stage}")
+
+    def venv_complete(self, digest: str) -> str:
+        """Written last into a venv: it is whole (one without it is built again from scratch)."""
+        return posixpath.join(self.venv(digest), ".deploy-complete")
+
+    @property
+    def venvs(self) -> str:
+        return self.join(".deploy", "venvs")
+
+    @property
+    def incoming(self) -> str:
+        """Backups copied here from another backup host for a restore (removed after it)."""
+        return self.join(".deploy", "incoming")
 
     def wheels(self, digest: str) -> str:
         return self.join(".deploy", "wheels", digest)

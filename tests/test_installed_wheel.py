@@ -55,7 +55,7 @@ database = prod
 promote_from = staging
 """
 
-DODO = "from doit_stages.dodo import load\n\nglobals().update(load())\n"
+DODO = "from doit_stages.dodo import *  # noqa: F403\n"
 
 CHECK = '''\
 def test_static_files_collected_for_the_stage(host, stage, layout, release, config):

@@ -18,6 +18,7 @@ from project import DOIT, PASSWORD_ENV
 
 from doit_stages.config import Config, Database, Project, parse_host
 from doit_stages.steps.backup import backup_database
+from doit_stages.layout import Layout
 from doit_stages.steps.common import StepError
 from doit_stages.steps.leftovers import machine
 from doit_stages.steps.restore import restore_backup
@@ -66,7 +67,7 @@ def local_db(tmp_path, mariadb, db_names, db_users, monkeypatch):
 def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(local_db, mariadb):
     config, t, root, _ = local_db
     prod, test = config.databases["prod"], config.databases["test"]
-    meta = backup_database(t, config, prod)
+    meta = backup_database(t, Layout(config.project.deploy_root), config, prod)
     assert meta["tables"] == mariadb.row_counts(prod.dbname) == {"posts": 30_000, "we`ird": 3, "empty_one": 0}
     path = root / "db_backup" / meta["file"]
     data = path.read_bytes()
@@ -74,7 +75,7 @@ def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(lo
     assert hashlib.sha256(data).hexdigest() == meta["sha256"] and len(data) == meta["size"]
     sql = gzip.decompress(data)                                       # a standard gunzip reads it
     assert sql.rstrip().splitlines()[-1].startswith(b"-- Dump completed")
-    restore_backup(t, config, test, meta, str(path))
+    restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
     assert mariadb.checksums(test.dbname) == mariadb.checksums(prod.dbname)
     assert mariadb.row_counts(test.dbname) == meta["tables"]
     assert not list((root / ".deploy").glob("cnf.*"))                 # the option file went with its step
@@ -83,15 +84,15 @@ def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(lo
 def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db, mariadb):
     config, t, root, _ = local_db
     prod, test = config.databases["prod"], config.databases["test"]
-    meta = backup_database(t, config, prod)
-    restore_backup(t, config, test, meta, str(root / "db_backup" / meta["file"]))
+    meta = backup_database(t, Layout(config.project.deploy_root), config, prod)
+    restore_backup(t, Layout(config.project.deploy_root), test, meta, str(root / "db_backup" / meta["file"]))
     mariadb.query(test.dbname, "INSERT INTO `we``ird` VALUES (42)")       # a mark: the database as it is now
     path = root / "db_backup" / meta["file"]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x55
     path.write_bytes(bytes(data))
     with pytest.raises(StepError, match="damaged.*was not changed"):
-        restore_backup(t, config, test, meta, str(path))
+        restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
     assert mariadb.row_counts(test.dbname)["we`ird"] == 4                # not dropped, not loaded
 
 
@@ -104,11 +105,11 @@ def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, mari
             if not tool.name.startswith("python") and not (bin_dir / tool.name).exists():
                 (bin_dir / tool.name).symlink_to(tool)
     monkeypatch.setenv("PATH", str(bin_dir))
-    meta = backup_database(t, config, config.databases["prod"])
+    meta = backup_database(t, Layout(config.project.deploy_root), config, config.databases["prod"])
     assert meta["counted"] == "count" and meta["tables"] == mariadb.row_counts(config.databases["prod"].dbname)
     path = root / "db_backup" / meta["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
-    restore_backup(t, config, config.databases["test"], meta, str(path))
+    restore_backup(t, Layout(config.project.deploy_root), config.databases["test"], meta, str(path))
     assert mariadb.checksums(config.databases["test"].dbname) == mariadb.checksums(config.databases["prod"].dbname)
 
 
@@ -130,7 +131,7 @@ def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(local_db):
         partial = root / "db_backup" / f".{machine()}.{dead.pid}.blog-prod-x.sql.gz.partial"
         partial.parent.mkdir()
         partial.write_bytes(b"half")
-        backup_database(t, config, config.databases["prod"])
+        backup_database(t, Layout(config.project.deploy_root), config, config.databases["prod"])
         assert not made[f"cnf.{machine()}.{dead.pid}.AAAAAA"].exists()
         assert not incoming.exists() and not partial.exists()
         assert (made[f"cnf.{machine()}.{live.pid}.BBBBBB"] / "my.cnf").exists()     # its run is alive

@@ -89,7 +89,7 @@ def test_human_bytes():
     assert [human_bytes(n) for n in (999, 1000, 1_234_567, 5e9)] == ["999 B", "1.0 KB", "1.2 MB", "5.0 GB"]
 
 
-# -- on_hosts: every host counted, every failed host named once --------------------------------------
+# -- Executor.each: every host counted, every failed host named once --------------------------------------
 class Pool:
     """Connections for hosts that are this machine (the local transport), one per host spec."""
 
@@ -106,7 +106,8 @@ def test_on_hosts_names_every_failed_host_once_and_counts_them():
     import pytest
 
     from doit_stages.config import Host
-    from doit_stages.steps.common import StepError, on_hosts
+    from doit_stages.executor import Executor
+    from doit_stages.steps.common import StepError
     hosts = [Host(f"ssh://deploy@web{i}:22", f"web{i}", "deploy", 22) for i in range(1, 6)]
 
     def fn(t):
@@ -118,7 +119,7 @@ def test_on_hosts_names_every_failed_host_once_and_counts_them():
     out = Tty()
     with Progress("upload:prod", len(hosts), stream=out, clock=Clock()) as p:
         with pytest.raises(StepError) as info:
-            on_hosts(Pool(), 3, hosts, fn, "upload:prod", p)
+            Executor(Pool(), 3).each(hosts, fn, "upload:prod", p)
     msg = str(info.value)
     assert msg == ("upload:prod: failed on 2 of 5 host(s): ssh://deploy@web2:22: upload: cannot download x; "
                    "ssh://deploy@web5:22: sh exited 3: no space left")

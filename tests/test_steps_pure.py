@@ -15,10 +15,10 @@ import pytest
 from doit_stages.config import Config, Database, Host, Project, Stage, parse_host
 from doit_stages.db import counts_mismatch, option_file, parse_row_counts
 from doit_stages.layout import Layout, backup_name, is_release_id, release_id
-from doit_stages.plan import Plan
+from doit_stages.session import Session
 from doit_stages.steps.archive import member_problem
 from doit_stages.steps.cleanup import releases_to_remove
-from doit_stages.steps.environment import database_url, env_file, env_lines
+from doit_stages.steps.environment import database_url, env_file, env_values
 from doit_stages.steps.health import health_url
 from doit_stages.steps.migrate import check_argv
 from doit_stages.steps.releaselog import last_switch, parse_log, rollback_target
@@ -261,7 +261,7 @@ def test_env_file_is_sourceable_with_a_nasty_password(monkeypatch, tmp_path):
     monkeypatch.setenv("DST_PURE_PW", password)
     config, stage = make_config(mysql_db())
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(config, stage))
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
     env = source_env_file(path)
     assert env["STAGE"] == "test"
     assert env["STAGE_DIR"] == "/srv/blog/shared/test"
@@ -276,25 +276,25 @@ def test_env_file_values_with_quotes_survive(monkeypatch, tmp_path):
     db = Database(name="test", engine="sqlite", path="/srv/it's a \"db\"/$HOME`x`.sqlite3")
     config, stage = make_config(db, {"settings": "it's \"$(odd)\""})
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(config, stage))
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
     env = source_env_file(path)
     assert env["DATABASE_URL"] == "sqlite:///" + quote(db.path, safe="/")
     assert env["DJANGO_SETTINGS_MODULE"] == "it's \"$(odd)\""
-    assert set(env) >= set(env_lines(config, stage))
+    assert set(env) >= set(env_values(Layout(config.project.deploy_root), config, stage))
 
 
 def test_env_file_of_a_stage_without_database(tmp_path):
     config, stage = make_config(None)
-    assert "DATABASE_URL" not in env_lines(config, stage)
+    assert "DATABASE_URL" not in env_values(Layout(config.project.deploy_root), config, stage)
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(config, stage))
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
     assert source_env_file(path)["STAGE_DIR"] == "/srv/blog/shared/test"
 
 
 def test_option_file_path_is_exported(tmp_path):
     db = mysql_db(password_env="", option_file="~/.my.cnf")
     config, stage = make_config(db)
-    assert env_lines(config, stage)["DATABASE_OPTION_FILE"] == "~/.my.cnf"
+    assert env_values(Layout(config.project.deploy_root), config, stage)["DATABASE_OPTION_FILE"] == "~/.my.cnf"
 
 
 # -- releaselog -----------------------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def test_check_argv(command, check):
     assert check_argv(command) == check
 
 
-# -- plan.batches ---------------------------------------------------------------------------------------
+# -- session.batches ---------------------------------------------------------------------------------------
 HOSTS3 = tuple(parse_host(f"ssh://deploy@web{i}:22") for i in (1, 2, 3))
 
 
@@ -413,7 +413,7 @@ def test_batches(batch, sizes):
     stage = Stage(name="prod", hosts=HOSTS3, link="sites/current", batch=batch)
     config = Config(Path("/nonexistent/stages.ini"), Project(name="blog", source=Path("/nonexistent")), {},
                     {"prod": stage})
-    batches = Plan(config, environ={}).batches(stage)
+    batches = Session(config, environ={}, argv=["doit"]).batches(stage)
     assert [len(b) for b in batches] == sizes
     assert [h for b in batches for h in b] == list(HOSTS3)      # every host once, in order
 

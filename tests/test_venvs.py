@@ -53,7 +53,7 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
     config, stage, layout, t = world
     a, b, c, d = (release(layout, 1, "d1"), release(layout, 2, "d1"), release(layout, 3, "d2"),
                   release(layout, 4, "d1"))
-    build_release(t, config, stage, a, fresh_stage_dirs=False)
+    build_release(t, layout, config, stage, a, fresh_stage_dirs=False)
     venv = Path(layout.venv("d1"))
     assert venv_of(layout, a.id) == venv
     assert os.readlink(Path(layout.release(a.id), ".venv")) == "../../.deploy/venvs/d1"   # relative link
@@ -62,12 +62,12 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
     stamp = (venv / ".deploy-complete").stat().st_mtime_ns
     python = (venv / "bin" / "python3").lstat().st_ino
     # a code-only change: the same venv, not rebuilt
-    build_release(t, config, stage, b, fresh_stage_dirs=False)
+    build_release(t, layout, config, stage, b, fresh_stage_dirs=False)
     assert venv_of(layout, b.id) == venv
     assert (venv / ".deploy-complete").stat().st_mtime_ns == stamp
     assert (venv / "bin" / "python3").lstat().st_ino == python
     # a changed requirement: a new venv; the one the live releases use is untouched
-    build_release(t, config, stage, c, fresh_stage_dirs=False)
+    build_release(t, layout, config, stage, c, fresh_stage_dirs=False)
     assert venv_of(layout, c.id) == Path(layout.venv("d2")) != venv
     assert (venv / ".deploy-complete").stat().st_mtime_ns == stamp
     out = t.run([str(venv_of(layout, c.id) / "bin" / "python"), "-c", "import sys; print(sys.prefix)"])
@@ -75,7 +75,7 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
     # a venv without its completion marker (its build died) is built again from scratch
     (venv / ".deploy-complete").unlink()
     (venv / "half-built").write_text("x")
-    build_release(t, config, stage, d, fresh_stage_dirs=False)
+    build_release(t, layout, config, stage, d, fresh_stage_dirs=False)
     assert (venv / ".deploy-complete").is_file() and not (venv / "half-built").exists()
     assert t.run([str(venv_of(layout, d.id) / "bin" / "python"), "-c", "print('ok')"]).strip() == "ok"
     # cleanup: a venv goes when no release left links it, never before

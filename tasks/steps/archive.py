@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config import Project
 from ..layout import release_id
 from . import buildout as buildout_step
-from .common import StepError, pack_wheelhouse, sha256_file
+from .common import StepError, last_line, pack_wheelhouse, sha256_file
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def build_wheelhouse(project: Project, archive: Path, build_dir: Path) -> str:
                               "-r", str(Path(tmp) / "requirements.txt"), "-w", str(wheel_dir)],
                              capture_output=True, text=True)
         if res.returncode != 0:
-            last = (res.stderr.strip().splitlines() or ["?"])[-1]
+            last = last_line(res.stderr)
             raise StepError(f"archive: pip wheel -r requirements.txt failed: {last}")
         pack_wheelhouse(Path(tmp) / "requirements.txt", wheel_dir, target)
     return digest

@@ -125,9 +125,15 @@ def newest_backup(t: Transport, layout: Layout, db: Database) -> dict | None:
     return backups[-1] if backups else None
 
 
-def backup_database(t: Transport, config: Config, db: Database, reason: str = "") -> dict:
+def take_backup(session, db: Database, reason: str = "") -> dict:
+    """backup:<db>: a verified backup now, on the database's backup host, under that host's lock."""
+    host = session.backup_host(db)
+    session.lock([host], f"backup:{db.name}")
+    return session.hosts.one(host, lambda t: backup_database(t, session.layout, session.config, db, reason))
+
+
+def backup_database(t: Transport, layout: Layout, config: Config, db: Database, reason: str = "") -> dict:
     """Make, check and record one backup; returns its metadata."""
-    layout = Layout(config.project.deploy_root)
     now = datetime.now(timezone.utc)
     name = backup_name(config.project.name, db.name, now)
     ext = ".sql.gz" if db.engine == "mysql" else ".sqlite3.gz"

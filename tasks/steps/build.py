@@ -20,33 +20,34 @@ from ..layout import Layout
 from ..transport import Transport
 from . import buildout as buildout_step
 from .archive import Release
-from .common import StepError, write_file
+from .common import StepError, last_line, write_file
 from .environment import app_command, env_file
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
-# venv relative to the release dir (the target of its .venv link)
+# venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
+# of its release json, ${10} the venv's complete marker
 # The venv is shared by every release with the same wheelhouse digest: built once per host, in place at
 # its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
 # complete last; one without the marker (a build that died) is built again from scratch. The host's
 # deploy lock (.deploy/lock, held by the run) keeps two builds from meeting. A complete venv is never
 # changed again; a new requirement is a new digest, so a new venv.
 UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7
-if [ -d "$rel" ] && [ ! -f "$rel/.deploy-ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
-[ -f "$rel/.deploy-ready" ] && exit 0
-if [ -n "$venv" ] && [ ! -f "$venv/.deploy-complete" ]; then
+rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7; ready=$8; metaf=$9; venv_done=${10}
+if [ -d "$rel" ] && [ ! -f "$ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
+[ -f "$ready" ] && exit 0
+if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
   rm -rf "$venv"; mkdir -p "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
       -r "$wheels/requirements.txt"
-  touch "$venv/.deploy-complete"
+  touch "$venv_done"
 fi
 mkdir -p "$rel"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
-printf '%s\n' "$meta" > "$rel/.deploy-release.json"
-touch "$rel/.deploy-ready"
+printf '%s\n' "$meta" > "$metaf"
+touch "$ready"
 '''
 
 # stdin: the env file. $1 env file, $2 "1" to empty the stage dirs first, then the stage dirs
@@ -70,19 +71,15 @@ while [ $# -gt 0 ]; do
   rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
 done
 '''
-# $1 release dir; then the shared paths in the release: prints "missing <path>" for each not linked to
-# something that exists
-CHECK_SHARED = 'rel=$1; shift; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done'
-
-# $1 release dir, $2 built marker, $3 env file, then the shared paths (CHECK_SHARED's): one command for
-# everything is_built looks at
-STAGE_STATE = ('cat "$1/.deploy-ready" >/dev/null 2>&1 || exit 0; echo ready; '
-               'cat "$2" 2>/dev/null; echo; stat -c %a "$3" 2>/dev/null; sha256sum "$3" 2>/dev/null; '
-               'rel=$1; shift 3; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done')
+# $1 release dir, $2 its ready marker, $3 built marker, $4 env file, then the shared paths in the release: one
+# command for everything is_built looks at ("missing <path>" for each shared path not linked to something)
+STAGE_STATE = ('cat "$2" >/dev/null 2>&1 || exit 0; echo ready; '
+               'cat "$3" 2>/dev/null; echo; stat -c %a "$4" 2>/dev/null; sha256sum "$4" 2>/dev/null; '
+               'rel=$1; shift 4; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done')
 
 
-def shared_links(config: Config, rel: str) -> list[str]:
-    layout, args = Layout(config.project.deploy_root), []
+def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
+    args = []
     for kind, names in (("d", config.project.shared_dirs), ("f", config.project.shared_files)):
         for name in names:
             shared = layout.join("shared", name)
@@ -90,50 +87,38 @@ def shared_links(config: Config, rel: str) -> list[str]:
     return args
 
 
-def built_marker(layout: Layout, stage: str) -> str:
-    return layout.join(".deploy", f"built-{stage}")
-
-
-def is_built(t: Transport, config: Config, stage: Stage, release: Release) -> bool:
+def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release) -> bool:
     """Ready, built for this stage with this release, and the env file is what it should be (mode 0600)."""
-    layout = Layout(config.project.deploy_root)
     envf = layout.env_file(stage.name)
     names = [*config.project.shared_dirs, *config.project.shared_files]
-    out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), built_marker(layout, stage.name),
+    out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
+                 layout.built_marker(stage.name),
                  envf, *names], check=False).split()
-    want = hashlib.sha256(env_file(config, stage)).hexdigest()
+    want = hashlib.sha256(env_file(layout, config, stage)).hexdigest()
     return out == ["ready", release.id, "600", want, envf]      # a "missing <path>" line makes it differ
 
 
-def missing_shared(t: Transport, config: Config, rid: str) -> list[str]:
-    """Shared dirs and files the config names that are not linked into the release (or whose target is gone)."""
-    names = [*config.project.shared_dirs, *config.project.shared_files]
-    if not names:
-        return []
-    out = t.run(["sh", "-c", CHECK_SHARED, "sh", Layout(config.project.deploy_root).release(rid), *names])
-    return [ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("missing ")]
-
-
-def build_release(t: Transport, config: Config, stage: Stage, release: Release, fresh_stage_dirs: bool) -> None:
-    layout = Layout(config.project.deploy_root)
+def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
+                  fresh_stage_dirs: bool) -> None:
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json(), venv, posixpath.relpath(venv, rel) if venv else ""])
+           release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "", layout.ready(release.id),
+           layout.release_meta(release.id), layout.venv_complete(release.wheels) if venv else ""])
     failpoints.hit("build.after_unpack", t.host)
-    t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(config, rel)])
+    t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(layout, config, rel)])
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     # the env file (0600, through stdin) and the stage dirs (emptied first by a promotion, as the seed's
     # promote did), in one command
     t.run(["sh", "-c", STAGE_FILES, "sh", layout.env_file(stage.name), "1" if fresh_stage_dirs else "",
-           *stage_dirs], input=env_file(config, stage))
+           *stage_dirs], input=env_file(layout, config, stage))
     if config.project.build == "buildout":
-        buildout_step.run_buildout(t, config, stage, release.id, wheels)
+        buildout_step.run_buildout(t, layout, config, stage, release.id, wheels)
     if config.project.build_command:
         code, out, err = t.call(app_command(layout, stage.name, release.id,
                                             shlex.split(config.project.build_command)))
         if code != 0:
-            last = (err.strip().splitlines() or out.strip().splitlines() or ["?"])[-1]
+            last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")
-    write_file(t, built_marker(layout, stage.name), release.id.encode() + b"\n", "644")
+    write_file(t, layout.built_marker(stage.name), release.id.encode() + b"\n", "644")

@@ -26,7 +26,7 @@ from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
 from .buildout_pins import buildout_version, versions_of, wheel_batches
-from .common import StepError, pack_wheelhouse
+from .common import StepError, last_line, pack_wheelhouse
 from .environment import app_command
 
 BUILDOUT_DIR = ".buildout"       # in a release: eggs/ (shared) and <stage>/ (that stage's part)
@@ -93,7 +93,7 @@ def _pip(*args: str) -> None:
     res = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
                          capture_output=True, text=True)
     if res.returncode != 0:
-        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        last = last_line(res.stderr)
         raise StepError(f"archive: pip {args[0]} for the buildout wheelhouse failed: {last}")
 
 
@@ -134,12 +134,11 @@ def failure_line(out: str, err: str, config_file: str) -> str:
     return line
 
 
-def run_buildout(t: Transport, config: Config, stage: Stage, rid: str, wheels: str) -> None:
+def run_buildout(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, wheels: str) -> None:
     """The stage's buildout, with the stage's environment (shared/<stage>.env), then the bin/ dispatchers."""
     if not wheels:
         raise StepError(f"release {rid} was archived without a buildout wheelhouse (build was not buildout "
                         "then); deploy a new archive (doit archive, with build = buildout)")
-    layout = Layout(config.project.deploy_root)
     t.run(["mkdir", "-p", stage_part(layout, rid, stage.name)])
     argv = buildout_argv(layout, rid, stage.name, stage.buildout_config, wheels)
     code, out, err = t.call(app_command(layout, stage.name, rid, argv))

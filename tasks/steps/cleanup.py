@@ -5,12 +5,10 @@ What to keep is read from the links and the release log, never from counting dir
 """
 from __future__ import annotations
 
-import posixpath
-
 from ..layout import Layout, is_release_id
 from ..transport import Transport
+from .links import release_of
 from .releaselog import good_releases, parse_log, rollback_target
-from .switch import release_of
 
 # $1 root, $2 the release log, then the links: prints every link target, then the release dirs, then the log
 SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 2>/dev/null; done; '
@@ -56,7 +54,7 @@ def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, ve
     linked = {release_of(x) for x in targets.split()} - {None}
     doomed = releases_to_remove(names.split(), linked, parse_log(log), keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
-                                           layout.artifact(rid)[:-len(".tar.gz")] + ".json")]
+                                           layout.artifact_proof(rid))]
     if doomed or venvs:
-        t.run(["sh", "-c", REMOVE, "sh", layout.releases, posixpath.dirname(layout.venv("x")), *paths])
+        t.run(["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, *paths])
     return doomed

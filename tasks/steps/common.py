@@ -1,22 +1,41 @@
-"""What every step shares: the error users see, writing a file through stdin, and fanning out to hosts."""
+"""What every step shares: the error users see, reading and writing files on a host (through stdin, never
+argv), and parsing what was read."""
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import socket
 import tarfile
-import threading
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
 
-from ..config import Host
-from ..transport import CommandFailed, Connections, Transport
-
-T = TypeVar("T")
+from ..errors import StepError  # noqa: F401  (steps raise it; its home is errors.py)
+from ..transport import Transport
 
 
-class StepError(Exception):
-    """A step could not do its work; the message is one line naming stage, host and step."""
+def stamp() -> dict:
+    """Who did it, from where, when (UTC): the user and machine of this deployer, for locks and logs."""
+    return {"user": getpass.getuser(), "machine": socket.gethostname(),
+            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def json_or_none(text: str | None):
+    """The JSON value of text; None when it is empty or not JSON (a torn write, a missing file)."""
+    try:
+        return json.loads(text) if text and text.strip() else None
+    except ValueError:
+        return None
+
+
+def last_line(*texts: str) -> str:
+    """The last non-empty line of the first text that has one (a failed command's stderr, then stdout)."""
+    for text in texts:
+        lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+        if lines:
+            return lines[-1].strip()
+    return "?"
 
 
 def write_file(t: Transport, path: str, data: bytes, mode: str = "600") -> None:
@@ -42,53 +61,6 @@ def sha256_file(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T],
-             what: str, progress=None) -> list[T]:
-    """Run fn(transport) on every host at once (up to [project] parallel), one connection per host.
-
-    Returns the results in host order. If any host fails, raises one StepError naming every failed host,
-    after all have finished, so the caller can undo on the ones that succeeded. progress: a
-    tasks.progress.Progress told of every host that finishes."""
-    results = run_on_hosts(pool, parallel, hosts, fn, progress)
-    errors = [str(r) if isinstance(r, CommandFailed) or str(r).startswith(f"{h}: ") else f"{h}: {r}"
-              for h, r in zip(hosts, results) if isinstance(r, Exception)]
-    if errors:
-        raise StepError(f"{what}: failed on {len(errors)} of {len(hosts)} host(s): " + "; ".join(errors))
-    return results
-
-
-def run_on_hosts(pool: Connections, parallel: int, hosts: Sequence[Host], fn: Callable[[Transport], T],
-                 progress=None) -> list:
-    """Like on_hosts, but a failure is returned in place of that host's result."""
-    def one(host):
-        try:
-            result = fn(pool.get(host))
-        except (CommandFailed, StepError) as exc:
-            if isinstance(exc, CommandFailed) and exc.unreachable:
-                pool.drop(host)
-            result = exc
-        if progress is not None:
-            progress.host_done(ok=not isinstance(result, Exception))
-        return result
-
-    if len(hosts) == 1:
-        return [one(hosts[0])]
-    # plain threads, not an executor: this also runs from atexit (releasing locks), where
-    # concurrent.futures refuses new work
-    results: list = [None] * len(hosts)
-    slots = threading.Semaphore(parallel)
-
-    def worker(i):
-        with slots:
-            results[i] = one(hosts[i])
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(hosts))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return results
 
 
 def pack_wheelhouse(requirements: Path, wheel_dir: Path, target: Path) -> None:

@@ -24,8 +24,8 @@ def database_url(db: Database) -> str:
     return f"mysql://{cred}@{db.host}:{db.port}/{quote(db.dbname, safe='')}"
 
 
-def env_lines(config: Config, stage: Stage) -> dict[str, str]:
-    layout = Layout(config.project.deploy_root)
+def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
+    """What the stage's env file sets, by name."""
     env = {"STAGE": stage.name, "STAGE_DIR": layout.stage_dir(stage.name)}
     if stage.settings:
         env["DJANGO_SETTINGS_MODULE"] = stage.settings
@@ -37,9 +37,9 @@ def env_lines(config: Config, stage: Stage) -> dict[str, str]:
     return env
 
 
-def env_file(config: Config, stage: Stage) -> bytes:
+def env_file(layout: Layout, config: Config, stage: Stage) -> bytes:
     """KEY='value' lines: loadable by sh (set -a; .), systemd's EnvironmentFile and python-dotenv."""
-    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env_lines(config, stage).items()).encode()
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values(layout, config, stage).items()).encode()
 
 
 def app_command(layout: Layout, stage: str, release: str, argv: list[str]) -> list[str]:

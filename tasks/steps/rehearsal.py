@@ -19,7 +19,7 @@ from ..layout import Layout
 from ..rehearsal import MigrateOutput, attribute_stalls, markdown
 from ..sqlcheck import PlanCheck, columns_from_mysql, columns_from_sqlite
 from ..transport import CommandFailed, Transport
-from .common import StepError, read_text, write_file
+from .common import StepError, json_or_none, last_line, read_text, write_file
 from .environment import app_command
 from .migrate import run_migrations
 
@@ -38,18 +38,17 @@ def runner_argv(migrate_command: str, mode: str = "rehearse") -> list[str] | Non
 
 
 def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> StepError:
-    last = (exc.stderr.strip().splitlines() or ["?"])[-1]
+    last = last_line(exc.stderr)
     return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
                      f"(exit {exc.retcode}): {last}")
 
 
-def applied_migrations(t: Transport, config: Config, stage: Stage, rid: str) -> list[str] | None:
+def applied_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> list[str] | None:
     """The migrations applied to the stage's database (its django_migrations), read by the release's own
     Django; None for a non-Django migrate_command."""
     argv = runner_argv(config.project.migrate_command, "applied")
     if argv is None:
         return None
-    layout = Layout(config.project.deploy_root)
     try:
         out = t.run(app_command(layout, stage.name, rid, argv))
     except CommandFailed as exc:
@@ -61,10 +60,7 @@ def applied_migrations(t: Transport, config: Config, stage: Stage, rid: str) -> 
 
 
 def read_report(t: Transport, layout: Layout, rid: str) -> dict | None:
-    try:
-        return json.loads(read_text(t, layout.rehearsal(rid)) or "null")
-    except ValueError:
-        return None
+    return json_or_none(read_text(t, layout.rehearsal(rid)))
 
 
 def mark_stale(t: Transport, layout: Layout, rid: str) -> None:
@@ -79,8 +75,7 @@ def write_report(t: Transport, layout: Layout, report: dict) -> None:
     write_file(t, layout.rehearsal(rid), json.dumps(report, indent=1).encode() + b"\n", "644")
 
 
-def rehearse(t: Transport, config: Config, stage: Stage, rid: str, backup: str | None) -> dict:
-    layout = Layout(config.project.deploy_root)
+def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, backup: str | None) -> dict:
     db = config.stage_database(stage)
     report = {"release": rid, "stage": stage.name, "database": db.name, "source": stage.restore_from,
               "backup": backup, "engine": db.engine,
@@ -89,7 +84,7 @@ def rehearse(t: Transport, config: Config, stage: Stage, rid: str, backup: str |
     began = time.monotonic()
     argv = runner_argv(config.project.migrate_command)
     if argv is None:
-        run_migrations(t, config, stage, rid)
+        run_migrations(t, layout, config, stage, rid)
         report["notes"].append("migrate_command is not Django's manage.py migrate: total time only")
     else:
         stream = t.stream(app_command(layout, stage.name, rid, argv))

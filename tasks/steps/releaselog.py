@@ -5,21 +5,18 @@ rollback (a switch back to an earlier release), bad (a release rolled away from:
 """
 from __future__ import annotations
 
-import getpass
 import json
-import socket
-from datetime import datetime, timezone
 
 from ..layout import Layout
 from ..transport import Transport
-from .common import append_line, read_text
+from .common import append_line, read_text, stamp
 
 
 def make_record(stage: str, release: str, revision: str, previous: str | None, result: str,
                 backups: list[str] | None = None, **extra) -> dict:
+    now = stamp()
     return {"stage": stage, "release": release, "revision": revision, "previous": previous,
-            "user": getpass.getuser(), "deployer": socket.gethostname(),
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "result": result,
+            "user": now["user"], "deployer": now["machine"], "time": now["time"], "result": result,
             "backups": backups or [], **extra}
 
 

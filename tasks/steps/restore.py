@@ -6,21 +6,26 @@ reaches the database when the file is damaged), then decompresses it straight in
 known good. A file that then ends early (no gzip end, no completion line) fails the pipeline: the database is
 left half-loaded, the step fails, and the restore is not recorded.
 
-Used by restore:<stage> (the test database := the newest backup of production) and, when configured, to
-put production back after a failed migration.
+Used by restore:<stage> (the test database := the newest backup of production: guarded, right before the
+drop, by asking the servers themselves that the target is neither the source nor a live database; then
+recorded by a marker on the backup host, removed first and written last) and, when configured, to put
+production back after a failed migration.
 """
 from __future__ import annotations
 
+import json
 import posixpath
 import tempfile
 from pathlib import Path
 
-from ..config import Config, Database
+from .. import failpoints
+from ..config import Database, Stage
 from ..db import counts_mismatch
 from ..layout import Layout
 from ..transport import CommandFailed, Transport
 from .backup import client_options, filter_source, row_counts, streams
-from .common import StepError
+from .common import StepError, json_or_none, last_line, read_text, write_file
+from .dbguard import refuse_protected_target, server_identity
 from .leftovers import owner_tag, sweep_leftovers
 from .streaming import run_streaming
 
@@ -34,16 +39,62 @@ SQLITE_LOAD = ('set -e; umask 077; mkdir -p "$(dirname "$2")"; gunzip -c "$1" > 
                'sys.exit(c.execute(\'PRAGMA integrity_check\').fetchone()[0] != \'ok\')" "$2.restore"')
 
 
-def stage_backup_file(src: Transport, dst: Transport, config: Config, meta: dict) -> tuple[str, bool]:
+def restored(session, db: Database) -> dict | None:
+    """The marker of db's last restore: {"backup": name, "release": id}, or None."""
+    marker = session.layout.db_marker(db.name)
+    found = session.hosts.one(session.backup_host(db), lambda t: json_or_none(read_text(t, marker)))
+    return found if isinstance(found, dict) else None
+
+
+def restore_stage(session, stage: Stage, newest: dict, rid: str) -> str:
+    """restore:<stage>: the stage's database := the backup `newest` of its restore_from database."""
+    src, db = session.config.databases[stage.restore_from], session.config.stage_database(stage)
+    src_host, dst_host = session.backup_host(src), session.backup_host(db)
+    marker = session.layout.db_marker(db.name)
+
+    def load(dst: Transport):
+        # the marker goes first: a restore that fails half-way is never taken for a done one
+        dst.run(["rm", "-f", "--", marker])
+        path, temporary = stage_backup_file(session.connections.get(src_host), dst, session.layout, newest)
+        try:
+            _guard_target(session, stage, db)
+            failpoints.hit("restore.before_load", dst.host)
+            restore_backup(dst, session.layout, db, newest, path)
+        finally:
+            if temporary:
+                dst.call(["rm", "-f", "--", path])
+        write_file(dst, marker, json.dumps({"backup": newest["name"], "release": rid}, sort_keys=True).encode())
+    session.hosts.one(dst_host, load)
+    return f"{db.name} := {newest['file']}"
+
+
+def restore_in_place(session, db: Database, meta: dict) -> None:
+    """db := one of its own backups (production after a failed migration)."""
+    path = posixpath.join(session.layout.backups, meta["file"])
+    session.hosts.one(session.backup_host(db), lambda t: restore_backup(t, session.layout, db, meta, path))
+
+
+def _guard_target(session, stage: Stage, db: Database) -> None:
+    """Ask the servers, right before the drop, that db is neither the source nor a live stage's database."""
+    config = session.config
+    live = [s.database for s in config.stages.values() if s.database and not s.restore_from]
+    names = [n for n in dict.fromkeys([stage.restore_from, *live]) if n != db.name]
+
+    def identity(d: Database):
+        return session.hosts.one(session.backup_host(d), lambda t: server_identity(t, session.layout, d))
+    refuse_protected_target(stage.name, db, identity(db),
+                            [(config.databases[n], identity(config.databases[n])) for n in names])
+
+
+def stage_backup_file(src: Transport, dst: Transport, layout: Layout, meta: dict) -> tuple[str, bool]:
     """The backup's path on dst; copied through this machine when it lives on another host.
     Returns (path, is_temporary_copy)."""
-    layout = Layout(config.project.deploy_root)
     path = posixpath.join(layout.backups, meta["file"])
     if src.host == dst.host:
         return path, False
     sweep_leftovers(dst, layout)
     # named by this run (leftovers.py): a killed run's copy is found and removed by the next run
-    incoming = posixpath.join(layout.deploy, "incoming", f"{owner_tag()}.{meta['file']}")
+    incoming = posixpath.join(layout.incoming, f"{owner_tag()}.{meta['file']}")
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / meta["file"]
         src.get(path, local)
@@ -52,9 +103,8 @@ def stage_backup_file(src: Transport, dst: Transport, config: Config, meta: dict
     return incoming, True
 
 
-def restore_backup(t: Transport, config: Config, db: Database, meta: dict, path: str) -> None:
+def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path: str) -> None:
     """Load the backup at path (on t) into db, replacing what it held."""
-    layout = Layout(config.project.deploy_root)
     if db.engine == "mysql":
         sweep_leftovers(t, layout)
         with client_options(t, layout, db) as cnf:
@@ -84,7 +134,7 @@ def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str)
         run_streaming(t, ["bash", "-c", MYSQL_LOAD_STREAM, "bash", path, cnf, db.dbname, meta["sha256"],
                           filter_source()], f"restore:{db.name}")
     except CommandFailed as exc:
-        why = (exc.stderr.strip().splitlines() or [str(exc)])[-1]
+        why = last_line(exc.stderr, str(exc))
         if exc.retcode == DAMAGED:
             raise StepError(f"{t.host}: backup {meta['file']} is damaged ({why}); {db.name} was not changed: "
                             f"take a new backup (doit backup:{meta['database']})") from None

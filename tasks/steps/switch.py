@@ -1,71 +1,192 @@
-"""switch: a stage's live link moved to a release by rename (temp link + mv -T), never by rm + ln.
+"""switch: a stage moved to a release on all its hosts, batch by batch, or on none.
 
-rename(2) replaces the link in one step, so a reader sees the old target or the new one, never nothing.
+Every host is checked first (release ready and built for the stage, shared links in place), by one command
+that also reads its link and any intent left there. Then an intent is written on every host (stage, release,
+that host's previous link, the run's token), and each batch is switched by rename (links.py), reloaded and
+health-checked, per host. A host that fails any of these goes back to its previous release at once; when
+more than max_fail hosts failed, every host goes back. The release log gets the outcome on every host, and
+only then is the intent removed: a switch is done when its last effect is recorded (invariant 7).
+
+An intent left by a dead run makes the next switch finish it (the same release: reload, health check and
+log again) or undo it (another release: every host back on the link it had before), and say which.
+Rollback is this same step towards an earlier release.
 """
 from __future__ import annotations
 
-import posixpath
+import json
+import shlex
 
-from ..layout import READY, Layout
+from .. import failpoints
+from ..config import Stage
+from ..errors import StepError
+from ..progress import Progress
 from ..transport import Transport
+from .cleanup import clean_releases
+from .common import json_or_none, write_file
+from .environment import app_command
+from .health import check_health, health_url
+from .links import release_of, set_link, switch_link
+from .releaselog import append_record, make_record
 
-# $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir)
-SWITCH = 'set -e; cd "$1"; mkdir -p "$(dirname "$2")"; tmp="$2.tmp.$$"; ln -s "$3" "$tmp"; mv -T "$tmp" "$2"'
+# $1 link, $2 intent file; for a switch to a release also $3 its dir, $4 its ready marker, $5 the stage's
+# built marker, then the shared paths that must be linked into it. Prints the link's target, the
+# readiness lines (ready 0|1, built <id>, missing <path>...) and, after a separator, the intent if any.
+STATE = r'''link=$1; intent=$2; echo "link $(readlink -- "$link")"
+if [ $# -gt 2 ]; then
+  rel=$3; ready=$4; marker=$5; shift 5
+  [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
+  built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
+  for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
+fi
+echo "--intent--"; cat -- "$intent" 2>/dev/null; true'''
 
 
-# $1 release dir, $2 READY marker name, $3 the stage's built marker, $4 link; then the shared paths that
-# must be linked into the release. One line each: ready 0|1, built <id>, missing <path>..., link <target>
-READINESS = r'''rel=$1; ready=$2; marker=$3; link=$4; shift 4
-[ -f "$rel/$ready" ] && echo "ready 1" || echo "ready 0"
-built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
-for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
-echo "link $(readlink -- "$link")"
-'''
-
-
-def read_readiness(t: Transport, layout: Layout, rid: str, built_marker: str, link: str,
-                   shared: list[str]) -> dict:
-    """Everything a switch checks on a host first, read by one command: {"ready": bool, "built": id,
-    "missing": [paths], "link": target or None}."""
-    out = t.run(["sh", "-c", READINESS, "sh", layout.release(rid), READY, built_marker, layout.link(link), *shared])
-    facts: dict = {"ready": False, "built": "", "missing": [], "link": None}
-    for line in out.splitlines():
+def parse_state(text: str) -> dict:
+    """STATE's output -> {"link": target or None, "intent": dict or None, "ready": bool, "built": id,
+    "missing": [paths]}."""
+    head, _, intent = text.partition("--intent--\n")
+    facts: dict = {"link": None, "ready": False, "built": "", "missing": [], "intent": None}
+    for line in head.splitlines():
         key, _, value = line.partition(" ")
-        if key == "ready":
+        if key == "link":
+            facts["link"] = value.strip() or None
+        elif key == "ready":
             facts["ready"] = value == "1"
         elif key == "built":
             facts["built"] = value.strip()
         elif key == "missing":
             facts["missing"].append(value)
-        elif key == "link":
-            facts["link"] = value or None
+    parsed = json_or_none(intent)
+    facts["intent"] = parsed if isinstance(parsed, dict) else None
     return facts
 
 
-def read_link(t: Transport, layout: Layout, link: str) -> str | None:
-    code, out, _ = t.call(["readlink", "--", layout.link(link)])
-    return out.strip() if code == 0 else None
+def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
+    """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
+    layout = session.layout
+    argv = ["sh", "-c", STATE, "sh", layout.link(stage.link), layout.intent(stage.name)]
+    if rid:
+        project = session.config.project
+        argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
+                 *project.shared_dirs, *project.shared_files]
+    return parse_state(t.run(argv))
 
 
-def release_of(target: str | None) -> str | None:
-    """The release id a link target names (../releases/<id>), else None."""
-    if not target:
-        return None
-    parts = posixpath.normpath(target).split("/")
-    return parts[-1] if len(parts) >= 2 and parts[-2] == "releases" else None
+def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, what: str,
+                 backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
+    """Move the stage to rid on every host or none; result is what the release log records (ok, rollback)."""
+    session.lock(stage.hosts, what)
+    facts = dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: _switchable(session, stage, rid, t),
+                                                     f"{what} (nothing was switched)")))
+    note = settle_intents(session, stage, rid, what, facts)
+    if note.startswith("; undid"):  # the links moved back: read them again
+        facts = dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: read_state(t, session, stage),
+                                                         f"{what}: reading the links")))
+    # a half-done switch of this very release goes on from where it was: its intent knows the previous link
+    previous = {h: (f["intent"]["previous"] if f["intent"] else f["link"]) for h, f in facts.items()}
+    prev_rid = release_of(next(iter(previous.values())))
+    intent = {"stage": stage.name, "release": rid, "revision": revision, "result": result,
+              "token": session.token, "what": what}
+    session.hosts.each(stage.hosts, lambda t: write_file(t, session.layout.intent(stage.name), json.dumps(
+        {**intent, "previous": previous[t.host]}, sort_keys=True).encode(), "644"), f"{what}: writing the intent")
+    failpoints.hit("switch.after_intent")
+
+    def go_live(t: Transport):
+        switch_link(t, session.layout, stage.link, rid)
+        try:
+            failpoints.hit("switch.after_rename", t.host)
+            if stage.reload_command:
+                t.run(app_command(session.layout, stage.name, rid, shlex.split(stage.reload_command)))
+            failpoints.hit("switch.after_reload", t.host)
+            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout) \
+                if stage.health_url else None
+            if problem:
+                raise StepError(f"health check failed: {problem}")
+        except Exception:
+            _put_back(session, stage, t, previous[t.host])
+            raise
+
+    done, failed = [], []
+    progress = Progress(what, len(stage.hosts))
+    with session.deferred_signals() as interrupted:
+        for batch in session.batches(stage):
+            with progress:
+                results = session.hosts.outcomes(batch, go_live, progress)
+            done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
+            failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
+            if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
+                session.hosts.outcomes(done, lambda t: _put_back(session, stage, t, previous[t.host]))
+                try:
+                    _log(session, stage.hosts, [make_record(stage.name, rid, revision, prev_rid, "failed")], stage)
+                except StepError:
+                    pass  # a host that cannot be logged on is among the failures named below
+                if interrupted():
+                    raise StepError(f"{what}: interrupted; every host of {stage.name} that had switched was "
+                                    "put back on its previous release (undone)")
+                problems = "; ".join(str(r) if str(r).startswith(str(h)) else f"{h}: {r}" for h, r in failed)
+                raise StepError(f"{what}: {problems}; every host of {stage.name} is back on its previous release")
+        failpoints.hit("switch.before_log")
+        _log(session, done, [make_record(stage.name, rid, revision, prev_rid, result, backups),
+                             *(extra_records or [])], stage)
+        _log(session, [h for h, _ in failed], [make_record(stage.name, rid, revision, prev_rid, "failed")], stage)
+        if interrupted():
+            note += "; interrupted after every host had switched: the switch was finished, not undone"
+    note += f"; {len(failed)} host(s) failed and stay on the previous release (max_fail = {stage.max_fail})" \
+        if failed else ""
+    return f"{stage.link} -> {rid} on {len(done)} host(s){note}"
 
 
-def set_link(t: Transport, layout: Layout, link: str, target: str | None) -> None:
-    """Point link at target (a relative path), or remove it when target is None (undo of a first switch)."""
-    if target is None:
-        t.run(["rm", "-f", "--", layout.link(link)])
-    else:
-        t.run(["sh", "-c", SWITCH, "sh", layout.root, link, target])
+def _switchable(session, stage: Stage, rid: str, t: Transport) -> dict:
+    facts = read_state(t, session, stage, rid)
+    if not facts["ready"]:
+        raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
+    if facts["built"] != rid:
+        raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
+    if facts["missing"]:
+        raise StepError(f"{', '.join(facts['missing'])} not linked into {rid} from shared/ (create it under "
+                        f"{session.layout.shared}, then run doit build:{stage.name})")
+    return facts
 
 
-def switch_link(t: Transport, layout: Layout, link: str, rid: str) -> None:
-    set_link(t, layout, link, layout.link_target(link, rid))
+def settle_intents(session, stage: Stage, rid: str, what: str, facts: dict) -> str:
+    """An intent of a dead run for ANOTHER release is undone on every host that has one (its link back to
+    the previous target, reloaded, the release logged as failed); one for this release is finished by the
+    switch that follows. facts: read_state of every host. Returns what was done, for the summary."""
+    left = [(h, f["intent"]) for h, f in facts.items() if f["intent"] and f["intent"].get("token") != session.token]
+    if not left:
+        return ""
+    other = dict((h, i) for h, i in left if i.get("release") != rid)
+
+    def undo(t: Transport):
+        i = other[t.host]
+        _put_back(session, stage, t, i.get("previous"))
+        append_record(t, session.layout, make_record(stage.name, i.get("release", "?"), i.get("revision", ""),
+                                                     release_of(i.get("previous")), "failed", token=i.get("token")))
+        t.run(["rm", "-f", "--", session.layout.intent(stage.name)])
+    if other:
+        session.hosts.each(list(other), undo, f"{what}: undoing a half-done switch")
+        return f"; undid the half-done switch to {next(iter(other.values())).get('release')} left by a dead run"
+    return f"; finished the half-done switch to {rid} left by a dead run ({left[0][1].get('what', '?')})"
 
 
-def is_ready(t: Transport, layout: Layout, rid: str) -> bool:
-    return t.exists(posixpath.join(layout.release(rid), READY))
+def _put_back(session, stage: Stage, t: Transport, target: str | None) -> None:
+    set_link(t, session.layout, stage.link, target)
+    old = release_of(target)
+    if old and stage.reload_command:
+        t.call(app_command(session.layout, stage.name, old, shlex.split(stage.reload_command)))
+
+
+def _log(session, hosts, records: list[dict], stage: Stage) -> None:
+    """Append the records, clean up old releases (never one a link or a rollback needs), and only then
+    remove the intent: the record is the switch's last effect."""
+    links = [s.link for s in session.config.stages.values()]
+    project = session.config.project
+
+    def one(t: Transport):
+        for rec in records:
+            append_record(t, session.layout, {**rec, "token": session.token})
+        failpoints.hit("switch.after_log", t.host)
+        t.run(["rm", "-f", "--", session.layout.intent(stage.name)])
+        clean_releases(t, session.layout, links, project.keep_releases, venvs=project.build == "pip")
+    if hosts:
+        session.hosts.each(list(hosts), one, "release log")

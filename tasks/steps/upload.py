@@ -12,7 +12,8 @@ from .. import failpoints
 from ..layout import Layout
 from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
-from .common import StepError, read_text, write_file
+from ..errors import StepError
+from .common import read_text, write_file
 
 # Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.
 HAS_SCRIPT = 'cmp -s "$1" - && { [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok'
@@ -35,13 +36,9 @@ UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
 
 
-def proof_path(layout: Layout, rid: str) -> str:
-    return layout.artifact(rid)[: -len(".tar.gz")] + ".json"
-
-
 def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     wheels = layout.wheels(release.wheels) if release.wheels else ""
-    out = t.run(["sh", "-c", HAS_SCRIPT, "sh", proof_path(layout, release.id), wheels],
+    out = t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels],
                 input=release.to_json().encode(), check=False)
     return out.strip() == "ok"
 
@@ -66,12 +63,12 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
             t.run(["mkdir", "-p", posixpath.dirname(target)])
             source.fetch(t, wheelhouse_path(build_dir, release.wheels).name, target + ".tar")
             t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
-    write_file(t, proof_path(layout, release.id), release.to_json().encode(), "644")
+    write_file(t, layout.artifact_proof(release.id), release.to_json().encode(), "644")
     return True
 
 
 def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
-    art, proof = layout.artifact(release.id), proof_path(layout, release.id)
+    art, proof = layout.artifact(release.id), layout.artifact_proof(release.id)
     # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
     argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
     local = build_dir / f"{release.id}.tar.gz"
@@ -125,7 +122,7 @@ def explain_no_space(t: Transport, local: Path, remote: str, stderr: str) -> Non
 
 def fetch_release(t: Transport, layout: Layout, rid: str, build_dir: Path) -> Release:
     """Bring a release that a host holds (e.g. the one test runs) into build/, to ship it on unchanged."""
-    text = read_text(t, proof_path(layout, rid))
+    text = read_text(t, layout.artifact_proof(rid))
     if not text:
         raise StepError(f"{t.host}: release {rid} has no archive in {posixpath.dirname(layout.artifact(rid))}; "
                         "deploy it again")

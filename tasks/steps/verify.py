@@ -1,5 +1,7 @@
 """verify: the built-in infra-tests/ and the project's own checks ([project] infra_tests =), testinfra, run
-against a stage's hosts as a subprocess of this machine."""
+against a stage's hosts as a subprocess of this machine, each host checked against the release its own link
+points at (hosts may differ after a rollout with max_fail > 0); the verdict is recorded on every host, for a
+promotion from the stage to read."""
 from __future__ import annotations
 
 import json
@@ -9,9 +11,33 @@ import sys
 from pathlib import Path
 
 from ..config import Config, Stage
+from ..errors import StepError
 from ..layout import Layout
 from ..transport import Transport, ssh_config_for_others
-from .common import read_text
+from .common import json_or_none, last_line, read_text
+from .links import stage_releases
+
+
+def verify_stage(session, stage: Stage) -> str:
+    what = f"verify:{stage.name}"
+    session.lock(stage.hosts, what)  # never records a verdict on a switch that another run is undoing
+    groups: dict[str, list] = {}
+    for host, rid in zip(stage.hosts, stage_releases(session, stage, what)):
+        if rid is None:
+            raise StepError(f"{what}: {host} has no {stage.link}; deploy or promote {stage.name} first")
+        groups.setdefault(rid, []).append(host)
+    failures, summaries = [], []
+    for rid, hosts in groups.items():
+        ok, output = run_infra_tests(session.config, stage, rid, hosts)
+        session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
+                           f"{what}: recording the result")
+        summaries.append(f"{rid}: {last_line(output)}")
+        if not ok:
+            failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+            failures.append(f"{rid}: " + ("; ".join(failed[:5]) or summaries[-1]))
+    if failures:
+        raise StepError(f"{what}: infra-tests failed for " + " / ".join(failures))
+    return "; ".join(summaries)
 
 
 def builtin_checks() -> Path:
@@ -49,18 +75,11 @@ RECORD = ('{ IFS= read -r old < "$1"; } 2>/dev/null; [ "$old" = "$2" ] && exit 0
           'printf \'%s\\n\' "$2" > "$1.tmp" && chmod 644 "$1.tmp" && mv -f "$1.tmp" "$1"')
 
 
-def marker(layout: Layout, stage: str) -> str:
-    return layout.join(".deploy", f"verified-{stage}")
-
-
 def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool) -> None:
     """What verify found, for a promotion to check; written only when it changes (a re-run writes nothing)."""
     data = json.dumps({"release": release, "ok": ok}, sort_keys=True)
-    t.run(["sh", "-c", RECORD, "sh", marker(layout, stage), data])
+    t.run(["sh", "-c", RECORD, "sh", layout.verified_marker(stage), data])
 
 
 def read_verify(t: Transport, layout: Layout, stage: str) -> dict | None:
-    try:
-        return json.loads(read_text(t, marker(layout, stage)) or "null")
-    except ValueError:
-        return None
+    return json_or_none(read_text(t, layout.verified_marker(stage)))

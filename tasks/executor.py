@@ -1,0 +1,108 @@
+"""A function run on many hosts at once, over one connection per host for the whole run.
+
+`Connections` keeps the run's transports (one SSH connection per host, reused by every node); `Executor`
+runs a function on many hosts with a bounded pool, drops a connection that lost its host, and gives the
+results in host order: `each` raises one StepError naming every failed host, after all have finished (so
+the caller can undo on the ones that succeeded); `outcomes` returns a failure in place of that host's result.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+from .config import Host
+from .errors import StepError
+from .transport import CommandFailed, Transport, connect
+
+T = TypeVar("T")
+
+
+def fan_out(fn: Callable[[int], None], count: int, parallel: int) -> None:
+    """fn(0..count-1), at most `parallel` at once. Plain threads, not an executor: this also runs from
+    atexit (releasing locks, closing connections), where concurrent.futures refuses new work."""
+    if count == 1:
+        fn(0)
+        return
+    slots = threading.Semaphore(max(1, parallel))
+
+    def worker(i):
+        with slots:
+            fn(i)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+class Connections:
+    """One transport per host for a whole run (one SSH connection per host). Each host is used by one
+    thread at a time: fan-out gives every host its own thread."""
+
+    def __init__(self, ssh_config: Path | None = None):
+        self.ssh_config = ssh_config
+        self._open: dict[Host, Transport] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, host: Host) -> Transport:
+        with self._mutex:
+            t = self._open.get(host)
+        if t is None:
+            new = connect(host, self.ssh_config)
+            with self._mutex:
+                t = self._open.setdefault(host, new)
+            if t is not new:  # another thread connected first
+                new.close()
+        return t
+
+    def drop(self, host: Host) -> None:
+        """Forget a host's transport after it failed to reach the host: the next use reconnects."""
+        with self._mutex:
+            t = self._open.pop(host, None)
+        if t is not None:
+            t.close()
+
+    def close_all(self) -> None:
+        with self._mutex:
+            open_, self._open = list(self._open.values()), {}
+        fan_out(lambda i: open_[i].close(), len(open_), len(open_))  # each waits for its remote shell
+
+
+class Executor:
+    def __init__(self, connections: Connections, parallel: int):
+        self.connections, self.parallel = connections, parallel
+
+    def one(self, host: Host, fn: Callable[[Transport], T]) -> T:
+        """fn on one host; a failure propagates (a lost connection is dropped first)."""
+        try:
+            return fn(self.connections.get(host))
+        except CommandFailed as exc:
+            if exc.unreachable:
+                self.connections.drop(host)
+            raise
+
+    def outcomes(self, hosts: Sequence[Host], fn: Callable[[Transport], T], progress=None) -> list:
+        """fn on every host at once; each host's result, or the StepError/CommandFailed it raised.
+        progress: a progress.Progress told of every host that finishes."""
+        results: list = [None] * len(hosts)
+
+        def one(i):
+            try:
+                result = self.one(hosts[i], fn)
+            except (CommandFailed, StepError) as exc:
+                result = exc
+            if progress is not None:
+                progress.host_done(ok=not isinstance(result, Exception))
+            results[i] = result
+        fan_out(one, len(hosts), self.parallel)
+        return results
+
+    def each(self, hosts: Sequence[Host], fn: Callable[[Transport], T], what: str, progress=None) -> list[T]:
+        """fn on every host at once; the results in host order, or one StepError naming every failed host."""
+        results = self.outcomes(hosts, fn, progress)
+        errors = [str(r) if isinstance(r, CommandFailed) or str(r).startswith(f"{h}: ") else f"{h}: {r}"
+                  for h, r in zip(hosts, results) if isinstance(r, Exception)]
+        if errors:
+            raise StepError(f"{what}: failed on {len(errors)} of {len(hosts)} host(s): " + "; ".join(errors))
+        return results

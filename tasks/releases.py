@@ -1,0 +1,67 @@
+"""Which release each stage gets in this run, found once and remembered for the next node.
+
+A first stage gets the source revision's archive (built here); a promoted stage gets exactly the release
+live on its promote_from stage, verified there, never rebuilt from source.
+"""
+from __future__ import annotations
+
+import threading
+
+from .errors import StepError
+from .layout import release_id
+from .session import Session
+from .steps.archive import Release, Revision, local_release, make_archive, resolve_revision
+from .steps.buildout import configs_of
+from .steps.links import live_release
+from .steps.upload import fetch_release
+from .steps.verify import read_verify
+
+
+class Releases:
+    def __init__(self, session: Session):
+        self.session = session
+        self._revision: Revision | None = None
+        self._by_stage: dict[str, Release] = {}
+        self._mutex = threading.Lock()
+
+    def revision(self) -> Revision:
+        if self._revision is None:
+            config = self.session.config
+            wanted = self.session.environ.get("DEPLOY_REVISION") or config.project.revision
+            self._revision = resolve_revision(config.project, wanted)
+        return self._revision
+
+    def source_release_id(self) -> str:
+        rev = self.revision()
+        return release_id(self.session.config.project.name, rev.time, rev.commit)
+
+    def built_release(self) -> Release | None:
+        return local_release(self.session.config.build_dir, self.source_release_id())
+
+    def make_archive(self) -> Release:
+        config = self.session.config
+        release = make_archive(config.project, self.revision(), config.build_dir, configs_of(config))
+        self._by_stage.clear()
+        return release
+
+    def of(self, stage) -> Release:
+        """What `stage` is getting in this run."""
+        with self._mutex:
+            if stage.name not in self._by_stage:
+                self._by_stage[stage.name] = self._find(stage)
+            return self._by_stage[stage.name]
+
+    def _find(self, stage) -> Release:
+        if not stage.promote_from:
+            return self.built_release() or self.make_archive()
+        s, config = self.session, self.session.config
+        src = config.stages[stage.promote_from]
+        rid = live_release(s, src, f"promote:{stage.name}")
+        states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name),
+                              f"promote:{stage.name}: reading verify:{src.name}")
+        for host, state in zip(src.hosts, states):
+            if not state or state.get("release") != rid or not state.get("ok"):
+                raise StepError(f"promote:{stage.name}: release {rid} has not passed verify:{src.name} on "
+                                f"{host}; run doit verify:{src.name} (and fix what it reports) first")
+        return local_release(config.build_dir, rid) or s.hosts.one(
+            src.hosts[0], lambda t: fetch_release(t, s.layout, rid, config.build_dir))

@@ -1,0 +1,158 @@
+"""One doit run: its token, connections and executor, the host locks it holds, the project's local lock,
+and the signals it defers while a switch is under way.
+
+A Session is made when doit loads the tasks and does nothing until a node asks it something, so `doit list`
+opens no connection and takes no lock. Which release each stage gets is not here (releases.py).
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import math
+import os
+import signal
+import sys
+import threading
+import uuid
+
+from .config import Config, Database, Host, Stage
+from .errors import StepError
+from .executor import Connections, Executor
+from .layout import Layout
+from .steps.common import stamp
+from .steps.lock import holder_text, release_lock, take_lock
+
+
+class Session:
+    def __init__(self, config: Config, environ=None, argv: list[str] | None = None):
+        self.config = config
+        self.environ = os.environ if environ is None else environ
+        self.argv = list(sys.argv if argv is None else argv)
+        self.layout = Layout(config.project.deploy_root)
+        self.token = uuid.uuid4().hex
+        self.connections = Connections(config.project.ssh_config)
+        self.hosts = Executor(self.connections, config.project.parallel)
+        self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
+        self._locked: list[Host] = []
+        self._project_lock = None
+        self._mutex = threading.Lock()
+        atexit.register(self.connections.close_all)  # registered first, so it runs after unlock_all
+
+    def backup_host(self, db: Database) -> Host:
+        if db.backup_host is None:
+            raise StepError(f"[database:{db.name}] has no backup_host and no stage uses it; set backup_host =")
+        return db.backup_host
+
+    def batches(self, stage: Stage) -> list[list[Host]]:
+        n = len(stage.hosts)
+        size = math.ceil(n * int(stage.batch[:-1]) / 100) if stage.batch.endswith("%") else int(stage.batch)
+        size = max(1, min(n, size))
+        return [list(stage.hosts[i:i + size]) for i in range(0, n, size)]
+
+    # -- the project's local lock ----------------------------------------------------------------------
+    def hold_project_lock(self) -> None:
+        """doit never locks its dep file: one run per project at a time, from this run's first check or
+        action to its end (flock is released by the kernel however the process ends)."""
+        if self._project_lock is not None:
+            return
+        workdir = self.config.path.parent
+        f = open(workdir / ".doit-stages.lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise StepError(f"another doit run uses {workdir} ({holder}); wait for it to finish") from None
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        self._project_lock = f
+
+    # -- host locks ------------------------------------------------------------------------------------
+    def lock(self, hosts, what: str) -> None:
+        """Take .deploy/lock on every host not yet locked by this run; released when the process ends."""
+        self.hold_project_lock()
+        with self._mutex:
+            todo = [h for h in dict.fromkeys(hosts) if h not in self._locked]
+        if not todo:
+            return
+        command = " ".join(a for a in self.argv[1:] if not a.startswith("-") and "/" not in a)
+        info = {**stamp(), "pid": os.getpid(), "what": f"doit {command}", "token": self.token}
+        results = self.hosts.outcomes(todo, lambda t: take_lock(t, self.layout, info))
+        taken = [h for h, r in zip(todo, results) if r is None]
+        with self._mutex:
+            if not self._locked and taken:
+                atexit.register(self.unlock_all)
+                _exit_on_sigterm()
+            self._locked += taken
+        refused = [(h, r) for h, r in zip(todo, results) if r is not None]
+        broken = [f"{h}: {r}" for h, r in refused if isinstance(r, Exception)]
+        if broken:  # every host, not only the first
+            raise StepError(f"{what}: cannot take the lock on {len(broken)} host(s): {'; '.join(broken)}")
+        if refused:
+            by: dict[str, list[str]] = {}
+            for h, r in refused:  # the same run usually holds them all: name it once
+                by.setdefault(holder_text(r), []).append(str(h))
+            held = "; ".join(f"{'each of ' if len(hs) > 1 else ''}{', '.join(hs)} is locked by {holder}"
+                             for holder, hs in by.items())
+            stage = self.unlock_stage([h for h, _ in refused], what)
+            raise StepError(f"{what}: {held}; wait for that run, or if it is dead, doit unlock:{stage} removes "
+                            "the lock")
+
+    def unlock_stage(self, hosts: list[Host], what: str) -> str:
+        """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
+        host): the one the command line names if it does, else the first that does."""
+        def covers(st: Stage) -> bool:
+            db = self.config.stage_database(st)
+            return set(hosts) <= {*st.hosts, *([db.backup_host] if db and db.backup_host else [])}
+        named = [w.partition(":")[2] for w in [*self.argv[1:], what] if ":" in w]
+        stages = [self.config.stages[n] for n in named if n in self.config.stages] + list(self.config.stages.values())
+        return next((st.name for st in stages if covers(st)), "<stage>")
+
+    def lock_for_check(self, subject: Stage | Database | None = None) -> None:
+        """Before a node's up-to-date check reads a stage's state, hold that stage's hosts (and its
+        database's backup host), so a check never reads another run's half-done work as done."""
+        if not self.lock_checks or subject is None:
+            return
+        if isinstance(subject, Database):
+            self.lock([self.backup_host(subject)], f"backup:{subject.name}")
+            return
+        db = self.config.stage_database(subject)
+        extra = [db.backup_host] if db and db.backup_host else []
+        self.lock([*subject.hosts, *extra], f"check:{subject.name}")
+
+    def unlock_all(self) -> None:
+        with self._mutex:
+            hosts, self._locked = self._locked, []
+        if hosts:
+            self.hosts.outcomes(hosts, lambda t: release_lock(t, self.layout, self.token))
+
+    # -- signals ---------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def deferred_signals(self):
+        """SIGINT and SIGTERM wait while a switch is under way: the caller asks `interrupted()` between
+        batches and finishes or undoes the switch on every host before the run stops."""
+        got: list[int] = []
+        if threading.current_thread() is not threading.main_thread():
+            yield lambda: False
+            return
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, lambda signum, _frame: got.append(signum))
+        try:
+            yield lambda: bool(got)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        if got:
+            raise StepError("interrupted by a signal after the switch was finished on every host and logged "
+                            "(not undone); the stage runs the new release")
+
+
+def _exit_on_sigterm():
+    """A killed deployer (SIGTERM, as CI does on cancel) still runs atexit, so its locks are released."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
