@@ -1,37 +1,22 @@
 """What must hold on every host of a stage after a deploy, promote or rollback.
 
-Every fact of a host is read by ONE command (a fact script plus a parser, as pyinfra reads state) instead
-of a dozen testinfra probes: verify runs after every deploy, and this halves its time on many hosts.
+Every fact of a host is read by ONE command (doit_stages.steps.verify's FACTS script and its parser, as
+pyinfra reads state) instead of a dozen testinfra probes: verify runs after every deploy, and this halves
+its time on many hosts.
 The fixtures (host, stage, release, layout, config) come from doit_stages.infra_plugin."""
 import json
 import shlex
 
 import pytest
 
-from doit_stages.layout import READY
 from doit_stages.steps.environment import app_command
 from doit_stages.steps.migrate import check_argv
-
-# $1 link, $2 release dir, $3 env file, $4 READY marker name, then the shared dirs: one "key=value" a line
-FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; shift 4
-echo "link_is_symlink=$([ -L "$link" ] && echo 1 || echo 0)"
-echo "link_target=$(realpath -- "$link" 2>/dev/null)"
-echo "ready=$([ -e "$rel/$ready" ] && echo 1 || echo 0)"
-echo "revision=$(cat -- "$rel/REVISION" 2>/dev/null)"
-echo "meta=$(tr -d '\n' < "$rel/.deploy-release.json" 2>/dev/null)"
-echo "env_mode=$([ -e "$env" ] && stat -Lc %a -- "$env")"
-for name in "$@"; do
-  echo "shared:$name=$([ -L "$rel/$name" ] && echo 1 || echo 0) $(realpath -- "$rel/$name" 2>/dev/null)"
-done
-'''
+from doit_stages.steps.verify import facts_argv, parse_facts
 
 
 @pytest.fixture(scope="module")
 def facts(host, config, stage, layout, release):
-    args = [layout.link(stage.link), layout.release(release), layout.env_file(stage.name), READY,
-            *config.project.shared_dirs]
-    out = host.check_output("sh -c %s sh" + " %s" * len(args), FACTS, *args)
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return parse_facts(host.check_output(shlex.join(facts_argv(layout, config, stage, release))))
 
 
 def test_link_points_at_the_release(facts, layout, release):

@@ -21,7 +21,7 @@ from ..config import Config, Database
 from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
 from ..layout import Layout, backup_name
 from ..transport import CommandFailed, Transport
-from .common import StepError, write_file
+from .common import StepError, json_or_none, write_file
 from .leftovers import owner_tag, sweep_leftovers
 from .streaming import run_streaming
 
@@ -108,16 +108,14 @@ def row_counts(t: Transport, db: Database, cnf: str | None = None, path: str | N
 
 def list_backups(t: Transport, layout: Layout, db: Database) -> list[dict]:
     """Verified backups of db on this host, oldest first (by the time in their metadata)."""
-    out = t.run(["sh", "-c", LIST, "sh", layout.backups])
-    found = []
-    for line in out.splitlines():
-        try:
-            meta = json.loads(line)
-        except ValueError:
-            continue
-        if meta.get("status") == "verified" and meta.get("database") == db.name:
-            found.append(meta)
-    return sorted(found, key=lambda m: m["epoch"])
+    return parse_backup_list(t.run(["sh", "-c", LIST, "sh", layout.backups]), db.name)
+
+
+def parse_backup_list(text: str, database: str) -> list[dict]:
+    """LIST's output (one metadata JSON a line) -> the verified backups of `database`, oldest first."""
+    found = [m for m in map(json_or_none, text.splitlines()) if isinstance(m, dict)]
+    return sorted((m for m in found if m.get("status") == "verified" and m.get("database") == database),
+                  key=lambda m: m["epoch"])
 
 
 def newest_backup(t: Transport, layout: Layout, db: Database) -> dict | None:

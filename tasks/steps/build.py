@@ -87,15 +87,35 @@ def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
     return args
 
 
+def parse_stage_state(text: str) -> dict | None:
+    """STAGE_STATE's output -> {"built": id, "env_mode": "600", "env_sha256": hex, "missing": [paths]};
+    None when the release is not ready."""
+    lines = text.splitlines()
+    if not lines or lines[0] != "ready":
+        return None
+    state: dict = {"built": "", "env_mode": "", "env_sha256": "", "missing": []}
+    rest = lines[1:]
+    state["built"] = rest.pop(0).strip() if rest else ""
+    for line in rest:
+        if line.startswith("missing "):
+            state["missing"].append(line[len("missing "):])
+        elif line.isdigit():
+            state["env_mode"] = line
+        elif line.strip():
+            state["env_sha256"] = line.split()[0]
+    return state
+
+
 def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release) -> bool:
     """Ready, built for this stage with this release, and the env file is what it should be (mode 0600)."""
     envf = layout.env_file(stage.name)
     names = [*config.project.shared_dirs, *config.project.shared_files]
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
                  layout.built_marker(stage.name),
-                 envf, *names], check=False).split()
+                 envf, *names], check=False)
+    state = parse_stage_state(out)
     want = hashlib.sha256(env_file(layout, config, stage)).hexdigest()
-    return out == ["ready", release.id, "600", want, envf]      # a "missing <path>" line makes it differ
+    return state == {"built": release.id, "env_mode": "600", "env_sha256": want, "missing": []}
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,

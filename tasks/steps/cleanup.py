@@ -46,13 +46,17 @@ def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], k
     return sorted(r for r in existing if is_release_id(r) and r not in keep_set)
 
 
+def parse_scan(text: str) -> tuple[set[str], list[str], list[dict]]:
+    """SCAN's output -> (the releases the links point at, the release dirs, the release log's records)."""
+    targets, _, rest = text.partition("--\n")
+    names, _, log = rest.partition("--\n")
+    return {release_of(x) for x in targets.split()} - {None}, names.split(), parse_log(log)
+
+
 def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True) -> list[str]:
     """Remove the releases nobody needs (and, with venvs, the shared venvs no release left links)."""
-    out = t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *links])
-    targets, _, rest = out.partition("--\n")
-    names, _, log = rest.partition("--\n")
-    linked = {release_of(x) for x in targets.split()} - {None}
-    doomed = releases_to_remove(names.split(), linked, parse_log(log), keep)
+    linked, names, log = parse_scan(t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *links]))
+    doomed = releases_to_remove(names, linked, log, keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact_proof(rid))]
     if doomed or venvs:

@@ -38,9 +38,8 @@ UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$
 
 def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     wheels = layout.wheels(release.wheels) if release.wheels else ""
-    out = t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels],
-                input=release.to_json().encode(), check=False)
-    return out.strip() == "ok"
+    return t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels],
+                 input=release.to_json().encode(), check=False).strip() == "ok"
 
 
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:

@@ -18,6 +18,31 @@ from .common import json_or_none, last_line, read_text
 from .links import stage_releases
 
 
+# What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 env file, $4 the
+# release's ready marker, $5 its release json, then the shared dirs: one "key=value" a line
+FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; shift 5
+echo "link_is_symlink=$([ -L "$link" ] && echo 1 || echo 0)"
+echo "link_target=$(realpath -- "$link" 2>/dev/null)"
+echo "ready=$([ -e "$ready" ] && echo 1 || echo 0)"
+echo "revision=$(cat -- "$rel/REVISION" 2>/dev/null)"
+echo "meta=$(tr -d '\n' < "$meta" 2>/dev/null)"
+echo "env_mode=$([ -e "$env" ] && stat -Lc %a -- "$env")"
+for name in "$@"; do
+  echo "shared:$name=$([ -L "$rel/$name" ] && echo 1 || echo 0) $(realpath -- "$rel/$name" 2>/dev/null)"
+done
+'''
+
+
+def facts_argv(layout: Layout, config: Config, stage: Stage, release: str) -> list[str]:
+    return ["sh", "-c", FACTS, "sh", layout.link(stage.link), layout.release(release), layout.env_file(stage.name),
+            layout.ready(release), layout.release_meta(release), *config.project.shared_dirs]
+
+
+def parse_facts(text: str) -> dict[str, str]:
+    """FACTS' output -> {key: value}."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
 def verify_stage(session, stage: Stage) -> str:
     what = f"verify:{stage.name}"
     session.lock(stage.hosts, what)  # never records a verdict on a switch that another run is undoing
