@@ -2,9 +2,9 @@
 
     from doit_stages.dodo import *  # noqa: F403  (DOIT_CONFIG and the task_* creators)
 
-Which stages.ini: $STAGES_INI, else ./stages.ini where doit was run. Nothing here runs at import but
-finding that file's directory (for doit's dep file); the config is read when doit first asks for tasks
-(a bad one stops there with one line), and no lock is taken until a task runs (doit_tasks.this_run).
+Which stages.ini: $STAGES_INI, else ./stages.ini where doit was run. Importing this module reads it (a bad
+one stops there with one line, before doit makes its dep file) and opens nothing; no lock is taken until a
+task runs (doit_tasks.this_run).
 """
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""The one module that imports doit: what each node kind looks like as doit tasks, and how doit is set up
-for this tool (its reporter, its dep file). dodo.py holds the task_* creators, one line each.
-
-A doit process makes one Run (this_run) when doit first asks for tasks: the config, a Session (connections,
-locks; opens nothing until a node asks) and the Releases memo. `doit list` opens no connection and takes no
-lock: the project's lock and the hosts' locks are taken by the first check or action of a command that runs
-tasks.
-"""
+"""The one module that imports doit: each node kind as doit tasks, and doit's setup (reporter, dep file);
+dodo.py holds the task_* creators. A doit process makes one Run (this_run) when doit first asks for tasks:
+the config, a Session (opens nothing until a node asks) and the Releases memo. `doit list` opens no
+connection and takes no lock: a command that runs tasks takes them at its first check or action."""
 from __future__ import annotations
 
 import functools
@@ -54,9 +50,10 @@ def ini_path() -> Path:
 
 
 def doit_config() -> dict:
-    """doit's dep file lives next to the stages.ini in use, in the sqlite3 backend (dbm here is dbm.dumb)."""
-    return {"backend": "sqlite3", "dep_file": str(ini_path().parent / ".doit-stages.sqlite3"), "verbosity": 2,
-            "reporter": Reporter, "default_tasks": ["_hint"]}
+    """doit's dep file lives next to the stages.ini in use, in the sqlite3 backend (dbm here is dbm.dumb).
+    The config is read here, when dodo.py is imported: a bad one stops before doit creates its dep file."""
+    return {"backend": "sqlite3", "dep_file": str(this_run().config.path.parent / ".doit-stages.sqlite3"),
+            "verbosity": 2, "reporter": Reporter, "default_tasks": ["_hint"]}
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,12 @@ def run_archive(s: Session, r: Releases) -> str:
 
 
 # -- backup:<db> (fresh enough) --------------------------------------------------------------------
-def newest_backup(s: Session, db: Database) -> dict | None:
+def newest_of(s: Session, db: Database) -> dict | None:
     return s.hosts.one(s.backup_host(db), lambda t: backup_step.newest_backup(t, s.layout, db))
 
 
 def backup_done(s: Session, r: Releases, db: Database) -> bool:
-    newest = newest_backup(s, db)
+    newest = newest_of(s, db)
     return bool(newest) and time.time() - newest["epoch"] < s.config.project.backup_max_age
 
 
@@ -97,7 +97,7 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
 
 # -- restore:<stage> -------------------------------------------------------------------------------
 def restore_done(s: Session, r: Releases, stage: Stage) -> bool:
-    newest = newest_backup(s, s.config.databases[stage.restore_from])
+    newest = newest_of(s, s.config.databases[stage.restore_from])
     marker = restore_step.restored(s, s.config.stage_database(stage))
     return bool(newest and marker) and marker == {"backup": newest["name"], "release": r.of(stage).id}
 
@@ -105,7 +105,7 @@ def restore_done(s: Session, r: Releases, stage: Stage) -> bool:
 def run_restore(s: Session, r: Releases, stage: Stage) -> str:
     src, db = s.config.databases[stage.restore_from], s.config.stage_database(stage)
     s.lock([s.backup_host(db), *stage.hosts], f"restore:{stage.name}")
-    newest = newest_backup(s, src)
+    newest = newest_of(s, src)
     if not newest:
         raise StepError(f"restore:{stage.name}: there is no verified backup of {src.name} on {s.backup_host(src)}; "
                         f"run doit backup:{src.name}")

@@ -10,7 +10,8 @@ import threading
 from .errors import StepError
 from .layout import release_id
 from .session import Session
-from .steps.archive import Release, Revision, local_release, make_archive, resolve_revision
+from .steps.archive import Release, local_release, make_archive
+from .steps.source import Revision, resolve_revision
 from .steps.buildout import configs_of
 from .steps.links import live_release
 from .steps.upload import fetch_release

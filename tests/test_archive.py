@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Project, load_config
-from doit_stages.steps.archive import Revision, local_release, make_archive, resolve_revision
+from doit_stages.steps.archive import local_release, make_archive
+from doit_stages.steps.source import Revision, resolve_revision
 from doit_stages.steps.common import StepError
 
 GIT_DATE = "1700000000 +0000"

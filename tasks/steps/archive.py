@@ -23,13 +23,7 @@ from ..config import Project
 from ..layout import release_id
 from . import buildout as buildout_step
 from .common import StepError, last_line, pack_wheelhouse, sha256_file
-
-
-@dataclass(frozen=True)
-class Revision:
-    scm: str
-    commit: str
-    time: int
+from .source import Revision, export_tree
 
 
 @dataclass(frozen=True)
@@ -45,69 +39,6 @@ class Release:
     @classmethod
     def from_json(cls, text: str) -> "Release":
         return cls(**json.loads(text))
-
-
-def _git(source: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(source), *args], capture_output=True)
-
-
-def _hg(source: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["hg", "--cwd", str(source), "--config", "ui.archivemeta=false", *args],
-                          capture_output=True)
-
-
-def detect_scm(project: Project) -> str:
-    if not project.source.is_dir():
-        raise StepError(f"archive: [project] source {project.source} is not a directory; fix source = in stages.ini")
-    if project.scm != "auto":
-        return project.scm
-    if _git(project.source, "rev-parse", "--show-toplevel").returncode == 0:
-        return "git"
-    try:
-        if _hg(project.source, "root").returncode == 0:
-            return "hg"
-    except FileNotFoundError:
-        pass
-    raise StepError(f"archive: {project.source} is neither a git nor a Mercurial repository; fix source =")
-
-
-def revision_args(scm: str, wanted: str) -> list[str]:
-    """The arguments after `git -C <source>` / `hg --cwd <source>` that resolve `wanted` to a commit and its
-    time. `wanted` never stands where the tool would read an option: refused when it starts with '-', and
-    git gets it before a `--`, hg as the value of -r."""
-    if wanted.startswith("-") or any(ord(c) < 32 for c in wanted):
-        raise StepError(f"archive: revision {wanted!r} starts with '-' or holds a control character; "
-                        "name a branch, tag or commit")
-    if scm == "git":
-        return ["log", "-1", "--format=%H %ct", (wanted or "HEAD") + "^{commit}", "--"]
-    return ["log", "-r", wanted or ".", "--template", "{node} {date|hgdate}\n"]
-
-
-def _is_repository(scm: str, source: Path) -> bool:
-    try:
-        if scm == "git":
-            return _git(source, "rev-parse", "--git-dir").returncode == 0
-        return _hg(source, "root").returncode == 0
-    except FileNotFoundError:
-        return False
-
-
-def resolve_revision(project: Project, wanted: str) -> Revision:
-    """wanted: DEPLOY_REVISION, else [project] revision, else '' for the repository's current head."""
-    scm = detect_scm(project)
-    args = revision_args(scm, wanted)
-    if project.scm != "auto" and not _is_repository(scm, project.source):
-        name = "git" if scm == "git" else "Mercurial"
-        raise StepError(f"archive: [project] source {project.source} is no {name} repository (scm = {scm}); "
-                        "fix source = or scm = in stages.ini")
-    res = _git(project.source, *args) if scm == "git" else _hg(project.source, *args)
-    if res.returncode != 0 or not res.stdout.split():
-        raise StepError(f"archive: revision {wanted or 'HEAD'!r} not found in {project.source} ({scm}); "
-                        "set DEPLOY_REVISION or [project] revision to an existing one")
-    commit, when = res.stdout.decode().split()[:2]
-    if len(commit) != 40:
-        raise StepError(f"archive: revision {wanted!r} is ambiguous in {project.source}")
-    return Revision(scm, commit, int(when))
 
 
 def member_problem(name: str, kind: str, linkname: str = "") -> str | None:
@@ -181,28 +112,12 @@ def _normalise(raw_tar: bytes, mtime: int, out) -> int:
     return count
 
 
-def export_tree(project: Project, rev: Revision) -> bytes:
-    if rev.scm == "git":
-        res = _git(project.source, "archive", "--format=tar", rev.commit)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "a.tar"
-            res = _hg(project.source, "archive", "-r", rev.commit, "-t", "tar", "-p", ".", str(out))
-            if res.returncode == 0:
-                return out.read_bytes()
-    if res.returncode != 0:
-        raise StepError(f"archive: {rev.scm} archive failed: {res.stderr.decode().strip()[-300:]}")
-    return res.stdout
-
-
 def make_archive(project: Project, rev: Revision, build_dir: Path, buildout_configs: tuple[str, ...] = ()) -> Release:
     """build/<id>.tar.gz (+ build/<id>.json) and, for build = pip or buildout, the wheelhouse. Idempotent.
     buildout_configs: every config a stage runs (build = buildout), else [project] buildout_config."""
     rid = release_id(project.name, rev.time, rev.commit)
     build_dir.mkdir(parents=True, exist_ok=True)
     raw = export_tree(project, rev)
-    if rev.scm == "hg":  # hg archive of a subdirectory: keep only that subtree
-        raw = _subtree(raw, _hg(project.source, "root").stdout.decode().strip(), project.source)
     target = build_dir / f"{rid}.tar.gz"
     tmp = target.with_suffix(".partial")
     try:
@@ -270,16 +185,3 @@ def build_wheelhouse(project: Project, archive: Path, build_dir: Path) -> str:
     return digest
 
 
-def _subtree(raw: bytes, root: str, source: Path) -> bytes:
-    prefix = os.path.relpath(source.resolve(), Path(root).resolve())
-    if prefix == ".":
-        return raw
-    prefix = prefix.replace(os.sep, "/") + "/"
-    out = io.BytesIO()
-    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as src, tarfile.open(fileobj=out, mode="w:") as dst:
-        for m in src:
-            name = m.name[2:] if m.name.startswith("./") else m.name
-            if name.startswith(prefix):
-                m.name = name[len(prefix):]
-                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
-    return out.getvalue()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import posixpath
-import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from ..layout import Layout, backup_name
 from ..transport import CommandFailed, Transport
 from .common import StepError, json_or_none, write_file
 from .leftovers import owner_tag, sweep_leftovers
+from .retention import prune_backups
 from .streaming import run_streaming
 
 DUMP_ARGS = ('mysqldump --defaults-extra-file="$1" --single-transaction --quick --routines --triggers --events '
@@ -31,7 +31,6 @@ MYSQLDUMP = f'set -o pipefail; umask 077; {DUMP_ARGS} | gzip -1 -n -c > "$3"'
 # $4: dumpfilter.py's text; prints the backup's sha256, size and row counts as one JSON line
 MYSQLDUMP_STREAM = f'set -o pipefail; umask 077; {DUMP_ARGS} | python3 -c "$4" dump "$3"'
 HAS_PYTHON = ["python3", "-c", "import hashlib, json, threading, zlib"]
-MIGRATION_RE = re.compile(r"^(?:before|after) migrate:(?P<stage>\S+) (?P<release>\S+)$")
 SQLITE_COPY_PY = r'''
 import os, sqlite3, sys
 if not os.path.isfile(sys.argv[1]):
@@ -150,7 +149,8 @@ def backup_database(t: Transport, layout: Layout, config: Config, db: Database, 
             "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "epoch": now.timestamp(), **checked,
             "status": "verified", "host": str(t.host), "reason": reason}
     write_file(t, posixpath.join(layout.backups, name + ".json"), json.dumps(meta, sort_keys=True).encode())
-    prune_backups(t, layout, db, config.project.keep_backups, config.project.keep_releases)
+    prune_backups(t, layout, list_backups(t, layout, db), config.project.keep_backups,
+                  config.project.keep_releases)
     return meta
 
 
@@ -187,34 +187,3 @@ def _copy_sqlite(t: Transport, db: Database, partial: str) -> dict:
     t.run(["sh", "-c", 'umask 077; gzip -n -c "$1" > "$2" && rm -f "$1"', "sh", copy, partial])
     sha, size = t.run(["sh", "-c", VERIFY, "sh", partial, db.engine]).split()
     return {"sha256": sha, "size": int(size), "tables": counts, "tables_after": counts, "counted": "count"}
-
-
-def backups_to_remove(metas: list[dict], keep: int, keep_migrations: int) -> list[dict]:
-    """Pure: which verified backups (oldest first) retention removes. The backups taken around a migration
-    (reason `before|after migrate:<stage> <release>`, the ones a release log names) are kept apart from the
-    routine ones: all of them for the last `keep_migrations` releases migrated on each stage; of the others,
-    the newest `keep`. The newest backup of all always stays."""
-    routine = [m for m in metas if not MIGRATION_RE.match(m.get("reason") or "")]
-    doomed = routine[:-keep] if keep > 0 else list(routine)
-    last_seen: dict[tuple[str, str], float] = {}
-    for m in metas:
-        hit = MIGRATION_RE.match(m.get("reason") or "")
-        if hit:
-            last_seen[(hit["stage"], hit["release"])] = m["epoch"]
-    kept = set()
-    for stage in {s for s, _ in last_seen}:
-        mine = sorted((e, k) for k, e in last_seen.items() if k[0] == stage)
-        kept.update(k for _, k in mine[-keep_migrations:])
-    for m in metas:
-        hit = MIGRATION_RE.match(m.get("reason") or "")
-        if hit and (hit["stage"], hit["release"]) not in kept:
-            doomed.append(m)
-    newest = metas[-1]["name"] if metas else None
-    return sorted((m for m in doomed if m["name"] != newest), key=lambda m: m["epoch"])
-
-
-def prune_backups(t: Transport, layout: Layout, db: Database, keep: int, keep_migrations: int = 5) -> None:
-    """Retention (backups_to_remove); metadata goes first, so none points at nothing."""
-    for meta in backups_to_remove(list_backups(t, layout, db), keep, keep_migrations):
-        t.run(["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"),
-               posixpath.join(layout.backups, meta["file"])])

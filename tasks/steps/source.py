@@ -1,0 +1,115 @@
+"""source: the project's repository (git or Mercurial): which commit a wanted revision names, and the tree
+of that commit as a tar stream (the archive step normalises it). A wanted revision that starts with '-' is
+refused; git gets it before a `--`, hg as the value of -r: never where it could be read as an option."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Project
+from .common import StepError
+
+
+@dataclass(frozen=True)
+class Revision:
+    scm: str
+    commit: str
+    time: int
+
+
+def _git(source: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(source), *args], capture_output=True)
+
+
+def _hg(source: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["hg", "--cwd", str(source), "--config", "ui.archivemeta=false", *args],
+                          capture_output=True)
+
+
+def detect_scm(project: Project) -> str:
+    if not project.source.is_dir():
+        raise StepError(f"archive: [project] source {project.source} is not a directory; fix source = in stages.ini")
+    if project.scm != "auto":
+        return project.scm
+    if _git(project.source, "rev-parse", "--show-toplevel").returncode == 0:
+        return "git"
+    try:
+        if _hg(project.source, "root").returncode == 0:
+            return "hg"
+    except FileNotFoundError:
+        pass
+    raise StepError(f"archive: {project.source} is neither a git nor a Mercurial repository; fix source =")
+
+
+def revision_args(scm: str, wanted: str) -> list[str]:
+    """The arguments after `git -C <source>` / `hg --cwd <source>` that resolve `wanted` to a commit and its
+    time. `wanted` never stands where the tool would read an option: refused when it starts with '-', and
+    git gets it before a `--`, hg as the value of -r."""
+    if wanted.startswith("-") or any(ord(c) < 32 for c in wanted):
+        raise StepError(f"archive: revision {wanted!r} starts with '-' or holds a control character; "
+                        "name a branch, tag or commit")
+    if scm == "git":
+        return ["log", "-1", "--format=%H %ct", (wanted or "HEAD") + "^{commit}", "--"]
+    return ["log", "-r", wanted or ".", "--template", "{node} {date|hgdate}\n"]
+
+
+def _is_repository(scm: str, source: Path) -> bool:
+    try:
+        if scm == "git":
+            return _git(source, "rev-parse", "--git-dir").returncode == 0
+        return _hg(source, "root").returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def resolve_revision(project: Project, wanted: str) -> Revision:
+    """wanted: DEPLOY_REVISION, else [project] revision, else '' for the repository's current head."""
+    scm = detect_scm(project)
+    args = revision_args(scm, wanted)
+    if project.scm != "auto" and not _is_repository(scm, project.source):
+        name = "git" if scm == "git" else "Mercurial"
+        raise StepError(f"archive: [project] source {project.source} is no {name} repository (scm = {scm}); "
+                        "fix source = or scm = in stages.ini")
+    res = _git(project.source, *args) if scm == "git" else _hg(project.source, *args)
+    if res.returncode != 0 or not res.stdout.split():
+        raise StepError(f"archive: revision {wanted or 'HEAD'!r} not found in {project.source} ({scm}); "
+                        "set DEPLOY_REVISION or [project] revision to an existing one")
+    commit, when = res.stdout.decode().split()[:2]
+    if len(commit) != 40:
+        raise StepError(f"archive: revision {wanted!r} is ambiguous in {project.source}")
+    return Revision(scm, commit, int(when))
+
+
+def export_tree(project: Project, rev: Revision) -> bytes:
+    if rev.scm == "git":
+        res = _git(project.source, "archive", "--format=tar", rev.commit)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "a.tar"
+            res = _hg(project.source, "archive", "-r", rev.commit, "-t", "tar", "-p", ".", str(out))
+            if res.returncode == 0:  # hg archives the whole repository: keep the project's subtree
+                root = _hg(project.source, "root").stdout.decode().strip()
+                return _subtree(out.read_bytes(), root, project.source)
+    if res.returncode != 0:
+        raise StepError(f"archive: {rev.scm} archive failed: {res.stderr.decode().strip()[-300:]}")
+    return res.stdout
+
+
+def _subtree(raw: bytes, root: str, source: Path) -> bytes:
+    prefix = os.path.relpath(source.resolve(), Path(root).resolve())
+    if prefix == ".":
+        return raw
+    prefix = prefix.replace(os.sep, "/") + "/"
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as src, tarfile.open(fileobj=out, mode="w:") as dst:
+        for m in src:
+            name = m.name[2:] if m.name.startswith("./") else m.name
+            if name.startswith(prefix):
+                m.name = name[len(prefix):]
+                dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    return out.getvalue()
