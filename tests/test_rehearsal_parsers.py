@@ -13,7 +13,8 @@ import pytest
 from doit_stages.config import load_config
 from doit_stages.livedb import parse_option_file
 from doit_stages.rehearsal import MigrateOutput, attribute_stalls, markdown, parse_migrate_output, refusal, text_table
-from doit_stages.sqlcheck import PlanCheck, columns_from_mysql, columns_from_sqlite, split_statements
+from doit_stages.sqlcheck import PlanCheck
+from doit_stages.sqltext import columns_from_mysql, columns_from_sqlite, split_statements
 from doit_stages.steps.rehearsal import runner_argv
 
 FIX = Path(__file__).parent / "fixtures" / "rehearsal"

@@ -17,7 +17,8 @@ from .. import livedb
 from ..config import Config, Database, Stage
 from ..layout import Layout
 from ..rehearsal import MigrateOutput, attribute_stalls, markdown
-from ..sqlcheck import PlanCheck, columns_from_mysql, columns_from_sqlite
+from ..sqlcheck import PlanCheck
+from ..sqltext import columns_from_mysql, columns_from_sqlite
 from ..transport import CommandFailed, Transport
 from .common import StepError, json_or_none, last_line, read_text, write_file
 from .environment import app_command
