@@ -14,7 +14,7 @@ OK = re.compile(r"\A OK(?: \((\d+(?:\.\d+)?)s\))?\n")
 class MigrateOutput:
     """Fed the runner's stdout in chunks as they arrive; yields events at once, without waiting for a line
     end: Django writes '  Applying app.0002_x...' when a migration starts and ' OK (1.234s)' when it is
-    done. Events: ("plan", dict), ("start", name), ("ok", name, seconds or None), ("done",)."""
+    done. Events: ("plan", dict), ("start", name), ("ok", name, seconds or None), ("done", dict)."""
 
     def __init__(self):
         self.buf = ""
@@ -48,7 +48,7 @@ class MigrateOutput:
         self.buf = rest
         if line.startswith(MARK):
             event = json.loads(line[len(MARK):])
-            return ("plan", event) if event.get("event") == "plan" else ("done",)
+            return ("plan", event) if event.get("event") == "plan" else ("done", event)
         self.text.append(line)
         return self._next()
 

@@ -1,25 +1,47 @@
-# Runs on the host, inside the release, with the stage's environment (python -c <this file's text>).
-# argv: rehearse|applied <manage.py> migrate [migrate options...]
+# Runs on the host, inside the release, with the stage's environment (python -c <rehearsal_probe.py's text,
+# then this file's>). argv: rehearse|rehearse-here|applied <manage.py> migrate [migrate options...]
 # ("applied": only step 1's list of applied migrations, for the guard on production)
 #
 # 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
-#    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it.
-# 2. Waits for "go" on stdin (the deploying machine starts its write probe first); "stop": exit 0 (only the
+#    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it. With
+#    "rehearse-here" (a database with option_file, whose password the deploying machine never sees) the
+#    line also holds the copy's schema (information_schema.COLUMNS), read here.
+# 2. Waits on stdin for "go" (the deploying machine started its own write probe first), or for
+#    "probe <json>" (rehearse-here: this process reads the named tables' sizes and runs the write probe
+#    itself, each session a new connection of the app's own driver and settings); "stop": exit 0 (only the
 #    plan was wanted); anything else (the deployer went away): exit 3, nothing applied.
 # 3. Django's own `migrate` at verbosity 2, its output flushed at every write, so that the deploying
 #    machine sees "  Applying app.0002_x..." the moment a migration starts and " OK (1.234s)" when it ends.
+#    The last line ("done") carries this process's probe, if any: sizes, probe writes and the migrations'
+#    spans, all on this host's monotonic clock, as data.
 # Standard library and Django only: this is the app's interpreter, not the tool's.
 import json
 import os
+import re
 import sys
+import time
+
+if "Probe" not in globals():  # run as a file, not after rehearsal_probe.py's text
+    from rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
 
 MARK = "@@doit-stages "
+APPLYING = re.compile(r"  Applying (\S+?)\.\.\.")
 
 
 class Relay:
-    """stdout for call_command: every write goes out at once."""
+    """stdout for call_command: every write goes out at once. Keeps each migration's span on this host's
+    clock: [name, when Django said "Applying", when it said "OK"]."""
+
+    def __init__(self):
+        self.spans = []
 
     def write(self, text):
+        now = time.monotonic()
+        m = APPLYING.match(text)
+        if m:
+            self.spans.append([m.group(1), now, None])
+        elif text.startswith(" OK") and self.spans and self.spans[-1][2] is None:
+            self.spans[-1][2] = now
         sys.stdout.write(text)
         sys.stdout.flush()
 
@@ -78,14 +100,53 @@ def collect(loader, connection, plan):
     return out
 
 
+def app_connection(alias):
+    """A new session of the app's own database connection (its driver, and its settings: with option_file
+    the app read the password there), in autocommit, for the calling thread only."""
+    from django.db import connections
+    wrapper = connections.create_connection(alias)
+    wrapper.ensure_connection()
+    wrapper.set_autocommit(True)
+    return wrapper.connection
+
+
+def copy_schema(alias):
+    con = app_connection(alias)
+    try:
+        return read_schema(con)
+    finally:
+        con.close()
+
+
+def start_probe(alias, request):
+    """The named tables' sizes (before any migration) and a running write probe on them."""
+    con = app_connection(alias)
+    try:
+        sizes = table_sizes(con, request["tables"])
+        targets = probe_targets(con, request["tables"])
+    finally:
+        con.close()
+    probe = Probe(lambda: app_connection(alias), targets, request["interval"], request["timeout"])
+    origin = time.monotonic()
+    probe.start()
+    return probe, sizes, origin
+
+
+def probe_result(probe, sizes, origin, spans):
+    """What the deploying machine attributes: times in seconds since the probe started, this host's clock."""
+    def rel(x):
+        return None if x is None else round(x - origin, 4)
+    return {"sizes": sizes, "tables": [t[0] for t in probe.targets], "errors": probe.errors[:5],
+            "writes": [[rel(a), rel(b)] for a, b in probe.writes],
+            "spans": [[name, rel(a), rel(b)] for name, a, b in spans], "end": rel(time.monotonic())}
+
+
 def main():
     mode, manage, args = sys.argv[1], sys.argv[2], sys.argv[4:]
     sys.path.insert(0, os.path.dirname(os.path.abspath(manage)))
     import django
     django.setup()
-    from django.core.management import call_command
     from django.db import DEFAULT_DB_ALIAS, connections
-    from django.db.migrations.executor import MigrationExecutor
 
     alias = DEFAULT_DB_ALIAS
     for i, a in enumerate(args):
@@ -99,23 +160,40 @@ def main():
         emit(event="plan", vendor=connection.vendor, migrations=[],
              applied=sorted("%s.%s" % key for key in MigrationRecorder(connection).applied_migrations()))
         return
+    rehearse(connection, alias, args, mode == "rehearse-here")
+
+
+def rehearse(connection, alias, args, here):
+    """Steps 1-3 above; `here`: this process reads the copy and runs the probe (rehearse-here)."""
+    from django.core.management import call_command
+    from django.db.migrations.executor import MigrationExecutor
+
     executor = MigrationExecutor(connection)
-    targets = executor.loader.graph.leaf_nodes()
-    plan = executor.migration_plan(targets)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     migrations = collect(executor.loader, connection, plan)
     applied = sorted("%s.%s" % key for key in executor.loader.applied_migrations)
     with connection.cursor() as cur:
         existing = connection.introspection.table_names(cur)
+    mysql = connection.vendor == "mysql"
     emit(event="plan", vendor=connection.vendor, applied=applied, migrations=migrations, tables=existing,
-         sqlite=sqlite_tables(connection) if connection.vendor == "sqlite" and migrations else None)
+         sqlite=sqlite_tables(connection) if connection.vendor == "sqlite" and migrations else None,
+         columns=copy_schema(alias) if here and mysql and migrations else None)
     answer = sys.stdin.readline().strip()
     if answer == "stop":
         return
-    if answer != "go":
+    request = json.loads(answer[len("probe "):]) if answer.startswith("probe ") and here else None
+    if answer != "go" and request is None:
         sys.exit(3)
-    if migrations:
-        call_command("migrate", *args, verbosity=2, interactive=False, no_color=True, stdout=Relay())
-    emit(event="done")
+    relay, probe = Relay(), None
+    if request:
+        probe, sizes, origin = start_probe(alias, request)
+    try:
+        if migrations:
+            call_command("migrate", *args, verbosity=2, interactive=False, no_color=True, stdout=relay)
+    finally:
+        if probe:
+            probe.stop()
+    emit(event="done", probe=probe_result(probe, sizes, origin, relay.spans) if probe else None)
 
 
 main()

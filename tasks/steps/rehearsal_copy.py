@@ -1,0 +1,141 @@
+"""The rehearsal's view of the copy before its migrations run: the report's static part (SQL, tables and
+their sizes, unsafe operations) and the write probe, read where the database's password is.
+
+- password_env: from this machine, with mysql-connector-python through an SSH tunnel over the run's own
+  connection (livedb); the probe's writes and the migrations' spans are both on this machine's clock.
+- option_file: on the host, inside the runner, through new sessions of the app's own connection (its
+  driver, and the password the app reads from the option file there): this machine never reads the file.
+  The schema comes with the runner's plan; sizes, probe writes and the migrations' spans come back in its
+  last line, as data, all on the host's clock.
+- sqlite: no probe (one writer at a time); sizes from the runner's plan.
+"""
+from __future__ import annotations
+
+import json
+
+from .. import livedb
+from ..config import Config, Database
+from ..errors import StepError
+from ..rehearsal import attribute_stalls
+from ..sqlcheck import PlanCheck
+from ..sqltext import columns_from_mysql, columns_from_sqlite
+from ..transport import Transport
+from .rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
+
+INTERVAL = 0.05
+
+
+def reads_on_host(db: Database) -> bool:
+    """A MySQL database whose password this machine does not have (option_file): read it on the host."""
+    return db.engine == "mysql" and not db.password_env
+
+
+class CopyProbe:
+    """begin() before the runner's "go" (returns the line to answer it with); finish() after its "done"."""
+
+    def __init__(self, t: Transport, config: Config, db: Database):
+        self.t, self.config, self.db = t, config, db
+        self.probe: Probe | None = None   # the probe run from here
+        self.on_host = False               # the probe run by the runner
+
+    def begin(self, stack, plan: dict, report: dict) -> str:
+        if not plan["migrations"]:
+            return "go"
+        if self.db.engine == "sqlite":
+            report["notes"].append("sqlite: no write probe (one writer at a time); max_write_stall is null")
+            creates = {k: v["sql"] for k, v in (plan.get("sqlite") or {}).items()}
+            _judge(plan, columns_from_sqlite(creates), report)
+            _fill_sizes(report, _sqlite_sizes(plan))
+            return "go"
+        scan = PlanCheck({})
+        touched = {n for m in plan["migrations"] for n in scan.check(m["sql"])["tables"] + m.get("python_tables", [])}
+        if not touched & set(plan.get("tables") or []):
+            report["notes"].append("every table the migrations touch is created by them: nothing to probe")
+            _judge(plan, {}, report)
+            _fill_sizes(report, {})
+            return "go"
+        timeout = int(2 * self.config.project.max_write_stall + 5)
+        report["probe"] = {"tables": [], "interval": INTERVAL, "timeout": timeout}
+        if reads_on_host(self.db):
+            return self._begin_on_host(plan, report, timeout)
+        return self._begin_here(stack, plan, report, timeout)
+
+    def _begin_on_host(self, plan: dict, report: dict, timeout: int) -> str:
+        probed = _judge(plan, columns_from_mysql(plan.get("columns") or []), report)
+        self.on_host = True
+        report["probe"]["runs_on"] = "host"
+        report["notes"].append(f"option_file: sizes read and writes probed on {self.t.host} through the app's "
+                               "own connection (the password stays there)")
+        return "probe " + json.dumps({"tables": probed, "interval": INTERVAL, "timeout": timeout})
+
+    def _begin_here(self, stack, plan: dict, report: dict, timeout: int) -> str:
+        host, port = stack.enter_context(self.t.tunnel(self.db.host, self.db.port))
+        user, password = livedb.credentials(self.db)
+
+        def connect():
+            return livedb.connect(host, port, self.db, user, password)
+        try:
+            con = connect()
+        except Exception as exc:
+            raise StepError(f"migrate:{report['stage']}: cannot reach database {self.db.name} ({self.db.host}:"
+                            f"{self.db.port} as {self.t.host} sees it) for the rehearsal's probe: {exc}") from None
+        stack.callback(con.close)
+        probed = _judge(plan, columns_from_mysql(read_schema(con)), report)
+        _fill_sizes(report, table_sizes(con, probed))
+        targets = probe_targets(con, probed)
+        self.probe = Probe(connect, targets, INTERVAL, report["probe"]["timeout"])
+        report["probe"].update(tables=[x[0] for x in targets], runs_on="deployer")
+        self.probe.start()
+        stack.callback(lambda: report["probe"].update(writes=len(self.probe.writes), errors=self.probe.errors[:5]))
+        stack.callback(self.probe.stop)
+        return "go"
+
+    def finish(self, report: dict, spans: list[tuple[str, float, float]], done: dict | None) -> None:
+        """Each migration's max_write_stall: spans are the migrations' (name, start, end) as their lines
+        arrived here; done is the runner's last event (its own probe's data, for option_file)."""
+        if self.probe is not None:
+            stalls = attribute_stalls(spans, self.probe.writes)
+        elif self.on_host and (done or {}).get("probe"):
+            stalls = self._from_host(report, done["probe"])
+        else:
+            return
+        for m in report["migrations"]:
+            m["max_write_stall"] = stalls.get(m["name"])
+
+    @staticmethod
+    def _from_host(report: dict, data: dict) -> dict:
+        _fill_sizes(report, data["sizes"])
+        report["probe"].update(tables=data["tables"], writes=len(data["writes"]), errors=data["errors"])
+        spans = [(name, start, end if end is not None else data["end"]) for name, start, end in data["spans"]]
+        return attribute_stalls(spans, [tuple(w) for w in data["writes"]])
+
+
+def _fill_sizes(report: dict, sizes: dict) -> None:
+    """Each table entry gets its size on the copy; a table without one is created by the plan."""
+    for m in report["migrations"]:
+        for tbl in m["tables"]:
+            size = sizes.get(tbl["name"])
+            tbl.update(size if size else {"rows": 0, "mb": 0.0, "created": True})
+
+
+def _judge(plan: dict, before: dict, report: dict) -> list[str]:
+    """Each migration's entry (SQL, tables, unsafe operations); returns the existing tables touched."""
+    check, probed = PlanCheck(before), []
+    for m in plan["migrations"]:
+        found = check.check(m["sql"])
+        names = found["tables"] + [x for x in m.get("python_tables", []) if x not in found["tables"]]
+        report["migrations"].append({"name": m["name"], "seconds": None,
+                                     "sql": [s for s in m["sql"] if not s.lstrip().startswith("--")],
+                                     "tables": [{"name": n} for n in names], "max_write_stall": None,
+                                     "unsafe": found["unsafe"]})
+        probed += [n for n in names if n in before and n not in probed]
+    return probed
+
+
+def _sqlite_sizes(plan: dict) -> dict:
+    out = {}
+    for name, info in (plan.get("sqlite") or {}).items():
+        size = info.get("bytes")
+        out[name] = {"rows": info["rows"], "rows_exact": True,
+                     "mb": round(size / 1048576, 2) if size is not None else None}
+    return out
