@@ -64,11 +64,11 @@ def setup(base: Path, hosts: SshHosts, db: MariaDB, rows: int, names: tuple[str,
 
 def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> dict[str, list[dict]]:
     from doit_stages.config import load_config
+    from doit_stages.executor import Connections
     from doit_stages.layout import Layout
     from doit_stages.steps.common import write_file
     from doit_stages.steps.environment import env_file
     from doit_stages.steps.rehearsal import rehearse
-    from doit_stages.transport import Connections
 
     environ = dict(os.environ, **{PASSWORD_ENV: NASTY_PASSWORD})
     configs = {"T": load_config(p.ini, environ), "H": load_config(p.workdir / "stages-optfile.ini", environ)}
@@ -80,10 +80,11 @@ def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> dict[str, li
     try:
         for i in range(args.repeat + 1):          # the first pair warms up and is not counted
             for kind, config in configs.items():
-                write_file(t, Layout(config.project.deploy_root).env_file("test"), env_file(config, stage), "600")
+                layout = Layout(config.project.deploy_root)
+                write_file(t, layout.env_file("test"), env_file(layout, config, stage), "600")
                 reset(db, test, prod)
                 start = time.monotonic()
-                rep = rehearse(t, config, stage, rid, "bench")
+                rep = rehearse(t, layout, config, stage, rid, "bench")
                 took = time.monotonic() - start
                 stall = {m["name"].split(".")[1][:4]: m["max_write_stall"] for m in rep["migrations"]}
                 if i:
