@@ -105,6 +105,10 @@ class Database:
     path: str = ""           # sqlite: the file on the backup host
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
+    # mysql: how long the migration's session waits for a lock (metadata or row) before giving up, and how
+    # many times the migration is tried again after that (steps/migrate_bounded.py)
+    migration_lock_timeout: int = 10
+    migration_lock_retries: int = 3
     # The password, read from the environ given to load_config (validated to be set there): never in a repr
     # (doit and pytest print them), never compared or hashed. doit's dep file stores only what actions
     # return, never the config.
@@ -192,7 +196,9 @@ class Config:
 
 PROJECT_KEYS = {f for f in Project.__dataclass_fields__}
 DATABASE_KEYS = {"engine", "host", "port", "name", "user", "password_env", "option_file", "path",
-                 "backup_host", "restore_on_failed_migration"}
+                 "backup_host", "restore_on_failed_migration", "migration_lock_timeout", "migration_lock_retries"}
+MAX_LOCK_TIMEOUT = 31536000  # a year: MySQL's own maximum of lock_wait_timeout
+MAX_LOCK_RETRIES = 100
 STAGE_KEYS = {"hosts", "link", "settings", "database", "restore_from", "promote_from", "health_url",
               "health_timeout", "reload_command", "batch", "max_fail", "buildout_config"}
 # Implemented choices; the others DESIGN.md names are refused with a clear message, not faked.
@@ -436,7 +442,8 @@ class _Parser:
         common = dict(name=name, engine=engine, backup_host=backup_host,
                       restore_on_failed_migration=self.boolean(s, "restore_on_failed_migration"))
         if engine == "sqlite":
-            for key in ("host", "port", "user", "password_env", "option_file", "name"):
+            for key in ("host", "port", "user", "password_env", "option_file", "name", "migration_lock_timeout",
+                        "migration_lock_retries"):
                 if self.cp.has_option(s, key):
                     self.fail(s, key, "not used with engine = sqlite; remove it (sqlite takes only path)")
             if not self.get(s, "path"):
@@ -462,7 +469,18 @@ class _Parser:
             self.fail(s, "password_env", f"environment variable {env} is not set; export it before running doit")
         return Database(dbname=self.get(s, "name"), host=self.get(s, "host", "127.0.0.1"),
                         port=self.integer(s, "port", 3306, 1), user=self.get(s, "user"),
-                        password_env=env, option_file=opt, secret=self.environ[env] if env else "", **common)
+                        password_env=env, option_file=opt, secret=self.environ[env] if env else "",
+                        **self.lock_waits(s), **common)
+
+    def lock_waits(self, s) -> dict:
+        timeout = self.duration(s, "migration_lock_timeout", 10)
+        if not 1 <= timeout <= MAX_LOCK_TIMEOUT:
+            self.fail(s, "migration_lock_timeout", f"{self.get(s, 'migration_lock_timeout')!r} is not between 1s "
+                                                   "and 365d; write e.g. 10s")
+        retries = self.integer(s, "migration_lock_retries", 3)
+        if retries > MAX_LOCK_RETRIES:
+            self.fail(s, "migration_lock_retries", f"{retries} is more than {MAX_LOCK_RETRIES}; write e.g. 3")
+        return {"migration_lock_timeout": timeout, "migration_lock_retries": retries}
 
     def parse_stage(self, s, name, hosts, project, databases) -> Stage:
         db = self.get(s, "database") or None
