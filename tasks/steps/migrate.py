@@ -46,11 +46,18 @@ def run_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, r
     """Returns the command's output; raises StepError naming stage, host and the last error line."""
     code, out, err = t.call(app_command(layout, stage.name, rid, shlex.split(config.project.migrate_command)))
     if code != 0:
-        last = last_line(err, out)
-        raise StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
-                        f"(exit {code}): {last}")
-    write_file(t, layout.migrated_marker(stage.name), rid.encode() + b"\n", "644")
+        raise migrate_failed(config, stage, t, code, out, err)
+    record_migrated(t, layout, stage, rid)
     return out
+
+
+def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: str, err: str) -> StepError:
+    return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
+                     f"(exit {code}): {last_line(err, out)}")
+
+
+def record_migrated(t: Transport, layout: Layout, stage: Stage, rid: str) -> None:
+    write_file(t, layout.migrated_marker(stage.name), rid.encode() + b"\n", "644")
 
 
 def migrate_production(session, stage: Stage, rid: str) -> str:

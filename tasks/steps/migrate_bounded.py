@@ -1,0 +1,56 @@
+"""The production migration with bounded lock waits: a Django `manage.py migrate` on MySQL/MariaDB runs
+through migrate_runner.py, whose session waits at most [database:<name>] migration_lock_timeout for a lock
+(as Strong Migrations does, about 10 s) instead of the server's day or year, during which every app query
+on the table would queue behind the waiting ALTER. When it gives up, the migration is tried again after
+as long a pause, migration_lock_retries times, then the step stops with one line naming the connections
+that hold the lock up (lockwait.py). Any other migrate_command, or sqlite, runs as it is.
+"""
+from __future__ import annotations
+
+import posixpath
+import shlex
+import time
+from pathlib import Path
+
+from ..config import Config, Stage
+from ..errors import StepError
+from ..layout import Layout
+from ..lockwait import failure_line, lock_event, retry_line
+from ..transport import Transport
+from .environment import app_command
+from .migrate import migrate_failed, record_migrated, run_migrations
+
+RUNNER = Path(__file__).with_name("migrate_runner.py")
+EXIT_LOCKED = 75  # the runner's exit code when a statement gave up waiting for a lock
+
+
+def bounded_argv(migrate_command: str, seconds: int) -> list[str] | None:
+    """[python options..., -c, <runner>, seconds, manage.py, migrate, ...] for a `manage.py migrate`
+    command; None for any other (its lock waits are the project's own business)."""
+    argv = shlex.split(migrate_command)
+    idx = next((i for i, a in enumerate(argv) if posixpath.basename(a) == "manage.py"), None)
+    if idx is None or argv[idx + 1:idx + 2] != ["migrate"]:
+        return None
+    # `./manage.py migrate` ran by its shebang: python3 is the name every host with Python 3 has
+    return [*(argv[:idx] or ["python3"]), "-c", RUNNER.read_text(), str(seconds), *argv[idx:]]
+
+
+def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str,
+                           pause=time.sleep) -> str:
+    db = config.stage_database(stage)
+    argv = bounded_argv(config.project.migrate_command, db.migration_lock_timeout) if db.engine == "mysql" else None
+    if argv is None:
+        return run_migrations(t, layout, config, stage, rid)
+    attempts = db.migration_lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        code, out, err = t.call(app_command(layout, stage.name, rid, argv))
+        if code == 0:
+            record_migrated(t, layout, stage, rid)
+            return out
+        event = lock_event(out) if code == EXIT_LOCKED else None
+        if event is None:
+            raise migrate_failed(config, stage, t, code, out, err)
+        if attempt < attempts:
+            print(f"   {retry_line(stage.name, event, out, attempt, attempts)}", flush=True)
+            pause(db.migration_lock_timeout)
+    raise StepError(failure_line(stage.name, db.name, event, out, attempts))

@@ -1,0 +1,128 @@
+# Runs on the host, inside the release, with the stage's environment (python -c <this file's text>).
+# argv: <seconds> <manage.py> migrate [migrate options...]
+#
+# The project's manage.py, run as `python manage.py migrate ...` runs it, with one addition: every MySQL or
+# MariaDB connection Django opens first bounds its lock waits to <seconds> (lock_wait_timeout: the metadata
+# lock each DDL statement needs, which one open transaction on the table holds up while every later query
+# on that table queues behind the waiting ALTER; innodb_lock_wait_timeout: row locks). The servers'
+# defaults are a day (MariaDB) and a year (MySQL). When a statement gives up waiting (error 1205), it
+# prints one line "@@doit-stages {json}": that statement, and what the server shows of the other
+# connections (of their queries only the first word: a query's text may hold data), and exits 75; the
+# deploying machine tries again or stops. Standard library and Django only: this is the app's interpreter.
+import json
+import os
+import runpy
+import sys
+
+MARK = "@@doit-stages "
+LOCK_WAIT_TIMEOUT = 1205
+EXIT_LOCKED = 75
+PROCESSES = ("SELECT ID, USER, HOST, DB, COMMAND, TIME, STATE, SUBSTRING_INDEX(TRIM(COALESCE(INFO, '')), ' ', 1) "
+             "FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
+# both need the PROCESS privilege (the app's user seldom has it); without it only its own connections show
+TRANSACTIONS = ("SELECT trx_mysql_thread_id, TIMESTAMPDIFF(SECOND, trx_started, NOW()) "
+                "FROM information_schema.INNODB_TRX")
+METADATA_LOCKS = (
+    # MariaDB with the metadata_lock_info plugin
+    "SELECT THREAD_ID, TABLE_SCHEMA, TABLE_NAME FROM information_schema.METADATA_LOCK_INFO",
+    # MySQL 8 (performance_schema on by default there)
+    "SELECT t.PROCESSLIST_ID, m.OBJECT_SCHEMA, m.OBJECT_NAME FROM performance_schema.metadata_locks m "
+    "JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID "
+    "WHERE m.LOCK_STATUS = 'GRANTED' AND m.OBJECT_TYPE = 'TABLE'",
+)
+
+seconds, manage, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+failed = {}
+
+
+def remember(execute, sql, params, many, context):
+    """Django's execute wrapper: the statement that failed, to name the table it waited for."""
+    try:
+        return execute(sql, params, many, context)
+    except Exception:
+        failed["sql"] = str(sql)[:2000]
+        raise
+
+
+def bound(sender, connection, **kwargs):
+    if connection.vendor != "mysql":
+        return
+    with connection.cursor() as cur:
+        cur.execute("SET SESSION lock_wait_timeout = %s", [seconds])
+        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", [seconds])
+    if remember not in connection.execute_wrappers:
+        connection.execute_wrappers.append(remember)
+
+
+def timed_out(exc):
+    for _ in range(10):  # the driver's error is the cause (or context) of Django's
+        if exc is None:
+            return False
+        if getattr(exc, "errno", None) == LOCK_WAIT_TIMEOUT or (exc.args and exc.args[0] == LOCK_WAIT_TIMEOUT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def alias():
+    for i, a in enumerate(args):
+        if a.startswith("--database="):
+            return a.split("=", 1)[1]
+        if a == "--database" and i + 1 < len(args):
+            return args[i + 1]
+    return "default"
+
+
+def rows(cur, sql):
+    try:
+        cur.execute(sql)
+        return [list(r) for r in cur.fetchall()]
+    except Exception:  # no privilege, no such table: that source says nothing
+        return None
+
+
+def report(exc):
+    from django.db import connections
+    connection = connections[alias()]
+    try:
+        found = inspect(connection)
+    except Exception:  # the session the migration used is unusable: ask in a fresh one
+        connection.close()
+        found = inspect(connection)
+    # on a line of its own: Django's "  Applying app.0005_x..." has no line end yet
+    sys.stdout.write("\n" + MARK + json.dumps(found, default=str) + "\n")
+    sys.stdout.flush()
+    sys.stderr.write("lock wait timeout (%s s): %s\n" % (seconds, exc))
+
+
+def inspect(connection):
+    sql = failed.get("sql")  # read first: the queries below go through the same wrapper
+    with connection.cursor() as cur:
+        cur.execute("SELECT CONNECTION_ID(), DATABASE(), CURRENT_USER()")
+        me, db, user = cur.fetchone()
+        return {"event": "lock_timeout", "seconds": seconds, "sql": sql, "me": me, "db": db,
+                "user": user, "processes": rows(cur, PROCESSES), "transactions": rows(cur, TRANSACTIONS),
+                "metadata_locks": next((r for r in (rows(cur, q) for q in METADATA_LOCKS) if r), None)}
+
+
+def main():
+    try:
+        from django.db.backends.signals import connection_created
+    except ImportError:
+        connection_created = None  # not Django after all: run it as it is
+    if connection_created is not None:
+        connection_created.connect(bound)
+    sys.argv = [manage, *args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(manage)))
+    try:
+        runpy.run_path(manage, run_name="__main__")
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if not timed_out(exc):
+            raise
+        report(exc)
+        sys.exit(EXIT_LOCKED)
+
+
+main()
