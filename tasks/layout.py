@@ -113,6 +113,12 @@ class Layout:
         records the outcome. Left behind, it tells the next run to finish or undo that switch."""
         return self.join(".deploy", f"intent-{stage}.json")
 
+    def migration(self, stage: str) -> str:
+        """The record of the stage's latest migration of its database, on the database's backup host: an
+        intent written before the first change, its outcome after the verified "after" backup. An intent
+        without an outcome tells the next run to finish that migration (steps/production_migration.py)."""
+        return self.join(".deploy", f"migration-{stage}.json")
+
     def venv(self, digest: str) -> str:
         """The venv of every release whose wheelhouse has this digest (linked into each as .venv)."""
         return self.join(".deploy", "venvs", digest)

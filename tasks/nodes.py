@@ -18,11 +18,11 @@ from .session import Session
 from .steps import backup as backup_step
 from .steps import build as build_step
 from .steps import migrate as migrate_step
+from .steps import production_migration
 from .steps import rehearsal as rehearsal_step
 from .steps import restore as restore_step
 from .steps.archive import local_release
 from .steps.links import release_of
-from .steps.rehearsal_guard import guard_production
 from .steps.switch import read_state, switch_stage
 from .steps.upload import has_release, upload_release
 
@@ -114,12 +114,13 @@ def run_restore(s: Session, r: Releases, stage: Stage) -> str:
 
 # -- migrate:<stage> -------------------------------------------------------------------------------
 def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
-    """Nothing pending; on a rehearsing stage (restore_from), also this release's report is there."""
+    """Nothing pending; on a rehearsing stage (restore_from), also this release's report is there; on any
+    other, also no migration of its database lacks its outcome, the "after" backup (production_migration)."""
     rid = r.of(stage).id
     done = _migrated(s, stage, rid)
     if done and stage.restore_from:
         return s.hosts.one(stage.hosts[0], lambda t: t.exists(s.layout.rehearsal(rid)))
-    return done
+    return done and not production_migration.unfinished(s, stage)
 
 
 def _migrated(s: Session, stage: Stage, rid: str) -> bool:
@@ -128,15 +129,11 @@ def _migrated(s: Session, stage: Stage, rid: str) -> bool:
 
 def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
     """A throwaway copy (restore_from) is rehearsed; any other database is guarded by its rehearsal
-    (invariant 8), then migrated between two verified backups (invariant 3)."""
+    (invariant 8), then migrated between two verified backups (invariant 3), recorded from its intent to
+    its outcome, so that a run that died half way is finished by the next (invariant 7)."""
     if stage.restore_from:
         return run_rehearsal(s, r, stage)
-    rid, db = r.of(stage).id, s.config.stage_database(stage)
-    s.lock([stage.hosts[0], s.backup_host(db)], f"migrate:{stage.name}")
-    if migrate_done(s, r, stage):
-        return "nothing pending"
-    note = guard_production(s, stage, rid)
-    return f"migrated{note}; " + migrate_step.migrate_production(s, stage, rid)
+    return production_migration.migrate_production(s, stage, r.of(stage).id)
 
 
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
@@ -166,4 +163,4 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
 def run_switch(s: Session, r: Releases, stage: Stage) -> str:
     release = r.of(stage)
     return switch_stage(s, stage, release.id, release.revision, "ok", f"switch:{stage.name}",
-                        backups=migrate_step.migration_backups(s, stage, release.id))
+                        backups=production_migration.migration_backups(s, stage, release.id))

@@ -1,8 +1,8 @@
 """migrate: the release's migrations applied to the stage's database, run once, on the stage's first host.
 
-A database that is not a throwaway copy (the stage has no restore_from) is backed up, verified, right
-before its migration and again right after (invariant 3); a failed migration either restores the "before"
-backup (restore_on_failed_migration = yes) or names it. A throwaway copy is rehearsed instead (rehearsal.py).
+A database that is not a throwaway copy (the stage has no restore_from) is migrated between two verified
+backups, from a recorded intent to its outcome (production_migration.py), with bounded lock waits
+(migrate_bounded.py). A throwaway copy is rehearsed instead (rehearsal.py).
 
 "Pending" is asked of the real database: for a Django migrate_command (`manage.py`, `django-admin`, or a
 buildout control script named `django`, e.g. `bin/django migrate`), the same command with `--check`; for any
@@ -13,14 +13,11 @@ from __future__ import annotations
 import posixpath
 import shlex
 
-from .. import failpoints
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
-from .backup import list_backups, take_backup
 from .common import StepError, last_line, read_text, write_file
 from .environment import app_command
-from .restore import restore_in_place
 
 # Programs that take Django's management commands: djangorecipe names its script after the part, [django].
 DJANGO_PROGRAMS = ("manage.py", "django-admin", "django")
@@ -58,34 +55,3 @@ def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: s
 
 def record_migrated(t: Transport, layout: Layout, stage: Stage, rid: str) -> None:
     write_file(t, layout.migrated_marker(stage.name), rid.encode() + b"\n", "644")
-
-
-def migrate_production(session, stage: Stage, rid: str) -> str:
-    """Backup (verified), migrate, backup (verified): the summary names both backups."""
-    db = session.config.stage_database(stage)
-    before = take_backup(session, db, reason=f"before migrate:{stage.name} {rid}")
-    failpoints.hit("migrate.after_backup_before")
-    try:
-        session.hosts.one(stage.hosts[0], lambda t: run_migrations(t, session.layout, session.config, stage, rid))
-        failpoints.hit("migrate.after_migrate")
-    except StepError as exc:
-        if db.restore_on_failed_migration:
-            restore_in_place(session, db, before)
-            raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
-                            f"(restore_on_failed_migration = yes)") from None
-        raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
-                        f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before)"
-                        ) from None
-    failpoints.hit("migrate.before_backup_after")
-    after = take_backup(session, db, reason=f"after migrate:{stage.name} {rid}")
-    return f"backups {before['file']}, {after['file']}"
-
-
-def migration_backups(session, stage: Stage, rid: str) -> list[str]:
-    """The backups taken around this release's migration of the stage's database (for the release log)."""
-    db = session.config.stage_database(stage)
-    if not db or stage.restore_from:
-        return []
-    tag = f"migrate:{stage.name} {rid}"
-    metas = session.hosts.one(session.backup_host(db), lambda t: list_backups(t, session.layout, db))
-    return [m["file"] for m in metas if m.get("reason", "").endswith(tag)][-2:]

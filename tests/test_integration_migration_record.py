@@ -1,0 +1,160 @@
+"""Production's migration is done only when its last effect, the verified "after" backup, is recorded: the
+deployer killed at each migrate failpoint of promote:staging leaves an intent, and the next run with no
+manual step finishes it from the "before" backup of the first attempt (never a second one), takes exactly
+one "after" backup, and the release log names that true pair. A migration held up by an open transaction
+waits a bounded time, tries again, then stops with one line naming the blocking connection; production is
+left unchanged, and once that transaction ends the rerun goes on. Real sshd hosts, MariaDB, Django."""
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+
+import pytest
+from harness import NASTY_PASSWORD
+
+ADD_COLUMN = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "{previous}")]
+    operations = [migrations.AddField("post", "{column}", models.CharField(max_length=20, null=True))]
+'''
+
+
+@pytest.fixture(scope="module")
+def world(blog_world):
+    p = blog_world["project"]
+    for cmd in ("deploy:test", "promote:staging"):
+        p.ok(cmd)
+    return {**blog_world, "previous": "0003_populate_post_slug", "number": 4}
+
+
+def rid(link):
+    return link.rsplit("/", 1)[1] if link else None
+
+
+def release_adding(world, column: str) -> tuple[str, str]:
+    """A new release whose one migration adds `column` to posts_post, deployed to test (rehearsed there)."""
+    name = f"{world['number']:04d}_{column}"
+    world["repo"].commit(column, {f"posts/migrations/{name}.py": ADD_COLUMN.format(previous=world["previous"],
+                                                                                  column=column),
+                                  "static/version.txt": column + "\n"})
+    world["previous"], world["number"] = name, world["number"] + 1
+    world["project"].ok("deploy:test")
+    return rid(world["project"].links("sites/test")[0]), f"posts.{name}"
+
+
+def columns(world) -> list[str]:
+    return [r[0] for r in world["mariadb"].query(
+        None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = "
+              "'posts_post'", (world["prod"],))]
+
+
+def applied(world) -> list[str]:
+    return [f"{a}.{n}" for a, n in world["mariadb"].query(world["prod"], "SELECT app, name FROM django_migrations")]
+
+
+def around(world, release: str) -> dict[str, list[dict]]:
+    """The verified backups tagged before/after this release's migration of staging, oldest first."""
+    metas = world["project"].backups(world["hosts"][0])
+    return {w: [m for m in metas if m["reason"] == f"{w} migrate:staging {release}"] for w in ("before", "after")}
+
+
+def dump_text(world, meta: dict) -> str:
+    with gzip.open(world["hosts"][0].path(f"/srv/blog/db_backup/{meta['file']}"), "rt") as f:
+        return f.read()
+
+
+def record(world) -> dict:
+    return json.loads(world["hosts"][0].path("/srv/blog/.deploy/migration-staging.json").read_text())
+
+
+def assert_finished_with_one_pair(world, release: str, migration: str, column: str, first_before: dict):
+    p = world["project"]
+    backups = around(world, release)
+    assert [b["name"] for b in backups["before"]] == [first_before["name"]], "a second before backup was taken"
+    assert len(backups["after"]) == 1, backups["after"]
+    after = backups["after"][0]
+    assert column in columns(world) and migration in applied(world)
+    # the after backup holds the migrated schema and records the migration; the before backup neither
+    app, name = migration.split(".")
+    for meta, migrated in ((after, True), (first_before, False)):
+        text = dump_text(world, meta)
+        assert (f"`{column}` varchar(20)" in text) is migrated
+        assert (f"'{app}','{name}'" in text) is migrated
+    for h in world["hosts"]:
+        last = [r for r in p.log(h) if r["stage"] == "staging"][-1]
+        assert (last["release"], last["result"]) == (release, "ok")
+        assert last["backups"] == [first_before["file"], after["file"]]
+    rec = record(world)
+    assert (rec["release"], rec["outcome"], rec["before"]["name"], rec["after"]["name"]) == \
+        (release, "migrated", first_before["name"], after["name"])
+    assert [rid(x) for x in p.links("sites/staging")] == [release, release]
+
+
+@pytest.mark.parametrize("point", ["migrate.after_migrate", "migrate.before_backup_after"])
+def test_killed_after_the_migration_the_next_run_takes_the_one_after_backup(world, point):
+    p = world["project"]
+    column = point.split(".")[1]
+    release, migration = release_adding(world, column)
+    staging = p.links("sites/staging")
+    res = p.doit("promote:staging", env={"DEPLOY_FAILPOINTS": f"{point}=kill"})
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert migration in applied(world) and p.links("sites/staging") == staging
+    backups = around(world, release)
+    assert len(backups["before"]) == 1 and backups["after"] == []
+    assert record(world)["outcome"] is None  # the intent, left open
+    res = p.ok("promote:staging")
+    assert f"finished the migration of {release} an earlier run left unfinished: its migration had completed" \
+        in res.stdout, res.stdout
+    assert backups["before"][0]["file"] in res.stdout
+    assert_finished_with_one_pair(world, release, migration, column, backups["before"][0])
+    assert ".  migrate:staging" not in p.ok("promote:staging").stdout  # done: up to date, not run again
+
+
+def test_killed_after_the_before_backup_the_next_run_migrates_from_that_backup(world):
+    p = world["project"]
+    release, migration = release_adding(world, "after_backup_before")
+    res = p.doit("promote:staging", env={"DEPLOY_FAILPOINTS": "migrate.after_backup_before=kill"})
+    assert res.returncode == -signal.SIGKILL, res.stderr
+    assert migration not in applied(world)
+    backups = around(world, release)
+    assert len(backups["before"]) == 1 and backups["before"][0]["status"] == "verified"
+    res = p.ok("promote:staging")
+    assert "continued its migration, then took the after backup" in res.stdout, res.stdout
+    assert_finished_with_one_pair(world, release, migration, "after_backup_before", backups["before"][0])
+
+
+def test_a_migration_held_up_by_an_open_transaction_stops_in_bounded_time_naming_it(world):
+    p, mariadb = world["project"], world["mariadb"]
+    release, migration = release_adding(world, "held_up")
+    staging, before_columns = p.links("sites/staging"), columns(world)
+    holder = mariadb.connect(world["prod"], user=p.values["user"], password=NASTY_PASSWORD)
+    try:
+        cur = holder.cursor()
+        cur.execute("SELECT CONNECTION_ID()")
+        holder_id = cur.fetchone()[0]
+        cur.execute("START TRANSACTION")
+        cur.execute("SELECT COUNT(*) FROM posts_post")  # a shared metadata lock until the transaction ends
+        cur.fetchall()
+        p.write(prod_extra="migration_lock_timeout = 1s\nmigration_lock_retries = 2\n")
+        # the server's own lock_wait_timeout is a day: unbounded, this run would outlast the timeout here
+        res = p.doit("promote:staging", timeout=300)
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR")]
+        assert res.returncode != 0 and len(errors) == 1, res.stderr
+        assert f"{migration} gave up waiting for a lock on posts_post 3 times, 1 s each" in errors[0], errors[0]
+        assert f"connection {holder_id} (" in errors[0] and f"KILL {holder_id}" in errors[0]
+        assert "cannot roll back DDL" in errors[0] and "may be half-migrated" in errors[0]
+        assert "(attempt 1 of 3)" in res.stdout and "(attempt 2 of 3)" in res.stdout, res.stdout
+        assert columns(world) == before_columns and migration not in applied(world)
+        assert p.links("sites/staging") == staging
+        holder.commit()
+    finally:
+        holder.close()
+        p.write(prod_extra="")
+    first_before = around(world, release)["before"]
+    assert len(first_before) == 1
+    res = p.ok("promote:staging")
+    assert "continued its migration" in res.stdout, res.stdout
+    assert_finished_with_one_pair(world, release, migration, "held_up", first_before[0])
