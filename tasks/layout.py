@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\d{4})-(?P<rev>[0-9a-f]{12})$")
 READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
 RELEASE_META = ".deploy-release.json"   # in a release: its Release (id, revision, sha256, wheels) as JSON
+ENV_DIR = ".deploy-env"          # in a release (0700): <stage>.env (0600), what the release runs with on that stage
 
 
 def release_id(name: str, commit_time: int, revision: str) -> str:
@@ -49,7 +50,22 @@ class Layout:
         return self.join("shared", stage)
 
     def env_file(self, stage: str) -> str:
+        """What an app server loads (EnvironmentFile=): a symlink through the stage's link to the env file of
+        the release live on the stage, so it switches with the link (see release_env)."""
         return self.join("shared", f"{stage}.env")
+
+    def release_env(self, rid: str, stage: str) -> str:
+        """The environment a release runs with on a stage: written by that stage's build, kept with the
+        release, removed with it. A put-back or rollback returns to it unchanged."""
+        return self.join("releases", rid, ENV_DIR, f"{stage}.env")
+
+    def live_env(self, link: str, stage: str) -> str:
+        """The env file of the release live on the stage, through its link."""
+        return self.join(link, ENV_DIR, f"{stage}.env")
+
+    def env_file_target(self, link: str, stage: str) -> str:
+        """The relative target of shared/<stage>.env: ../sites/current/.deploy-env/prod.env for prod."""
+        return posixpath.relpath(self.live_env(link, stage), self.shared)
 
     @property
     def backups(self) -> str:

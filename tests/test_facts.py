@@ -96,16 +96,21 @@ def test_stage_state_says_built_only_for_the_stage_and_a_private_env(host):
     release = Release(RID, "a" * 40, "0" * 64)
     assert not build.is_built(t, layout, config, stage, release)          # no marker, no env file
     from doit_stages.steps.environment import env_file
-    Path(layout.env_file("test")).write_bytes(env_file(layout, config, stage))
-    os.chmod(layout.env_file("test"), 0o600)
+    own = Path(layout.release_env(RID, "test"))
+    own.parent.mkdir()
+    own.write_bytes(env_file(layout, config, stage))
+    os.chmod(own, 0o600)
     Path(layout.built_marker("test")).parent.mkdir(parents=True, exist_ok=True)
     Path(layout.built_marker("test")).write_text(RID + "\n")
+    assert not build.is_built(t, layout, config, stage, release)          # shared/test.env not published
+    os.symlink(layout.env_file_target("sites/test", "test"), layout.env_file("test"))
     assert build.is_built(t, layout, config, stage, release)
-    os.chmod(layout.env_file("test"), 0o644)
+    os.chmod(own, 0o644)
     assert not build.is_built(t, layout, config, stage, release)          # world-readable: not built
-    os.chmod(layout.env_file("test"), 0o600)
-    Path(layout.env_file("test")).write_text("STAGE=other\n")
+    os.chmod(own, 0o600)
+    own.write_text("STAGE=other\n")
     assert not build.is_built(t, layout, config, stage, release)          # another env: not built
+    assert build.is_built(t, layout, config, stage, release, keep_env=True)   # unless a rollback keeps it
 
 
 def test_scan_reads_links_releases_and_log(host):

@@ -41,8 +41,9 @@ def test_first_deploy_puts_one_release_on_every_host(world):
         art = host.path(f"/srv/blog/.deploy/artifacts/{rid}.tar.gz")
         assert hashlib.sha256(art.read_bytes()).hexdigest() == sha
         assert host.path(f"/srv/blog/releases/{rid}/REVISION").read_text().strip() == commit
-        env = host.path("/srv/blog/shared/test.env")
-        assert env.stat().st_mode & 0o777 == 0o600
+        env = host.path(f"/srv/blog/releases/{rid}/.deploy-env/test.env")     # the release's own
+        assert env.stat().st_mode & 0o777 == 0o600 and env.parent.stat().st_mode & 0o777 == 0o700
+        assert os.readlink(host.path("/srv/blog/shared/test.env")) == "../sites/test/.deploy-env/test.env"
     # the test database was migrated; production's was not touched
     assert "posts.0003_populate_post_slug" in applied(db, world["test"])
     assert db.tables(world["prod"]) == []

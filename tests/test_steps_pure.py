@@ -86,6 +86,10 @@ def test_layout_paths():
     assert lay.release(r) == f"/srv/blog/releases/{r}"
     assert lay.link("sites/test") == "/srv/blog/sites/test"
     assert lay.env_file("test") == "/srv/blog/shared/test.env"
+    assert lay.release_env(r, "test") == f"/srv/blog/releases/{r}/.deploy-env/test.env"
+    assert lay.live_env("sites/test", "test") == "/srv/blog/sites/test/.deploy-env/test.env"
+    assert lay.env_file_target("sites/test", "test") == "../sites/test/.deploy-env/test.env"
+    assert lay.env_file_target("a/b/live", "prod") == "../a/b/live/.deploy-env/prod.env"
     assert lay.stage_dir("test") == "/srv/blog/shared/test"
     assert (lay.lock, lay.log) == ("/srv/blog/.deploy/lock", "/srv/blog/.deploy/releases.jsonl")
     assert lay.backups == "/srv/blog/db_backup"

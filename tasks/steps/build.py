@@ -4,14 +4,17 @@ Two levels, because one release directory serves every stage on a host:
 - release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse (build = pip:
   the app's requirements.txt; build = buildout: zc.buildout), then the READY marker, written last. A
   directory without it is half-built and is removed by the next run.
-- stage level: shared/<stage>.env (0600), the stage's stage_dirs, (build = buildout) the stage's buildout
-  run (steps/buildout.py), build_command with the stage's environment, then .deploy/built-<stage> holding
-  the release id.
+- stage level: the release's env file for the stage (releases/<id>/.deploy-env/<stage>.env, 0600, with
+  shared/<stage>.env a symlink to the live one: steps/environment.py), the stage's stage_dirs,
+  (build = buildout) the stage's buildout run (steps/buildout.py), build_command with that environment,
+  then .deploy/built-<stage> holding the release id. The env file of the release live now is never
+  touched by the build of another release.
 """
 from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 import shlex
 
 from .. import failpoints
@@ -21,7 +24,7 @@ from ..transport import Transport
 from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, last_line, write_file
-from .environment import app_command, env_file
+from .environment import WRITE_ENV, app_command, env_file, write_env_args
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
 # venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
@@ -50,10 +53,8 @@ printf '%s\n' "$meta" > "$metaf"
 touch "$ready"
 '''
 
-# stdin: the env file. $1 env file, $2 "1" to empty the stage dirs first, then the stage dirs
-STAGE_FILES = r'''set -e
-envf=$1; fresh=$2; shift 2
-(umask 077; mkdir -p "${envf%/*}"; cat > "$envf.tmp"); chmod 600 "$envf.tmp"; mv -f "$envf.tmp" "$envf"
+# stdin: the env file. WRITE_ENV's five arguments, then "1" to empty the stage dirs first, then the stage dirs
+STAGE_FILES = 'set -e\n' + WRITE_ENV + r'''fresh=$1; shift
 [ $# -gt 0 ] || exit 0
 if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
 mkdir -p -- "$@"
@@ -71,11 +72,18 @@ while [ $# -gt 0 ]; do
   rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
 done
 '''
-# $1 release dir, $2 its ready marker, $3 built marker, $4 env file, then the shared paths in the release: one
-# command for everything is_built looks at ("missing <path>" for each shared path not linked to something)
-STAGE_STATE = ('cat "$2" >/dev/null 2>&1 || exit 0; echo ready; '
-               'cat "$3" 2>/dev/null; echo; stat -c %a "$4" 2>/dev/null; sha256sum "$4" 2>/dev/null; '
-               'rel=$1; shift 4; for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done')
+# $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
+# shared/<stage>.env, then the shared paths in the release: one command for everything is_built looks at,
+# one "key value" a line ("missing <path>" for each shared path not linked to something)
+STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; shift 5
+[ -f "$ready" ] || exit 0
+echo ready
+echo "built $(cat -- "$marker" 2>/dev/null)"
+echo "env_mode $(stat -c %a -- "$envf" 2>/dev/null)"
+echo "env_sha256 $({ sha256sum < "$envf"; } 2>/dev/null | cut -d ' ' -f 1)"
+echo "published $(readlink -- "$pub")"
+for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
+'''
 
 
 def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
@@ -88,38 +96,41 @@ def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
 
 
 def parse_stage_state(text: str) -> dict | None:
-    """STAGE_STATE's output -> {"built": id, "env_mode": "600", "env_sha256": hex, "missing": [paths]};
-    None when the release is not ready."""
+    """STAGE_STATE's output -> {"built": id, "env_mode": "600", "env_sha256": hex, "published": target of
+    shared/<stage>.env, "missing": [paths]}; None when the release is not ready."""
     lines = text.splitlines()
     if not lines or lines[0] != "ready":
         return None
-    state: dict = {"built": "", "env_mode": "", "env_sha256": "", "missing": []}
-    rest = lines[1:]
-    state["built"] = rest.pop(0).strip() if rest else ""
-    for line in rest:
-        if line.startswith("missing "):
-            state["missing"].append(line[len("missing "):])
-        elif line.isdigit():
-            state["env_mode"] = line
-        elif line.strip():
-            state["env_sha256"] = line.split()[0]
+    state: dict = {"built": "", "env_mode": "", "env_sha256": "", "published": "", "missing": []}
+    for line in lines[1:]:
+        key, _, value = line.partition(" ")
+        if key == "missing":
+            state["missing"].append(value)
+        elif key in state:
+            state[key] = value.strip()
     return state
 
 
-def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release) -> bool:
-    """Ready, built for this stage with this release, and the env file is what it should be (mode 0600)."""
-    envf = layout.env_file(stage.name)
+def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
+             keep_env: bool = False) -> bool:
+    """Ready, built for this stage with this release, its env file for the stage what it should be (mode
+    0600; with keep_env, a rollback's: any it has) and shared/<stage>.env the symlink through the link."""
     names = [*config.project.shared_dirs, *config.project.shared_files]
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
-                 layout.built_marker(stage.name),
-                 envf, *names], check=False)
+                 layout.built_marker(stage.name), layout.release_env(release.id, stage.name),
+                 layout.env_file(stage.name), *names], check=False)
     state = parse_stage_state(out)
-    want = hashlib.sha256(env_file(layout, config, stage)).hexdigest()
-    return state == {"built": release.id, "env_mode": "600", "env_sha256": want, "missing": []}
+    want = {"built": release.id, "env_mode": "600",
+            "env_sha256": hashlib.sha256(env_file(layout, config, stage)).hexdigest(),
+            "published": layout.env_file_target(stage.link, stage.name), "missing": []}
+    if keep_env and state and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
+        want["env_sha256"] = state["env_sha256"]    # a rollback: the env file the release has, whatever it holds
+    return state == want
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
-                  fresh_stage_dirs: bool) -> None:
+                  fresh_stage_dirs: bool, keep_env: bool = False) -> None:
+    """keep_env (a rollback): the release keeps the env file it already has for the stage, if any."""
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
@@ -129,10 +140,10 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     failpoints.hit("build.after_unpack", t.host)
     t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(layout, config, rel)])
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
-    # the env file (0600, through stdin) and the stage dirs (emptied first by a promotion, as the seed's
-    # promote did), in one command
-    t.run(["sh", "-c", STAGE_FILES, "sh", layout.env_file(stage.name), "1" if fresh_stage_dirs else "",
-           *stage_dirs], input=env_file(layout, config, stage))
+    # the release's env file (0600, through stdin) and the stage dirs (emptied first by a promotion, as the
+    # seed's promote did), in one command
+    t.run(["sh", "-c", STAGE_FILES, "sh", *write_env_args(layout, stage, release.id, keep_env),
+           "1" if fresh_stage_dirs else "", *stage_dirs], input=env_file(layout, config, stage))
     if config.project.build == "buildout":
         buildout_step.run_buildout(t, layout, config, stage, release.id, wheels)
     if config.project.build_command:

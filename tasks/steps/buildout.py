@@ -7,7 +7,7 @@ On each host: the release gets a venv with zc.buildout from that wheelhouse (rel
 stage runs buildout with its own config into releases/<id>/.buildout/<stage>/ (bin/, parts/, develop-eggs/,
 .installed.cfg; eggs are shared by the stages in releases/<id>/.buildout/eggs/), with index and find-links
 pointing at the wheelhouse, newest = false and allow-picked-versions = false. releases/<id>/bin/<script>
-runs the script of the stage named by $STAGE (shared/<stage>.env sets it), so `bin/django migrate` works
+runs the script of the stage named by $STAGE (the stage's env file sets it), so `bin/django migrate` works
 in the release directory for every stage.
 """
 from __future__ import annotations
@@ -135,7 +135,7 @@ def failure_line(out: str, err: str, config_file: str) -> str:
 
 
 def run_buildout(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, wheels: str) -> None:
-    """The stage's buildout, with the stage's environment (shared/<stage>.env), then the bin/ dispatchers."""
+    """The stage's buildout, with the release's environment for the stage, then the bin/ dispatchers."""
     if not wheels:
         raise StepError(f"release {rid} was archived without a buildout wheelhouse (build was not buildout "
                         "then); deploy a new archive (doit archive, with build = buildout)")

@@ -1,5 +1,9 @@
-"""What the app sees: shared/<stage>.env (mode 0600) and the wrapper every app command runs through.
+"""What the app sees: the env file of (stage, release) and the wrapper every app command runs through.
 
+The env file lives in the release (releases/<id>/.deploy-env/<stage>.env, mode 0600 in a 0700 dir), so the
+environment travels with the release: a promotion that fails and puts every host back, or a rollback,
+returns each host to the old release AND the environment it ran with, byte for byte. shared/<stage>.env
+(the path an app server loads) is a symlink through the stage's link to it, so it switches with the link.
 The password travels only inside that file (URL-encoded in DATABASE_URL), never on a command line.
 """
 from __future__ import annotations
@@ -10,9 +14,13 @@ from urllib.parse import quote
 from ..config import Config, Database, Stage
 from ..layout import Layout
 
-# Loads the env file, enters the release, puts its venv first on PATH, then runs the argv given after it.
-APP_WRAPPER = ('set -a; . "$1" || exit 97; set +a; cd "$2" || exit 97; '
-               'if [ -d .venv/bin ]; then PATH="$2/.venv/bin:$PATH"; export PATH; fi; shift 2; exec "$@"')
+# $1 the release's env file, $2 the release, $3 shared/<stage>.env: loads the env file, enters the release,
+# puts its venv first on PATH, then runs the argv given after them. A release deployed before env files
+# lived in releases has none; while shared/<stage>.env is still the plain file of that time (its stage
+# was not built since), that file is the env of the release live on the stage, and is used instead.
+APP_WRAPPER = ('e=$1; if [ ! -e "$e" ] && [ -f "$3" ] && [ ! -L "$3" ]; then e=$3; fi; '
+               'set -a; . "$e" || exit 97; set +a; cd "$2" || exit 97; '
+               'if [ -d .venv/bin ]; then PATH="$2/.venv/bin:$PATH"; export PATH; fi; shift 3; exec "$@"')
 
 
 def database_url(db: Database) -> str:
@@ -22,6 +30,30 @@ def database_url(db: Database) -> str:
     if db.password_env:
         cred += ":" + quote(db.password(), safe="")
     return f"mysql://{cred}@{db.host}:{db.port}/{quote(db.dbname, safe='')}"
+
+
+# stdin: the env file. $1 the release's env file, $2 "1" to keep one the release already has (a rollback),
+# $3 shared/<stage>.env, $4 its target (through the stage's link), $5 the env file of the release live now
+# (through the link); then shift 5, so that build.py's stage script goes on with its own arguments.
+# A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
+# now, so it is moved into that release before the symlink replaces it.
+WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; shift 5
+(umask 077; mkdir -p "${envf%/*}"); chmod 700 "${envf%/*}"
+if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${live%/*/*}" ] && [ ! -e "$live" ]; then
+  (umask 077; mkdir -p "${live%/*}"; cp -- "$pub" "$live.tmp"; mv -f -- "$live.tmp" "$live")
+fi
+if [ -n "$keep" ] && [ -f "$envf" ]; then cat > /dev/null
+else (umask 077; cat > "$envf.tmp"); chmod 600 "$envf.tmp"; mv -f "$envf.tmp" "$envf"; fi
+if [ "$(readlink -- "$pub")" != "$target" ]; then
+  mkdir -p "${pub%/*}"; rm -f -- "$pub.tmp"; ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
+fi
+'''
+
+
+def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool) -> list[str]:
+    """WRITE_ENV's five arguments (the env itself goes through stdin: env_file())."""
+    return [layout.release_env(rid, stage.name), "1" if keep else "", layout.env_file(stage.name),
+            layout.env_file_target(stage.link, stage.name), layout.live_env(stage.link, stage.name)]
 
 
 def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
@@ -43,4 +75,7 @@ def env_file(layout: Layout, config: Config, stage: Stage) -> bytes:
 
 
 def app_command(layout: Layout, stage: str, release: str, argv: list[str]) -> list[str]:
-    return ["sh", "-c", APP_WRAPPER, "sh", layout.env_file(stage), layout.release(release), *argv]
+    """argv run in the release with the release's own env for the stage (never the live one's: a migration
+    before the switch sees the new env, a reload after a put-back the old one)."""
+    return ["sh", "-c", APP_WRAPPER, "sh", layout.release_env(release, stage), layout.release(release),
+            layout.env_file(stage), *argv]
