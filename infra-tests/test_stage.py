@@ -32,7 +32,15 @@ def test_release_is_ready_and_names_its_revision(facts, release):
 
 
 def test_env_file_is_private(facts):
-    assert facts["env_mode"] == "600"
+    assert facts["env_mode"] == "600" and facts["env_dir_mode"] == "700"
+    owner, me = facts["env_owner"].split(" ")
+    assert owner == me, f"the env file belongs to {owner}, not to {me} who deploys"
+
+
+def test_env_file_is_the_live_releases_own(facts, layout, stage, release):
+    """shared/<stage>.env (what an app server loads) follows the stage's link to the release's own env."""
+    assert facts["env_is_symlink"] == "1"
+    assert facts["env_target"] == facts["env_own"] == layout.release_env(release, stage.name)
 
 
 def test_shared_dirs_are_linked(facts, config, layout):

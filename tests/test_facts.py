@@ -160,4 +160,15 @@ def test_verify_facts_on_a_host(host):
     assert facts["link_is_symlink"] == "1" and facts["link_target"] == layout.release(RID)
     assert facts["ready"] == "1" and facts["revision"] == "a" * 40
     assert json.loads(facts["meta"]) == {"id": RID} and facts["env_mode"] == ""
+    assert (facts["env_is_symlink"], facts["env_target"], facts["env_own"]) == ("0", "", "")
+    own = Path(layout.release_env(RID, "test"))
+    own.parent.mkdir(mode=0o700)
+    own.write_text("STAGE=test\n")
+    os.chmod(own, 0o600)
+    os.symlink(layout.env_file_target("sites/test", "test"), layout.env_file("test"))
+    facts = parse_facts(t.run(facts_argv(layout, config, stage, RID)))
+    assert facts["env_mode"] == "600" and facts["env_dir_mode"] == "700" and facts["env_is_symlink"] == "1"
+    assert facts["env_target"] == facts["env_own"] == os.path.realpath(own)
+    owner, me = facts["env_owner"].split(" ")
+    assert owner == me
     assert facts["shared:media"] == "1 " + layout.join("shared", "media")

@@ -127,7 +127,7 @@ def test_a_user_repository_goes_test_staging_prod_then_its_failing_check_stops_a
     for command in ("deploy:test", "promote:staging", "promote:prod"):
         res = doit(installed, repo.path, command)
         assert res.returncode == 0, f"doit {command}:\n{res.stdout}\n{res.stderr}"
-        assert "6 passed" in res.stdout, res.stdout        # 5 built-in checks + the project's own
+        assert "7 passed" in res.stdout, res.stdout        # 6 built-in checks + the project's own
     srv = repo.path / ".demo/srv"
     first = os.readlink(srv / "sites/current")
     assert first == os.readlink(srv / "sites/staging") == os.readlink(srv / "sites/test")

@@ -18,15 +18,21 @@ from .common import json_or_none, last_line, read_text
 from .links import stage_releases
 
 
-# What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 env file, $4 the
-# release's ready marker, $5 its release json, then the shared dirs: one "key=value" a line
-FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; shift 5
+# What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 shared/<stage>.env,
+# $4 the release's ready marker, $5 its release json, $6 its own env file for the stage, then the shared
+# dirs: one "key=value" a line
+FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; own=$6; shift 6
 echo "link_is_symlink=$([ -L "$link" ] && echo 1 || echo 0)"
 echo "link_target=$(realpath -- "$link" 2>/dev/null)"
 echo "ready=$([ -e "$ready" ] && echo 1 || echo 0)"
 echo "revision=$(cat -- "$rel/REVISION" 2>/dev/null)"
 echo "meta=$(tr -d '\n' < "$meta" 2>/dev/null)"
 echo "env_mode=$([ -e "$env" ] && stat -Lc %a -- "$env")"
+echo "env_owner=$([ -e "$env" ] && stat -Lc %U -- "$env") $(id -un)"
+echo "env_dir_mode=$(stat -c %a -- "${own%/*}" 2>/dev/null)"
+echo "env_is_symlink=$([ -L "$env" ] && echo 1 || echo 0)"
+echo "env_target=$(realpath -e -- "$env" 2>/dev/null)"
+echo "env_own=$(realpath -e -- "$own" 2>/dev/null)"
 for name in "$@"; do
   echo "shared:$name=$([ -L "$rel/$name" ] && echo 1 || echo 0) $(realpath -- "$rel/$name" 2>/dev/null)"
 done
@@ -35,7 +41,8 @@ done
 
 def facts_argv(layout: Layout, config: Config, stage: Stage, release: str) -> list[str]:
     return ["sh", "-c", FACTS, "sh", layout.link(stage.link), layout.release(release), layout.env_file(stage.name),
-            layout.ready(release), layout.release_meta(release), *config.project.shared_dirs]
+            layout.ready(release), layout.release_meta(release), layout.release_env(release, stage.name),
+            *config.project.shared_dirs]
 
 
 def parse_facts(text: str) -> dict[str, str]:
