@@ -79,7 +79,7 @@ class Project:
         self.ini.write_text(self.template.format(**self.values))
 
     def doit(self, *args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-        environ = dict(os.environ, STAGES_INI=str(self.ini), **{PASSWORD_ENV: self.password}, **(env or {}))
+        environ = {**os.environ, "STAGES_INI": str(self.ini), PASSWORD_ENV: self.password, **(env or {})}
         return subprocess.run([*DOIT, *args], cwd=self.workdir, env=environ, capture_output=True, text=True,
                               timeout=timeout)
 
