@@ -57,5 +57,6 @@ def release():
 
 @pytest.fixture(scope="session")
 def layout(config):
-    """Every path on a host: layout.release(release), layout.link(stage.link), layout.env_file(stage.name)."""
+    """Every path on a host: layout.release(release), layout.link(stage.link), layout.env_file(stage.name)
+    (a symlink to the live release's own env file, layout.release_env(release, stage.name))."""
     return Layout(config.project.deploy_root)
