@@ -1,0 +1,63 @@
+"""Pure parsers of one value from stages.ini: a host, a duration, a list, an S3 endpoint (the S3 store's
+own format is parsed by config_model.parse_store, beside S3Store).
+
+Each takes the text and returns the value or raises ValueError with the reason; the section readers
+(config_project, config_database, config_stage) add file, line, section, key and what to write instead.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from . import config_rules as rules
+from .config_model import Host
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def parse_host(spec: str) -> Host:
+    """'local' or 'ssh://[user@]host[:port]'; raises ValueError with the reason."""
+    spec = spec.strip()
+    if spec == "local":
+        return Host("local")
+    if not spec.startswith("ssh://"):
+        raise ValueError(f"host {spec!r} is neither 'local' nor 'ssh://[user@]host[:port]'")
+    parts = urlsplit(spec)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"host {spec!r} has a bad port") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
+        raise ValueError(f"host {spec!r} is not of the form ssh://[user@]host[:port]")
+    # ssh would read a user or host starting with '-' as an option (-oProxyCommand=...): refused here
+    problem = rules.hostname_problem(parts.hostname) or (
+        rules.user_problem(parts.username) if parts.username is not None else None)
+    if problem:
+        raise ValueError(f"host {spec!r}: {problem}")
+    return Host(spec, parts.hostname, parts.username, port)
+
+
+def parse_duration(text: str) -> int:
+    m = DURATION_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 24h or 2d")
+    return int(m.group(1)) * DURATION_UNITS[m.group(2)]
+
+
+def split_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def check_endpoint(text: str) -> None:
+    """s3_endpoint: http(s)://host[:port], nothing else (the URLs are signed for exactly this address)."""
+    parts = urlsplit(text)
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{text!r} is not http(s)://host[:port]")
