@@ -79,6 +79,8 @@ EXAMPLES = {
         "option_file": ("~/.my.cnf", "~/.my.cnf", {}),
         "password_env": ("BLOG_TEST_DB_PASSWORD", "BLOG_TEST_DB_PASSWORD", {}),
         "port": ("3307", 3307, {}),
+        "migration_lock_timeout": ("2m", 120, {}),
+        "migration_lock_retries": ("0", 0, {}),
     },
 }
 
