@@ -45,7 +45,7 @@ def restore_from(value: str, sec: Section) -> str | None:
 
 def link(value: str, sec: Section) -> str:
     """Below deploy_root, out of the tool's own directories; against other stages' links: config_checks."""
-    problem = rules.link_problem(value, sec.scope["stage"], {}) if value else None
+    problem = rules.link_problem(value, sec.scope["stage"], {})  # an empty `link =` too: it would be deploy_root
     if problem:
         raise Problem(problem)
     return value

@@ -88,7 +88,7 @@ def test_backup_host_is_checked_the_same_way(tmp_path):
 
 # -- 2. a link that lands in the tool's own state ---------------------------------------------------------
 @pytest.mark.parametrize("link", [".deploy/releases.jsonl", ".deploy/lock", "releases/x", "shared/media",
-                                  "db_backup/latest", "sites/../.deploy/x", "-x/y", "sites/te st;x"])
+                                  "db_backup/latest", "sites/../.deploy/x", "-x/y", "sites/te st;x", ""])
 def test_a_link_into_the_tools_own_state_is_refused(tmp_path, link):
     text = set_key(LOCAL_INI, "stage:test", "link", link)
     msg = config_error(tmp_path, text)
