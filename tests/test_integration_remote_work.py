@@ -145,6 +145,36 @@ def kill_during_slow_build(world, tag: str, watchdogs: bool = True) -> None:
             kill(proc)
 
 
+def test_the_lock_records_the_session_and_each_second_channel(ssh_hosts):
+    from doit_stages.config import parse_host
+    from doit_stages.layout import Layout
+    from doit_stages.steps.lock import record_session, release_lock, take_lock
+    from doit_stages.transport import SSHTransport
+
+    web1, layout, token = ssh_hosts["web1"], Layout("/srv/locks"), "a" * 32
+    t = SSHTransport(parse_host(web1.url), ssh_hosts.ssh_config)
+    try:
+        assert take_lock(t, layout, {"user": "u", "machine": "m", "pid": 1, "token": token}) is None
+        t.on_session = lambda watched: record_session(t, layout, token, watched)
+        running = t.stream(["sh", "-c", "read x; echo got $x"])
+        record_session(t, layout, "b" * 32, t.session)          # not its lock: nothing recorded
+        lines = web1.path(layout.lock_sessions).read_text().splitlines()
+        assert lines[0] == t.session.line() and len(lines) == 2
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        for line in lines:                  # each one a live process of the host, by pid and start time
+            pid, start, line_boot = line.split()
+            assert int(pid) in pids_in_mount_ns(mount_ns(web1.pid)) and line_boot == boot
+            assert Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19] == start
+        running.write("hi\n")
+        assert "".join(c for _, c in running.chunks()) == "got hi\n"
+        running.finish()
+        release_lock(t, layout, token)
+        assert not web1.path(layout.lock).exists()
+    finally:
+        t.close()
+        web1.run(["rm", "-rf", "/srv/locks"])
+
+
 def test_a_killed_deployers_command_ends_with_it(world):
     p, hosts = world["project"], world["hosts"]
     kill_during_slow_build(world, "ends")
