@@ -275,6 +275,8 @@ def test_a_dead_runs_migration_finishes_alone_and_the_next_run_waits_for_it(worl
     assert migrating(web1), "a dead run's migration goes on alone"
     res = p.ok("promote:staging")
     assert "finishes alone; waiting for it" in res.stdout and "waited" in res.stdout, res.stdout
+    # the next run found it complete (not half done): it only took the "after" backup the dead run left out
+    assert "its migration had completed: took the missing after backup" in res.stdout, res.stdout
     assert not procs(web1, "manage.py migrate")
     applied = db.query(world["prod"], "SELECT COUNT(*) FROM django_migrations WHERE app = 'posts' "
                                       "AND name = '0004_slow_views'")
