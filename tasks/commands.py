@@ -62,8 +62,10 @@ def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
 def run_unlock(s: Session, r: Releases, stage: Stage) -> str:
     db = s.config.stage_database(stage)
     hosts = list(dict.fromkeys([*stage.hosts, *([db.backup_host] if db and db.backup_host else [])]))
-    found = s.hosts.each(hosts, lambda t: break_lock(t, s.layout), f"unlock:{stage.name}")
-    said = [f"{h}: removed the lock of {holder_text(x)}" for h, x in zip(hosts, found) if x is not False]
+    found = s.hosts.each(hosts, lambda t: break_lock(t, s.layout, say=lambda text: print(text, flush=True)),
+                         f"unlock:{stage.name}")
+    said = [f"{h}: removed the lock of {holder_text(x[0])}" + (f"; {x[1].text()}" if x[1].text() else "")
+            for h, x in zip(hosts, found) if x is not False]
     return "; ".join(said) if said else f"no host of {stage.name} was locked"
 
 

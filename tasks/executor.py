@@ -40,8 +40,10 @@ class Connections:
     """One transport per host for a whole run (one SSH connection per host). Each host is used by one
     thread at a time: fan-out gives every host its own thread."""
 
-    def __init__(self, ssh_config: Path | None = None):
+    def __init__(self, ssh_config: Path | None = None,
+                 on_connect: Callable[[Host, Transport], None] | None = None):
         self.ssh_config = ssh_config
+        self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()
 
@@ -54,6 +56,8 @@ class Connections:
                 t = self._open.setdefault(host, new)
             if t is not new:  # another thread connected first
                 new.close()
+            elif self.on_connect is not None:
+                self.on_connect(host, new)
         return t
 
     def drop(self, host: Host) -> None:

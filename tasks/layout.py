@@ -80,6 +80,11 @@ class Layout:
         return self.join(".deploy", "lock")
 
     @property
+    def lock_sessions(self) -> str:
+        """In the lock: its run's watched processes on this host, "<pid> <start> <boot id>" a line."""
+        return self.join(".deploy", "lock", "sessions")
+
+    @property
     def log(self) -> str:
         return self.join(".deploy", "releases.jsonl")
 

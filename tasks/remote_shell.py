@@ -4,7 +4,8 @@ Every command of a run travels over the same ssh process and so over one SSH con
 as one "Accepted publickey"): a command costs a fork on the host instead of a new ssh process here
 (~1 ms instead of ~8 ms through a master connection, ~200 ms without one).
 
-The remote side is a plain `sh` reading its program from stdin. Each command is sent as program text
+The remote side is a plain `sh` reading its program from stdin, under the run's watchdog (watchdog.py: when
+the connection goes away, what the session runs is ended). Each command is sent as program text
 built by `request`: the argv with every word single-quoted (so the shell gives the program exactly these
 arguments and runs no second command; values are never formatted into a script), in a subshell, with
 stdin from /dev/null or from the given bytes (base64 in a here-document). After it, the session prints a
@@ -23,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .watchdog import SESSION, Watched, parse_ident
+
 # the remote program is read from stdin by sh itself (dash parses a pipe in blocks: no byte-wise reads)
-REMOTE = "exec sh"
+REMOTE = SESSION
 CHUNK = 1 << 16
 GO = -1   # what _take_out returns for "<token>.<seq> go"
 INLINE_MAX = 1 << 18   # input up to this size (and without NUL) travels inside the command's text
@@ -101,7 +104,9 @@ class RemoteShell:
         self._out, self._err = b"", b""
         t = self.token.decode()
         hello = f"__dst_tok={t}; printf '%s.0 0\\n' \"$__dst_tok\"; printf '%s.0\\n' \"$__dst_tok\" >&2\n"
-        self._exchange([hello.encode()], time.monotonic() + timeout)
+        _, _, said = self._exchange([hello.encode()], time.monotonic() + timeout)
+        # the watchdog's first words: which process on the host is this session (recorded by the run's locks)
+        self.session: Watched | None = parse_ident(said.decode(errors="replace"))
 
     def run(self, argv: Sequence[str], input: "bytes | Stream | None" = None,
             timeout: float | None = None, on_line=None) -> tuple[int, bytes, bytes]:

@@ -21,7 +21,8 @@ from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
 from .steps.common import stamp
-from .steps.lock import holder_text, release_lock, take_lock
+from .steps.lock import holder_text, record_session, release_lock, take_lock
+from .transport import Transport
 
 
 class Session:
@@ -31,7 +32,7 @@ class Session:
         self.argv = list(sys.argv if argv is None else argv)
         self.layout = Layout(config.project.deploy_root)
         self.token = uuid.uuid4().hex
-        self.connections = Connections(config.project.ssh_config)
+        self.connections = Connections(config.project.ssh_config, on_connect=self._own)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self._locked: list[Host] = []
@@ -80,8 +81,11 @@ class Session:
             return
         command = " ".join(a for a in self.argv[1:] if not a.startswith("-") and "/" not in a)
         info = {**stamp(), "pid": os.getpid(), "what": f"doit {command}", "token": self.token}
-        results = self.hosts.outcomes(todo, lambda t: take_lock(t, self.layout, info))
-        taken = [h for h, r in zip(todo, results) if r is None]
+        results = self.hosts.outcomes(todo, lambda t: self._take(t, info))
+        for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work
+            print(note, flush=True)
+        taken = [h for h, r in zip(todo, results) if r is None or isinstance(r, str)]
+        results = [None if isinstance(r, str) else r for r in results]
         with self._mutex:
             if not self._locked and taken:
                 atexit.register(self.unlock_all)
@@ -100,6 +104,20 @@ class Session:
             stage = self.unlock_stage([h for h, _ in refused], what)
             raise StepError(f"{what}: {held}; wait for that run, or if it is dead, doit unlock:{stage} removes "
                             "the lock")
+
+    def _take(self, t: Transport, info: dict):
+        result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True))
+        if result is None or isinstance(result, str):
+            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
+        return result
+
+    def _own(self, host: Host, t: Transport) -> None:
+        """A new connection to a host this run holds (after the old one was lost): its lock records it."""
+        with self._mutex:
+            held = host in self._locked
+        if held and t.session is not None:
+            record_session(t, self.layout, self.token, t.session)
+            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
 
     def unlock_stage(self, hosts: list[Host], what: str) -> str:
         """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup

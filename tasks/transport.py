@@ -14,11 +14,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import config_rules as rules
 from .config import Host
 from .remote_shell import FAST_KEX, RemoteShell, ShellGone, Stream, _chooses_kex, control_path, ssh_argv, ssh_options
+from .watchdog import Watched, parse_ident, watched
 
 CONNECT_TIMEOUT = 60.0   # seconds for ssh to connect, log in and start the remote shell
 
@@ -52,6 +53,8 @@ def ssh_config_for_others(ssh_config: Path | None) -> str:
 
 class Transport:
     host: Host
+    session: Watched | None = None   # the process on the host that runs this transport's commands (SSH)
+    on_session: Callable[[Watched], None] | None = None   # told of each second channel (stream) started
 
     def run(self, argv: Sequence[str], input: bytes | None = None, check: bool = True) -> str:
         """Run argv; return its stdout as text. Raises CommandFailed when it exits non-zero (check)."""
@@ -115,9 +118,9 @@ class Running:
     """A running command whose stdout is read chunk by chunk, each chunk stamped with this machine's
     monotonic clock on arrival (so events are timed without trusting the host's clock)."""
 
-    def __init__(self, host: Host, argv: Sequence[str], proc: subprocess.Popen):
+    def __init__(self, host: Host, argv: Sequence[str], proc: subprocess.Popen, err: bytes = b""):
         self.host, self.argv, self.proc = host, list(argv), proc
-        self._err: list[bytes] = []
+        self._err: list[bytes] = [err]
         self._drain = threading.Thread(target=lambda: self._err.append(proc.stderr.read()), daemon=True)
         self._drain.start()
 
@@ -228,6 +231,7 @@ class SSHTransport(Transport):
             raise CommandFailed(host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
         except OSError as exc:  # no ssh client here
             raise CommandFailed(host, ["ssh"], 255, str(exc)) from None
+        self.session = self.shell.session
 
     def call(self, argv, input=None, timeout=None):
         code, out, err = self._run(argv, input, timeout=timeout)
@@ -242,9 +246,20 @@ class SSHTransport(Transport):
 
     def popen(self, argv):
         """A second channel of the run's one connection (through its master socket: no new login), for a
-        command that talks both ways while it runs (the rehearsal's runner)."""
-        remote = ssh_argv(self.host.hostname, self.host.user, self.host.port, self.opts, [shlex.join(argv)])
+        command that talks both ways while it runs (the rehearsal's runner). It runs under the watchdog
+        (watchdog.py): closing its stdin before it ended, or dying, ends it on the host."""
+        remote = ssh_argv(self.host.hostname, self.host.user, self.host.port, self.opts,
+                          [shlex.join(watched(argv))])
         return subprocess.Popen(remote, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def stream(self, argv):
+        """popen's channel, once its watchdog said which process it is (on_session is told: a lock records it)."""
+        proc = self.popen(argv)
+        first = proc.stderr.readline()
+        ident = parse_ident(first.decode(errors="replace"))
+        if ident is not None and self.on_session is not None:
+            self.on_session(ident)
+        return Running(self.host, argv, proc, b"" if ident else first)
 
     @contextlib.contextmanager
     def tunnel(self, dhost, dport):

@@ -7,6 +7,10 @@ lock that refuses every later run), and of two runs racing for it exactly one re
 A second run is refused with the holder's name. A lock whose holder ran on this same machine and whose
 process is gone is stale (the deployer was killed): it is broken by renaming it away, which only one
 run can do, since runs of one project on one machine are serialised by the project's local lock.
+
+The lock also records what its run started on the host (`sessions`: the run's watched processes there,
+watchdog.py). Before a lock is broken, stale or by `doit unlock`, what they still run is ended, or waited
+for when it finishes alone (a migration); a lock whose run still migrates after the bound stays.
 """
 from __future__ import annotations
 
@@ -17,11 +21,12 @@ import socket
 
 from ..layout import Layout
 from ..transport import Transport
+from ..watchdog import WAIT_BOUND, Ended, Watched, end_argv, parse_end
 from .common import StepError, read_text
 
-# $1 the lock dir; the owner JSON on stdin. Prints "taken", "held", or "unwritable", me, owner, mode, dir, error
-# (tab-separated; dir: the nearest existing directory on the way, so the user learns who owns what it could
-# not write).
+# $1 the lock dir, $2 this session's line for `sessions` (or ""); the owner JSON on stdin. Prints "taken",
+# "held", or "unwritable", me, owner, mode, dir, error (tab-separated; dir: the nearest existing directory on
+# the way, so the user learns who owns what it could not write).
 TAKE = r'''lock=$1; d=$(dirname "$lock")
 unwritable() {
   p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
@@ -32,19 +37,24 @@ unwritable() {
 err=$(mkdir -p -- "$d" 2>&1)
 find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null
 tmp=$(mktemp -d "$d/.lock.XXXXXX" 2>&1) || unwritable "${err:-$tmp}"
-{ cat > "$tmp/owner.json" && chmod 755 "$tmp" && chmod 644 "$tmp/owner.json"; } 2>/dev/null || {
+{ cat > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; } && chmod 755 "$tmp" &&
+  chmod 644 "$tmp/owner.json"; } 2>/dev/null || {
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
 # $1 lock dir, $2 this run's token: removed only when this run holds it
 RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac'
+# $1 lock dir, $2 this run's token, $3 a session line: recorded only while this run holds the lock
+RECORD = ('case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) '
+          'printf "%s\\n" "$3" >> "$1/sessions";; esac')
 
 
 def holder_text(info: dict | None) -> str:
     if not info:
         return "an unknown run (the lock has no owner file)"
+    still = f", dead, but its run {info['still']}" if info.get("still") else ""
     return (f"{info.get('user', '?')}@{info.get('machine', '?')} (pid {info.get('pid', '?')}, "
-            f"{info.get('what', '?')}, since {info.get('time', '?')})")
+            f"{info.get('what', '?')}, since {info.get('time', '?')}{still})")
 
 
 def read_holder(t: Transport, layout: Layout) -> dict | None:
@@ -67,21 +77,50 @@ def _stale(info: dict | None) -> bool:
     return False
 
 
-def take_lock(t: Transport, layout: Layout, info: dict) -> dict | None:
-    """Take the host's lock for this run; returns None when taken, else the holder's info."""
+def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str | None:
+    """Take the host's lock for this run, recording this transport's session in it. Returns None when
+    taken; a note when taken after breaking a dead run's stale lock (what became of that run's work
+    here); else the holder's info (with "still": what its dead run still runs, when that kept the lock)."""
+    note = None
     for _ in range(2):
-        out = t.run(["sh", "-c", TAKE, "sh", layout.lock], input=json.dumps(info).encode()).strip()
+        line = t.session.line() if t.session else ""
+        out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line], input=json.dumps(info).encode()).strip()
         if out == "taken":
-            return None
+            return note
         if out.startswith("unwritable\t"):
             raise StepError(unwritable_message(layout, out))
         holder = read_holder(t, layout)
         if holder and holder.get("token") == info["token"]:
-            return None
+            return note
         if not _stale(holder):
             return holder or {}
+        ended = end_work(t, layout, say)
+        if ended.running:
+            return {**holder, "still": ended.text()}
         t.call(["sh", "-c", 'mv "$1" "$1.stale.$$" && rm -rf "$1.stale.$$"', "sh", layout.lock])
+        note = (f"{t.host}: broke the stale lock of {holder_text(holder)}; "
+                f"{ended.text() or 'nothing of its run ran here any more'}")
     return read_holder(t, layout) or {}
+
+
+def record_session(t: Transport, layout: Layout, token: str, session: Watched) -> None:
+    """Record one more watched process of this run (a second channel, a new connection) in its lock."""
+    t.call(["sh", "-c", RECORD, "sh", layout.lock, token, session.line()])
+
+
+def end_work(t: Transport, layout: Layout, say=print, bound: int = WAIT_BOUND) -> Ended:
+    """What the lock's run still runs on this host: waited for when it finishes alone (say() tells, as
+    the wait starts), ended otherwise (watchdog.py's END)."""
+    def on_line(stream, line):
+        fields = line.split("\t")
+        if stream == "out" and fields[0] == "waiting" and len(fields) == 4:
+            say(f"{t.host}: {' '.join(fields[3].split())} (pid {fields[2]}) of the run that held the lock "
+                f"finishes alone; waiting for it (at most {bound} s)")
+    code, out, err = t.stream_lines(end_argv(layout.lock_sessions, bound), on_line)
+    if code not in (0, 3):
+        raise StepError(f"{t.host}: cannot end what the run of {layout.lock} still runs: "
+                        f"{(err.strip().splitlines() or ['?'])[-1]}")
+    return parse_end(out)
 
 
 def unwritable_message(layout: Layout, line: str) -> str:
@@ -98,10 +137,15 @@ def release_lock(t: Transport, layout: Layout, token: str) -> None:
     t.call(["sh", "-c", RELEASE, "sh", layout.lock, token])
 
 
-def break_lock(t: Transport, layout: Layout) -> dict | None | bool:
-    """Remove the lock whoever holds it; returns the holder's info, or False when there was none."""
+def break_lock(t: Transport, layout: Layout, say=print) -> tuple[dict | None, Ended] | bool:
+    """Remove the lock whoever holds it, once what its run still runs here is ended (or finished alone);
+    returns the holder's info and that, or False when there was no lock."""
     if not t.exists(layout.lock):
         return False
     holder = read_holder(t, layout)
+    ended = end_work(t, layout, say)
+    if ended.running:
+        raise StepError(f"{t.host}: the run of {holder_text(holder)} {ended.text()}; the lock stays: wait "
+                        f"for it to finish (or end it on the host), then unlock again")
     t.run(["rm", "-rf", "--", layout.lock])
-    return holder
+    return holder, ended

@@ -16,6 +16,7 @@ import shlex
 from ..config import Config, Stage
 from ..layout import Layout
 from ..transport import Transport
+from ..watchdog import let_finish
 from .common import StepError, last_line, read_text, write_file
 from .environment import app_command
 
@@ -40,8 +41,10 @@ def is_migrated(t: Transport, layout: Layout, config: Config, stage: Stage, rid:
 
 
 def run_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> str:
-    """Returns the command's output; raises StepError naming stage, host and the last error line."""
-    code, out, err = t.call(app_command(layout, stage.name, rid, shlex.split(config.project.migrate_command)))
+    """Returns the command's output; raises StepError naming stage, host and the last error line. If this
+    run dies meanwhile, the migration finishes alone (watchdog.let_finish)."""
+    argv = app_command(layout, stage.name, rid, shlex.split(config.project.migrate_command))
+    code, out, err = t.call(let_finish(argv))
     if code != 0:
         raise migrate_failed(config, stage, t, code, out, err)
     record_migrated(t, layout, stage, rid)

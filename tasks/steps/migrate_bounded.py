@@ -17,6 +17,7 @@ from ..errors import StepError
 from ..layout import Layout
 from ..lockwait import failure_line, lock_event, retry_line
 from ..transport import Transport
+from ..watchdog import let_finish
 from .environment import app_command
 from .migrate import migrate_failed, record_migrated, run_migrations
 
@@ -43,7 +44,9 @@ def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: 
         return run_migrations(t, layout, config, stage, rid)
     attempts = db.migration_lock_retries + 1
     for attempt in range(1, attempts + 1):
-        code, out, err = t.call(app_command(layout, stage.name, rid, argv))
+        # if this run dies meanwhile, the attempt finishes alone: its DDL cannot be undone halfway, and a
+        # killed client would leave its ALTER running in the server anyway (watchdog.py)
+        code, out, err = t.call(let_finish(app_command(layout, stage.name, rid, argv)))
         if code == 0:
             record_migrated(t, layout, stage, rid)
             return out

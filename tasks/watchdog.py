@@ -1,0 +1,162 @@
+"""A run owns its remote work: what it starts on a host ends with it, and a later run finds and ends it.
+
+Every session of a run (its one `ssh host sh`, remote_shell.py) and every second channel (transport.popen)
+runs under WATCH on the host, three small processes around the work:
+
+    O  sh -c WATCH dst-watch [ARGV...]    says "dst-watch <pid> <start> <boot id>" on stderr, waits for S
+    |- R  relays the connection's stdin to S (cat); when that stdin ends while O still waits: `lost`
+    `- S  the session's sh (or ARGV): its children are the commands in flight; ARGV done, S ends R
+
+The connection's stdin ends when the deployer is gone (SIGKILLed, its ssh killed after a timeout, a hung
+host that comes back after the deployer gave up on it) and when a run closes its session (then nothing is
+in flight). R then ends every command in flight, its whole tree: frozen top-down with SIGSTOP (a stopped
+process forks no more, so nothing escapes), then SIGTERM, then SIGKILL after 10 s. A command wrapped in
+`let_finish` (production's migration: MySQL's DDL cannot be rolled back, and a killed client leaves its
+ALTER running in the server anyway) is left to finish alone; its mark is SIGHUP ignored (SIG_IGN survives
+exec, so /proc/<pid>/status shows it on the program itself).
+
+A lock records the sessions of its run (pid, start time in clock ticks from /proc/<pid>/stat, boot id:
+a reused pid is never taken for one). Before anyone breaks a lock (a dead deployer's, or `doit unlock`),
+END waits for the commands that finish alone (up to a bound) and ends everything else those sessions run.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+# Shell functions shared by WATCH and END (Linux /proc; builtins only, except where a command is ended).
+LIB = r'''stat_of() { local l; l=; { read -r l <"/proc/$1/stat"; } 2>/dev/null; [ -n "$l" ] || return 1
+  l=${l##*) }; set -- $l; st=$1; t0=${20}; }
+kids_of() { local t c; ks=; for t in /proc/"$1"/task/*/children; do c=
+  { read -r c <"$t"; } 2>/dev/null; ks="$ks $c"; done; }
+freeze() { local p n c; for p; do stat_of "$p" || continue
+  case " $all " in *" $p:$t0 "*) continue;; esac
+  kill -STOP "$p" 2>/dev/null || continue; all="$all $p:$t0"
+  n=0; while moving "$p" && [ $n -lt 3000 ]; do n=$((n+1)); done
+  kids_of "$p"; c=$ks; freeze $c; done; }
+moving() { stat_of "$1" && [ "$st" != T ] && [ "$st" != t ] && [ "$st" != Z ]; }
+same() { stat_of "${1%%:*}" && [ "$t0" = "${1#*:}" ]; }
+signal_all() { local e; for e in $all; do same "$e" && kill -"$1" "${e%%:*}" 2>/dev/null; done; }
+any_alive() { local e; for e in $all; do same "$e" && [ "$st" != Z ] && return 0; done; return 1; }
+end_trees() { local n; all=; freeze "$@"; [ -n "$all" ] || return 0; signal_all TERM; signal_all CONT
+  n=0; while any_alive && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; signal_all KILL; }
+hup_ignored() { local k v; v=
+  { while read -r k v; do [ "$k" = SigIgn: ] && break; done <"/proc/$1/status"; } 2>/dev/null
+  case $v in *[13579bdfBDF]) return 0;; esac; return 1; }
+finishes() { hup_ignored "$1" && ! hup_ignored "$2"; }
+'''
+
+# sh -c WATCH dst-watch [ARGV...]: no ARGV runs a session's sh.
+WATCH = LIB + r'''lost() { local me s c; { read -r me </proc/self/stat; } 2>/dev/null; set -- $me
+  [ "$4" = "$$" ] || return 0; me=$1; kids_of $$
+  for s in $ks; do [ "$s" != "$me" ] && break; s=; done; [ -n "$s" ] || return 0
+  kids_of "$s"; for c in $ks; do finishes "$c" "$s" || end_trees "$c"; done; }
+done_() { local me k; { read -r me </proc/self/stat; } 2>/dev/null; me=${me%% *}
+  kids_of $$; for k in $ks; do [ "$k" = "$me" ] || kill "$k" 2>/dev/null; done; exit "$1"; }
+stat_of $$; boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null
+printf 'dst-watch %s %s %s\n' "$$" "$t0" "$boot" >&2
+relay() { cat <&3 3<&-; exec 3<&- >&-; lost; }
+run() { exec 3<&-; [ $# -eq 0 ] && exec sh; "$@"; done_ $?; }
+exec 3<&0
+relay </dev/null 2>/dev/null | run "$@" & wait $!'''
+
+# $1 a lock's sessions file ("<pid> <start> <boot>" lines), $2 seconds to wait for what finishes alone.
+# Tab-separated lines: "waiting <pid> <pid shown> <command>" before the wait, then "waited <pid> <seconds>"
+# or, when it still runs after $2 s, "running <pid> <seconds>" and exit 3 (nothing ended); "ended <pid>
+# <command>". A command that is a bare `sh` (a script run by the session) is shown by its first child.
+END = LIB + r'''cmd_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | cut -c1-160; }
+what_of() { local p c k; p=$1; c=$(cmd_of "$1")
+  if [ "$c" = "sh " ]; then kids_of "$1"; for k in $ks; do p=$k; c=$(cmd_of "$k"); break; done; fi
+  printf '%s\t%s' "$p" "$c"; }
+boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null; roots=
+while read -r p t b; do [ "$b" = "$boot" ] && stat_of "$p" && [ "$t0" = "$t" ] && [ "$st" != Z ] && roots="$roots $p"
+done 2>/dev/null <"$1"
+[ -n "$roots" ] || exit 0
+alone=; others=
+for o in $roots; do kids_of "$o"; for x in $ks; do kids_of "$x"; for y in $ks; do
+  [ "$(cat "/proc/$y/comm" 2>/dev/null)" = cat ] && continue
+  stat_of "$y" || continue
+  if finishes "$y" "$x"; then alone="$alone $y:$t0"; printf 'waiting\t%s\t%s\n' "$y" "$(what_of "$y")"
+  else others="$others $y"; fi
+done; done; done
+n=0; while :; do left=
+  for e in $alone; do same "$e" && [ "$st" != Z ] && left="$left $e"; done
+  [ -z "$left" ] && break
+  if [ $n -ge $(($2 * 10)) ]; then for e in $left; do printf 'running\t%s\t%s\n' "${e%%:*}" "$2"; done; exit 3; fi
+  sleep 0.1; n=$((n+1))
+done
+for e in $alone; do printf 'waited\t%s\t%s\n' "${e%%:*}" "$((n / 10))"; done
+for y in $others; do stat_of "$y" && printf 'ended\t%s\n' "$(what_of "$y")"; done
+end_trees $roots'''
+
+# ssh hands its command to the login shell, which may be fish or csh (no newline in quotes there): one line
+WATCH_LINE = WATCH.replace("\n", "; ")
+SESSION = "exec sh -c '" + WATCH_LINE.replace("'", "'\\''") + "' dst-watch"   # what ssh runs for a session
+WAIT_BOUND = 600   # seconds a lock breaker waits for a dead run's command that finishes alone
+_IDENT = re.compile(r"dst-watch (\d{1,10}) (\d{1,20}) ([0-9a-f-]{36})")
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One process O on a host, named so that a reused pid (or a reboot) is never taken for it."""
+    pid: int
+    start: int
+    boot: str
+
+    def line(self) -> str:
+        return f"{self.pid} {self.start} {self.boot}"
+
+
+def parse_ident(text: str) -> Watched | None:
+    """The "dst-watch <pid> <start> <boot>" line WATCH says first on stderr; None when there is none."""
+    m = _IDENT.search(text or "")
+    return Watched(int(m.group(1)), int(m.group(2)), m.group(3)) if m else None
+
+
+def watched(argv: Sequence[str]) -> list[str]:
+    """argv run under WATCH (a second channel: its stdin ending early ends it)."""
+    return ["sh", "-c", WATCH_LINE, "dst-watch", *argv]
+
+
+def let_finish(argv: Sequence[str]) -> list[str]:
+    """argv marked to finish alone when its run dies: no watchdog ends it, a lock breaker waits for it."""
+    return ["sh", "-c", 'trap "" HUP; exec "$@"', "sh", *argv]
+
+
+def end_argv(sessions_file: str, bound: int = WAIT_BOUND) -> list[str]:
+    return ["sh", "-c", END, "sh", sessions_file, str(int(bound))]
+
+
+@dataclass
+class Ended:
+    """What END did to a dead run's sessions: commands waited for (pid, command, seconds), ended (pid,
+    command), and still running after the bound (pid, command, seconds): then nothing was ended."""
+    waited: list[tuple[int, str, int]] = field(default_factory=list)
+    ended: list[tuple[int, str]] = field(default_factory=list)
+    running: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def text(self) -> str:
+        def cmd(c: str) -> str:
+            return " ".join(c.split()) or "?"
+        parts = [f"still runs {cmd(c)} (pid {p}) after {s} s" for p, c, s in self.running]
+        parts += [f"waited {s} s for {cmd(c)} (pid {p}) to finish" for p, c, s in self.waited]
+        parts += [f"ended {cmd(c)} (pid {p})" for p, c in self.ended]
+        return "; ".join(parts)
+
+
+def parse_end(text: str) -> Ended:
+    out, names = Ended(), {}
+    for line in text.splitlines():
+        verb, _, rest = line.partition("\t")
+        pid, _, arg = rest.partition("\t")
+        if not pid.isdigit():
+            continue
+        if verb == "waiting":
+            shown, _, command = arg.partition("\t")
+            names[int(pid)] = command
+        elif verb in ("waited", "running") and arg.isdigit():
+            getattr(out, verb).append((int(pid), names.get(int(pid), "?"), int(arg)))
+        elif verb == "ended":
+            out.ended.append((int(pid), arg))
+    return out
