@@ -7,9 +7,13 @@ Test-only: armed through the environment variable DEPLOY_FAILPOINTS, e.g.
     DEPLOY_FAILPOINTS='switch.after_rename=kill'             SIGKILL the deployer right there
     DEPLOY_FAILPOINTS='migrate.before_backup_after=raise'     fail the step there (a StepError)
     DEPLOY_FAILPOINTS='upload.mid_transfer=stall:30'          sleep 30 s there (a hung deployer)
+    DEPLOY_FAILPOINTS='build.after_unpack=pause'             SIGSTOP the deployer there until SIGCONT (a
+                                                             test does something meanwhile, e.g. kills a host)
 
-Several are separated by ';'. `kill` and `raise` may be limited to one host with `@<host spec>`
-(`switch.after_rename=kill@ssh://deploy@web2:22`). Unarmed, a failpoint costs one dictionary lookup.
+Several are separated by ';'. Any action may be limited to one host with `@<host spec>`
+(`switch.after_rename=kill@ssh://deploy@web2:22`). DEPLOY_FAILPOINTS_TRACE=<file> appends one line per
+failpoint passed (`<name>\t<host or ->`), armed or not: how a test learns which points a command's path
+has. Unarmed and untraced, a failpoint costs two dictionary lookups.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import time
 from .steps.common import StepError
 
 ENV = "DEPLOY_FAILPOINTS"
+TRACE_ENV = "DEPLOY_FAILPOINTS_TRACE"
 # every failpoint the code has: a test that arms an unknown name fails loudly instead of proving nothing
 NAMES = (
     "upload.mid_transfer", "build.after_unpack", "restore.before_load",
@@ -41,14 +46,18 @@ def parse(text: str) -> dict[str, str]:
         if name not in NAMES:
             raise ValueError(f"{ENV}: unknown failpoint {name!r}; known: {', '.join(NAMES)}")
         kind = action.split("@")[0].split(":")[0]
-        if kind not in ("kill", "raise", "stall"):
-            raise ValueError(f"{ENV}: {name}: action {action!r} is not kill, raise or stall:<seconds>")
+        if kind not in ("kill", "raise", "stall", "pause"):
+            raise ValueError(f"{ENV}: {name}: action {action!r} is not kill, raise, pause or stall:<seconds>")
         armed[name] = action
     return armed
 
 
 def hit(name: str, host: object = None) -> None:
     """Do what the failpoint `name` is armed with, if it is; `host` limits `@<spec>` actions."""
+    trace = os.environ.get(TRACE_ENV)
+    if trace:
+        with open(trace, "a") as f:   # one short write: lines from several threads never interleave
+            f.write(f"{name}\t{host if host is not None else '-'}\n")
     text = os.environ.get(ENV)
     if not text:
         return
@@ -60,6 +69,8 @@ def hit(name: str, host: object = None) -> None:
         return
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "pause":
+        os.kill(os.getpid(), signal.SIGSTOP)   # every thread stops; SIGCONT lets the run go on
     elif kind == "raise":
         raise FailpointError(f"failpoint {name} armed to fail" + (f" on {host}" if host else ""))
     else:

@@ -72,6 +72,15 @@ def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> d
     return parse_state(t.run(argv))
 
 
+def previous_links(facts: dict, rid: str) -> dict:
+    """{host: its state} -> {host: the link to put it back on}. A half-done switch of this very release goes
+    on from where it was: an intent knows its host's previous link, and a host that finished its part before
+    the run died (intent removed, link on rid) had the one the intents name, not the release it runs now."""
+    left = [f["intent"]["previous"] for f in facts.values() if f["intent"] and f["intent"].get("release") == rid]
+    return {h: f["intent"]["previous"] if f["intent"] else
+            (left[0] if left and release_of(f["link"]) == rid else f["link"]) for h, f in facts.items()}
+
+
 def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, what: str,
                  backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
     """Move the stage to rid on every host or none; result is what the release log records (ok, rollback)."""
@@ -82,8 +91,7 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
     if note.startswith("; undid"):  # the links moved back: read them again
         facts = dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: read_state(t, session, stage),
                                                          f"{what}: reading the links")))
-    # a half-done switch of this very release goes on from where it was: its intent knows the previous link
-    previous = {h: (f["intent"]["previous"] if f["intent"] else f["link"]) for h, f in facts.items()}
+    previous = previous_links(facts, rid)
     prev_rid = release_of(next(iter(previous.values())))
     intent = {"stage": stage.name, "release": rid, "revision": revision, "result": result,
               "token": session.token, "what": what}

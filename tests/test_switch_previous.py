@@ -1,0 +1,29 @@
+"""The switch step's pure part: which link each host goes back to when a switch fails, for a fresh switch
+and for one that finishes the half-done switch of a dead run."""
+from __future__ import annotations
+
+from doit_stages.steps.switch import previous_links
+
+OLD, NEW, OTHER = "../releases/blog-old", "../releases/blog-new", "../releases/blog-other"
+
+
+def state(link, intent_previous=None, release="blog-new"):
+    intent = {"release": release, "previous": intent_previous} if intent_previous else None
+    return {"link": link, "intent": intent}
+
+
+def test_a_fresh_switch_goes_back_to_each_hosts_own_link():
+    facts = {"web1": state(OLD), "web2": state(OTHER), "web3": state(None)}
+    assert previous_links(facts, "blog-new") == {"web1": OLD, "web2": OTHER, "web3": None}
+
+
+def test_a_host_that_finished_its_part_of_a_dead_switch_goes_back_where_the_intents_say():
+    # the dead run logged web1 and removed its intent, then died: web1 already runs the new release
+    facts = {"web1": state(NEW), "web2": state(NEW, OLD), "web3": state(OLD, OLD)}
+    assert previous_links(facts, "blog-new") == {"web1": OLD, "web2": OLD, "web3": OLD}
+
+
+def test_without_an_intent_for_the_release_a_host_on_it_stays_on_it():
+    # a max_fail rollout left web1 on the new release for good: nothing half-done to finish
+    facts = {"web1": state(NEW), "web2": state(OLD)}
+    assert previous_links(facts, "blog-new") == {"web1": NEW, "web2": OLD}
