@@ -62,7 +62,8 @@ def attribute_stalls(spans: list[tuple[str, float, float]], writes: list[tuple[f
     """The longest write wait per migration. spans: (name, start, end) on the deploying machine's clock,
     in plan order; writes: (sent, answered) of each probe write, same clock. A write belongs to the
     migration that had started last when it was answered (a blocked write is released when the blocking
-    DDL ends, inside that migration), if it was in flight while that migration ran."""
+    DDL ends, inside that migration), if it was in flight while that migration ran. A migration no write
+    overlapped, with writes before and after it, is bounded by its own length."""
     worst: dict[str, float | None] = {name: None for name, _, _ in spans}
     for sent, answered in writes:
         owner = None
@@ -73,6 +74,12 @@ def attribute_stalls(spans: list[tuple[str, float, float]], writes: list[tuple[f
             continue
         name = owner[0]
         worst[name] = max(worst[name] or 0.0, answered - sent)
+    for name, start, end in spans:
+        # A migration shorter than the probe's interval may have no write in flight while it ran. If the
+        # probe was writing before it and after it, no write can have waited longer than the migration
+        # itself ran: report that bound rather than nothing.
+        if worst[name] is None and any(a <= start for _, a in writes) and any(s >= end for s, _ in writes):
+            worst[name] = max(end - start, 0.0)
     return {k: (round(v, 3) if v is not None else None) for k, v in worst.items()}
 
 

@@ -134,6 +134,16 @@ def test_stalls_are_attributed_to_the_migration_that_released_them():
     assert attribute_stalls([("x", 1.0, 1.01)], []) == {"x": None}
 
 
+def test_a_migration_between_two_probe_writes_is_bounded_by_its_own_length():
+    """A 22 ms migration that fell between two writes 50 ms apart: no write was in flight, so none can
+    have waited longer than the migration ran."""
+    writes = [(0.98, 0.981), (1.031, 1.032)]
+    assert attribute_stalls([("x", 1.0, 1.022)], writes) == {"x": 0.022}
+    # the probe had stopped (or not yet begun): nothing is known
+    assert attribute_stalls([("x", 1.0, 1.022)], writes[:1]) == {"x": None}
+    assert attribute_stalls([("x", 1.0, 1.022)], writes[1:]) == {"x": None}
+
+
 REPORT = {"release": "blog-r2", "stage": "test", "database": "test", "backup": "b1", "seconds": 3.0,
           "applied_before": ["posts.0001_initial"],
           "migrations": [{"name": "posts.0004_x", "seconds": 0.1, "max_write_stall": 0.01, "unsafe": [],
