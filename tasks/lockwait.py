@@ -109,7 +109,7 @@ def describe(c: Conn) -> str:
     return f"connection {c.id} ({where}, {doing})"
 
 
-def failure_line(stage: str, database: str, event: dict, out: str, attempts: int) -> str:
+def failure_line(stage: str, database: str, event: dict, out: str, attempts: int, changed: bool = True) -> str:
     """One line: what waited, for what, how often, who holds it up, what to do, and what stays applied."""
     tables = waited_on(event)
     found, how = blockers(event, tables)
@@ -128,6 +128,8 @@ def failure_line(stage: str, database: str, event: dict, out: str, attempts: int
         who = (f"held up by a connection that {event.get('user')} cannot see (the server shows other users' "
                "connections only with the PROCESS privilege)")
         todo = "find it with SHOW PROCESSLIST as an administrator, end it, and run again"
+    if not changed:
+        return f"{head}: {who}; {todo}. Nothing was applied (no attempt got past its first change)"
     return (f"{head}: {who}; {todo}. What ran before the blocked statement stays applied (Django records each "
             "migration as it finishes; MySQL and MariaDB cannot roll back DDL)")
 

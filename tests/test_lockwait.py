@@ -77,6 +77,9 @@ def test_the_failure_is_one_line_naming_migration_table_blocker_and_what_stays_a
     assert "1 time, " in guess and "probably held up by connection 867" in guess and "PROCESS privilege" in guess
     blind = failure_line("staging", "prod", event(transactions=None, processes=[]), "", 2)
     assert blind.startswith("migrate:staging: the migration gave up") and "cannot see" in blind
+    untouched = failure_line("staging", "prod", EVENT, OUT, 3, changed=False)
+    assert untouched.endswith("Nothing was applied (no attempt got past its first change)")
+    assert "cannot roll back DDL" not in untouched and "KILL 867" in untouched
 
 
 def test_a_running_query_is_named_by_its_first_word_only():

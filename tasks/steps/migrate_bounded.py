@@ -42,7 +42,7 @@ def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: 
     argv = bounded_argv(config.project.migrate_command, db.migration_lock_timeout) if db.engine == "mysql" else None
     if argv is None:
         return run_migrations(t, layout, config, stage, rid)
-    attempts = db.migration_lock_retries + 1
+    attempts, changed = db.migration_lock_retries + 1, False
     for attempt in range(1, attempts + 1):
         # if this run dies meanwhile, the attempt finishes alone: its DDL cannot be undone halfway, and a
         # killed client would leave its ALTER running in the server anyway (watchdog.py)
@@ -53,7 +53,16 @@ def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: 
         event = lock_event(out) if code == EXIT_LOCKED else None
         if event is None:
             raise migrate_failed(config, stage, t, code, out, err)
+        changed = changed or event.get("changes") != 0   # a runner that did not say: assume it changed
         if attempt < attempts:
             print(f"   {retry_line(stage.name, event, out, attempt, attempts)}", flush=True)
             pause(db.migration_lock_timeout)
-    raise StepError(failure_line(stage.name, db.name, event, out, attempts))
+    raise LockGaveUp(failure_line(stage.name, db.name, event, out, attempts, changed), changed)
+
+
+class LockGaveUp(StepError):
+    """The migration gave up waiting for a lock; `changed`: did any attempt change the database before?"""
+
+    def __init__(self, message: str, changed: bool):
+        super().__init__(message)
+        self.changed = changed

@@ -6,9 +6,9 @@
 # lock each DDL statement needs, which one open transaction on the table holds up while every later query
 # on that table queues behind the waiting ALTER; innodb_lock_wait_timeout: row locks). The servers'
 # defaults are a day (MariaDB) and a year (MySQL). When a statement gives up waiting (error 1205), it
-# prints one line "@@doit-stages {json}": that statement, and what the server shows of the other
-# connections (of their queries only the first word: a query's text may hold data), and exits 75; the
-# deploying machine tries again or stops. Standard library and Django only: this is the app's interpreter.
+# prints one line "@@doit-stages {json}": that statement, how many statements that may change the database
+# succeeded before it, and what the server shows of the other connections (of their queries only the first
+# word: a query's text may hold data), and exits 75; the deploying machine tries again or stops. Standard library and Django only: this is the app's interpreter.
 import json
 import os
 import runpy
@@ -33,15 +33,23 @@ METADATA_LOCKS = (
 
 seconds, manage, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 failed = {}
+# statements that read or set up a session: anything else that succeeded may have changed the database
+READS = ("SELECT", "SHOW", "SET", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK")
+changes = [0]
 
 
 def remember(execute, sql, params, many, context):
-    """Django's execute wrapper: the statement that failed, to name the table it waited for."""
+    """Django's execute wrapper: the statement that failed, to name the table it waited for; and how many
+    statements that may change the database succeeded (none: a restore would only lose later writes)."""
     try:
-        return execute(sql, params, many, context)
+        result = execute(sql, params, many, context)
     except Exception:
         failed["sql"] = str(sql)[:2000]
         raise
+    words = str(sql).lstrip(" (\n\t").split(None, 1)
+    if not words or words[0].upper() not in READS:
+        changes[0] += 1
+    return result
 
 
 def bound(sender, connection, **kwargs):
@@ -100,7 +108,7 @@ def inspect(connection):
     with connection.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID(), DATABASE(), CURRENT_USER()")
         me, db, user = cur.fetchone()
-        return {"event": "lock_timeout", "seconds": seconds, "sql": sql, "me": me, "db": db,
+        return {"event": "lock_timeout", "seconds": seconds, "sql": sql, "changes": changes[0], "me": me, "db": db,
                 "user": user, "processes": rows(cur, PROCESSES), "transactions": rows(cur, TRANSACTIONS),
                 "metadata_locks": next((r for r in (rows(cur, q) for q in METADATA_LOCKS) if r), None)}
 

@@ -19,7 +19,7 @@ from ..config import Database, Stage
 from ..errors import StepError
 from .backup import list_backups, take_backup
 from .migrate import is_migrated
-from .migrate_bounded import run_bounded_migrations
+from .migrate_bounded import LockGaveUp, run_bounded_migrations
 from .migration_record import adoptable, backup_ref, is_open, new_intent, now, pair, read_record, write_record
 from .rehearsal_guard import guard_production
 from .restore import restore_in_place
@@ -104,16 +104,28 @@ def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, re
     try:
         session.hosts.one(stage.hosts[0],
                           lambda t: run_bounded_migrations(t, session.layout, session.config, stage, rid))
+    except LockGaveUp as exc:
+        if exc.changed:
+            _failed(session, db, exc, record, before, resumed)
+        # nothing changed: a restore would only lose the writes made since the backup (and would itself
+        # wait behind the same lock); the record stays open, so the next run goes on from here
+        kept = f"; {db.name} was left as it was, not restored" if db.restore_on_failed_migration else ""
+        raise StepError(f"{exc}{kept}") from None
     except StepError as exc:
-        if db.restore_on_failed_migration:
-            restore_in_place(session, db, before)
-            _close(session, db, record, "restored")
-            raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
-                            f"(restore_on_failed_migration = yes)") from None
-        when = "the first attempt" if resumed else "it"
-        raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
-                        f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before "
-                        f"{when}), or fix the cause and run again: the next run goes on from there") from None
+        _failed(session, db, exc, record, before, resumed)
+
+
+def _failed(session, db: Database, exc: StepError, record: dict, before: dict, resumed: bool) -> None:
+    """A migration that failed after it may have changed the database: restored, or named half-migrated."""
+    if db.restore_on_failed_migration:
+        restore_in_place(session, db, before)
+        _close(session, db, record, "restored")
+        raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
+                        f"(restore_on_failed_migration = yes)") from None
+    when = "the first attempt" if resumed else "it"
+    raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
+                    f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before "
+                    f"{when}), or fix the cause and run again: the next run goes on from there") from None
 
 
 def _after(session, db: Database, stage: Stage, record: dict, migrated_before: bool) -> dict:
