@@ -11,9 +11,9 @@ from .errors import StepError
 from .layout import release_id
 from .session import Session
 from .steps.archive import Release, local_release, make_archive
-from .steps.source import Revision, resolve_revision
 from .steps.buildout import configs_of
 from .steps.links import live_release
+from .steps.source import Revision, resolve_revision
 from .steps.upload import fetch_release
 from .steps.verify import read_verify
 

@@ -15,8 +15,8 @@ import pytest
 
 from doit_stages.config import Project, load_config
 from doit_stages.steps.archive import local_release, make_archive
-from doit_stages.steps.source import Revision, resolve_revision
 from doit_stages.steps.common import StepError
+from doit_stages.steps.source import Revision, resolve_revision
 
 GIT_DATE = "1700000000 +0000"
 

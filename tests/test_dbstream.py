@@ -13,9 +13,9 @@ import pytest
 
 from doit_stages.steps import dumpfilter
 from doit_stages.steps.backup import filter_source
-from doit_stages.steps.retention import backups_to_remove
 from doit_stages.steps.dumpfilter import Compressor, RowCounter, completed
 from doit_stages.steps.leftovers import dead_leftovers, owner_of, parse_listing
+from doit_stages.steps.retention import backups_to_remove
 from doit_stages.steps.streaming import parse_progress, progress_text
 
 # MariaDB 10.11's mysqldump: one row a line after VALUES. Strings hold "),(", ");", quotes, backslashes.

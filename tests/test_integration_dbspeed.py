@@ -17,8 +17,8 @@ from harness import NASTY_PASSWORD
 from project import DOIT, PASSWORD_ENV
 
 from doit_stages.config import Config, Database, Project, parse_host
-from doit_stages.steps.backup import backup_database
 from doit_stages.layout import Layout
+from doit_stages.steps.backup import backup_database
 from doit_stages.steps.common import StepError
 from doit_stages.steps.leftovers import machine
 from doit_stages.steps.restore import restore_backup

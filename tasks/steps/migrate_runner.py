@@ -8,7 +8,8 @@
 # defaults are a day (MariaDB) and a year (MySQL). When a statement gives up waiting (error 1205), it
 # prints one line "@@doit-stages {json}": that statement, how many statements that may change the database
 # succeeded before it, and what the server shows of the other connections (of their queries only the first
-# word: a query's text may hold data), and exits 75; the deploying machine tries again or stops. Standard library and Django only: this is the app's interpreter.
+# word: a query's text may hold data), and exits 75; the deploying machine tries again or stops.
+# Standard library and Django only: this is the app's interpreter.
 import json
 import os
 import runpy

@@ -9,10 +9,10 @@ import posixpath
 from pathlib import Path
 
 from .. import failpoints
+from ..errors import StepError
 from ..layout import Layout
 from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
-from ..errors import StepError
 from .common import read_text, write_file
 
 # Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.

@@ -17,7 +17,6 @@ from ..transport import Transport, ssh_config_for_others
 from .common import json_or_none, last_line, read_text
 from .links import stage_releases
 
-
 # What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 shared/<stage>.env,
 # $4 the release's ready marker, $5 its release json, $6 its own env file for the stage, then the shared
 # dirs: one "key=value" a line
