@@ -99,3 +99,30 @@ def test_the_runner_program_carries_the_probe_and_only_the_standard_library():
 def test_the_runners_done_line_comes_back_as_data():
     line = '@@doit-stages {"event": "done", "probe": {"writes": [[0.1, 0.2]]}}\n'
     assert MigrateOutput().feed(line) == [("done", {"event": "done", "probe": {"writes": [[0.1, 0.2]]}})]
+
+
+class _Cursor:
+    def execute(self, sql, params=None):
+        pass
+
+
+class _Connection:
+    def cursor(self):
+        return _Cursor()
+
+    def close(self):
+        pass
+
+
+def test_the_probe_writes_once_more_after_it_is_stopped():
+    """A migration shorter than the interval between writes is bounded only by a write sent after it
+    ended: stop() makes each table's thread write once more (the CI case: a 25 ms ADD COLUMN, one write)."""
+    import time
+
+    from doit_stages.steps.rehearsal_probe import Probe
+    probe = Probe(_Connection, [("posts_post", "UPDATE x", None)], interval=10.0, timeout=5)
+    probe.start()
+    time.sleep(0.05)
+    stopped = time.monotonic()
+    probe.stop()
+    assert len(probe.writes) == 2 and probe.writes[0][0] < stopped <= probe.writes[1][0], probe.writes

@@ -125,7 +125,10 @@ class Probe:
             con.close()
 
     def _write(self, table: str, cur, sql: str, params) -> None:
-        while not self._stop.is_set():
+        """Until stop(), then once more: a write sent after the last migration ended bounds a migration
+        shorter than the interval, that no write overlapped (rehearsal.attribute_stalls)."""
+        while True:
+            stopping = self._stop.is_set()
             sent = time.monotonic()
             try:
                 if params is None:
@@ -137,10 +140,14 @@ class Probe:
                 if "Lock wait timeout" in str(exc):
                     with self._lock:
                         self.writes.append((sent, answered))
+                    if stopping:
+                        return
                     continue
                 self.errors.append(f"{table}: {exc}")
                 return
             answered = time.monotonic()
             with self._lock:
                 self.writes.append((sent, answered))
+            if stopping:
+                return
             self._stop.wait(max(0.0, self.interval - (answered - sent)))
