@@ -131,6 +131,35 @@ def _install() -> None:
                 _state["node"], _state["phase"] = "(between nodes)", "between"
 
     Runner.select_task, Runner.execute_task = select_task, execute_task
+    _count_round_trips()
+
+
+def _count_round_trips() -> None:
+    """Every command sent over a host's session (tasks/remote_shell.RemoteShell.run) is one round trip:
+    counted per node, phase and host port under "rtt" (count and seconds)."""
+    try:
+        from doit_stages.remote_shell import RemoteShell
+    except ImportError:
+        return
+    orig_run = RemoteShell.run
+
+    def run(self, argv, *a, **kw):
+        t = time.perf_counter()
+        try:
+            return orig_run(self, argv, *a, **kw)
+        finally:
+            dt = time.perf_counter() - t
+            try:
+                args = list(self.proc.args)
+                port = args[args.index("-p") + 1] if "-p" in args else "?"
+                with _lock:
+                    n = _node(_state["node"])
+                    per = n.setdefault("rtt", {}).setdefault(_state["phase"], {}).setdefault(str(port), [0, 0.0])
+                    per[0] += 1
+                    per[1] += dt
+            except Exception:
+                pass
+    RemoteShell.run = run
 
 
 def _report() -> None:

@@ -5,18 +5,15 @@ pyinfra reads state) instead of a dozen testinfra probes: verify runs after ever
 its time on many hosts.
 The fixtures (host, stage, release, layout, config) come from doit_stages.infra_plugin."""
 import json
-import shlex
 
 import pytest
 
-from doit_stages.steps.environment import app_command
-from doit_stages.steps.migrate import check_argv
-from doit_stages.steps.verify import facts_argv, parse_facts
+from doit_stages.steps.verify import database_check_command, facts_command, parse_facts
 
 
 @pytest.fixture(scope="module")
 def facts(host, config, stage, layout, release):
-    return parse_facts(host.check_output(shlex.join(facts_argv(layout, config, stage, release))))
+    return parse_facts(host.check_output(facts_command(layout, config, stage, release)))
 
 
 def test_link_points_at_the_release(facts, layout, release):
@@ -49,10 +46,8 @@ def test_shared_dirs_are_linked(facts, config, layout):
 
 
 def test_database_reachable_with_nothing_pending(host, config, stage, layout, release):
-    if not stage.database:
-        return
-    check = check_argv(config.project.migrate_command)
+    check = database_check_command(layout, config, stage, release)
     if check is None:
         return
-    res = host.run(shlex.join(app_command(layout, stage.name, release, check)))
+    res = host.run(check)
     assert res.rc == 0, f"migrations pending or database unreachable: {res.stderr.strip()[-300:]}"

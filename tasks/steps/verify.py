@@ -1,21 +1,26 @@
 """verify: the built-in infra-tests/ and the project's own checks ([project] infra_tests =), testinfra, run
-against a stage's hosts as a subprocess of this machine, each host checked against the release its own link
-points at (hosts may differ after a rollout with max_fail > 0); the verdict is recorded on every host, for a
-promotion from the stage to read."""
+against a stage's hosts by pytest inside the doit process, over the run's own host sessions (no second
+interpreter, no new login), each host checked against the release its own link points at (hosts may
+differ after a rollout with max_fail > 0); the verdict is recorded on every host, for a promotion from the
+stage to read."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-import subprocess
+import shlex
 import sys
 from pathlib import Path
 
 from ..config import Config, Stage
 from ..errors import StepError
 from ..layout import Layout
-from ..transport import Transport, ssh_config_for_others
+from ..transport import Transport
 from .common import json_or_none, last_line, read_text
+from .environment import app_command
 from .links import stage_releases
+from .migrate import check_argv
 
 # What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 shared/<stage>.env,
 # $4 the release's ready marker, $5 its release json, $6 its own env file for the stage, then the shared
@@ -59,7 +64,7 @@ def verify_stage(session, stage: Stage) -> str:
         groups.setdefault(rid, []).append(host)
     failures, summaries = [], []
     for rid, hosts in groups.items():
-        ok, output = run_infra_tests(session.config, stage, rid, hosts)
+        ok, output = run_infra_tests(session, stage, rid, hosts)
         session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
                            f"{what}: recording the result")
         summaries.append(f"{rid}: {last_line(output)}")
@@ -79,26 +84,58 @@ def builtin_checks() -> Path:
     return installed if installed.is_dir() else here.parent / "infra-tests"
 
 
-def pytest_argv(config: Config) -> list[str]:
+def facts_command(layout: Layout, config: Config, stage: Stage, release: str) -> str:
+    """The facts script as the built-in checks send it (host.check_output)."""
+    return shlex.join(facts_argv(layout, config, stage, release))
+
+
+def database_check_command(layout: Layout, config: Config, stage: Stage, release: str) -> str | None:
+    """The pending-migrations check as the built-in checks send it; None when the stage has none."""
+    check = check_argv(config.project.migrate_command) if stage.database else None
+    return None if check is None else shlex.join(app_command(layout, stage.name, release, check))
+
+
+def pytest_args(config: Config) -> list[str]:
     """pytest on the built-in checks and the project's own, isolated from the project's pytest setup: no
     plugin autoloading (a pytest-django in the same venv would set Django up), no ini file, no addopts;
-    only testinfra and our fixtures (doit_stages.infra_plugin)."""
+    only our fixtures (infra_plugin: testinfra hosts over the run's sessions)."""
     dirs = [str(builtin_checks())] + ([str(config.project.infra_tests)] if config.project.infra_tests else [])
-    return [sys.executable, "-m", "pytest", "-q", "-c", os.devnull, "--rootdir", str(config.workdir),
-            "-p", "testinfra.plugin", "-p", f"{__package__.rsplit('.', 1)[0]}.infra_plugin",
-            "-p", "no:cacheprovider", "--no-header", *dirs]
+    return ["-q", "-c", os.devnull, "--rootdir", str(config.workdir), "--capture=sys", "-p", "no:cacheprovider",
+            "-p", "no:faulthandler", "-p", "no:pastebin", "-p", "no:junitxml", "-p", "no:doctest",
+            "-p", "no:legacypath", "--no-header", *dirs]
 
 
-def run_infra_tests(config: Config, stage: Stage, release: str, hosts) -> tuple[bool, str]:
-    # testinfra reuses the run's SSH master connections instead of a new handshake per host
-    ssh_cfg = config.build_dir / "verify_ssh_config"
-    config.build_dir.mkdir(parents=True, exist_ok=True)
-    ssh_cfg.write_text(ssh_config_for_others(config.project.ssh_config))
-    env = dict(os.environ, STAGES_INI=str(config.path), VERIFY_STAGE=stage.name, VERIFY_RELEASE=release,
-               VERIFY_HOSTS=",".join(h.spec for h in hosts), VERIFY_SSH_CONFIG=str(ssh_cfg),
-               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    res = subprocess.run(pytest_argv(config), env=env, capture_output=True, text=True, cwd=config.workdir)
-    return res.returncode == 0, res.stdout + res.stderr
+def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, str]:
+    """pytest in this process (no second interpreter), its testinfra hosts riding on the run's own sessions.
+    The commands every host answers (the facts, the database check) are sent to all hosts at once first."""
+    import pytest  # only runs that verify pay for pytest's import
+
+    from .. import infra_plugin
+    layout, config = session.layout, session.config
+    wanted = [c for c in (facts_command(layout, config, stage, release),
+                          database_check_command(layout, config, stage, release)) if c]
+
+    def ask(t):
+        return {c: t.call(["sh", "-c", c]) for c in wanted}
+    answers = session.hosts.outcomes(list(hosts), ask)
+    prefetched = {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
+
+    def call(host, argv):
+        return session.hosts.one(host, lambda t: t.call(argv))
+    checks = infra_plugin.StageChecks(config, stage, release, list(hosts), call, prefetched)
+    out, saved_path = io.StringIO(), list(sys.path)
+    saved_env = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = pytest.main(pytest_args(config), plugins=[infra_plugin, checks])
+    finally:
+        sys.path[:] = saved_path   # pytest put the checks' directories first: they are not the tool's
+        if saved_env is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved_env
+    return code == 0, out.getvalue()
 
 
 # $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
