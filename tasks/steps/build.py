@@ -43,45 +43,56 @@ if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
       -r "$wheels/requirements.txt"
-  touch "$venv_done"
+  : > "$venv_done"
 fi
 mkdir -p "$rel"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
 printf '%s\n' "$meta" > "$metaf"
-touch "$ready"
+: > "$ready"
 '''
 
-# stdin: the env file. WRITE_ENV's five arguments, then "1" to empty the stage dirs first, then the stage dirs
-STAGE_FILES = 'set -e\n' + WRITE_ENV + r'''fresh=$1; shift
-[ $# -gt 0 ] || exit 0
-if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
-mkdir -p -- "$@"
-'''
-
-# $1 release dir; then quadruples: kind (d|f), path in the release, relative link target, absolute shared path.
-# Run at every build of a stage, so a shared file added to the config later is linked too.
-LINK_SHARED = r'''set -e
-rel=$1; shift
-while [ $# -gt 0 ]; do
-  kind=$1; path=$2; target=$3; shared=$4; shift 4
-  if [ "$kind" = d ]; then mkdir -p "$shared"
+# The stage-level build after the unpack, in ONE command (shell builtins where they serve: a program runs
+# only for what changes). $1 release dir, $2 the number of shared links, then that many quadruples: kind
+# (d|f), path in the release, relative link target, absolute shared path (run at every build of a stage,
+# so a shared file added to the config later is linked too); then WRITE_ENV's five arguments (the env file
+# on stdin); then "1" to empty the stage dirs first, the stage's built marker and the release id (or two
+# "" when the caller writes the marker after more work: buildout, build_command), then the stage dirs.
+STAGE_FILES = r'''set -e
+rel=$1; n=$2; shift 2
+while [ "$n" -gt 0 ]; do
+  kind=$1; path=$2; target=$3; shared=$4; shift 4; n=$((n - 1))
+  if [ "$kind" = d ]; then [ -d "$shared" ] || mkdir -p -- "$shared"
   elif [ ! -e "$shared" ]; then echo "shared file $shared is missing; create it on this host" >&2; exit 3; fi
-  [ -L "$rel/$path" ] && [ "$(readlink "$rel/$path")" = "$target" ] && continue
-  rm -rf "$rel/$path"; mkdir -p "$(dirname "$rel/$path")"; ln -s "$target" "$rel/$path"
+  if [ -L "$rel/$path" ] && [ "$(readlink -- "$rel/$path")" = "$target" ]; then continue; fi
+  if [ -e "$rel/$path" ] || [ -L "$rel/$path" ]; then rm -rf -- "$rel/$path"; fi
+  case $path in */*) d=$rel/${path%/*};; *) d=$rel;; esac
+  [ -d "$d" ] || mkdir -p -- "$d"
+  ln -s -- "$target" "$rel/$path"
 done
+''' + WRITE_ENV + r'''fresh=$1; marker=$2; rid=$3; shift 3
+if [ $# -gt 0 ]; then
+  if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
+  mkdir -p -- "$@"
+fi
+[ -n "$marker" ] || exit 0
+[ -d "${marker%/*}" ] || (umask 077; mkdir -p -- "${marker%/*}")
+if [ -e "$marker.tmp" ] || [ -L "$marker.tmp" ]; then rm -f -- "$marker.tmp"; fi
+(umask 133; printf '%s\n' "$rid" > "$marker.tmp")
+mv -f -- "$marker.tmp" "$marker"
 '''
+
 # $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
 # shared/<stage>.env, then the shared paths in the release: one command for everything is_built looks at,
 # one "key value" a line ("missing <path>" for each shared path not linked to something)
 STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; shift 5
 [ -f "$ready" ] || exit 0
 echo ready
-echo "built $(cat -- "$marker" 2>/dev/null)"
+built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
 echo "env_mode $(stat -c %a -- "$envf" 2>/dev/null)"
-echo "env_sha256 $({ sha256sum < "$envf"; } 2>/dev/null | cut -d ' ' -f 1)"
-echo "published $(readlink -- "$pub")"
+sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"
+pubt=; [ -L "$pub" ] && pubt=$(readlink -- "$pub"); echo "published $pubt"
 for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
 '''
 
@@ -138,12 +149,17 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
            release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "", layout.ready(release.id),
            layout.release_meta(release.id), layout.venv_complete(release.wheels) if venv else ""])
     failpoints.hit("build.after_unpack", t.host)
-    t.run(["sh", "-c", LINK_SHARED, "sh", rel, *shared_links(layout, config, rel)])
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
-    # the release's env file (0600, through stdin) and the stage dirs (emptied first by a promotion, as the
-    # seed's promote did), in one command
-    t.run(["sh", "-c", STAGE_FILES, "sh", *write_env_args(layout, stage, release.id, keep_env),
-           "1" if fresh_stage_dirs else "", *stage_dirs], input=env_file(layout, config, stage))
+    links = shared_links(layout, config, rel)
+    # the shared links, the release's env file (0600, through stdin), the stage dirs (emptied first by a
+    # promotion, as the seed's promote did) and, when nothing else is to build, the built marker: one command
+    more = config.project.build == "buildout" or bool(config.project.build_command)
+    marker = ["", ""] if more else [layout.built_marker(stage.name), release.id]
+    t.run(["sh", "-c", STAGE_FILES, "sh", rel, str(len(links) // 4), *links,
+           *write_env_args(layout, stage, release.id, keep_env), "1" if fresh_stage_dirs else "", *marker,
+           *stage_dirs], input=env_file(layout, config, stage))
+    if not more:
+        return
     if config.project.build == "buildout":
         buildout_step.run_buildout(t, layout, config, stage, release.id, wheels)
     if config.project.build_command:

@@ -11,8 +11,10 @@ from .links import release_of
 from .releaselog import good_releases, parse_log, rollback_target
 
 # $1 root, $2 the release log, then the links: prints every link target, then the release dirs, then the log
+# (the release dirs by the shell's own glob, the log only when it exists: no ls, no cat of nothing)
 SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 2>/dev/null; done; '
-        'echo --; ls -1 releases 2>/dev/null; echo --; cat -- "$log" 2>/dev/null; true')
+        'echo --; for r in releases/*; do if [ -e "$r" ] || [ -L "$r" ]; then echo "${r#releases/}"; fi; done; '
+        'echo --; if [ -e "$log" ]; then cat -- "$log" 2>/dev/null; fi; true')
 
 
 # $1 releases dir, $2 venvs dir, then the paths to remove (release dirs and their artifacts). Then every

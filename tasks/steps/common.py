@@ -6,6 +6,7 @@ import getpass
 import hashlib
 import json
 import os
+import posixpath
 import socket
 import tarfile
 from datetime import datetime, timezone
@@ -38,10 +39,19 @@ def last_line(*texts: str) -> str:
     return "?"
 
 
+# $1 path, $2 mode, $3 its directory (made 0700 if missing), $4 the umask that creates a file with mode $2
+# ("" when none does: then chmod). Shell builtins where they serve: two programs run (cat, mv) in the
+# common case, where a dirname, a mkdir and a chmod ran before (each exec costs the host ~1 ms).
+WRITE = ('umask 077; [ -d "$3" ] || mkdir -p -- "$3" || exit; if [ -e "$1.tmp" ] || [ -L "$1.tmp" ]; then '
+         'rm -f -- "$1.tmp" || exit; fi; [ -z "$4" ] || umask "$4"; cat > "$1.tmp" && '
+         '{ [ -n "$4" ] || chmod "$2" "$1.tmp"; } && mv -f -- "$1.tmp" "$1"')
+
+
 def write_file(t: Transport, path: str, data: bytes, mode: str = "600") -> None:
     """Write through stdin (never argv), to a temp name first, then rename: readers see all or nothing."""
-    t.run(["sh", "-c", 'umask 077; mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && chmod "$2" "$1.tmp" '
-                       '&& mv -f "$1.tmp" "$1"', "sh", path, mode], input=data)
+    bits = int(mode, 8)
+    mask = "" if bits & 0o7111 else f"{0o777 & ~bits:03o}"   # 600 -> 177, 644 -> 133
+    t.run(["sh", "-c", WRITE, "sh", path, mode, posixpath.dirname(path) or ".", mask], input=data)
 
 
 def read_text(t: Transport, path: str) -> str | None:
@@ -52,7 +62,8 @@ def read_text(t: Transport, path: str) -> str | None:
 def append_line(t: Transport, path: str, record: dict) -> None:
     # One short write(2) with O_APPEND: concurrent appenders never interleave inside a line.
     line = (json.dumps(record, sort_keys=True) + "\n").encode()
-    t.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat >> "$1"', "sh", path], input=line)
+    t.run(["sh", "-c", '[ -d "$2" ] || mkdir -p -- "$2" || exit; cat >> "$1"', "sh", path,
+           posixpath.dirname(path) or "."], input=line)
 
 
 def sha256_file(path) -> str:

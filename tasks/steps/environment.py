@@ -38,14 +38,19 @@ def database_url(db: Database) -> str:
 # A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
 # now, so it is moved into that release before the symlink replaces it.
 WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; shift 5
-(umask 077; mkdir -p "${envf%/*}"); chmod 700 "${envf%/*}"
+if [ -d "${envf%/*}" ]; then chmod 700 "${envf%/*}"; else (umask 077; mkdir -p "${envf%/*}"); fi
 if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${live%/*/*}" ] && [ ! -e "$live" ]; then
   (umask 077; mkdir -p "${live%/*}"; cp -- "$pub" "$live.tmp"; mv -f -- "$live.tmp" "$live")
 fi
 if [ -n "$keep" ] && [ -f "$envf" ]; then cat > /dev/null
-else (umask 077; cat > "$envf.tmp"); chmod 600 "$envf.tmp"; mv -f "$envf.tmp" "$envf"; fi
-if [ "$(readlink -- "$pub")" != "$target" ]; then
-  mkdir -p "${pub%/*}"; rm -f -- "$pub.tmp"; ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
+else
+  if [ -e "$envf.tmp" ] || [ -L "$envf.tmp" ]; then rm -f -- "$envf.tmp"; fi
+  (umask 077; cat > "$envf.tmp"); mv -f "$envf.tmp" "$envf"
+fi
+if [ ! -L "$pub" ] || [ "$(readlink -- "$pub")" != "$target" ]; then
+  [ -d "${pub%/*}" ] || mkdir -p "${pub%/*}"
+  if [ -e "$pub.tmp" ] || [ -L "$pub.tmp" ]; then rm -f -- "$pub.tmp"; fi
+  ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
 fi
 '''
 

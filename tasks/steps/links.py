@@ -4,13 +4,16 @@ one, never nothing."""
 from __future__ import annotations
 
 import posixpath
+import secrets
 
 from ..errors import StepError
 from ..layout import Layout
 from ..transport import Transport
 
-# $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir)
-SWITCH = 'set -e; cd "$1"; mkdir -p "$(dirname "$2")"; tmp="$2.tmp.$$"; ln -s "$3" "$tmp"; mv -T "$tmp" "$2"'
+# $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir), $4 the link's dir,
+# $5 a suffix of the temp link unique to this call (run by the session's shell itself: no `sh`, no dirname)
+SWITCH = ('set -e; cd "$1"; [ -d "$4" ] || mkdir -p -- "$4"; tmp="$2.tmp.$5"; ln -s -- "$3" "$tmp"; '
+          'mv -T -- "$tmp" "$2"')
 
 
 def read_link(t: Transport, layout: Layout, link: str) -> str | None:
@@ -31,7 +34,8 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None) -> Non
     if target is None:
         t.run(["rm", "-f", "--", layout.link(link)])
     else:
-        t.run(["sh", "-c", SWITCH, "sh", layout.root, link, target])
+        t.run(["sh", "-c", SWITCH, "sh", layout.root, link, target, posixpath.dirname(link) or ".",
+               secrets.token_hex(4)])
 
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import secrets
 import socket
 
 from ..layout import Layout
@@ -24,26 +25,32 @@ from ..transport import Transport
 from ..watchdog import WAIT_BOUND, Ended, Watched, end_argv, parse_end
 from .common import StepError, read_text
 
-# $1 the lock dir, $2 this session's line for `sessions` (or ""); the owner JSON on stdin. Prints "taken",
-# "held", or "unwritable", me, owner, mode, dir, error (tab-separated; dir: the nearest existing directory on
-# the way, so the user learns who owns what it could not write).
-TAKE = r'''lock=$1; d=$(dirname "$lock")
+# $1 the lock dir, $2 this session's line for `sessions` (or ""), $3 the lock's directory, $4 a random
+# suffix for the temporary lock; the owner JSON on stdin. Prints "taken", "held", or "unwritable", me, owner,
+# mode, dir, error (tab-separated; dir: the nearest existing directory on the way, so the user learns who
+# owns what it could not write). Shell builtins where they serve (the umask gives the modes, find runs only
+# when a dead take left a temporary lock): three programs run in the common case (mkdir, cat, mv).
+TAKE = r'''lock=$1; d=$3
 unwritable() {
   p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
   printf 'unwritable\t%s\t%s\t%s\t%s\t%s\n' "$(id -un)" "$(stat -c %U -- "$p")" "$(stat -c %a -- "$p")" "$p" "$1"
   exit 0
 }
 [ -e "$lock" ] && { echo held; exit 0; }   # a refused run writes nothing on the host
-err=$(mkdir -p -- "$d" 2>&1)
-find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null
-tmp=$(mktemp -d "$d/.lock.XXXXXX" 2>&1) || unwritable "${err:-$tmp}"
-{ cat > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; } && chmod 755 "$tmp" &&
-  chmod 644 "$tmp/owner.json"; } 2>/dev/null || {
+err=; [ -d "$d" ] || err=$(mkdir -p -- "$d" 2>&1)
+for x in "$d"/.lock.*; do
+  [ -e "$x" ] || [ -L "$x" ] || continue
+  find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break
+done
+umask 022; tmp=$d/.lock.$4
+made=$(mkdir -- "$tmp" 2>&1) || unwritable "${err:-$made}"
+{ cat > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
 # $1 lock dir, $2 this run's token: removed only when this run holds it
-RELEASE = 'case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac'
+RELEASE = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; '
+           'case $o in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac')
 # $1 lock dir, $2 this run's token, $3 a session line: recorded only while this run holds the lock
 RECORD = ('case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) '
           'printf "%s\\n" "$3" >> "$1/sessions";; esac')
@@ -84,7 +91,8 @@ def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str
     note = None
     for _ in range(2):
         line = t.session.line() if t.session else ""
-        out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line], input=json.dumps(info).encode()).strip()
+        out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
+                     secrets.token_hex(6)], input=json.dumps(info).encode()).strip()
         if out == "taken":
             return note
         if out.startswith("unwritable\t"):

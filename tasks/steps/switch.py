@@ -38,7 +38,7 @@ if [ $# -gt 2 ]; then
   built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
   for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
 fi
-echo "--intent--"; cat -- "$intent" 2>/dev/null; true'''
+echo "--intent--"; if [ -e "$intent" ]; then cat -- "$intent" 2>/dev/null; fi; true'''
 
 
 def parse_state(text: str) -> dict:

@@ -15,21 +15,24 @@ from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .common import read_text, write_file
 
-# Prints "ok" when the artifact's proof matches and the wheelhouse (if any) is unpacked.
-HAS_SCRIPT = 'cmp -s "$1" - && { [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok'
+# Prints "ok" when the artifact's proof ($1) holds exactly $3 (one line, no newline: read reaches the end
+# of the file) and the wheelhouse ($2, if any) is unpacked. Shell builtins only: no program runs.
+HAS_SCRIPT = ('p=; if IFS= read -r p < "$1"; then exit 0; fi 2>/dev/null; [ -n "$p" ] && [ "$p" = "$3" ] && '
+              '{ [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok')
 
 # stdin: the archive. $1 artifact path, $2 its sha256, $3 proof path, $4 proof (release json) or "" to
 # leave the proof for later (the wheelhouse comes first). Prints the digest that arrived.
 RECEIVE = r'''set -e
 art=$1; sha=$2; proof=$3; meta=$4
-mkdir -p "${art%/*}"
+[ -d "${art%/*}" ] || mkdir -p "${art%/*}"
 cat > "$art.partial"
 got=$(sha256sum "$art.partial"); got=${got%% *}
 echo "$got"
 [ "$got" = "$sha" ] || { rm -f "$art.partial"; exit 0; }
 mv -f "$art.partial" "$art"
 [ -n "$meta" ] || exit 0
-printf '%s' "$meta" > "$proof.tmp"; chmod 644 "$proof.tmp"; mv -f "$proof.tmp" "$proof"
+if [ -e "$proof.tmp" ] || [ -L "$proof.tmp" ]; then rm -f -- "$proof.tmp"; fi
+(umask 133; printf '%s' "$meta" > "$proof.tmp"); mv -f "$proof.tmp" "$proof"
 '''
 
 UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
@@ -38,8 +41,8 @@ UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$
 
 def has_release(t: Transport, layout: Layout, release: Release) -> bool:
     wheels = layout.wheels(release.wheels) if release.wheels else ""
-    return t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels],
-                 input=release.to_json().encode(), check=False).strip() == "ok"
+    return t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels, release.to_json()],
+                 check=False).strip() == "ok"
 
 
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:

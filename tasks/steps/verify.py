@@ -29,10 +29,11 @@ FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; own=$6; shift 6
 echo "link_is_symlink=$([ -L "$link" ] && echo 1 || echo 0)"
 echo "link_target=$(realpath -- "$link" 2>/dev/null)"
 echo "ready=$([ -e "$ready" ] && echo 1 || echo 0)"
-echo "revision=$(cat -- "$rel/REVISION" 2>/dev/null)"
-echo "meta=$(tr -d '\n' < "$meta" 2>/dev/null)"
-echo "env_mode=$([ -e "$env" ] && stat -Lc %a -- "$env")"
-echo "env_owner=$([ -e "$env" ] && stat -Lc %U -- "$env") $(id -un)"
+r=; { IFS= read -r r < "$rel/REVISION"; } 2>/dev/null; echo "revision=$r"
+m=; { IFS= read -r m < "$meta"; } 2>/dev/null; echo "meta=$m"
+mo=; [ -e "$env" ] && mo=$(stat -Lc '%a %U' -- "$env")
+echo "env_mode=${mo%% *}"
+echo "env_owner=${mo#* } $(id -un)"
 echo "env_dir_mode=$(stat -c %a -- "${own%/*}" 2>/dev/null)"
 echo "env_is_symlink=$([ -L "$env" ] && echo 1 || echo 0)"
 echo "env_target=$(realpath -e -- "$env" 2>/dev/null)"
@@ -139,8 +140,9 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
 
 
 # $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
-RECORD = ('{ IFS= read -r old < "$1"; } 2>/dev/null; [ "$old" = "$2" ] && exit 0; mkdir -p "${1%/*}"; '
-          'printf \'%s\\n\' "$2" > "$1.tmp" && chmod 644 "$1.tmp" && mv -f "$1.tmp" "$1"')
+RECORD = ('{ IFS= read -r old < "$1"; } 2>/dev/null; [ "$old" = "$2" ] && exit 0; [ -d "${1%/*}" ] || '
+          'mkdir -p "${1%/*}"; if [ -e "$1.tmp" ] || [ -L "$1.tmp" ]; then rm -f -- "$1.tmp"; fi; '
+          '(umask 133; printf \'%s\\n\' "$2" > "$1.tmp") && mv -f "$1.tmp" "$1"')
 
 
 def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool) -> None:
