@@ -6,7 +6,6 @@ from collections import Counter
 
 from .config import Stage
 from .errors import StepError
-from .rehearsal import text_table
 from .releases import Releases
 from .session import Session
 from .steps.archive import Release
@@ -14,8 +13,6 @@ from .steps.build import build_release, is_built
 from .steps.common import read_text
 from .steps.links import live_release, release_of
 from .steps.lock import break_lock, holder_text
-from .steps.rehearsal import read_report
-from .steps.rehearsal_guard import rehearsing_stage
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_state, switch_stage
 from .steps.verify import verify_stage
@@ -105,6 +102,9 @@ def format_table(rows: list[list[str]]) -> str:
 def run_rehearsal_report(s: Session, r: Releases, stage: Stage) -> str:
     """The rehearsal report of the release the stage runs (for a promoted stage: the release it would
     receive, the one its source stage runs), read from the rehearsing stage's first host."""
+    from .rehearsal import text_table
+    from .steps.rehearsal import read_report
+    from .steps.rehearsal_guard import rehearsing_stage
     what = f"rehearsal:{stage.name}"
     rs = rehearsing_stage(s.config, stage)
     if rs is None:

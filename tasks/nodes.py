@@ -12,19 +12,16 @@ import time
 from .config import Database, Stage
 from .errors import StepError
 from .progress import Progress
-from .rehearsal import text_table
 from .releases import Releases
 from .session import Session
-from .steps import backup as backup_step
 from .steps import build as build_step
-from .steps import migrate as migrate_step
-from .steps import production_migration
-from .steps import rehearsal as rehearsal_step
-from .steps import restore as restore_step
 from .steps.archive import local_release
 from .steps.links import release_of
 from .steps.switch import read_state, switch_stage
 from .steps.upload import has_release, upload_release
+
+# The database's steps (backup, restore, migrate, the rehearsal) are imported by the nodes that use them:
+# a code-only deploy never loads them (start-up time counts on every run).
 
 
 # -- archive ---------------------------------------------------------------------------------------
@@ -39,6 +36,7 @@ def run_archive(s: Session, r: Releases) -> str:
 
 # -- backup:<db> (fresh enough) --------------------------------------------------------------------
 def newest_of(s: Session, db: Database) -> dict | None:
+    from .steps import backup as backup_step
     return s.hosts.one(s.backup_host(db), lambda t: backup_step.newest_backup(t, s.layout, db))
 
 
@@ -48,6 +46,7 @@ def backup_done(s: Session, r: Releases, db: Database) -> bool:
 
 
 def run_backup(s: Session, r: Releases, db: Database) -> dict:
+    from .steps import backup as backup_step
     return backup_step.take_backup(s, db)
 
 
@@ -97,12 +96,14 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
 
 # -- restore:<stage> -------------------------------------------------------------------------------
 def restore_done(s: Session, r: Releases, stage: Stage) -> bool:
+    from .steps import restore as restore_step
     newest = newest_of(s, s.config.databases[stage.restore_from])
     marker = restore_step.restored(s, s.config.stage_database(stage))
     return bool(newest and marker) and marker == {"backup": newest["name"], "release": r.of(stage).id}
 
 
 def run_restore(s: Session, r: Releases, stage: Stage) -> str:
+    from .steps import restore as restore_step
     src, db = s.config.databases[stage.restore_from], s.config.stage_database(stage)
     s.lock([s.backup_host(db), *stage.hosts], f"restore:{stage.name}")
     newest = newest_of(s, src)
@@ -116,6 +117,7 @@ def run_restore(s: Session, r: Releases, stage: Stage) -> str:
 def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
     """Nothing pending; on a rehearsing stage (restore_from), also this release's report is there; on any
     other, also no migration of its database lacks its outcome, the "after" backup (production_migration)."""
+    from .steps import production_migration
     rid = r.of(stage).id
     done = _migrated(s, stage, rid)
     if done and stage.restore_from:
@@ -124,6 +126,7 @@ def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 
 def _migrated(s: Session, stage: Stage, rid: str) -> bool:
+    from .steps import migrate as migrate_step
     return s.hosts.one(stage.hosts[0], lambda t: migrate_step.is_migrated(t, s.layout, s.config, stage, rid))
 
 
@@ -131,6 +134,7 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
     """A throwaway copy (restore_from) is rehearsed; any other database is guarded by its rehearsal
     (invariant 8), then migrated between two verified backups (invariant 3), recorded from its intent to
     its outcome, so that a run that died half way is finished by the next (invariant 7)."""
+    from .steps import production_migration
     if stage.restore_from:
         return run_rehearsal(s, r, stage)
     return production_migration.migrate_production(s, stage, r.of(stage).id)
@@ -139,6 +143,10 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
     """migrate:<stage> on a fresh copy of production: measured, reported. A copy already migrated
     without a report (or whose report went stale) is refreshed from a new backup first."""
+    from .rehearsal import text_table
+    from .steps import backup as backup_step
+    from .steps import rehearsal as rehearsal_step
+    from .steps import restore as restore_step
     rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.hosts[0]
     s.lock([first], f"migrate:{stage.name}")
     if migrate_done(s, r, stage):
@@ -161,6 +169,8 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 
 def run_switch(s: Session, r: Releases, stage: Stage) -> str:
-    release = r.of(stage)
-    return switch_stage(s, stage, release.id, release.revision, "ok", f"switch:{stage.name}",
-                        backups=production_migration.migration_backups(s, stage, release.id))
+    release, backups = r.of(stage), []
+    if s.config.stage_database(stage) and not stage.restore_from:   # else migration_backups has none
+        from .steps import production_migration
+        backups = production_migration.migration_backups(s, stage, release.id)
+    return switch_stage(s, stage, release.id, release.revision, "ok", f"switch:{stage.name}", backups=backups)

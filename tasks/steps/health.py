@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 
 from ..config import Host
 
@@ -14,6 +12,8 @@ def health_url(template: str, host: Host) -> str:
 
 def check_health(url: str, timeout: int) -> str | None:
     """None when url answered 2xx within timeout seconds, else the last problem seen."""
+    import urllib.error  # with ssl, ~10 ms of start-up that a stage without health_url never needs
+    import urllib.request
     deadline, problem = time.monotonic() + timeout, "no answer"
     while True:
         try:
