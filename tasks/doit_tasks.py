@@ -20,6 +20,7 @@ from .session import Session
 from .transport import CommandFailed
 
 NODE_GROUPS = ("upload", "build", "migrate", "switch")
+VERIFIES = ("deploy:", "promote:", "verify:", "rollback:")   # the commands that end with verify:<stage>
 NOT_RUNS = ("list", "info", "help", "forget", "ignore", "clean", "dumpdb", "strace", "tabcompletion", "reset-dep")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
@@ -74,6 +75,9 @@ def this_run() -> Run:
         sys.exit(f"ERROR: {exc}")
     session = Session(config)
     session.lock_checks = runs_tasks(sys.argv)
+    if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
+        # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
+        session.warm_imports = ("pytest", f"{__package__}.infra_plugin")
     return Run(config, session, Releases(session))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import importlib
 import math
 import os
 import signal
@@ -35,6 +36,7 @@ class Session:
         self.connections = Connections(config.project.ssh_config, on_connect=self._own)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
+        self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         self._locked: list[Host] = []
         self._project_lock = None
         self._mutex = threading.Lock()
@@ -70,6 +72,8 @@ class Session:
         f.write(f"pid {os.getpid()}\n")
         f.flush()
         self._project_lock = f
+        if self.warm_imports:   # from the first node on, the run mostly waits on hosts: import meanwhile
+            threading.Thread(target=_import_all, args=(self.warm_imports,), daemon=True).start()
 
     # -- host locks ------------------------------------------------------------------------------------
     def lock(self, hosts, what: str) -> None:
@@ -167,6 +171,14 @@ class Session:
         if got:
             raise StepError("interrupted by a signal after the switch was finished on every host and logged "
                             "(not undone); the stage runs the new release")
+
+
+def _import_all(names) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:   # the node that needs it imports it again and says what is wrong
+            return
 
 
 def _exit_on_sigterm():
