@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """doit-stages against pyinfra 3 on the same fake hosts, in the same run, interleaved.
 
-    .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--write]
+    .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--baseline REV] [--write]
 
 Run as root (tests/harness.py: one sshd per host on 127.0.0.1, each in its own mount namespace). pyinfra
 is installed with pip into its own venv (build/pyinfra-venv) on first use.
@@ -13,7 +13,10 @@ What is timed (wall seconds of the whole process, start-up included):
   pyinfra cold   `pyinfra -y inventory.py deploy.py`: files.put of the same tarball, unpack (server.shell,
                  tar -xzf into releases/<id>), files.link sites/test; fresh hosts
   pyinfra no-op  the same again (put and link find nothing to do; the unpack command runs and skips)
-Each repeat runs ours and pyinfra's back to back (which one goes first alternates), and the ratio is
+  baseline       (--baseline REV) the same as "ours" with the tool as it was at git revision REV (its tree
+                 exported to a temporary directory and imported as doit_stages ahead of this checkout's),
+                 to show what a change gained, measured in the same run
+Each repeat runs ours and pyinfra's (and the baseline's) back to back (the order rotates), and the ratio is
 taken pair by pair: the machine may be shared, and pairing keeps the ratio meaningful when its speed
 drifts. Medians over the repeats. Also counted: sshd's "Accepted publickey" lines per host per run.
 --write puts the table into bench/results.md (between the fleet markers) and prints it.
@@ -109,7 +112,19 @@ def fresh(hosts, ssh_config: Path) -> None:
         h.wipe()
 
 
-def run_ours(hosts, all_hosts, source: Path, work: Path) -> tuple[dict, Path]:
+def export_baseline(rev: str, dest: Path) -> Path:
+    """The tool as it was at git revision rev, in dest/src, importable as doit_stages from dest/pkg (a
+    PYTHONPATH entry wins over this checkout's editable install, which Python looks at last)."""
+    (dest / "src").mkdir(parents=True)
+    (dest / "pkg").mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest / "src")], input=archive, check=True)
+    (dest / "pkg" / "doit_stages").symlink_to(dest / "src" / "tasks")
+    return dest
+
+
+def run_ours(hosts, all_hosts, source: Path, work: Path, tree: Path | None = None) -> tuple[dict, Path]:
+    """tree: a baseline from export_baseline (None: this checkout)."""
     work.mkdir(parents=True)
     ini = INI.format(source=source, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
                      build="none")
@@ -117,7 +132,11 @@ def run_ours(hosts, all_hosts, source: Path, work: Path) -> tuple[dict, Path]:
     (work / "stages.ini").write_text(ini)
     env = dict(os.environ, STAGES_INI=str(work / "stages.ini"))
     env.pop("DEPLOY_REVISION", None)
-    argv = [sys.executable, "-m", "doit", "-f", str(REPO / "dodo.py"), "deploy:test"]
+    dodo = REPO / "dodo.py"
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree / "pkg")
+        dodo = tree / "src" / "dodo.py"
+    argv = [sys.executable, "-m", "doit", "-f", str(dodo), "deploy:test"]
     fresh(hosts, all_hosts.ssh_config)
     before = accepted(hosts)
     out = {"cold": timed(argv, work, env)}
@@ -170,6 +189,21 @@ def run_pyinfra(hosts, all_hosts, exe: Path, archive: Path, work: Path) -> dict:
     return out
 
 
+def baseline_table(results: dict, counts: list[int], rev: str) -> str:
+    lines = [f"This checkout against the tool at {rev} (baseline), same runs; ratio = this / baseline, pair by pair:",
+             "", "| hosts | this cold | baseline cold | ratio | this no-op | baseline no-op | ratio |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for n in counts:
+        rs = results[n]
+        cells = []
+        for key in ("cold", "noop"):
+            cells += [f"{statistics.median(r['ours'][key] for r in rs):.2f}",
+                      f"{statistics.median(r['baseline'][key] for r in rs):.2f}",
+                      f"{statistics.median(r['ours'][key] / r['baseline'][key] for r in rs):.2f}"]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(results: dict, counts: list[int], repeat: int) -> str:
     def med(n, who, key):
         return statistics.median(r[who][key] for r in results[n])
@@ -197,6 +231,7 @@ def main() -> None:
     ap.add_argument("--pip-hosts", default="", help="also time a code-only change with build = pip vs none")
     ap.add_argument("--wheels", help="a directory of wheels for examples/blog/requirements.txt (--pip-hosts)")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
+    ap.add_argument("--baseline", metavar="REV", help="also time the tool as it was at this git revision")
     args = ap.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
     global WHEELS
@@ -205,6 +240,7 @@ def main() -> None:
         raise SystemExit("--pip-hosts needs --wheels DIR (e.g. a build/wheels-*.tar of the tests, unpacked)")
     exe = ensure_pyinfra()
     base = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    tree = export_baseline(args.baseline, base / "baseline") if args.baseline else None
     all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])
     repo = AppRepo(base / "app")
     source = repo.path
@@ -216,19 +252,24 @@ def main() -> None:
             for n in counts:
                 hosts = list(all_hosts)[:n]
                 pair = {}
-                order = ["ours", "pyinfra"] if rep % 2 == 0 else ["pyinfra", "ours"]
+                who_all = ["ours", "pyinfra"] + (["baseline"] if tree else [])
+                order = who_all[rep % len(who_all):] + who_all[:rep % len(who_all)]
                 archive = None
-                if order[0] == "pyinfra":   # pyinfra needs the tarball: make it once, untimed
+                if order[0] != "ours":   # pyinfra needs the tarball: make it once, untimed
                     _, archive = run_ours(hosts, all_hosts, source, base / f"prep-{n}-{rep}")
                 for who in order:
                     if who == "ours":
                         pair["ours"], archive = run_ours(hosts, all_hosts, source, base / f"ours-{n}-{rep}")
+                    elif who == "baseline":
+                        pair["baseline"], _ = run_ours(hosts, all_hosts, source, base / f"base-{n}-{rep}", tree)
                     else:
                         pair["pyinfra"] = run_pyinfra(hosts, all_hosts, exe, archive, base / f"pyi-{n}-{rep}")
                 results[n].append(pair)
                 print(f"N={n:<3} #{rep + 1}  ours cold {pair['ours']['cold']:.2f} no-op {pair['ours']['noop']:.2f}"
                       f"  |  pyinfra cold {pair['pyinfra']['cold']:.2f} no-op {pair['pyinfra']['noop']:.2f}"
-                      f"  |  logins/host ours {pair['ours']['conns_cold']}+{pair['ours']['conns_noop']}"
+                      + (f"  |  baseline cold {pair['baseline']['cold']:.2f} no-op {pair['baseline']['noop']:.2f}"
+                         if tree else "")
+                      + f"  |  logins/host ours {pair['ours']['conns_cold']}+{pair['ours']['conns_noop']}"
                       f" pyinfra {pair['pyinfra']['conns_cold']}+{pair['pyinfra']['conns_noop']}", flush=True)
             for n in pip_counts:
                 hosts = list(all_hosts)[:n]
@@ -241,6 +282,8 @@ def main() -> None:
     finally:
         all_hosts.stop()
     text = table(results, counts, args.repeat)
+    if tree:
+        text += "\n\n" + baseline_table(results, counts, args.baseline)
     if pip_counts:
         text += ("\n\nA code-only change (a new commit, requirements unchanged) deployed after a first deploy, "
                  "SSH masters closed; medians, ratio pair by pair:\n\n| hosts | build = pip | build = none | ratio |\n"
