@@ -26,20 +26,30 @@ from .migrate import check_argv
 # $4 the release's ready marker, $5 its release json, $6 its own env file for the stage, then the shared
 # dirs: one "key=value" a line
 FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; own=$6; shift 6
-echo "link_is_symlink=$([ -L "$link" ] && echo 1 || echo 0)"
+flag() { k=$1; shift; if test "$@"; then echo "$k=1"; else echo "$k=0"; fi; }
+nl='
+'
+flag link_is_symlink -L "$link"
 echo "link_target=$(realpath -- "$link" 2>/dev/null)"
-echo "ready=$([ -e "$ready" ] && echo 1 || echo 0)"
+flag ready -e "$ready"
 r=; { IFS= read -r r < "$rel/REVISION"; } 2>/dev/null; echo "revision=$r"
 m=; { IFS= read -r m < "$meta"; } 2>/dev/null; echo "meta=$m"
 mo=; [ -e "$env" ] && mo=$(stat -Lc '%a %U' -- "$env")
 echo "env_mode=${mo%% *}"
 echo "env_owner=${mo#* } $(id -un)"
 echo "env_dir_mode=$(stat -c %a -- "${own%/*}" 2>/dev/null)"
-echo "env_is_symlink=$([ -L "$env" ] && echo 1 || echo 0)"
-echo "env_target=$(realpath -e -- "$env" 2>/dev/null)"
-echo "env_own=$(realpath -e -- "$own" 2>/dev/null)"
+flag env_is_symlink -L "$env"
+et=; eo=; both=
+[ -e "$env" ] && [ -e "$own" ] && both=$(realpath -e -- "$env" "$own" 2>/dev/null)
+case $both in
+  *"$nl"*) et=${both%%"$nl"*}; eo=${both#*"$nl"};;
+  *) et=$(realpath -e -- "$env" 2>/dev/null); eo=$(realpath -e -- "$own" 2>/dev/null);;
+esac
+echo "env_target=$et"
+echo "env_own=$eo"
 for name in "$@"; do
-  echo "shared:$name=$([ -L "$rel/$name" ] && echo 1 || echo 0) $(realpath -- "$rel/$name" 2>/dev/null)"
+  if [ -L "$rel/$name" ]; then l=1; else l=0; fi
+  echo "shared:$name=$l $(realpath -- "$rel/$name" 2>/dev/null)"
 done
 '''
 
@@ -113,11 +123,13 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
 
     from .. import infra_plugin
     layout, config = session.layout, session.config
-    wanted = [c for c in (facts_command(layout, config, stage, release),
-                          database_check_command(layout, config, stage, release)) if c]
+    wanted = {facts_command(layout, config, stage, release): facts_argv(layout, config, stage, release)}
+    check = database_check_command(layout, config, stage, release)
+    if check:
+        wanted[check] = ["sh", "-c", check]
 
-    def ask(t):
-        return {c: t.call(["sh", "-c", c]) for c in wanted}
+    def ask(t):   # the facts script as its argv: the session's shell runs it itself (no `sh` started)
+        return {c: t.call(argv) for c, argv in wanted.items()}
     answers = session.hosts.outcomes(list(hosts), ask)
     prefetched = {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
