@@ -21,6 +21,10 @@ from .transport import CommandFailed
 
 NODE_GROUPS = ("upload", "build", "migrate", "switch")
 VERIFIES = ("deploy:", "promote:", "verify:", "rollback:")   # the commands that end with verify:<stage>
+# what pytest.main loads beyond `import pytest` (its default plugins, pdb and unittest for them)
+PYTEST_LOADS = ("_pytest.helpconfig", "_pytest.skipping", "_pytest.unittest", "_pytest.warnings",
+                "_pytest.setuponly", "_pytest.setupplan", "_pytest.threadexception", "_pytest.unraisableexception",
+                "pdb", "unittest", "difflib")
 NOT_RUNS = ("list", "info", "help", "forget", "ignore", "clean", "dumpdb", "strace", "tabcompletion", "reset-dep")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
@@ -77,7 +81,7 @@ def this_run() -> Run:
     session.lock_checks = runs_tasks(sys.argv)
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
-        session.warm_imports = ("pytest", f"{__package__}.infra_plugin")
+        session.warm_imports = ("pytest", f"{__package__}.infra_plugin", *PYTEST_LOADS)
     return Run(config, session, Releases(session))
 
 

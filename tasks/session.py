@@ -178,7 +178,7 @@ def _import_all(names) -> None:
         try:
             importlib.import_module(name)
         except Exception:   # the node that needs it imports it again and says what is wrong
-            return
+            continue
 
 
 def _exit_on_sigterm():
