@@ -43,6 +43,29 @@ def test_promotion_of_a_release_that_failed_verify_is_refused(world):
     p.ok("promote:staging")
 
 
+def test_one_run_verifies_two_stages_and_names_every_failed_host(world):
+    """verify runs pytest inside the doit process, over the run's own sessions: two stages in one run are
+    each checked on every host, and a check failing on both hosts names both."""
+    p, hosts = world["project"], world["hosts"]
+    envs = [h.path("/srv/blog/shared/staging.env") for h in hosts]
+    for env in envs:
+        os.chmod(env, 0o644)
+    try:
+        res = p.doit("verify:test", "verify:staging")
+    finally:
+        for env in envs:
+            os.chmod(env, 0o600)
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "passed" in res.stdout and "verify:staging" in res.stderr, res.stdout + res.stderr
+    for h in hosts:
+        assert f"test_env_file_is_private[{h.url}]" in res.stderr, res.stderr
+        assert '"ok": true' in h.path("/srv/blog/.deploy/verified-test").read_text()
+        assert '"ok": false' in h.path("/srv/blog/.deploy/verified-staging").read_text()
+    p.ok("verify:test", "verify:staging")
+    for h in hosts:
+        assert '"ok": true' in h.path("/srv/blog/.deploy/verified-staging").read_text()
+
+
 def test_one_host_down_means_no_host_switches(world):
     p, repo, web2 = world["project"], world["repo"], world["hosts"][1]
     before = p.links("sites/test")
