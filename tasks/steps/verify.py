@@ -148,6 +148,8 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved_env
+    if code == pytest.ExitCode.INTERRUPTED:   # Ctrl-C: no verdict to record, the run stops
+        raise KeyboardInterrupt
     return code == 0, out.getvalue()
 
 
