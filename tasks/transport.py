@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 from . import config_rules as rules
 from .config import Host
-from .remote_shell import FAST_KEX, RemoteShell, ShellGone, Stream, _chooses_kex, control_path, ssh_argv, ssh_options
+from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options  # noqa: F401 (re-exported)
 from .watchdog import Watched, parse_ident, watched
 
 CONNECT_TIMEOUT = 60.0   # seconds for ssh to connect, log in and start the remote shell
@@ -36,19 +36,6 @@ class CommandFailed(Exception):
     @property
     def unreachable(self) -> bool:
         return self.retcode == 255 and not self.host.local
-
-
-def ssh_config_for_others(ssh_config: Path | None) -> str:
-    """An OpenSSH config that other ssh clients of a run (testinfra in verify) use to ride on the tool's
-    master connections, with the same strict host-key checking, and the user's own config after it."""
-    user = ssh_config or Path.home() / ".ssh" / "config"
-    lines = ["BatchMode yes", "StrictHostKeyChecking yes", "ControlMaster auto",
-             f"ControlPath {control_path()}", "ControlPersist 60"]
-    if not _chooses_kex(ssh_config):
-        lines.append(FAST_KEX.replace("=", " ", 1))
-    if user.is_file():
-        lines.append(f"Include {user}")
-    return "\n".join(lines) + "\n"
 
 
 class Transport:

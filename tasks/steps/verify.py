@@ -122,35 +122,46 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
     import pytest  # only runs that verify pay for pytest's import
 
     from .. import infra_plugin
+
+    def call(host, argv):
+        return session.hosts.one(host, lambda t: t.call(argv))
+    checks = infra_plugin.StageChecks(session.config, stage, release, list(hosts), call,
+                                      prefetch(session, stage, release, hosts))
+    out = io.StringIO()
+    with isolated(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = pytest.main(pytest_args(session.config), plugins=[infra_plugin, checks])
+    if code == pytest.ExitCode.INTERRUPTED:   # Ctrl-C: no verdict to record, the run stops
+        raise KeyboardInterrupt
+    return code == 0, out.getvalue()
+
+
+def prefetch(session, stage: Stage, release: str, hosts) -> dict:
+    """{host: {command: (code, stdout, stderr)}}: what every host is asked by the built-in checks, asked of
+    all hosts at once (the facts script as its argv: the session's shell runs it itself, no `sh` started).
+    A host that did not answer is left out: its checks ask it again, and fail there if it is gone."""
     layout, config = session.layout, session.config
     wanted = {facts_command(layout, config, stage, release): facts_argv(layout, config, stage, release)}
     check = database_check_command(layout, config, stage, release)
     if check:
         wanted[check] = ["sh", "-c", check]
+    answers = session.hosts.outcomes(list(hosts), lambda t: {c: t.call(argv) for c, argv in wanted.items()})
+    return {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
-    def ask(t):   # the facts script as its argv: the session's shell runs it itself (no `sh` started)
-        return {c: t.call(argv) for c, argv in wanted.items()}
-    answers = session.hosts.outcomes(list(hosts), ask)
-    prefetched = {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
-    def call(host, argv):
-        return session.hosts.one(host, lambda t: t.call(argv))
-    checks = infra_plugin.StageChecks(config, stage, release, list(hosts), call, prefetched)
-    out, saved_path = io.StringIO(), list(sys.path)
-    saved_env = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+@contextlib.contextmanager
+def isolated():
+    """No pytest plugin autoloading while the checks run, and sys.path as it was after them (pytest puts the
+    checks' directories first: they are not the tool's)."""
+    saved_path, saved_env = list(sys.path), os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = pytest.main(pytest_args(config), plugins=[infra_plugin, checks])
+        yield
     finally:
-        sys.path[:] = saved_path   # pytest put the checks' directories first: they are not the tool's
+        sys.path[:] = saved_path
         if saved_env is None:
             os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
         else:
             os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved_env
-    if code == pytest.ExitCode.INTERRUPTED:   # Ctrl-C: no verdict to record, the run stops
-        raise KeyboardInterrupt
-    return code == 0, out.getvalue()
 
 
 # $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
