@@ -148,20 +148,29 @@ def prefetch(session, stage: Stage, release: str, hosts) -> dict:
     return {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
 
+# the environment pytest reads while the checks run: no plugin autoloading, no options of the user's own
+ISOLATED_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": None, "PYTEST_PLUGINS": None}
+
+
 @contextlib.contextmanager
 def isolated():
-    """No pytest plugin autoloading while the checks run, and sys.path as it was after them (pytest puts the
-    checks' directories first: they are not the tool's)."""
-    saved_path, saved_env = list(sys.path), os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
-    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    """pytest's environment as ISOLATED_ENV says while the checks run; after them, that environment and
+    sys.path as they were (pytest puts the checks' directories first: they are not the tool's)."""
+    saved_path, saved_env = list(sys.path), {k: os.environ.get(k) for k in ISOLATED_ENV}
+    for key, value in ISOLATED_ENV.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
         sys.path[:] = saved_path
-        if saved_env is None:
-            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-        else:
-            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = saved_env
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 # $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
