@@ -103,7 +103,8 @@ def test_rebuild_stalls_writes_and_instant_add_field_does_not(world):
     assert rebuilt["tables"][0]["mb"] > 1
     # a quiet machine rebuilds 200k rows in well under a second: a few probe writes, one of them stalled
     assert rep["probe"]["tables"] == ["posts_post"] and rep["probe"]["writes"] >= 3
-    assert rebuilt["max_write_stall"] > 0.5, rep
+    # writes wait for most of the copy (a fixed threshold failed both ways: machines copy at their own speed)
+    assert rebuilt["max_write_stall"] > max(0.2, 0.5 * rebuilt["seconds"]), rep
     assert rebuilt["max_write_stall"] >= 5 * (added["max_write_stall"] or 0.0), rep
     assert rebuilt["seconds"] > 0.3 and rebuilt["unsafe"][0]["kind"] == "alter_type"
     assert added["unsafe"] == [] and "ADD COLUMN `subtitle`" in added["sql"][0]

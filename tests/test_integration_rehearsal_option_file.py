@@ -212,7 +212,7 @@ def test_a_table_copy_stalls_the_hosts_probe_and_the_guard_needs_the_release_nam
     rebuilt = migration(rep, "0005_post_title_text")
     assert [m["name"] for m in rep["migrations"]] == ["posts.0005_post_title_text"]
     assert rep["probe"]["runs_on"] == "host" and rep["probe"]["writes"] >= 3, rep["probe"]
-    assert rebuilt["max_write_stall"] > 0.5 and rebuilt["seconds"] > 0.3, rebuilt
+    assert rebuilt["seconds"] > 0.3 and rebuilt["max_write_stall"] > max(0.2, 0.5 * rebuilt["seconds"]), rebuilt
     assert rebuilt["max_write_stall"] <= rebuilt["seconds"] + 1.0, rebuilt   # the host's clock, not a stray one
     assert rebuilt["tables"][0]["rows"] == db.row_counts(world["prod"])["posts_post"]
     code, out, err, hits = doit_watched(p, "promote:staging")
