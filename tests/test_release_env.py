@@ -4,17 +4,16 @@ building another release never touches the env of the one live now. Real builds 
 in a temp deploy_root (build = none: no venv)."""
 from __future__ import annotations
 
-import io
 import os
 import stat
-import tarfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from releasefiles import archived_release
 
 from doit_stages.config import Config, Database, Host, Project, Stage
-from doit_stages.layout import Layout, release_id
+from doit_stages.layout import Layout
 from doit_stages.steps.archive import Release
 from doit_stages.steps.build import build_release, is_built
 from doit_stages.steps.cleanup import clean_releases
@@ -46,14 +45,7 @@ def make_config(root: Path, password: str, settings: str = "blog.settings.prod")
 
 
 def make_release(layout: Layout, n: int) -> Release:
-    rid = release_id("blog", 1_700_000_000 + 3600 * n, f"{n:040x}")
-    art = Path(layout.artifact(rid))
-    art.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(art, "w:gz") as tar:
-        data = f"print({n})\n".encode()
-        info = tarfile.TarInfo("app.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    rid = archived_release(layout, n)
     return Release(rid, f"{n:040x}", "0" * 64)
 
 

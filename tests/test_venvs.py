@@ -3,15 +3,14 @@ place at its final path, never changed once complete; cleanup removes the venvs 
 Real `python3 -m venv` and `pip install --no-index` on the local transport in a temp deploy_root."""
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
+from releasefiles import archived_release
 
 from doit_stages.config import Config, Host, Project, Stage
-from doit_stages.layout import Layout, release_id
+from doit_stages.layout import Layout
 from doit_stages.steps.archive import Release
 from doit_stages.steps.build import build_release
 from doit_stages.steps.cleanup import REMOVE
@@ -30,14 +29,7 @@ def world(tmp_path):
 def release(layout: Layout, n: int, digest: str) -> Release:
     """A release whose archive is on the 'host', and a wheelhouse of that digest (a requirements file that
     asks for nothing, so pip needs no index)."""
-    rid = release_id("blog", 1_700_000_000 + 3600 * n, f"{n:040x}")
-    art = Path(layout.artifact(rid))
-    art.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(art, "w:gz") as tar:
-        data = f"print({n})\n".encode()
-        info = tarfile.TarInfo("app.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    rid = archived_release(layout, n)
     wheels = Path(layout.wheels(digest))
     wheels.mkdir(parents=True, exist_ok=True)
     (wheels / "requirements.txt").write_text(f"# requirements {digest}\n")

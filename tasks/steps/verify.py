@@ -140,7 +140,8 @@ def prefetch(session, stage: Stage, release: str, hosts) -> dict:
     all hosts at once (the facts script as its argv: the session's shell runs it itself, no `sh` started).
     A host that did not answer is left out: its checks ask it again, and fail there if it is gone."""
     layout, config = session.layout, session.config
-    wanted = {facts_command(layout, config, stage, release): facts_argv(layout, config, stage, release)}
+    facts = facts_argv(layout, config, stage, release)
+    wanted = {shlex.join(facts): facts}
     check = database_check_command(layout, config, stage, release)
     if check:
         wanted[check] = ["sh", "-c", check]
