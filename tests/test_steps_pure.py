@@ -471,3 +471,21 @@ def test_client_options_with_a_missing_option_file(tmp_path):
             pass
     assert str(info.value) == (f"[database:prod] option_file {tmp_path}/nope.cnf: no readable file on local; "
                                "put the MySQL option file there (mode 0600) or fix option_file")
+
+
+def test_the_checks_run_without_the_users_pytest_environment_which_comes_back_after(monkeypatch):
+    """verify runs pytest in the doit process: PYTEST_ADDOPTS / PYTEST_PLUGINS of the user's shell must not
+    reach the checks, plugin autoloading is off, and afterwards the environment and sys.path are as before."""
+    import sys
+
+    from doit_stages.steps.verify import isolated
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-x --pdb")
+    monkeypatch.setenv("PYTEST_PLUGINS", "someones_plugin")
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    path = list(sys.path)
+    with isolated():
+        assert "PYTEST_ADDOPTS" not in os.environ and "PYTEST_PLUGINS" not in os.environ
+        assert os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+        sys.path.insert(0, "/the/checks")
+    assert (os.environ["PYTEST_ADDOPTS"], os.environ["PYTEST_PLUGINS"]) == ("-x --pdb", "someones_plugin")
+    assert "PYTEST_DISABLE_PLUGIN_AUTOLOAD" not in os.environ and sys.path == path

@@ -158,20 +158,21 @@ def isolated():
     """pytest's environment as ISOLATED_ENV says while the checks run; after them, that environment and
     sys.path as they were (pytest puts the checks' directories first: they are not the tool's)."""
     saved_path, saved_env = list(sys.path), {k: os.environ.get(k) for k in ISOLATED_ENV}
-    for key, value in ISOLATED_ENV.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    _set_env(ISOLATED_ENV)
     try:
         yield
     finally:
         sys.path[:] = saved_path
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _set_env(saved_env)
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    """os.environ[key] = value, or no such key for None."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 # $1 marker file, $2 its new content (one line, no secret): written (tmp + rename) only when it differs
