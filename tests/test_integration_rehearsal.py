@@ -15,6 +15,9 @@ from harness import NASTY_PASSWORD, CmdlineScan
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "rehearsal"))
 from migrations import files  # noqa: E402
 
+# times a table copy and its write stall: run alone, not beside another worker (scripts/test)
+pytestmark = pytest.mark.solo
+
 MIGRATIONS = files()
 
 

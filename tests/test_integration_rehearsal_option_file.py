@@ -24,6 +24,9 @@ from project import DOIT, INI, PASSWORD_ENV, Project
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "rehearsal"))
 from migrations import files  # noqa: E402
 
+# times a table copy and its write stall: run alone, not beside another worker (scripts/test)
+pytestmark = pytest.mark.solo
+
 MIGRATIONS = files()
 PROD_CNF = "/srv/prod-db.cnf"
 NEEDLES = [NASTY_PASSWORD.encode(), quote(NASTY_PASSWORD, safe="").encode(), option_file_value(NASTY_PASSWORD).encode()]
