@@ -19,6 +19,8 @@ What is timed (wall seconds of the whole process, start-up included):
 Each repeat runs ours and pyinfra's (and the baseline's) back to back (the order rotates), and the ratio is
 taken pair by pair: the machine may be shared, and pairing keeps the ratio meaningful when its speed
 drifts. Medians over the repeats. Also counted: sshd's "Accepted publickey" lines per host per run.
+--cpu also counts each run's CPU seconds on the deploying machine's side and on the hosts' side
+(bench/cpu_account.py), and one bare SSH login's: on this lab the hosts share the deployer's CPUs.
 --write puts the table into bench/results.md (between the fleet markers) and prints it.
 """
 from __future__ import annotations
@@ -39,9 +41,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
+import cpu_account  # noqa: E402
 from harness import SshHosts  # noqa: E402
 
 WHEELS = Path("/nonexistent")   # set from --wheels
+CPU = False                      # set from --cpu
 PYINFRA_VENV = REPO / "build" / "pyinfra-venv"
 RESULTS = REPO / "bench" / "results.md"
 MARK_BEGIN, MARK_END = "<!-- fleet: begin -->", "<!-- fleet: end -->"
@@ -95,7 +99,12 @@ def accepted(hosts) -> list[int]:
     return [h.log.read_text(errors="replace").count("Accepted publickey") for h in hosts]
 
 
-def timed(argv, cwd: Path, env: dict) -> float:
+def timed(argv, cwd: Path, env: dict, cpu: dict | None = None, hosts=(), ssh_config: Path | None = None) -> float:
+    """The run's wall seconds. With cpu (a dict, --cpu): its CPU seconds go into cpu["deployer"] (the
+    process and its ssh clients, masters included) and cpu["hosts"] (the hosts' sshd and all below it);
+    the SSH master connections are closed after the run to count them."""
+    if cpu is not None:
+        c0, h0 = cpu_account.children_cpu(), cpu_account.listener_cpu(hosts)
     t = time.perf_counter()
     res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                          timeout=900)
@@ -103,6 +112,12 @@ def timed(argv, cwd: Path, env: dict) -> float:
     if res.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, argv))} exited {res.returncode}:\n{res.stdout[-3000:]}\n"
                          f"{res.stderr[-3000:]}")
+    if cpu is not None:
+        own = cpu_account.children_cpu() - c0
+        close_masters(hosts, ssh_config)            # its own ssh -O exit processes are not counted
+        orphans = cpu_account.reap_orphans({h.pid for h in hosts})
+        cpu["deployer"] = own + orphans.pop("ssh", 0.0)
+        cpu["hosts"] = cpu_account.listener_cpu(hosts) - h0 + sum(orphans.values())
     return wall
 
 
@@ -147,11 +162,12 @@ def run_ours(hosts, all_hosts, source: Path, work: Path, tree: Path | None = Non
     argv = [sys.executable, "-m", "doit", "-f", str(dodo), "deploy:test"]
     fresh(hosts, all_hosts.ssh_config)
     before = accepted(hosts)
-    out = {"cold": timed(argv, work, env)}
+    out = {"cold_cpu": {}, "noop_cpu": {}} if CPU else {}
+    out["cold"] = timed(argv, work, env, out.get("cold_cpu"), hosts, all_hosts.ssh_config)
     out["conns_cold"] = max(a - b for a, b in zip(accepted(hosts), before))
     close_masters(hosts, all_hosts.ssh_config)
     before = accepted(hosts)
-    out["noop"] = timed(argv, work, env)
+    out["noop"] = timed(argv, work, env, out.get("noop_cpu"), hosts, all_hosts.ssh_config)
     out["conns_noop"] = max(a - b for a, b in zip(accepted(hosts), before))
     archive = next((work / "build").glob("*.tar.gz"))
     return out, archive
@@ -186,10 +202,11 @@ def run_pyinfra(hosts, all_hosts, exe: Path, archive: Path, work: Path) -> dict:
     argv = [str(exe), "-y", "inventory.py", "deploy.py"]
     fresh(hosts, all_hosts.ssh_config)
     before = accepted(hosts)
-    out = {"cold": timed(argv, work, env)}
+    out = {"cold_cpu": {}, "noop_cpu": {}} if CPU else {}
+    out["cold"] = timed(argv, work, env, out.get("cold_cpu"), hosts, all_hosts.ssh_config)
     out["conns_cold"] = max(a - b for a, b in zip(accepted(hosts), before))
     before = accepted(hosts)
-    out["noop"] = timed(argv, work, env)
+    out["noop"] = timed(argv, work, env, out.get("noop_cpu"), hosts, all_hosts.ssh_config)
     out["conns_noop"] = max(a - b for a, b in zip(accepted(hosts), before))
     for h in hosts:                                    # it did the work: the link names the release
         link = os.readlink(h.path("/srv/pyi/sites/test"))
@@ -209,6 +226,35 @@ def baseline_table(results: dict, counts: list[int], rev: str) -> str:
                       f"{statistics.median(r['baseline'][key] for r in rs):.2f}",
                       f"{statistics.median(r['ours'][key] / r['baseline'][key] for r in rs):.2f}"]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict, counts: list[int], login: tuple[float, float]) -> str:
+    """--cpu: CPU seconds of each side (medians), and what the hosts' own share means on this lab."""
+    def med(n, who, key, side):
+        return statistics.median(r[who][f"{key}_cpu"][side] for r in results[n])
+    one = min(counts)
+    lines = ["CPU seconds of one run (medians): the deploying machine's side (the tool's process or pyinfra's, "
+             "and their ssh clients) / the hosts' side (each host's sshd and everything under it):", "",
+             "| hosts | ours cold | pyinfra cold | ours no-op | pyinfra no-op |", "| ---: | --- | --- | --- | --- |"]
+    for n in counts:
+        cells = [f"{med(n, who, key, 'deployer'):.2f} / {med(n, who, key, 'hosts'):.2f}"
+                 for key in ("cold", "noop") for who in ("ours", "pyinfra")]
+        lines.append(f"| {n} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
+    client, host = login
+    lines += ["", f"One bare SSH login (`ssh host true` with the tool's ssh options, no master connection): "
+              f"{client * 1000:.0f} ms of CPU in the client + {host * 1000:.0f} ms in the host's sshd."]
+    for n in counts:
+        if n == one:
+            continue
+        wall1 = statistics.median(r["ours"]["cold"] for r in results[one])
+        budget = 0.5 * wall1 * (os.cpu_count() or 1)
+        lines.append(
+            f"At {n} hosts, the {n - one} extra logins alone cost {(n - one) * (client + host):.2f} CPU-s: a cold "
+            f"run within 1.5x of the {one}-host one ({wall1:.2f} s) has {budget:.2f} CPU-s to spare on these "
+            f"{os.cpu_count()} CPUs for all the extra hosts' work, both sides; the extra hosts cost "
+            f"{med(n, 'ours', 'cold', 'deployer') - med(one, 'ours', 'cold', 'deployer'):.2f} CPU-s here and "
+            f"{med(n, 'ours', 'cold', 'hosts') - med(one, 'ours', 'cold', 'hosts'):.2f} CPU-s on the hosts.")
     return "\n".join(lines)
 
 
@@ -240,9 +286,14 @@ def main() -> None:
     ap.add_argument("--wheels", help="a directory of wheels for examples/blog/requirements.txt (--pip-hosts)")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
     ap.add_argument("--baseline", metavar="REV", help="also time the tool as it was at this git revision")
+    ap.add_argument("--cpu", action="store_true",
+                    help="also count the CPU seconds of each run on the deployer's side and on the hosts' side")
     args = ap.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
-    global WHEELS
+    global WHEELS, CPU
+    CPU = args.cpu
+    if CPU:
+        cpu_account.become_subreaper()
     WHEELS = Path(args.wheels or "/nonexistent").resolve()
     if args.pip_hosts and not WHEELS.is_dir():
         raise SystemExit("--pip-hosts needs --wheels DIR (e.g. a build/wheels-*.tar of the tests, unpacked)")
@@ -252,6 +303,11 @@ def main() -> None:
     for t in [REPO] + ([tree / "src"] if tree else []):
         compile_tree(t)
     all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])
+    login = None
+    if CPU:
+        sys.path.insert(0, str(REPO))
+        from doit_stages.transport import ssh_options
+        login = cpu_account.login_cpu(list(all_hosts), ssh_options(all_hosts.ssh_config))
     repo = AppRepo(base / "app")
     source = repo.path
     results: dict[int, list] = {n: [] for n in counts}
@@ -292,6 +348,8 @@ def main() -> None:
     finally:
         all_hosts.stop()
     text = table(results, counts, args.repeat)
+    if CPU:
+        text += "\n\n" + cpu_table(results, counts, login)
     if tree:
         text += "\n\n" + baseline_table(results, counts, args.baseline)
     if pip_counts:
