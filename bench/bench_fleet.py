@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+import cpu_account  # noqa: E402
 from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
-import cpu_account  # noqa: E402
 from harness import SshHosts  # noqa: E402
 
 WHEELS = Path("/nonexistent")   # set from --wheels
