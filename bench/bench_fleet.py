@@ -366,13 +366,28 @@ def main() -> None:
              f"when written {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (the machine was shared)")
     print(text)
     if args.write:
-        old = RESULTS.read_text()
-        section = f"{MARK_BEGIN}\n## doit-stages vs pyinfra (bench/bench_fleet.py)\n\n{text}\n{MARK_END}"
-        if MARK_BEGIN in old:
-            old = old[: old.index(MARK_BEGIN)] + section + old[old.index(MARK_END) + len(MARK_END):]
-        else:
-            old = old.rstrip("\n") + "\n\n" + section + "\n"
-        RESULTS.write_text(old)
+        RESULTS.write_text(with_section(RESULTS.read_text(), text, " ".join(sys.argv[1:])))
+
+
+def with_section(old: str, text: str, command: str) -> str:
+    """results.md with this run's table at the head of the fleet section; what the section held before
+    (earlier runs and their notes) is kept below it."""
+    head = "## doit-stages vs pyinfra (bench/bench_fleet.py)"
+    earlier = ""
+    if MARK_BEGIN in old:
+        earlier = old[old.index(MARK_BEGIN) + len(MARK_BEGIN): old.index(MARK_END)].strip("\n")
+        earlier = earlier[len(head):].strip("\n") if earlier.startswith(head) else earlier
+        old = old[: old.index(MARK_BEGIN)] + "\0" + old[old.index(MARK_END) + len(MARK_END):]
+    else:
+        old = old.rstrip("\n") + "\n\n\0\n"
+    sub = "### Earlier runs"
+    if sub in earlier:   # the latest run before this one goes first among the earlier ones
+        latest, rest = earlier.split(sub, 1)
+        earlier = latest.strip("\n") + "\n\n" + rest.strip("\n")
+    body = f"{head}\n\n`bench/bench_fleet.py {command}`:\n\n{text}\n"
+    if earlier:
+        body += f"\n{sub}\n\n{earlier}\n"
+    return old.replace("\0", f"{MARK_BEGIN}\n{body}{MARK_END}")
 
 
 if __name__ == "__main__":
