@@ -29,6 +29,7 @@ TRACE_ENV = "DEPLOY_FAILPOINTS_TRACE"
 NAMES = (
     "upload.mid_transfer", "build.after_unpack", "restore.before_load",
     "migrate.after_backup_before", "migrate.after_migrate", "migrate.before_backup_after",
+    "migrate.before_restore",
     "switch.after_intent", "switch.after_rename", "switch.after_reload", "switch.before_log",
     "switch.after_log",
 )

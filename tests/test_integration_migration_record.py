@@ -3,7 +3,8 @@ deployer killed at each migrate failpoint of promote:staging leaves an intent, a
 manual step finishes it from the "before" backup of the first attempt (never a second one), takes exactly
 one "after" backup, and the release log names that true pair. A migration held up by an open transaction
 waits a bounded time, tries again, then stops with one line naming the blocking connection; production is
-left unchanged, and once that transaction ends the rerun goes on. Real sshd hosts, MariaDB, Django."""
+left unchanged, and once that transaction ends the rerun goes on. A failed migration's restore that a dead
+run left half-done is finished by the next run, never migrated on. Real sshd hosts, MariaDB, Django."""
 from __future__ import annotations
 
 import gzip
@@ -21,6 +22,16 @@ class Migration(migrations.Migration):
     operations = [migrations.AddField("post", "{column}", models.CharField(max_length=20, null=True))]
 '''
 
+# adds a column, then creates a table: on a database that already has gate_block, fails after its first change
+GATED = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "{previous}")]
+    operations = [migrations.AddField("post", "{column}", models.CharField(max_length=20, null=True)),
+                  migrations.RunSQL("CREATE TABLE gate_block (x int)", "DROP TABLE gate_block")]
+'''
+
 
 @pytest.fixture(scope="module")
 def world(blog_world):
@@ -34,11 +45,11 @@ def rid(link):
     return link.rsplit("/", 1)[1] if link else None
 
 
-def release_adding(world, column: str) -> tuple[str, str]:
+def release_adding(world, column: str, template: str = ADD_COLUMN) -> tuple[str, str]:
     """A new release whose one migration adds `column` to posts_post, deployed to test (rehearsed there)."""
     name = f"{world['number']:04d}_{column}"
-    world["repo"].commit(column, {f"posts/migrations/{name}.py": ADD_COLUMN.format(previous=world["previous"],
-                                                                                  column=column),
+    world["repo"].commit(column, {f"posts/migrations/{name}.py": template.format(previous=world["previous"],
+                                                                                column=column),
                                   "static/version.txt": column + "\n"})
     world["previous"], world["number"] = name, world["number"] + 1
     world["project"].ok("deploy:test")
@@ -163,3 +174,47 @@ def test_a_migration_held_up_by_an_open_transaction_stops_in_bounded_time_naming
     res = p.ok("promote:staging")
     assert "continued its migration" in res.stdout, res.stdout
     assert_finished_with_one_pair(world, release, migration, "held_up", first_before[0])
+
+
+def posts(world) -> list[tuple]:
+    return sorted(world["mariadb"].query(world["prod"], "SELECT id, title, slug FROM posts_post"))
+
+
+def test_a_restore_left_half_done_after_a_failed_migration_is_finished_by_the_next_run(world):
+    p, mariadb, prod = world["project"], world["mariadb"], world["prod"]
+    release, migration = release_adding(world, "gated", GATED)   # rehearsed on test, where it succeeds
+    for title in ("kept one", "kept two", "kept three"):
+        mariadb.query(prod, "INSERT INTO posts_post (title, slug, body, created) VALUES (%s, %s, 'x', NOW())",
+                      (title, title.replace(" ", "-")))
+    mariadb.query(prod, "CREATE TABLE gate_block (x int)")   # production only: the migration fails there
+    staging, before_posts, before_columns = p.links("sites/staging"), posts(world), columns(world)
+    p.write(prod_extra="restore_on_failed_migration = yes\n")
+    try:
+        res = p.doit("promote:staging", env={"DEPLOY_FAILPOINTS": "migrate.before_restore=kill"})
+        assert res.returncode == -signal.SIGKILL, res.stderr
+        assert "gated" in columns(world), "the migration's first change was not made"
+        rec = record(world)
+        assert rec["outcome"] is None and rec["restoring"] and rec["before"], rec
+        # what a restore that died half-way leaves: posts_post dropped and re-created, its rows not loaded
+        # yet, gate_block dropped and not re-created
+        mariadb.query(prod, "ALTER TABLE posts_post DROP COLUMN gated")
+        mariadb.query(prod, "DELETE FROM posts_post")
+        mariadb.query(prod, "DROP TABLE gate_block")
+        res = p.doit("promote:staging")
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR")]
+        assert res.returncode != 0 and len(errors) == 1, res.stdout + res.stderr
+        assert f"an earlier run's migration of {release} failed and left the restore of " in errors[0], errors[0]
+        assert f"was restored from {rec['before']['file']}" in errors[0] and "Nothing was migrated" in errors[0]
+        # production is its before backup again, whole; nothing migrated it on the way
+        assert posts(world) == before_posts and columns(world) == before_columns
+        assert migration not in applied(world) and "gate_block" in mariadb.tables(prod)
+        rec = record(world)
+        assert rec["outcome"] == "restored" and rec["after"] is None, rec
+        assert around(world, release)["after"] == [] and p.links("sites/staging") == staging
+    finally:
+        p.write(prod_extra="")
+    mariadb.query(prod, "DROP TABLE gate_block")   # the cause fixed: the next run begins a new attempt
+    p.ok("promote:staging")
+    assert migration in applied(world) and "gated" in columns(world)
+    assert [row[1] for row in posts(world)] == [row[1] for row in before_posts]
+    assert record(world)["outcome"] == "migrated" and [rid(x) for x in p.links("sites/staging")] == [release] * 2

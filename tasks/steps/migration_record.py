@@ -4,7 +4,8 @@ the database's backup host (layout.migration), one JSON object, the stage's late
     {"stage": "staging", "release": "<id>", "database": "prod", "token": "<run that began it>",
      "runs": ["<token>", ...], "started": "<UTC ISO>", "epoch": 1.0,
      "before": {"name", "file", "epoch", "sha256"} | null,     the verified backup taken before the FIRST attempt
-     "after": {...} | null, "outcome": null | "migrated" | "restored" | "abandoned", "finished": "<UTC ISO>"}
+     "after": {...} | null, "outcome": null | "migrated" | "restored" | "abandoned", "finished": "<UTC ISO>",
+     "restoring": "<UTC ISO>"}     only after a failed migration: when its restore from "before" began
 
 It is written as an intent (outcome null) before the first change, gets its "before" backup once that is
 verified and before the migration starts, and its outcome only after the verified "after" backup: the

@@ -6,6 +6,9 @@ Its last effect is the verified "after" backup, so the node is done only when it
   2. the "before" backup, verified, named in the record before the migration starts;
   3. the migration, with bounded lock waits (migrate_bounded.py);
   4. the "after" backup, verified; then the outcome.
+A migration that failed is restored from the "before" backup when restore_on_failed_migration says so; the
+record says "restoring" before the restore begins (it drops and reloads the database), and a run that finds
+it so finishes that restore before anything else: a half-loaded database is never migrated on.
 A run that finds an intent without an outcome for its release finishes it instead of starting over. It
 never takes a second "before" backup (that would be a dump of a half-migrated database): it takes the
 missing "after" backup when nothing is pending (the earlier run's migration had completed), or continues
@@ -49,6 +52,8 @@ def migrate_production(session, stage: Stage, rid: str) -> str:
     db = session.config.stage_database(stage)
     session.lock([stage.hosts[0], session.backup_host(db)], f"migrate:{stage.name}")
     record = _record(session, db, stage)
+    if is_open(record) and record.get("restoring"):
+        _finish_restore(session, db, stage, record)
     if is_open(record) and record["release"] != rid:
         _abandon(session, db, stage, record, rid)
         record = None
@@ -118,6 +123,9 @@ def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, re
 def _failed(session, db: Database, exc: StepError, record: dict, before: dict, resumed: bool) -> None:
     """A migration that failed after it may have changed the database: restored, or named half-migrated."""
     if db.restore_on_failed_migration:
+        record["restoring"] = now()[0]   # from here on, the database may be half-loaded until the end
+        _save(session, db, record)
+        failpoints.hit("migrate.before_restore")
         restore_in_place(session, db, before)
         _close(session, db, record, "restored")
         raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
@@ -126,6 +134,26 @@ def _failed(session, db: Database, exc: StepError, record: dict, before: dict, r
     raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
                     f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before "
                     f"{when}), or fix the cause and run again: the next run goes on from there") from None
+
+
+def _finish_restore(session, db: Database, stage: Stage, record: dict) -> None:
+    """An earlier run's migration failed and its restore from the "before" backup did not end (the run died,
+    or the restore failed): the database may be half-loaded. Finish the restore, close the record, stop."""
+    file, where = record["before"]["file"], f"{session.backup_host(db)}:{session.layout.backups}"
+    meta = next((m for m in _backups(session, db) if m["name"] == record["before"]["name"]), None)
+    if meta is None:
+        raise StepError(f"migrate:{stage.name}: an earlier run's restore of {db.name} from {file} (after its "
+                        f"migration of {record['release']} failed) did not finish, and {file} is gone from "
+                        f"{where}: {db.name} may be half-loaded; restore it by hand from a backup you trust, then "
+                        f"remove {session.backup_host(db)}:{session.layout.migration(stage.name)}")
+    _say(stage, f"an earlier run's migration of {record['release']} failed and its restore of {db.name} from "
+                f"{file} did not finish; restoring it now")
+    restore_in_place(session, db, meta)
+    _close(session, db, record, "restored")
+    raise StepError(f"migrate:{stage.name}: an earlier run's migration of {record['release']} failed and left "
+                    f"the restore of {db.name} unfinished; it is finished now: {db.name} was restored from {file} "
+                    f"(taken before that migration). Nothing was migrated: fix the migration's cause, then run "
+                    f"again")
 
 
 def _after(session, db: Database, stage: Stage, record: dict, migrated_before: bool) -> dict:
