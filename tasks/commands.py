@@ -88,9 +88,29 @@ def status_rows(s: Session) -> list[list[str]]:
         if intents:
             agree += (f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
                       f"died): the next deploy/promote of {stage.name} finishes or undoes it")
+        agree += unfinished_migration(s, stage)
         rows.append([stage.name, main, (rec or {}).get("revision", "")[:12], (rec or {}).get("time", ""),
                      f"{rec['user']}@{rec['deployer']}" if rec else "", agree])
     return rows
+
+
+def unfinished_migration(s: Session, stage: Stage) -> str:
+    """"; UNFINISHED migration ..." when a run began to migrate the stage's live database and did not
+    record its end (migration_record.py); "" otherwise, or when the backup host cannot be asked."""
+    from .steps.migration_record import is_open, read_record
+    db = s.config.stage_database(stage)
+    if db is None or stage.restore_from or db.backup_host is None:
+        return ""
+    try:
+        rec = s.hosts.one(db.backup_host, lambda t: read_record(t, s.layout, stage.name))
+    except StepError:
+        return ""
+    if not is_open(rec):
+        return ""
+    how = (f", its restore of {db.name} from {rec['before']['file']} after the migration failed did not finish"
+           if rec.get("restoring") else "")
+    command = f"{'promote' if stage.promote_from else 'deploy'}:{stage.name}"
+    return f"; UNFINISHED migration of {rec['release']} on database {db.name}{how}: doit {command} finishes it"
 
 
 def format_table(rows: list[list[str]]) -> str:

@@ -195,6 +195,10 @@ def test_a_restore_left_half_done_after_a_failed_migration_is_finished_by_the_ne
         assert "gated" in columns(world), "the migration's first change was not made"
         rec = record(world)
         assert rec["outcome"] is None and rec["restoring"] and rec["before"], rec
+        status = p.ok("status").stdout
+        assert (f"UNFINISHED migration of {release} on database prod, its restore of prod from "
+                f"{rec['before']['file']} after the migration failed did not finish: doit promote:staging "
+                "finishes it") in status, status
         # what a restore that died half-way leaves: posts_post dropped and re-created, its rows not loaded
         # yet, gate_block dropped and not re-created
         mariadb.query(prod, "ALTER TABLE posts_post DROP COLUMN gated")
@@ -218,3 +222,4 @@ def test_a_restore_left_half_done_after_a_failed_migration_is_finished_by_the_ne
     assert migration in applied(world) and "gated" in columns(world)
     assert [row[1] for row in posts(world)] == [row[1] for row in before_posts]
     assert record(world)["outcome"] == "migrated" and [rid(x) for x in p.links("sites/staging")] == [release] * 2
+    assert "UNFINISHED" not in p.ok("status").stdout
