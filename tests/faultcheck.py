@@ -160,7 +160,8 @@ def status_row(res, stage: str) -> str:
 
 def check_status(lab: Lab, res, stage: str, release: str) -> list[str]:
     row = status_row(res, stage)
-    ok = row.split()[1:2] == [release] and f"{len(lab.hosts)}/{len(lab.hosts)} agree" in row and "HALF" not in row
+    ok = (row.split()[1:2] == [release] and f"{len(lab.hosts)}/{len(lab.hosts)} agree" in row and "HALF" not in row
+          and "UNFINISHED" not in row)
     return [] if ok and lab.live(stage) == release else [f"status says {row!r}; the links are {lab.links(stage)}"]
 
 
