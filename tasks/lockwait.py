@@ -109,8 +109,10 @@ def describe(c: Conn) -> str:
     return f"connection {c.id} ({where}, {doing})"
 
 
-def failure_line(stage: str, database: str, event: dict, out: str, attempts: int, changed: bool = True) -> str:
-    """One line: what waited, for what, how often, who holds it up, what to do, and what stays applied."""
+def failure_line(stage: str, database: str, event: dict, out: str, attempts: int, changed: bool = True,
+                 partial: bool = False) -> str:
+    """One line: what waited, for what, how often, who holds it up, what to do, and what stays applied.
+    partial: the blocked migration had changed the database before it waited (so it was not tried again)."""
     tables = waited_on(event)
     found, how = blockers(event, tables)
     what = applying(out) or "the migration"
@@ -130,6 +132,10 @@ def failure_line(stage: str, database: str, event: dict, out: str, attempts: int
         todo = "find it with SHOW PROCESSLIST as an administrator, end it, and run again"
     if not changed:
         return f"{head}: {who}; {todo}. Nothing was applied (no attempt got past its first change)"
+    if partial:
+        return (f"{head}: {who}; {todo}. Not tried again: {what} had made {event.get('unrecorded')} change(s) "
+                "before it waited, which a second attempt would repeat; they stay applied (MySQL and MariaDB "
+                "cannot roll back DDL)")
     return (f"{head}: {who}; {todo}. What ran before the blocked statement stays applied (Django records each "
             "migration as it finishes; MySQL and MariaDB cannot roll back DDL)")
 

@@ -32,6 +32,16 @@ class Migration(migrations.Migration):
                   migrations.RunSQL("CREATE TABLE gate_block (x int)", "DROP TABLE gate_block")]
 '''
 
+# changes posts_comment, then waits for posts_post: held up by a transaction on posts_post after a change
+COMMENT_THEN_POST = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "{previous}")]
+    operations = [migrations.AddField("comment", "{column}", models.CharField(max_length=20, null=True)),
+                  migrations.AddField("post", "{column}", models.CharField(max_length=20, null=True))]
+'''
+
 
 @pytest.fixture(scope="module")
 def world(blog_world):
@@ -56,10 +66,10 @@ def release_adding(world, column: str, template: str = ADD_COLUMN) -> tuple[str,
     return rid(world["project"].links("sites/test")[0]), f"posts.{name}"
 
 
-def columns(world) -> list[str]:
+def columns(world, table: str = "posts_post") -> list[str]:
     return [r[0] for r in world["mariadb"].query(
-        None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = "
-              "'posts_post'", (world["prod"],))]
+        None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+        (world["prod"], table))]
 
 
 def applied(world) -> list[str]:
@@ -223,3 +233,47 @@ def test_a_restore_left_half_done_after_a_failed_migration_is_finished_by_the_ne
     assert [row[1] for row in posts(world)] == [row[1] for row in before_posts]
     assert record(world)["outcome"] == "migrated" and [rid(x) for x in p.links("sites/staging")] == [release] * 2
     assert "UNFINISHED" not in p.ok("status").stdout
+
+
+def test_a_restore_held_up_by_the_same_transaction_stops_in_bounded_time_and_the_next_run_finishes_it(world):
+    p, mariadb, prod = world["project"], world["mariadb"], world["prod"]
+    release, migration = release_adding(world, "late_lock", COMMENT_THEN_POST)
+    staging, before_posts = p.links("sites/staging"), posts(world)
+    before = {t: columns(world, t) for t in ("posts_post", "posts_comment")}
+    holder = mariadb.connect(prod, user=p.values["user"], password=NASTY_PASSWORD)
+    try:
+        cur = holder.cursor()
+        cur.execute("START TRANSACTION")
+        cur.execute("SELECT COUNT(*) FROM posts_post")   # holds posts_post's metadata lock until it ends
+        cur.fetchall()
+        p.write(prod_extra="migration_lock_timeout = 1s\nmigration_lock_retries = 1\n"
+                           "restore_on_failed_migration = yes\n")
+        # the migration changes posts_comment, then gives up on posts_post; the restore's DROP waits behind
+        # the same transaction: bounded too (the server's own wait is a day: the timeout here would end it)
+        res = p.doit("promote:staging", timeout=300)
+        errors = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR")]
+        assert res.returncode != 0 and len(errors) == 1, res.stdout + res.stderr
+        assert f"{migration} gave up waiting for a lock on posts_post 1 time, 1 s each" in errors[0], errors[0]
+        # not tried again: its first operation is applied, a second attempt would fail on "Duplicate column"
+        assert f"Not tried again: {migration} had made 1 change(s) before it waited" in errors[0], errors[0]
+        assert "(attempt 1 of 2)" not in res.stdout, res.stdout
+        rec = record(world)
+        assert (f"Restoring prod from {rec['before']['file']} (restore_on_failed_migration = yes) failed too: "
+                in errors[0]) and "Lock wait timeout exceeded" in errors[0], errors[0]
+        assert errors[0].endswith("doit promote:staging finishes the restore once that is fixed"), errors[0]
+        assert rec["outcome"] is None and rec["restoring"], rec
+        assert "late_lock" in columns(world, "posts_comment"), "the first change was not made"
+        assert "UNFINISHED migration of" in p.ok("status").stdout
+        holder.commit()
+    finally:
+        holder.close()
+        p.write(prod_extra="")
+    res = p.doit("promote:staging")   # the lock is free: this run finishes the restore, then stops
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("ERROR")]
+    assert res.returncode != 0 and len(errors) == 1 and "it is finished now" in errors[0], res.stdout + res.stderr
+    assert {t: columns(world, t) for t in before} == before and posts(world) == before_posts
+    assert migration not in applied(world) and record(world)["outcome"] == "restored"
+    assert p.links("sites/staging") == staging
+    p.ok("promote:staging")           # and the one after migrates
+    assert migration in applied(world) and "late_lock" in columns(world, "posts_comment")
+    assert [rid(x) for x in p.links("sites/staging")] == [release] * 2

@@ -80,6 +80,10 @@ def test_the_failure_is_one_line_naming_migration_table_blocker_and_what_stays_a
     untouched = failure_line("staging", "prod", EVENT, OUT, 3, changed=False)
     assert untouched.endswith("Nothing was applied (no attempt got past its first change)")
     assert "cannot roll back DDL" not in untouched and "KILL 867" in untouched
+    begun = failure_line("staging", "prod", event(unrecorded=2), OUT, 1, partial=True)
+    assert "gave up waiting for a lock on posts_post 1 time, 1 s each" in begun and "KILL 867" in begun
+    assert begun.endswith("Not tried again: posts.0005_extra had made 2 change(s) before it waited, which a second "
+                          "attempt would repeat; they stay applied (MySQL and MariaDB cannot roll back DDL)"), begun
 
 
 def test_a_running_query_is_named_by_its_first_word_only():

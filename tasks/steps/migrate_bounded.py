@@ -3,7 +3,10 @@ through migrate_runner.py, whose session waits at most [database:<name>] migrati
 (as Strong Migrations does, about 10 s) instead of the server's day or year, during which every app query
 on the table would queue behind the waiting ALTER. When it gives up, the migration is tried again after
 as long a pause, migration_lock_retries times, then the step stops with one line naming the connections
-that hold the lock up (lockwait.py). Any other migrate_command, or sqlite, runs as it is.
+that hold the lock up (lockwait.py). Not tried again: a migration that had changed the database before it
+waited (MySQL/MariaDB commit each DDL statement, and Django records a migration only once it ends, so a
+second attempt would run its first operations again: "Duplicate column"). Any other migrate_command, or
+sqlite, runs as it is.
 """
 from __future__ import annotations
 
@@ -54,6 +57,8 @@ def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: 
         if event is None:
             raise migrate_failed(config, stage, t, code, out, err)
         changed = changed or event.get("changes") != 0   # a runner that did not say: assume it changed
+        if event.get("unrecorded"):   # the blocked migration had begun: another attempt would repeat its start
+            raise LockGaveUp(failure_line(stage.name, db.name, event, out, attempt, True, partial=True), True)
         if attempt < attempts:
             print(f"   {retry_line(stage.name, event, out, attempt, attempts)}", flush=True)
             pause(db.migration_lock_timeout)

@@ -7,8 +7,10 @@
 # on that table queues behind the waiting ALTER; innodb_lock_wait_timeout: row locks). The servers'
 # defaults are a day (MariaDB) and a year (MySQL). When a statement gives up waiting (error 1205), it
 # prints one line "@@doit-stages {json}": that statement, how many statements that may change the database
-# succeeded before it, and what the server shows of the other connections (of their queries only the first
-# word: a query's text may hold data), and exits 75; the deploying machine tries again or stops.
+# succeeded before it (and how many of them since the last migration was recorded as applied: the blocked
+# migration's own, which a second attempt would run again), and what the server shows of the other
+# connections (of their queries only the first word: a query's text may hold data), and exits 75; the
+# deploying machine tries again or stops.
 # Standard library and Django only: this is the app's interpreter.
 import json
 import os
@@ -36,7 +38,7 @@ seconds, manage, args = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 failed = {}
 # statements that read or set up a session: anything else that succeeded may have changed the database
 READS = ("SELECT", "SHOW", "SET", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK")
-changes = [0]
+changes = [0, 0]   # statements that may have changed the database: in all, and since a migration was recorded
 
 
 def remember(execute, sql, params, many, context):
@@ -50,6 +52,9 @@ def remember(execute, sql, params, many, context):
     words = str(sql).lstrip(" (\n\t").split(None, 1)
     if not words or words[0].upper() not in READS:
         changes[0] += 1
+        # Django records a migration (INSERT INTO django_migrations) once all its operations ran
+        recorded = words[0].upper() == "INSERT" and "django_migrations" in str(sql)[:200]
+        changes[1] = 0 if recorded else changes[1] + 1
     return result
 
 
@@ -109,8 +114,9 @@ def inspect(connection):
     with connection.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID(), DATABASE(), CURRENT_USER()")
         me, db, user = cur.fetchone()
-        return {"event": "lock_timeout", "seconds": seconds, "sql": sql, "changes": changes[0], "me": me, "db": db,
-                "user": user, "processes": rows(cur, PROCESSES), "transactions": rows(cur, TRANSACTIONS),
+        return {"event": "lock_timeout", "seconds": seconds, "sql": sql, "changes": changes[0],
+                "unrecorded": changes[1], "me": me, "db": db, "user": user, "processes": rows(cur, PROCESSES),
+                "transactions": rows(cur, TRANSACTIONS),
                 "metadata_locks": next((r for r in (rows(cur, q) for q in METADATA_LOCKS) if r), None)}
 
 

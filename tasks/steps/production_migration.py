@@ -111,22 +111,29 @@ def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, re
                           lambda t: run_bounded_migrations(t, session.layout, session.config, stage, rid))
     except LockGaveUp as exc:
         if exc.changed:
-            _failed(session, db, exc, record, before, resumed)
+            _failed(session, db, stage, exc, record, before, resumed)
         # nothing changed: a restore would only lose the writes made since the backup (and would itself
         # wait behind the same lock); the record stays open, so the next run goes on from here
         kept = f"; {db.name} was left as it was, not restored" if db.restore_on_failed_migration else ""
         raise StepError(f"{exc}{kept}") from None
     except StepError as exc:
-        _failed(session, db, exc, record, before, resumed)
+        _failed(session, db, stage, exc, record, before, resumed)
 
 
-def _failed(session, db: Database, exc: StepError, record: dict, before: dict, resumed: bool) -> None:
+def _failed(session, db: Database, stage: Stage, exc: StepError, record: dict, before: dict,
+            resumed: bool) -> None:
     """A migration that failed after it may have changed the database: restored, or named half-migrated."""
     if db.restore_on_failed_migration:
         record["restoring"] = now()[0]   # from here on, the database may be half-loaded until the end
         _save(session, db, record)
         failpoints.hit("migrate.before_restore")
-        restore_in_place(session, db, before)
+        try:
+            restore_in_place(session, db, before)
+        except StepError as failed:
+            command = f"doit {'promote' if stage.promote_from else 'deploy'}:{stage.name}"
+            raise StepError(f"{exc}. Restoring {db.name} from {before['file']} (restore_on_failed_migration = "
+                            f"yes) failed too: {failed}; {command} finishes the restore once that is "
+                            f"fixed") from None
         _close(session, db, record, "restored")
         raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
                         f"(restore_on_failed_migration = yes)") from None

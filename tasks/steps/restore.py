@@ -29,11 +29,13 @@ from .dbguard import refuse_protected_target, server_identity
 from .leftovers import owner_tag, sweep_leftovers
 from .streaming import run_streaming
 
-MYSQL_LOAD = 'set -o pipefail; gunzip -c "$1" | mysql --defaults-extra-file="$2" -- "$3"'
-# $4 the expected sha256, $5 dumpfilter.py's text: the filter writes DROP/CREATE/USE of $3, then the dump
+# $4 (if not empty) the client's --init-command: the session's lock waits bounded (restore_in_place)
+MYSQL_LOAD = 'set -o pipefail; gunzip -c "$1" | mysql --defaults-extra-file="$2" ${4:+"--init-command=$4"} -- "$3"'
+# $4 the expected sha256, $5 dumpfilter.py's text: the filter writes DROP/CREATE/USE of $3, then the dump;
+# $6 as MYSQL_LOAD's $4
 DAMAGED = 5            # the filter's exit code when the file's sha256 is not the metadata's
 MYSQL_LOAD_STREAM = ('set -o pipefail; python3 -c "$5" restore "$1" "$4" mysql "$3" | '
-                     'mysql --defaults-extra-file="$2"')
+                     'mysql --defaults-extra-file="$2" ${6:+"--init-command=$6"}')
 SQLITE_LOAD = ('set -e; umask 077; mkdir -p "$(dirname "$2")"; gunzip -c "$1" > "$2.restore"; '
                'python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); '
                'sys.exit(c.execute(\'PRAGMA integrity_check\').fetchone()[0] != \'ok\')" "$2.restore"')
@@ -69,9 +71,14 @@ def restore_stage(session, stage: Stage, newest: dict, rid: str) -> str:
 
 
 def restore_in_place(session, db: Database, meta: dict) -> None:
-    """db := one of its own backups (production after a failed migration)."""
+    """db := one of its own backups (production after a failed migration). On MySQL/MariaDB its lock waits
+    are bounded like the migration's (all its attempts' worth): the transaction that held the migration up
+    would hold the restore's DROP up for the server's lock_wait_timeout, a day; the caller's record says the
+    restore is unfinished, so the next run finishes it."""
     path = posixpath.join(session.layout.backups, meta["file"])
-    session.hosts.one(session.backup_host(db), lambda t: restore_backup(t, session.layout, db, meta, path))
+    wait = db.migration_lock_timeout * (db.migration_lock_retries + 1)
+    session.hosts.one(session.backup_host(db),
+                      lambda t: restore_backup(t, session.layout, db, meta, path, lock_wait=wait))
 
 
 def _guard_target(session, stage: Stage, db: Database) -> None:
@@ -103,19 +110,22 @@ def stage_backup_file(src: Transport, dst: Transport, layout: Layout, meta: dict
     return incoming, True
 
 
-def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path: str) -> None:
-    """Load the backup at path (on t) into db, replacing what it held."""
+def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path: str,
+                   lock_wait: int | None = None) -> None:
+    """Load the backup at path (on t) into db, replacing what it held; lock_wait: the most seconds its
+    session waits for a lock (MySQL/MariaDB), else the server's own setting."""
     if db.engine == "mysql":
+        init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""
         sweep_leftovers(t, layout)
         with client_options(t, layout, db) as cnf:
             if streams(t):
-                _load_streaming(t, db, meta, path, cnf)
+                _load_streaming(t, db, meta, path, cnf, init)
             else:
                 _check_sha(t, meta, path)
                 name = "`" + db.dbname.replace("`", "``") + "`"
-                t.run(["mysql", f"--defaults-extra-file={cnf}", "-e", f"DROP DATABASE IF EXISTS {name}; "
-                       f"CREATE DATABASE {name}"])
-                t.run(["bash", "-c", MYSQL_LOAD, "bash", path, cnf, db.dbname])
+                t.run(["mysql", f"--defaults-extra-file={cnf}", *([f"--init-command={init}"] if init else []),
+                       "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"])
+                t.run(["bash", "-c", MYSQL_LOAD, "bash", path, cnf, db.dbname, init])
             actual = row_counts(t, db, cnf)
     else:
         _check_sha(t, meta, path)
@@ -129,10 +139,10 @@ def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path:
         t.run(["mv", "-f", "--", db.path + ".restore", db.path])
 
 
-def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str) -> None:
+def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:
     try:
         run_streaming(t, ["bash", "-c", MYSQL_LOAD_STREAM, "bash", path, cnf, db.dbname, meta["sha256"],
-                          filter_source()], f"restore:{db.name}")
+                          filter_source(), init], f"restore:{db.name}")
     except CommandFailed as exc:
         why = last_line(exc.stderr, str(exc))
         if exc.retcode == DAMAGED:
