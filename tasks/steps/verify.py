@@ -24,32 +24,64 @@ from .migrate import check_argv
 
 # What the built-in checks read of a host, by ONE command. $1 link, $2 release dir, $3 shared/<stage>.env,
 # $4 the release's ready marker, $5 its release json, $6 its own env file for the stage, then the shared
-# dirs: one "key=value" a line
+# dirs: one "key=value" a line. Two programs run when every path is there (one realpath, one stat); the
+# checks compare what realpath says, so that is what is asked, never a guess from the link's text.
 FACTS = r'''link=$1; rel=$2; env=$3; ready=$4; meta=$5; own=$6; shift 6
 flag() { k=$1; shift; if test "$@"; then echo "$k=1"; else echo "$k=0"; fi; }
 nl='
 '
+# paths N TEXT: TEXT is N lines, each an absolute path (what realpath answers for N paths that resolve)
+paths() { local t n; t=$2; n=0
+  while :; do case $t in /*) ;; *) return 1;; esac; n=$((n + 1))
+    case $t in *"$nl"*) t=${t#*"$nl"};; *) break;; esac; done; [ "$n" = "$1" ]; }
+# next_: the first line of $rest in $got, taken off $rest
+next_() { got=${rest%%"$nl"*}; case $rest in *"$nl"*) rest=${rest#*"$nl"};; *) rest=;; esac; }
+# When every path is there: ONE realpath for all of them (the shared dirs from inside the release) and ONE
+# stat for the env file's mode and owner, its directory's mode and the user stat runs as (its /proc/self:
+# what id -un says). Otherwise, or when an answer is not what that takes, each is asked alone.
+all=1
+for p in "$link" "$rel" "$env" "$own"; do case $p in /*) [ -e "$p" ] || all=;; *) all=;; esac; done
+for name in "$@"; do case $name in /*) all=;; *) [ -e "$rel/$name" ] || all=;; esac; done
+rp=; st=; mo=; dm=; me=
+if [ -n "$all" ]; then
+  rp=$(cd -- "$rel" 2>/dev/null && realpath -e -- "$link" "$env" "$own" "$@" 2>/dev/null) &&
+    paths $(($# + 3)) "$rp" || rp=
+  if [ ! -L "${own%/*}" ]; then
+    rest=$(stat -L -c '%a %U' -- "$env" "${own%/*}" /proc/self 2>/dev/null) || rest=
+    next_; mo=$got; next_; dm=${got%% *}; next_; me=${got#* }
+    case $me in ''|*' '*|UNKNOWN) st=;; *) [ -z "$rest" ] && st=1;; esac
+  fi
+fi
+rest=$rp
 flag link_is_symlink -L "$link"
-echo "link_target=$(realpath -- "$link" 2>/dev/null)"
+if [ -n "$rp" ]; then next_; else got=$(realpath -- "$link" 2>/dev/null); fi
+echo "link_target=$got"
 flag ready -e "$ready"
 r=; { IFS= read -r r < "$rel/REVISION"; } 2>/dev/null; echo "revision=$r"
 m=; { IFS= read -r m < "$meta"; } 2>/dev/null; echo "meta=$m"
-mo=; [ -e "$env" ] && mo=$(stat -Lc '%a %U' -- "$env")
+if [ -z "$st" ]; then
+  mo=; [ -e "$env" ] && mo=$(stat -Lc '%a %U' -- "$env")
+  me=$(id -un); dm=$(stat -c %a -- "${own%/*}" 2>/dev/null)
+fi
 echo "env_mode=${mo%% *}"
-echo "env_owner=${mo#* } $(id -un)"
-echo "env_dir_mode=$(stat -c %a -- "${own%/*}" 2>/dev/null)"
+echo "env_owner=${mo#* } $me"
+echo "env_dir_mode=$dm"
 flag env_is_symlink -L "$env"
 et=; eo=; both=
-[ -e "$env" ] && [ -e "$own" ] && both=$(realpath -e -- "$env" "$own" 2>/dev/null)
-case $both in
-  *"$nl"*) et=${both%%"$nl"*}; eo=${both#*"$nl"};;
-  *) et=$(realpath -e -- "$env" 2>/dev/null); eo=$(realpath -e -- "$own" 2>/dev/null);;
-esac
+if [ -n "$rp" ]; then next_; et=$got; next_; eo=$got
+else
+  [ -e "$env" ] && [ -e "$own" ] && both=$(realpath -e -- "$env" "$own" 2>/dev/null)
+  case $both in
+    *"$nl"*) et=${both%%"$nl"*}; eo=${both#*"$nl"};;
+    *) et=$(realpath -e -- "$env" 2>/dev/null); eo=$(realpath -e -- "$own" 2>/dev/null);;
+  esac
+fi
 echo "env_target=$et"
 echo "env_own=$eo"
 for name in "$@"; do
   if [ -L "$rel/$name" ]; then l=1; else l=0; fi
-  echo "shared:$name=$l $(realpath -- "$rel/$name" 2>/dev/null)"
+  if [ -n "$rp" ]; then next_; else got=$(realpath -- "$rel/$name" 2>/dev/null); fi
+  echo "shared:$name=$l $got"
 done
 '''
 
