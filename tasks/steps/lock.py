@@ -26,10 +26,13 @@ from ..watchdog import WAIT_BOUND, Ended, Watched, end_argv, parse_end
 from .common import StepError, read_text
 
 # $1 the lock dir, $2 this session's line for `sessions` (or ""), $3 the lock's directory, $4 a random
-# suffix for the temporary lock; the owner JSON on stdin. Prints "taken", "held", or "unwritable", me, owner,
-# mode, dir, error (tab-separated; dir: the nearest existing directory on the way, so the user learns who
-# owns what it could not write). Shell builtins where they serve (the umask gives the modes, find runs only
-# when a dead take left a temporary lock): three programs run in the common case (mkdir, cat, mv).
+# suffix for the temporary lock, $5 the owner JSON (no secret: who, where, what, and the run's token, which
+# the owner file shows anyone who can read it). Prints "taken", "held", or "unwritable", me, owner, mode,
+# dir, error (tab-separated; dir: the nearest existing directory on the way, so the user learns who owns
+# what it could not write). Shell builtins where they serve (the umask gives the modes, printf writes the
+# files, find runs only when a dead take left a temporary lock): two programs run (mkdir, mv). On a host's
+# first lock, one `mkdir -p` makes the lock's directory (the login's umask, as `mkdir -p` alone did) and the
+# temporary lock in it (-m 755: what umask 022 gives it).
 TAKE = r'''lock=$1; d=$3
 unwritable() {
   p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
@@ -37,14 +40,17 @@ unwritable() {
   exit 0
 }
 [ -e "$lock" ] && { echo held; exit 0; }   # a refused run writes nothing on the host
-err=; [ -d "$d" ] || err=$(mkdir -p -- "$d" 2>&1)
-for x in "$d"/.lock.*; do
-  [ -e "$x" ] || [ -L "$x" ] || continue
-  find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break
-done
-umask 022; tmp=$d/.lock.$4
-made=$(mkdir -- "$tmp" 2>&1) || unwritable "${err:-$made}"
-{ cat > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
+tmp=$d/.lock.$4
+if [ -d "$d" ]; then
+  for x in "$d"/.lock.*; do
+    [ -e "$x" ] || [ -L "$x" ] || continue
+    find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break
+  done
+  umask 022; made=$(mkdir -- "$tmp" 2>&1) || unwritable "$made"
+else
+  made=$(mkdir -p -m 755 -- "$tmp" 2>&1) || unwritable "$made"; umask 022
+fi
+{ printf '%s' "$5" > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
 
@@ -92,7 +98,7 @@ def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str
     for _ in range(2):
         line = t.session.line() if t.session else ""
         out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
-                     secrets.token_hex(6)], input=json.dumps(info).encode()).strip()
+                     secrets.token_hex(6), json.dumps(info)]).strip()
         if out == "taken":
             return note
         if out.startswith("unwritable\t"):
