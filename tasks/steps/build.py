@@ -85,14 +85,29 @@ mv -f -- "$marker.tmp" "$marker"
 
 # $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
 # shared/<stage>.env, then the shared paths in the release: one command for everything is_built looks at,
-# one "key value" a line ("missing <path>" for each shared path not linked to something)
+# one "key value" a line ("missing <path>" for each shared path not linked to something). Two programs run
+# when the env file and the link are there: ONE stat for the env file's mode and the link's target (%N,
+# literal: "<path> -> <target>"), sha256sum for the digest; any answer not of that form asks as before.
 STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; shift 5
 [ -f "$ready" ] || exit 0
 echo ready
 built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
-echo "env_mode $(stat -c %a -- "$envf" 2>/dev/null)"
+nl='
+'
+mode=; pubt=; both=
+if [ -e "$envf" ] && [ -L "$pub" ]; then
+  both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" 2>/dev/null) || both=
+  mode=${both%% *}; rest=${both#"$mode $envf$nl"}; lm=${rest%% *}; pubt=${rest#"$lm $pub -> "}
+  case $mode in ''|*[!0-7]*) both=;; esac
+  if [ "$rest" = "$both" ] || [ "$pubt" = "$rest" ]; then both=; fi
+fi
+if [ -z "$both" ]; then
+  mode=$(stat -c %a -- "$envf" 2>/dev/null)
+  pubt=; [ -L "$pub" ] && pubt=$(readlink -- "$pub")
+fi
+echo "env_mode $mode"
 sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"
-pubt=; [ -L "$pub" ] && pubt=$(readlink -- "$pub"); echo "published $pubt"
+echo "published $pubt"
 for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
 '''
 
