@@ -183,4 +183,4 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
         if code != 0:
             last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")
-    write_file(t, layout.built_marker(stage.name), release.id.encode() + b"\n", "644")
+    write_file(t, layout.built_marker(stage.name), release.id.encode() + b"\n", "644", public=True)

@@ -57,4 +57,4 @@ def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: s
 
 
 def record_migrated(t: Transport, layout: Layout, stage: Stage, rid: str) -> None:
-    write_file(t, layout.migrated_marker(stage.name), rid.encode() + b"\n", "644")
+    write_file(t, layout.migrated_marker(stage.name), rid.encode() + b"\n", "644", public=True)

@@ -96,7 +96,8 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
     intent = {"stage": stage.name, "release": rid, "revision": revision, "result": result,
               "token": session.token, "what": what}
     session.hosts.each(stage.hosts, lambda t: write_file(t, session.layout.intent(stage.name), json.dumps(
-        {**intent, "previous": previous[t.host]}, sort_keys=True).encode(), "644"), f"{what}: writing the intent")
+        {**intent, "previous": previous[t.host]}, sort_keys=True).encode(), "644", public=True),
+        f"{what}: writing the intent")
     failpoints.hit("switch.after_intent")
 
     def go_live(t: Transport):

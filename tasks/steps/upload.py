@@ -65,7 +65,7 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
             t.run(["mkdir", "-p", posixpath.dirname(target)])
             source.fetch(t, wheelhouse_path(build_dir, release.wheels).name, target + ".tar")
             t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
-    write_file(t, layout.artifact_proof(release.id), release.to_json().encode(), "644")
+    write_file(t, layout.artifact_proof(release.id), release.to_json().encode(), "644", public=True)
     return True
 
 
@@ -90,7 +90,7 @@ def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) ->
         t.run(["mkdir", "-p", posixpath.dirname(target)])
         put_file(t, wheelhouse_path(build_dir, release.wheels), target + ".tar")
         t.run(["sh", "-c", UNPACK_WHEELS, "sh", target + ".tar", target])
-    write_file(t, proof, release.to_json().encode(), "644")
+    write_file(t, proof, release.to_json().encode(), "644", public=True)
 
 
 def parse_df_available(text: str) -> int | None:
