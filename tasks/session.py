@@ -113,6 +113,7 @@ class Session:
         result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True))
         if result is None or isinstance(result, str):
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
+            t.links = {}   # from now on no other run moves the host's links: what this run reads of them holds
         return result
 
     def _own(self, host: Host, t: Transport) -> None:
@@ -122,6 +123,7 @@ class Session:
         if held and t.session is not None:
             record_session(t, self.layout, self.token, t.session)
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
+            t.links = {}
 
     def unlock_stage(self, hosts: list[Host], what: str) -> str:
         """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
@@ -149,7 +151,11 @@ class Session:
         with self._mutex:
             hosts, self._locked = self._locked, []
         if hosts:
-            self.hosts.outcomes(hosts, lambda t: release_lock(t, self.layout, self.token))
+            self.hosts.outcomes(hosts, lambda t: self._release(t))
+
+    def _release(self, t: Transport) -> None:
+        t.links = None   # another run may move the links once the lock is gone
+        release_lock(t, self.layout, self.token)
 
     # -- signals ---------------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -25,6 +25,7 @@ from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, last_line, write_file
 from .environment import WRITE_ENV, app_command, env_file, write_env_args
+from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
 # venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
@@ -84,11 +85,13 @@ mv -f -- "$marker.tmp" "$marker"
 '''
 
 # $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
-# shared/<stage>.env, then the shared paths in the release: one command for everything is_built looks at,
-# one "key value" a line ("missing <path>" for each shared path not linked to something). Two programs run
-# when the env file and the link are there: ONE stat for the env file's mode and the link's target (%N,
-# literal: "<path> -> <target>"), sha256sum for the digest; any answer not of that form asks as before.
-STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; shift 5
+# shared/<stage>.env, $6 the stage's link, then the shared paths in the release: one command for everything
+# is_built looks at, one "key value" a line ("missing <path>" for each shared path not linked to something).
+# Two programs run when the env file and the links are there: ONE stat for the env file's mode and the
+# targets of shared/<stage>.env and of the stage's link (%N, literal: "<path> -> <target>"; the stage's
+# link is read for the switch's check, which follows), sha256sum for the digest; an answer not of that form
+# asks as before (and says nothing of the stage's link).
+STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; link=$6; shift 6
 [ -f "$ready" ] || exit 0
 echo ready
 built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
@@ -96,10 +99,21 @@ nl='
 '
 mode=; pubt=; both=
 if [ -e "$envf" ] && [ -L "$pub" ]; then
-  both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" 2>/dev/null) || both=
-  mode=${both%% *}; rest=${both#"$mode $envf$nl"}; lm=${rest%% *}; pubt=${rest#"$lm $pub -> "}
+  if [ -L "$link" ]; then
+    both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" "$link" 2>/dev/null) || both=
+  else
+    both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" 2>/dev/null) || both=
+  fi
+  mode=${both%% *}; rest=${both#"$mode $envf$nl"}
   case $mode in ''|*[!0-7]*) both=;; esac
-  if [ "$rest" = "$both" ] || [ "$pubt" = "$rest" ]; then both=; fi
+  [ "$rest" != "$both" ] || both=
+  lt=
+  if [ -n "$both" ] && [ -L "$link" ]; then   # two lines left: neither target has a newline
+    case $rest in *"$nl"*"$nl"*) both=;; *"$nl"*) lt=${rest#*"$nl"}; rest=${rest%%"$nl"*};; *) both=;; esac
+    lm=${lt%% *}; r=${lt#"$lm $link -> "}; [ "$r" != "$lt" ] || both=; lt=$r
+  fi
+  lm=${rest%% *}; pubt=${rest#"$lm $pub -> "}
+  [ "$pubt" != "$rest" ] || both=
 fi
 if [ -z "$both" ]; then
   mode=$(stat -c %a -- "$envf" 2>/dev/null)
@@ -108,6 +122,7 @@ fi
 echo "env_mode $mode"
 sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"
 echo "published $pubt"
+if [ -n "$both" ]; then echo "link $lt"; fi
 for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
 '''
 
@@ -137,6 +152,15 @@ def parse_stage_state(text: str) -> dict | None:
     return state
 
 
+def stage_link_of(text: str) -> tuple[bool, str | None]:
+    """STAGE_STATE's word on the stage's link: (True, its target, None for none) when it read it."""
+    for line in text.splitlines()[1:]:
+        key, _, value = line.partition(" ")
+        if key == "link":
+            return True, value.strip() or None
+    return False, None
+
+
 def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
              keep_env: bool = False) -> bool:
     """Ready, built for this stage with this release, its env file for the stage what it should be (mode
@@ -144,8 +168,11 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
     names = [*config.project.shared_dirs, *config.project.shared_files]
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
                  layout.built_marker(stage.name), layout.release_env(release.id, stage.name),
-                 layout.env_file(stage.name), *names], check=False)
+                 layout.env_file(stage.name), layout.link(stage.link), *names], check=False)
     state = parse_stage_state(out)
+    known, target = stage_link_of(out)
+    if known:
+        remember_link(t, stage.link, target)
     want = {"built": release.id, "env_mode": "600",
             "env_sha256": hashlib.sha256(env_file(layout, config, stage)).hexdigest(),
             "published": layout.env_file_target(stage.link, stage.name), "missing": []}

@@ -17,8 +17,29 @@ SWITCH = ('set -e; cd "$1"; [ -d "$4" ] || mkdir -p -- "$4"; tmp="$2.tmp.$5"; ln
 
 
 def read_link(t: Transport, layout: Layout, link: str) -> str | None:
+    known, target = known_link(t, link)
+    if known:
+        return target
     code, out, _ = t.call(["readlink", "--", layout.link(link)])
-    return out.strip() if code == 0 else None
+    target = out.strip() if code == 0 else None
+    remember_link(t, link, target)
+    return target
+
+
+def known_link(t: Transport, link: str) -> tuple[bool, str | None]:
+    """(True, target) when this run, holding the host's lock, read or wrote the link before; else (False, None)."""
+    links = t.links
+    return (True, links[link]) if links is not None and link in links else (False, None)
+
+
+def remember_link(t: Transport, link: str, target: str | None) -> None:
+    """What the link holds, as this run just read or wrote it (kept only while the run holds the lock, and
+    only a target that every reader reads alike: one line, no surrounding blanks)."""
+    if t.links is not None:
+        if target is None or (target == target.strip() and "\n" not in target):
+            t.links[link] = target
+        else:
+            t.links.pop(link, None)
 
 
 def release_of(target: str | None) -> str | None:
@@ -31,11 +52,14 @@ def release_of(target: str | None) -> str | None:
 
 def set_link(t: Transport, layout: Layout, link: str, target: str | None) -> None:
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch)."""
+    if t.links is not None:
+        t.links.pop(link, None)   # until the command says it is done
     if target is None:
         t.run(["rm", "-f", "--", layout.link(link)])
     else:
         t.run(["sh", "-c", SWITCH, "sh", layout.root, link, target, posixpath.dirname(link) or ".",
                secrets.token_hex(4)])
+    remember_link(t, link, target)
 
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str) -> None:

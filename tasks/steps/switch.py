@@ -25,15 +25,17 @@ from .cleanup import clean_releases
 from .common import json_or_none, write_file
 from .environment import app_command
 from .health import check_health, health_url
-from .links import release_of, set_link, switch_link
+from .links import known_link, release_of, remember_link, set_link, switch_link
 from .releaselog import append_record, make_record
 
-# $1 link, $2 intent file; for a switch to a release also $3 its dir, $4 its ready marker, $5 the stage's
-# built marker, then the shared paths that must be linked into it. Prints the link's target, the
+# $1 link, $2 intent file, $3 the link's target when this run knows it ("=<target>", or "-": no link; then
+# no readlink runs), "" to read it; for a switch to a release also $4 its dir, $5 its ready marker, $6 the
+# stage's built marker, then the shared paths that must be linked into it. Prints the link's target, the
 # readiness lines (ready 0|1, built <id>, missing <path>...) and, after a separator, the intent if any.
-STATE = r'''link=$1; intent=$2; echo "link $(readlink -- "$link")"
-if [ $# -gt 2 ]; then
-  rel=$3; ready=$4; marker=$5; shift 5
+STATE = r'''link=$1; intent=$2
+case $3 in =*) echo "link ${3#=}";; -) echo "link ";; *) echo "link $(readlink -- "$link")";; esac
+if [ $# -gt 3 ]; then
+  rel=$4; ready=$5; marker=$6; shift 6
   [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
   built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
   for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
@@ -64,12 +66,16 @@ def parse_state(text: str) -> dict:
 def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
     """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
     layout = session.layout
-    argv = ["sh", "-c", STATE, "sh", layout.link(stage.link), layout.intent(stage.name)]
+    known, target = known_link(t, stage.link)
+    argv = ["sh", "-c", STATE, "sh", layout.link(stage.link), layout.intent(stage.name),
+            ("-" if target is None else "=" + target) if known else ""]
     if rid:
         project = session.config.project
         argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
                  *project.shared_dirs, *project.shared_files]
-    return parse_state(t.run(argv))
+    facts = parse_state(t.run(argv))
+    remember_link(t, stage.link, facts["link"])
+    return facts
 
 
 def previous_links(facts: dict, rid: str) -> dict:
