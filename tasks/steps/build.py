@@ -197,9 +197,10 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     # promotion, as the seed's promote did) and, when nothing else is to build, the built marker: one command
     more = config.project.build == "buildout" or bool(config.project.build_command)
     marker = ["", ""] if more else [layout.built_marker(stage.name), release.id]
+    env = env_file(layout, config, stage)
     t.run(["sh", "-c", STAGE_FILES, "sh", rel, str(len(links) // 4), *links,
-           *write_env_args(layout, stage, release.id, keep_env), "1" if fresh_stage_dirs else "", *marker,
-           *stage_dirs], input=env_file(layout, config, stage))
+           *write_env_args(layout, stage, release.id, keep_env, env), "1" if fresh_stage_dirs else "", *marker,
+           *stage_dirs], input=env)
     if not more:
         return
     if config.project.build == "buildout":

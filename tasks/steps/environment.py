@@ -33,31 +33,44 @@ def database_url(db: Database) -> str:
 
 
 # stdin: the env file. $1 the release's env file, $2 "1" to keep one the release already has (a rollback),
+# "r" to write it from stdin read by the shell itself (a short text: no cat runs), "" to write it by cat,
 # $3 shared/<stage>.env, $4 its target (through the stage's link), $5 the env file of the release live now
 # (through the link); then shift 5, so that build.py's stage script goes on with its own arguments.
 # A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
-# now, so it is moved into that release before the symlink replaces it.
+# now, so it is moved into that release before the symlink replaces it. A shared/<stage>.env that is not
+# there yet is made by one symlink(2) (nothing to replace: no temporary link, no rename).
 WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; shift 5
 if [ -d "${envf%/*}" ]; then chmod 700 "${envf%/*}"; else (umask 077; mkdir -p "${envf%/*}"); fi
 if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${live%/*/*}" ] && [ ! -e "$live" ]; then
   (umask 077; mkdir -p "${live%/*}"; cp -- "$pub" "$live.tmp"; mv -f -- "$live.tmp" "$live")
 fi
-if [ -n "$keep" ] && [ -f "$envf" ]; then cat > /dev/null
+if [ "$keep" = 1 ] && [ -f "$envf" ]; then cat > /dev/null
 else
   if [ -e "$envf.tmp" ] || [ -L "$envf.tmp" ]; then rm -f -- "$envf.tmp"; fi
-  (umask 077; cat > "$envf.tmp"); mv -f "$envf.tmp" "$envf"
+  if [ "$keep" = r ]; then
+    (umask 077; c=; l=; while IFS= read -r l; do c="$c$l
+"; done; printf '%s' "$c$l" > "$envf.tmp")
+  else
+    (umask 077; cat > "$envf.tmp")
+  fi
+  mv -f "$envf.tmp" "$envf"
 fi
 if [ ! -L "$pub" ] || [ "$(readlink -- "$pub")" != "$target" ]; then
   [ -d "${pub%/*}" ] || mkdir -p "${pub%/*}"
-  if [ -e "$pub.tmp" ] || [ -L "$pub.tmp" ]; then rm -f -- "$pub.tmp"; fi
-  ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
+  if [ -e "$pub" ] || [ -L "$pub" ] || ! ln -s -- "$target" "$pub" 2>/dev/null; then
+    if [ -e "$pub.tmp" ] || [ -L "$pub.tmp" ]; then rm -f -- "$pub.tmp"; fi
+    ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
+  fi
 fi
 '''
+TEXT_MAX = 4096   # an env file up to this size, without NUL, is read by the shell's read (a byte a syscall)
 
 
-def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool) -> list[str]:
-    """WRITE_ENV's five arguments (the env itself goes through stdin: env_file())."""
-    return [layout.release_env(rid, stage.name), "1" if keep else "", layout.env_file(stage.name),
+def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool, env: bytes | None = None) -> list[str]:
+    """WRITE_ENV's five arguments (the env itself, `env`, goes through stdin: env_file())."""
+    text = env is not None and len(env) <= TEXT_MAX and b"\0" not in env
+    how = "1" if keep else ("r" if text else "")
+    return [layout.release_env(rid, stage.name), how, layout.env_file(stage.name),
             layout.env_file_target(stage.link, stage.name), layout.live_env(stage.link, stage.name)]
 
 
