@@ -78,9 +78,12 @@ def ssh_argv(hostname: str, user: str | None, port: int | None, options: Sequenc
 
 @dataclass
 class Stream:
-    """Input too big to hold in memory: `size` bytes in all, read from `chunks` as they are sent."""
+    """Input too big to hold in memory: `size` bytes in all, read from `chunks` as they are sent.
+    reads_all: the command reads its stdin to the end whatever happens (a failed write still drains it), so
+    the session need not drain what it left (no cat runs after it)."""
     chunks: Iterable[bytes]
     size: int
+    reads_all: bool = False
 
 
 class ShellGone(Exception):
@@ -119,9 +122,11 @@ class RemoteShell:
         if input is None or isinstance(input, bytes) and len(input) <= INLINE_MAX and b"\0" not in input:
             return self._exchange([request(argv, self._next(), inline=input)], deadline)
         chunks, size = (input.chunks, input.size) if isinstance(input, Stream) else ([input], len(input))
+        reads_all = isinstance(input, Stream) and input.reads_all
         # the command starts and says "go" before the bytes are sent: the session shell, blocked on the
         # command, has read nothing beyond the command's text, so the bytes reach the command only
-        code, _, _ = self._exchange([request(argv, self._next(), size=size)], deadline, want_err=False)
+        code, _, _ = self._exchange([request(argv, self._next(), size=size, reads_all=reads_all)], deadline,
+                                    want_err=False)
         if code != GO:
             raise ShellGone("the session lost its place in the stream")
         return self._exchange(chunks, deadline)
@@ -260,17 +265,20 @@ def command_text(argv: Sequence[str]) -> bytes:
 TAIL = b'; printf \'%%s.%d %%s\\n\' "$__dst_tok" "$?"; printf \'%%s.%d\\n\' "$__dst_tok" >&2\n'
 
 
-def request(argv: Sequence[str], seq: int, size: int | None = None, inline: bytes | None = None) -> bytes:
+def request(argv: Sequence[str], seq: int, size: int | None = None, inline: bytes | None = None,
+            reads_all: bool = False) -> bytes:
     """The program text of one command: it runs in a subshell (a `cd` or `exit` in it leaves the session
     alone); its stdin is /dev/null, or `inline` (printed by the printf builtin from a quoted word: no NUL),
     or exactly `size` bytes of the session's stream (after the command said "go"; the rest of them is
-    drained when the command reads less, so the stream never loses its place); then the token and the
-    exit code are printed on stdout, and the token on stderr."""
+    drained when the command reads less, so the stream never loses its place; a command that reads_all
+    drains them itself); then the token and the exit code are printed on stdout, and the token on stderr."""
     cmd = b"( unset __dst_tok; " + command_text(argv) + b" )"
     if inline is not None:
         cmd = b"printf '%s' " + quote(inline) + b" | " + cmd
     elif size is None:
         cmd += b" </dev/null"
+    elif reads_all:
+        cmd = b"( printf '%%s.%d go\\n' \"$__dst_tok\"; head -c %d | %s )" % (seq, int(size), cmd)
     else:
         cmd = (b"( printf '%%s.%d go\\n' \"$__dst_tok\"; head -c %d | { %s; r=$?; cat >/dev/null; exit $r; } )"
                % (seq, int(size), cmd))

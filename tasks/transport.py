@@ -66,8 +66,9 @@ class Transport:
     def put(self, local: Path, remote: str) -> None:
         raise NotImplementedError
 
-    def send(self, argv: Sequence[str], local: Path) -> tuple[int, str, str]:
-        """Like call, with a local file's bytes on argv's stdin (streamed, not held in memory)."""
+    def send(self, argv: Sequence[str], local: Path, reads_all: bool = False) -> tuple[int, str, str]:
+        """Like call, with a local file's bytes on argv's stdin (streamed, not held in memory). reads_all:
+        argv reads its stdin to the end whatever happens (remote_shell.Stream)."""
         raise NotImplementedError
 
     def get(self, remote: str, local: Path) -> None:
@@ -188,7 +189,7 @@ class LocalTransport(Transport):
     def put(self, local, remote):
         self.run(["cp", str(local), remote])
 
-    def send(self, argv, local):
+    def send(self, argv, local, reads_all=False):
         with open(local, "rb") as f:
             proc = subprocess.Popen(list(argv), stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             return _communicate(proc, None)
@@ -285,9 +286,9 @@ class SSHTransport(Transport):
         if code != 0:
             raise CommandFailed(self.host, ["put", str(local), remote], code, err)
 
-    def send(self, argv, local):
+    def send(self, argv, local, reads_all=False):
         with open(local, "rb") as f:
-            data = Stream(iter(lambda: f.read(1 << 20), b""), os.fstat(f.fileno()).st_size)
+            data = Stream(iter(lambda: f.read(1 << 20), b""), os.fstat(f.fileno()).st_size, reads_all)
             code, out, err = self._run(argv, data)
         return code, out.decode(errors="replace"), err.decode(errors="replace")
 

@@ -21,11 +21,11 @@ HAS_SCRIPT = ('p=; if IFS= read -r p < "$1"; then exit 0; fi 2>/dev/null; [ -n "
               '{ [ -z "$2" ] || [ -f "$2/.complete" ]; } && echo ok')
 
 # stdin: the archive. $1 artifact path, $2 its sha256, $3 proof path, $4 proof (release json) or "" to
-# leave the proof for later (the wheelhouse comes first). Prints the digest that arrived.
-RECEIVE = r'''set -e
-art=$1; sha=$2; proof=$3; meta=$4
-[ -d "${art%/*}" ] || mkdir -p "${art%/*}"
-cat > "$art.partial"
+# leave the proof for later (the wheelhouse comes first). Prints the digest that arrived. It reads all of
+# stdin whatever happens (a second cat drains what a failed one left), so the session has nothing to drain.
+RECEIVE = r'''art=$1; sha=$2; proof=$3; meta=$4
+{ [ -d "${art%/*}" ] || mkdir -p "${art%/*}"; } && cat > "$art.partial" || { cat > /dev/null; exit 1; }
+set -e
 got=$(sha256sum "$art.partial"); got=${got%% *}
 echo "$got"
 [ "$got" = "$sha" ] || { rm -f "$art.partial"; exit 0; }
@@ -74,7 +74,7 @@ def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) ->
     # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
     argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
     local = build_dir / f"{release.id}.tar.gz"
-    code, out, err = t.send(argv, local)
+    code, out, err = t.send(argv, local, reads_all=True)
     if code != 0:
         explain_no_space(t, local, art + ".partial", err)
         raise CommandFailed(t.host, ["upload", art], code, err)
