@@ -29,7 +29,8 @@ from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
 # venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
-# of its release json, ${10} the venv's complete marker
+# of its release json, ${10} the venv's complete marker, then the directories the stage's build and switch
+# make when missing (its shared dirs, its link's directory): made by the same mkdir as the release dir
 # The venv is shared by every release with the same wheelhouse digest: built once per host, in place at
 # its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
 # complete last; one without the marker (a build that died) is built again from scratch. The host's
@@ -37,6 +38,7 @@ from .links import remember_link
 # changed again; a new requirement is a new digest, so a new venv.
 UNPACK = r'''set -e
 rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7; ready=$8; metaf=$9; venv_done=${10}
+shift 10
 if [ -d "$rel" ] && [ ! -f "$ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$ready" ] && exit 0
 if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
@@ -46,7 +48,7 @@ if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
       -r "$wheels/requirements.txt"
   : > "$venv_done"
 fi
-mkdir -p "$rel"
+mkdir -p -- "$rel" "$@"
 tar -xzf "$art" -C "$rel" --no-same-owner
 printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
@@ -189,7 +191,9 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     venv = layout.venv(release.wheels) if release.wheels else ""
     t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
            release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "", layout.ready(release.id),
-           layout.release_meta(release.id), layout.venv_complete(release.wheels) if venv else ""])
+           layout.release_meta(release.id), layout.venv_complete(release.wheels) if venv else "",
+           *[layout.join("shared", d) for d in config.project.shared_dirs],
+           posixpath.dirname(layout.link(stage.link))])
     failpoints.hit("build.after_unpack", t.host)
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     links = shared_links(layout, config, rel)
