@@ -24,7 +24,7 @@ from ..transport import Transport
 from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, last_line, write_file
-from .environment import WRITE_ENV, app_command, env_file, write_env_args
+from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, write_env_args
 from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
@@ -87,42 +87,52 @@ mv -f -- "$marker.tmp" "$marker"
 '''
 
 # $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
-# shared/<stage>.env, $6 the stage's link, then the shared paths in the release: one command for everything
+# shared/<stage>.env, $6 the stage's link, $7 the size of the env file it should be (then that file is on
+# stdin: a short text without NUL) or "", then the shared paths in the release: one command for everything
 # is_built looks at, one "key value" a line ("missing <path>" for each shared path not linked to something).
-# Two programs run when the env file and the links are there: ONE stat for the env file's mode and the
-# targets of shared/<stage>.env and of the stage's link (%N, literal: "<path> -> <target>"; the stage's
-# link is read for the switch's check, which follows), sha256sum for the digest; an answer not of that form
+# One program runs when the env file and the links are there and the env file is what it should be: ONE
+# stat for the env file's mode and size and the targets of shared/<stage>.env and of the stage's link (%N,
+# literal: "<path> -> <target>"; the stage's link is read for the switch's check, which follows); the env
+# file of the right size is compared with stdin by the shell's read ("env_same 1": the same bytes, since
+# read drops only NULs and the sizes agree), else sha256sum says its digest. An answer not of that form
 # asks as before (and says nothing of the stage's link).
-STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; link=$6; shift 6
+STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; link=$6; size=$7; shift 7
 [ -f "$ready" ] || exit 0
 echo ready
 built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
 nl='
 '
-mode=; pubt=; both=
+mode=; fsize=; pubt=; both=
 if [ -e "$envf" ] && [ -L "$pub" ]; then
   if [ -L "$link" ]; then
-    both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" "$link" 2>/dev/null) || both=
+    both=$(QUOTING_STYLE=literal stat -c '%a %s %N' -- "$envf" "$pub" "$link" 2>/dev/null) || both=
   else
-    both=$(QUOTING_STYLE=literal stat -c '%a %N' -- "$envf" "$pub" 2>/dev/null) || both=
+    both=$(QUOTING_STYLE=literal stat -c '%a %s %N' -- "$envf" "$pub" 2>/dev/null) || both=
   fi
-  mode=${both%% *}; rest=${both#"$mode $envf$nl"}
-  case $mode in ''|*[!0-7]*) both=;; esac
-  [ "$rest" != "$both" ] || both=
+  mode=${both%% *}; r=${both#* }; fsize=${r%% *}; rest=${r#"$fsize $envf$nl"}
+  case $mode$fsize in ''|*[!0-9]*) both=;; esac
+  [ "$rest" != "$r" ] || both=
   lt=
   if [ -n "$both" ] && [ -L "$link" ]; then   # two lines left: neither target has a newline
     case $rest in *"$nl"*"$nl"*) both=;; *"$nl"*) lt=${rest#*"$nl"}; rest=${rest%%"$nl"*};; *) both=;; esac
-    lm=${lt%% *}; r=${lt#"$lm $link -> "}; [ "$r" != "$lt" ] || both=; lt=$r
+    r=${lt#* }; r=${r#* }; lt=${r#"$link -> "}; [ "$lt" != "$r" ] || both=
   fi
-  lm=${rest%% *}; pubt=${rest#"$lm $pub -> "}
-  [ "$pubt" != "$rest" ] || both=
+  r=${rest#* }; r=${r#* }; pubt=${r#"$pub -> "}
+  [ "$pubt" != "$r" ] || both=
 fi
 if [ -z "$both" ]; then
-  mode=$(stat -c %a -- "$envf" 2>/dev/null)
+  mode=$(stat -c %a -- "$envf" 2>/dev/null); fsize=
   pubt=; [ -L "$pub" ] && pubt=$(readlink -- "$pub")
 fi
 echo "env_mode $mode"
-sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"
+same=
+if [ -n "$size" ] && [ "$fsize" = "$size" ] && [ -f "$envf" ]; then
+  want=; l=; while IFS= read -r l; do want="$want$l$nl"; done; want=$want$l
+  have=; l=; { while IFS= read -r l; do have="$have$l$nl"; done; have=$have$l; } < "$envf" 2>/dev/null
+  [ "$have" = "$want" ] && same=1
+fi
+if [ -n "$same" ]; then echo "env_same 1"
+else sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"; fi
 echo "published $pubt"
 if [ -n "$both" ]; then echo "link $lt"; fi
 for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
@@ -168,16 +178,20 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
     """Ready, built for this stage with this release, its env file for the stage what it should be (mode
     0600; with keep_env, a rollback's: any it has) and shared/<stage>.env the symlink through the link."""
     names = [*config.project.shared_dirs, *config.project.shared_files]
+    env = env_file(layout, config, stage)
+    compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
                  layout.built_marker(stage.name), layout.release_env(release.id, stage.name),
-                 layout.env_file(stage.name), layout.link(stage.link), *names], check=False)
+                 layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "", *names],
+                input=env if compare else None, check=False)
     state = parse_stage_state(out)
     known, target = stage_link_of(out)
     if known:
         remember_link(t, stage.link, target)
-    want = {"built": release.id, "env_mode": "600",
-            "env_sha256": hashlib.sha256(env_file(layout, config, stage)).hexdigest(),
+    want = {"built": release.id, "env_mode": "600", "env_sha256": hashlib.sha256(env).hexdigest(),
             "published": layout.env_file_target(stage.link, stage.name), "missing": []}
+    if state and compare and "env_same 1" in out.splitlines():
+        state["env_sha256"] = want["env_sha256"]   # the host compared the very bytes
     if keep_env and state and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
         want["env_sha256"] = state["env_sha256"]    # a rollback: the env file the release has, whatever it holds
     return state == want
