@@ -29,11 +29,13 @@ from .links import known_link, release_of, remember_link, set_link, switch_link
 from .releaselog import append_record, make_record
 
 # $1 link, $2 intent file, $3 the link's target when this run knows it ("=<target>", or "-": no link; then
-# no readlink runs), "" to read it; for a switch to a release also $4 its dir, $5 its ready marker, $6 the
-# stage's built marker, then the shared paths that must be linked into it. Prints the link's target, the
-# readiness lines (ready 0|1, built <id>, missing <path>...) and, after a separator, the intent if any.
-STATE = r'''link=$1; intent=$2
-case $3 in =*) echo "link ${3#=}";; -) echo "link ";; *) echo "link $(readlink -- "$link")";; esac
+# no readlink runs), "" to read it (readlink runs only for a symlink); for a switch to a release also $4
+# its dir, $5 its ready marker, $6 the stage's built marker, then the shared paths that must be linked into
+# it. Prints the link's target, the readiness lines (ready 0|1, built <id>, missing <path>...) and, after a
+# separator, the intent if any.
+STATE = r'''link=$1; intent=$2; t=
+case $3 in =*) t=${3#=};; -) ;; *) [ -L "$link" ] && t=$(readlink -- "$link");; esac
+echo "link $t"
 if [ $# -gt 3 ]; then
   rel=$4; ready=$5; marker=$6; shift 6
   [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
