@@ -5,7 +5,7 @@ runs under WATCH on the host, three small processes around the work:
 
     O  sh -c WATCH dst-watch [ARGV...]    says "dst-watch <pid> <start> <boot id>" on stderr, waits for S
     |- R  relays the connection's stdin to S (cat); when that stdin ends while O still waits: `lost`
-    `- S  the session's sh (or ARGV): its children are the commands in flight; ARGV done, S ends R
+    `- S  the session's shell (or ARGV): its children are the commands in flight; ARGV done, S ends R
 
 The connection's stdin ends when the deployer is gone (SIGKILLed, its ssh killed after a timeout, a hung
 host that comes back after the deployer gave up on it) and when a run closes its session (then nothing is
@@ -57,7 +57,9 @@ done_() { local me k; { read -r me </proc/self/stat; } 2>/dev/null; me=${me%% *}
 stat_of $$; boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null
 printf 'dst-watch %s %s %s\n' "$$" "$t0" "$boot" >&2
 relay() { cat <&3 3<&-; exec 3<&- >&-; lost; }
-run() { exec 3<&-; [ $# -eq 0 ] && exec sh; "$@"; done_ $?; }
+run() { exec 3<&-; [ $# -gt 0 ] || { [ -r /dev/stdin ] || exec sh
+  unset -f stat_of kids_of freeze moving same signal_all any_alive end_trees hup_ignored finishes lost done_ relay
+  unset st t0 boot; . /dev/stdin; exit; }; "$@"; done_ $?; }
 exec 3<&0
 relay </dev/null 2>/dev/null | run "$@" & wait $!'''
 
@@ -67,7 +69,7 @@ relay </dev/null 2>/dev/null | run "$@" & wait $!'''
 # <command>". A command that is a bare `sh` (a script run by the session) is shown by its first child.
 END = LIB + r'''cmd_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | cut -c1-160; }
 what_of() { local p c k; p=$1; c=$(cmd_of "$1")
-  if [ "$c" = "sh " ]; then kids_of "$1"; for k in $ks; do p=$k; c=$(cmd_of "$k"); break; done; fi
+  case $c in "sh "|"sh -c stat_of() "*) kids_of "$1"; for k in $ks; do p=$k; c=$(cmd_of "$k"); break; done;; esac
   printf '%s\t%s' "$p" "$c"; }
 boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null; roots=
 while read -r p t b; do [ "$b" = "$boot" ] && stat_of "$p" && [ "$t0" = "$t" ] && [ "$st" != Z ] && roots="$roots $p"
