@@ -75,8 +75,11 @@ def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> d
         project = session.config.project
         argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
                  *project.shared_dirs, *project.shared_files]
-    facts = parse_state(t.run(argv))
-    remember_link(t, stage.link, facts["link"])
+    out = t.run(argv)
+    facts = parse_state(out)
+    head = out.partition("--intent--\n")[0].splitlines()
+    if all(line.partition(" ")[0] in ("link", "ready", "built", "missing") for line in head):
+        remember_link(t, stage.link, facts["link"])   # (a target with a newline would show in another line)
     return facts
 
 
