@@ -31,8 +31,9 @@ from .common import StepError, read_text
 # dir, error (tab-separated; dir: the nearest existing directory on the way, so the user learns who owns
 # what it could not write). Shell builtins where they serve (the umask gives the modes, printf writes the
 # files, find runs only when a dead take left a temporary lock): two programs run (mkdir, mv). On a host's
-# first lock, one `mkdir -p` makes the lock's directory (the login's umask, as `mkdir -p` alone did) and the
-# temporary lock in it (-m 755: what umask 022 gives it).
+# first lock, ONE `mkdir -p` makes the lock's directory and $6 in it (the archives' directory, which the
+# upload needs next), on its way to the temporary lock through $6/..: those two with the login's umask, as
+# `mkdir -p` alone made them, the temporary lock with -m 755 (what umask 022 gives it).
 TAKE = r'''lock=$1; d=$3
 unwritable() {
   p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
@@ -48,7 +49,7 @@ if [ -d "$d" ]; then
   done
   umask 022; made=$(mkdir -- "$tmp" 2>&1) || unwritable "$made"
 else
-  made=$(mkdir -p -m 755 -- "$tmp" 2>&1) || unwritable "$made"; umask 022
+  made=$(mkdir -p -m 755 -- "$d/${6:+$6/../}.lock.$4" 2>&1) || unwritable "$made"; umask 022
 fi
 { printf '%s' "$5" > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
@@ -90,6 +91,12 @@ def _stale(info: dict | None) -> bool:
     return False
 
 
+def _archives_dir(layout: Layout) -> str:
+    """The archives' directory by its name in the lock's directory (TAKE's $6), or "" when it is not there."""
+    archives = posixpath.dirname(layout.artifact("x"))
+    return posixpath.basename(archives) if posixpath.dirname(archives) == posixpath.dirname(layout.lock) else ""
+
+
 def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str | None:
     """Take the host's lock for this run, recording this transport's session in it. Returns None when
     taken; a note when taken after breaking a dead run's stale lock (what became of that run's work
@@ -98,7 +105,7 @@ def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str
     for _ in range(2):
         line = t.session.line() if t.session else ""
         out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
-                     secrets.token_hex(6), json.dumps(info)]).strip()
+                     secrets.token_hex(6), json.dumps(info), _archives_dir(layout)]).strip()
         if out == "taken":
             return note
         if out.startswith("unwritable\t"):
