@@ -29,8 +29,12 @@ from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
 # venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
-# of its release json, ${10} the venv's complete marker, then the directories the stage's build and switch
-# make when missing (its shared dirs, its link's directory): made by the same mkdir as the release dir
+# of its release json, ${10} the venv's complete marker, ${11} the release's env dir for the stage's env
+# file, then the directories the stage's build and switch make when missing (its shared dirs, its link's
+# directory). ONE mkdir makes them all: the env dir 0700 (-m) with the release dir on its way, the others
+# through "<dir>/.." (made on the way, with the login's umask, as `mkdir -p <dir>` made them); tar keeps
+# the env dir as made (--no-overwrite-dir: the archive has no entry for the release dir itself), and then
+# says so ("env_dir 700"), so the stage's build runs no chmod on it.
 # The venv is shared by every release with the same wheelhouse digest: built once per host, in place at
 # its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
 # complete last; one without the marker (a build that died) is built again from scratch. The host's
@@ -38,7 +42,7 @@ from .links import remember_link
 # changed again; a new requirement is a new digest, so a new venv.
 UNPACK = r'''set -e
 rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7; ready=$8; metaf=$9; venv_done=${10}
-shift 10
+envd=${11}; shift 11
 if [ -d "$rel" ] && [ ! -f "$ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$ready" ] && exit 0
 if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
@@ -48,8 +52,10 @@ if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
       -r "$wheels/requirements.txt"
   : > "$venv_done"
 fi
-mkdir -p -- "$rel" "$@"
-tar -xzf "$art" -C "$rel" --no-same-owner
+for d; do set -- "$@" "$d/.."; shift; done
+mkdir -p -m 700 -- "$envd" "$@"
+tar -xzf "$art" -C "$rel" --no-same-owner --no-overwrite-dir
+if [ -d "$envd" ] && [ ! -L "$envd" ]; then echo "env_dir 700"; fi
 printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
 printf '%s\n' "$meta" > "$metaf"
@@ -59,7 +65,7 @@ printf '%s\n' "$meta" > "$metaf"
 # The stage-level build after the unpack, in ONE command (shell builtins where they serve: a program runs
 # only for what changes). $1 release dir, $2 the number of shared links, then that many quadruples: kind
 # (d|f), path in the release, relative link target, absolute shared path (run at every build of a stage,
-# so a shared file added to the config later is linked too); then WRITE_ENV's five arguments (the env file
+# so a shared file added to the config later is linked too); then WRITE_ENV's six arguments (the env file
 # on stdin); then "1" to empty the stage dirs first, the stage's built marker and the release id (or two
 # "" when the caller writes the marker after more work: buildout, build_command), then the stage dirs.
 STAGE_FILES = r'''set -e
@@ -203,11 +209,14 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
-    t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-           release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "", layout.ready(release.id),
-           layout.release_meta(release.id), layout.venv_complete(release.wheels) if venv else "",
-           *[layout.join("shared", d) for d in config.project.shared_dirs],
-           posixpath.dirname(layout.link(stage.link))])
+    env_dir = posixpath.dirname(layout.release_env(release.id, stage.name))
+    unpacked = t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
+                      release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "",
+                      layout.ready(release.id), layout.release_meta(release.id),
+                      layout.venv_complete(release.wheels) if venv else "", env_dir,
+                      *[layout.join("shared", d) for d in config.project.shared_dirs],
+                      posixpath.dirname(layout.link(stage.link))])
+    env_dir_made = "env_dir 700" in unpacked.splitlines()
     failpoints.hit("build.after_unpack", t.host)
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     links = shared_links(layout, config, rel)
@@ -217,7 +226,8 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     marker = ["", ""] if more else [layout.built_marker(stage.name), release.id]
     env = env_file(layout, config, stage)
     t.run(["sh", "-c", STAGE_FILES, "sh", rel, str(len(links) // 4), *links,
-           *write_env_args(layout, stage, release.id, keep_env, env), "1" if fresh_stage_dirs else "", *marker,
+           *write_env_args(layout, stage, release.id, keep_env, env, env_dir_made), "1" if fresh_stage_dirs else "",
+           *marker,
            *stage_dirs], input=env)
     if not more:
         return

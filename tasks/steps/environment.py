@@ -35,12 +35,13 @@ def database_url(db: Database) -> str:
 # stdin: the env file. $1 the release's env file, $2 "1" to keep one the release already has (a rollback),
 # "r" to write it from stdin read by the shell itself (a short text: no cat runs), "" to write it by cat,
 # $3 shared/<stage>.env, $4 its target (through the stage's link), $5 the env file of the release live now
-# (through the link); then shift 5, so that build.py's stage script goes on with its own arguments.
+# (through the link), $6 "1" when the release's env dir was just made 0700 (no chmod then); then shift 6,
+# so that build.py's stage script goes on with its own arguments.
 # A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
 # now, so it is moved into that release before the symlink replaces it. A shared/<stage>.env that is not
 # there yet is made by one symlink(2) (nothing to replace: no temporary link, no rename).
-WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; shift 5
-if [ -d "${envf%/*}" ]; then chmod 700 "${envf%/*}"; else (umask 077; mkdir -p "${envf%/*}"); fi
+WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; made=$6; shift 6
+if [ -d "${envf%/*}" ]; then [ -n "$made" ] || chmod 700 "${envf%/*}"; else (umask 077; mkdir -p "${envf%/*}"); fi
 if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${live%/*/*}" ] && [ ! -e "$live" ]; then
   (umask 077; mkdir -p "${live%/*}"; cp -- "$pub" "$live.tmp"; mv -f -- "$live.tmp" "$live")
 fi
@@ -66,12 +67,15 @@ fi
 TEXT_MAX = 4096   # an env file up to this size, without NUL, is read by the shell's read (a byte a syscall)
 
 
-def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool, env: bytes | None = None) -> list[str]:
-    """WRITE_ENV's five arguments (the env itself, `env`, goes through stdin: env_file())."""
+def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool, env: bytes | None = None,
+                   dir_made: bool = False) -> list[str]:
+    """WRITE_ENV's six arguments (the env itself, `env`, goes through stdin: env_file()). dir_made: the
+    release's env dir was just made 0700 (build.UNPACK said so)."""
     text = env is not None and len(env) <= TEXT_MAX and b"\0" not in env
     how = "1" if keep else ("r" if text else "")
     return [layout.release_env(rid, stage.name), how, layout.env_file(stage.name),
-            layout.env_file_target(stage.link, stage.name), layout.live_env(stage.link, stage.name)]
+            layout.env_file_target(stage.link, stage.name), layout.live_env(stage.link, stage.name),
+            "1" if dir_made else ""]
 
 
 def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
