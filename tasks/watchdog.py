@@ -94,7 +94,9 @@ end_trees $roots'''
 
 # ssh hands its command to the login shell, which may be fish or csh (no newline in quotes there): one line
 WATCH_LINE = WATCH.replace("\n", "; ")
-SESSION = "exec sh -c '" + WATCH_LINE.replace("'", "'\\''") + "' dst-watch"   # what ssh runs for a session
+# what ssh runs for a session; its $0 is "sh", the name the session's commands had in their shell's messages
+# ("sh: 1: cannot create ...") when an exec'd sh ran them
+SESSION = "exec sh -c '" + WATCH_LINE.replace("'", "'\\''") + "' sh"
 WAIT_BOUND = 600   # seconds a lock breaker waits for a dead run's command that finishes alone
 _IDENT = re.compile(r"dst-watch (\d{1,10}) (\d{1,20}) ([0-9a-f-]{36})")
 
