@@ -346,8 +346,10 @@ class SshHost:
             raise HarnessError(f"host {self.name}: sshd did not come up on port {self.port}: {e}\n  "
                                + "\n  ".join(tail)) from None
         self._ns = mount_ns(self._proc.pid)
+        self._pin_ns()
         if self._ns is None or self._ns == mount_ns(os.getpid()):
             self._stop_proc()
+            self._unpin_ns()
             raise HarnessError(f"host {self.name}: sshd is not in a mount namespace of its own")
         return self
 
@@ -390,7 +392,26 @@ class SshHost:
                     raise HarnessError(f"host {self.name}: processes {pids} survive SIGKILL")
                 time.sleep(0.01)
         self._stop_proc()
+        self._unpin_ns()
         self._ns = None
+
+    def _pin_ns(self) -> None:
+        """Hold the host's mount namespace open (an fd on it) until kill() is done with it: a namespace
+        whose last process is gone is freed, and its number (what mount_ns names) goes to the next one made,
+        often another test worker's host starting that moment; kill() must never take that one for this."""
+        self._unpin_ns()
+        try:
+            self._ns_fd = os.open(f"/proc/{self._proc.pid}/ns/mnt", os.O_RDONLY)
+        except OSError:
+            self._ns_fd = None
+        if self._ns_fd is not None and mount_ns(self._proc.pid) != self._ns:
+            self._unpin_ns()          # the process changed namespace in between: not ours to pin
+            self._ns = None
+
+    def _unpin_ns(self) -> None:
+        fd, self._ns_fd = getattr(self, "_ns_fd", None), None
+        if fd is not None:
+            os.close(fd)
 
     def _stop_proc(self) -> None:
         if self._proc is not None:

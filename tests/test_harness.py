@@ -3,12 +3,14 @@ option file, nginx following a link switch."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from harness import NASTY_PASSWORD, option_file_value, write_option_file
+from harness import NASTY_PASSWORD, mount_ns, option_file_value, write_option_file
 
 PWNED = Path("/tmp/pwned")
 
@@ -89,6 +91,29 @@ def test_kill_one_host_and_start_it_again(ssh_hosts):
     assert web2.pid != old_pid
     assert web2.ssh("cat /srv/kept").stdout == "kept\n"
     web2.run(["rm", "/srv/kept"], check=True)
+
+
+def test_killing_a_host_never_touches_a_namespace_made_after_its_own_emptied(ssh_hosts):
+    """A host whose last process died keeps its mount namespace (pinned) until kill() is done with it; else
+    the kernel gives that namespace's number to the next one made (another worker's host starting), and
+    kill(), which ends every process in the namespace of that number, would end that one's."""
+    web2 = ssh_hosts["web2"]
+    gone = mount_ns(web2.pid)
+    os.kill(web2.pid, signal.SIGKILL)                 # the host's only process: its namespace empties
+    web2._proc.wait()
+    other = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while mount_ns(other.pid) in (None, mount_ns(os.getpid())) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mount_ns(other.pid) not in (None, gone, mount_ns(os.getpid()))
+        web2.kill()
+        assert other.poll() is None, "kill() ended a process of another namespace"
+    finally:
+        other.kill()
+        other.wait()
+        web2.start()
+    assert web2.ssh("true").returncode == 0
 
 
 def test_third_host(ssh_hosts):
