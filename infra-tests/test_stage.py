@@ -1,6 +1,6 @@
 """What must hold on every host of a stage after a deploy, promote or rollback.
 
-Every fact of a host is read by ONE command (doit_stages.steps.verify's FACTS script and its parser, as
+Every fact of a host is read by ONE command (doit_stages.steps.facts' FACTS script and its parser, as
 pyinfra reads state) instead of a dozen testinfra probes: verify runs after every deploy, and this halves
 its time on many hosts.
 The fixtures (host, stage, release, layout, config) come from doit_stages.infra_plugin."""
@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from doit_stages.steps.verify import database_check_command, facts_command, parse_facts
+from doit_stages.steps.facts import facts_command, parse_facts
+from doit_stages.steps.verify import database_check_command
 
 
 @pytest.fixture(scope="module")

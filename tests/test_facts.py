@@ -17,7 +17,7 @@ from doit_stages.layout import Layout
 from doit_stages.steps import build, cleanup, leftovers, switch, upload
 from doit_stages.steps.archive import Release
 from doit_stages.steps.backup import LIST, parse_backup_list
-from doit_stages.steps.verify import facts_argv, parse_facts
+from doit_stages.steps.facts import facts_argv, parse_facts
 from doit_stages.transport import LocalTransport
 
 FACTS = Path(__file__).parent / "facts"
