@@ -109,8 +109,7 @@ def unfinished_migration(s: Session, stage: Stage) -> str:
         return ""
     how = (f", its restore of {db.name} from {rec['before']['file']} after the migration failed did not finish"
            if rec.get("restoring") else "")
-    command = f"{'promote' if stage.promote_from else 'deploy'}:{stage.name}"
-    return f"; UNFINISHED migration of {rec['release']} on database {db.name}{how}: doit {command} finishes it"
+    return f"; UNFINISHED migration of {rec['release']} on database {db.name}{how}: doit {stage.chain_task} finishes it"
 
 
 def format_table(rows: list[list[str]]) -> str:

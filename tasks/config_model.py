@@ -113,6 +113,11 @@ class Stage:
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
 
+    @property
+    def chain_task(self) -> str:
+        """The doit task that brings this stage up to date: promote:<name> or deploy:<name>."""
+        return f"{'promote' if self.promote_from else 'deploy'}:{self.name}"
+
 
 @dataclass(frozen=True)
 class Project:

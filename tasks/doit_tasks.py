@@ -168,9 +168,8 @@ def commands_(run: Run):
     """deploy/promote (the chains), backup, restore, verify, rollback, unlock and rehearsal of each stage."""
     config = run.config
     for s in config.stages.values():
-        kind = "promote" if s.promote_from else "deploy"
         what = f"promote the release of {s.promote_from}: " if s.promote_from else "deploy: "
-        yield {"basename": f"{kind}:{s.name}", "actions": None, "task_dep": chain(config, s),
+        yield {"basename": s.chain_task, "actions": None, "task_dep": chain(config, s),
                "doc": what + " -> ".join(chain(config, s))}
     for db in config.databases.values():
         if db.backup_host:

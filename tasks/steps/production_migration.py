@@ -130,9 +130,8 @@ def _failed(session, db: Database, stage: Stage, exc: StepError, record: dict, b
         try:
             restore_in_place(session, db, before)
         except StepError as failed:
-            command = f"doit {'promote' if stage.promote_from else 'deploy'}:{stage.name}"
             raise StepError(f"{exc}. Restoring {db.name} from {before['file']} (restore_on_failed_migration = "
-                            f"yes) failed too: {failed}; {command} finishes the restore once that is "
+                            f"yes) failed too: {failed}; doit {stage.chain_task} finishes the restore once that is "
                             f"fixed") from None
         _close(session, db, record, "restored")
         raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
