@@ -165,7 +165,8 @@ def check_interpreter(t: Transport, release_key: str, rid: str, build: str = "pi
 def pip_index_args() -> list[str]:
     """The user's pip configuration (files and PIP_* variables, as `pip config list` shows it) said to uv:
     index-url, extra-index-url, find-links, no-index, constraint. An environment variable wins over a
-    command's section ([wheel]), which wins over [global]."""
+    command's section ([wheel]), which wins over [global]. Like pip, uv then takes the best version from
+    all the indexes (its own default stops at the first index that has the name)."""
     res = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
     return uv_args_of(res.stdout if res.returncode == 0 else "")
 
@@ -181,7 +182,7 @@ def uv_args_of(listing: str) -> list[str]:
         if key in ("index-url", "extra-index-url", "find-links", "no-index", "constraint"):
             if rank[section] > best.get(key, (0, ""))[0]:
                 best[key] = (rank[section], value)
-    args: list[str] = []
+    args: list[str] = ["--index-strategy", "unsafe-best-match"]   # pip's way: every index, the best version
     for key, flag in (("index-url", "--index-url"), ("extra-index-url", "--extra-index-url"),
                       ("find-links", "--find-links"), ("constraint", "--constraint")):
         for value in best.get(key, (0, ""))[1].split():
