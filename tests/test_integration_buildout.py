@@ -155,7 +155,8 @@ def test_unpinned_eggs_fail_the_archive_all_in_one_line(world):
         lines = [ln for ln in (res.stdout + res.stderr).splitlines() if "not pinned" in ln]
         assert lines == ["ERROR: archive: not pinned in [versions]: attrs ([django] eggs in buildout.cfg), six "
                          "([django] eggs in buildout.cfg); add name = version for each (the hosts' buildout picks "
-                         "no version: it installs only what [versions] pins, from the wheelhouse)"], res.stdout + res.stderr
+                         "no version: it installs only what [versions] pins, from the wheelhouse)"], \
+            res.stdout + res.stderr
         assert "Traceback" not in res.stderr
         assert {link: p.links(link) for link in links} == links
         assert [sorted(h.path("/srv/blog/releases").iterdir()) for h in world["hosts"]] == releases
