@@ -158,3 +158,16 @@ def test_a_release_without_a_python_key_keeps_its_json():
     assert json.loads(old.to_json()) == {"id": old.id, "revision": old.revision, "sha256": old.sha256, "wheels": "d1"}
     new = Release(old.id, old.revision, old.sha256, "d2", "cpython-3.11.2-linux-x86_64")
     assert Release.from_json(new.to_json()) == new and Release.from_json(old.to_json()) == old
+
+
+def test_a_promoted_release_goes_only_to_a_host_running_its_python(tmp_path):
+    from doit_stages.config import Host
+    from doit_stages.transport import LocalTransport
+    t = LocalTransport(Host("local"))
+    here = facts.interpreter_key(wheelhouse.read_interpreter(t))
+    wheelhouse.check_interpreter(t, here, "blog-2024-01-01-0000-abcdef012345")
+    with pytest.raises(StepError) as exc:
+        wheelhouse.check_interpreter(t, "cpython-3.11.0-linux-x86_64", "blog-2024-01-01-0000-abcdef012345")
+    assert str(exc.value).startswith(f"local: runs CPython {here.split('-')[1]} (linux x86_64), and release "
+                                     "blog-2024-01-01-0000-abcdef012345's wheelhouse was built for "
+                                     "cpython-3.11.0-linux-x86_64 (the hosts it was archived for)")
