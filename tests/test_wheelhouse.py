@@ -32,8 +32,10 @@ def test_includes_are_followed_inside_the_archive_relative_to_the_including_file
              "constraints.txt": "Django==5.2.19\n"}
     found, local = wheelhouse.requirement_files(reader(files), "requirements.txt")
     assert sorted(found) == sorted(files) and not local
-    _, local = wheelhouse.requirement_files(reader({"r.txt": "-e .\n"}), "r.txt")
-    assert local
+    for line, is_local in (("-e .", True), ("./vendor/lib", True), ("--find-links ./wheels", True),
+                           ("-f vendor/wheels", True), ("-f https://example.org/wheels/", False), ("Django", False)):
+        _, local = wheelhouse.requirement_files(reader({"r.txt": f"six\n{line}\n"}), "r.txt")
+        assert local == is_local, line
 
 
 @pytest.mark.parametrize("line, said", [

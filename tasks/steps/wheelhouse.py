@@ -30,8 +30,10 @@ from .facts import INTERPRETER, interpreter_argv, interpreter_key, interpreter_t
 
 # -r FILE, --requirement FILE, --requirement=FILE, -rFILE; likewise -c / --constraint
 INCLUDE_RE = re.compile(r"^(?:-(?P<short>[rc])\s*|--(?P<long>requirement|constraint)(?:\s*=\s*|\s+))(?P<path>\S+)")
-# a requirement that is a path inside the repository (its bytes are part of what is built)
-LOCAL_RE = re.compile(r"^(?:-e\s+|--editable(?:\s*=\s*|\s+))?(?:\.|/|file:)")
+# a requirement (or a find-links directory) that is a path inside the repository: its bytes are part of
+# what is built, so the digest then covers the whole archive
+LOCAL_RE = re.compile(r"^(?:-e\s*|--editable(?:\s*=\s*|\s+))?(?:\.|/|file:)|^(?:-f|--find-links)[\s=]*(?=\S)"
+                      r"(?!\S*://)")
 
 
 # -- the requirements, from the archive ------------------------------------------------------------------
