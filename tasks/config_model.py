@@ -146,6 +146,7 @@ class Project:
     infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
     max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
     buildout_config: str = "buildout.cfg"
+    requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
 
     @property
     def store(self) -> S3Store | None:

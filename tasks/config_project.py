@@ -98,6 +98,15 @@ def buildout_config(value: str, sec: Section) -> str:
     return value
 
 
+def requirements(value: str, sec: Section) -> str:
+    """build = pip: the requirements file inside the release (its -r / -c includes are resolved there)."""
+    if sec.written("requirements") and sec.values["build"] != "pip":
+        raise Problem(f"only used with build = pip (build is {sec.values['build']}); remove it")
+    if rules.relative_path_problem(value):
+        raise Problem(f"{value!r} must be a file inside the release, like requirements/production.txt")
+    return value
+
+
 PROJECT: dict[str, Key] = {
     "name": Key(name, "", "letters, digits, '-', '_': used in release ids and backup names"),
     "source": Key(source, "", "the app's repository, git or hg; relative to this file"),
@@ -127,6 +136,8 @@ PROJECT: dict[str, Key] = {
     "parallel": Key(whole(1), "10", "hosts worked on at once within a node"),
     "max_write_stall": Key(duration, "5s", "promote:staging refuses a rehearsal with a longer write stall"),
     "buildout_config": Key(buildout_config, "buildout.cfg", "build = buildout: the config run in the release"),
+    "requirements": Key(requirements, "requirements.txt",
+                        "build = pip: the file pip reads (its -r / -c includes resolved in the archive)"),
 }
 
 

@@ -9,6 +9,12 @@ RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\
 READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
 RELEASE_META = ".deploy-release.json"   # in a release: its Release (id, revision, sha256, wheels) as JSON
 ENV_DIR = ".deploy-env"          # in a release (0700): <stage>.env (0600), what the release runs with on that stage
+REVISION = "REVISION"            # in a release: its full revision (Capistrano's name)
+VENV_LINK = ".venv"              # in a release (build = pip | buildout): a link to its venv under .deploy/venvs/
+BUILDOUT_DIR = ".buildout"       # in a release (build = buildout): eggs/ and each stage's part
+# Names the tool writes at the top of every release: an archive holding one is refused (archive.py), and
+# the unpack never extracts them (a shipped ready marker would make a half-unpacked release look ready).
+TOOL_NAMES = (READY, RELEASE_META, ENV_DIR, REVISION, VENV_LINK, BUILDOUT_DIR)
 
 
 def release_id(name: str, commit_time: int, revision: str) -> str:

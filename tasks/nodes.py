@@ -69,7 +69,7 @@ def run_upload(s: Session, r: Releases, stage: Stage) -> str:
             source = store_source(s.config, release, what, progress)
 
         def one(t):
-            if upload_release(t, s.layout, release, build_dir, source):
+            if upload_release(t, s.layout, release, build_dir, source, promoted=bool(stage.promote_from)):
                 progress.sent(size)
         s.hosts.each(stage.hosts, one, what, progress)
     via = f" (through {s.config.project.store.url})" if source else ""

@@ -326,3 +326,82 @@ def test_hg_archive_has_no_archival_metadata(tmp_path):
     names = set(members(tmp_path / "build" / f"{release.id}.tar.gz"))
     assert ".hg_archival.txt" not in names and not any(n.startswith(".hg/") for n in names)
     assert "manage.py" in names
+
+
+# -- the tool's own names, submodules, uncommitted changes ---------------------------------------------------
+@pytest.mark.parametrize("name", [".deploy-ready", ".deploy-release.json", ".deploy-env/prod.env", "REVISION",
+                                  ".venv/bin/python"])
+def test_an_archive_holding_a_name_the_tool_writes_is_refused(tmp_path, name):
+    """A shipped .deploy-ready made a half-unpacked release look ready (issue 16)."""
+    repo = app_repo("git", tmp_path / "repo")
+    repo.write(name, "x\n")
+    repo.commit()
+    project = repo.project()
+    with pytest.raises(StepError) as info:
+        make_archive(project, resolve_revision(project, ""), tmp_path / "build")
+    top = name.split("/")[0]
+    assert f"refused: {top!r} is a name the deploy tool writes into every release" in str(info.value)
+    assert "rename or remove it in the repository" in str(info.value) and "\n" not in str(info.value)
+    assert not list((tmp_path / "build").glob("*.tar.gz"))
+    repo.write("docs/REVISION", "x\n")        # the same name deeper down is the app's own
+    repo.run("rm", "-q", "-r", top)
+    repo.commit("moved")
+    release = make_archive(project, resolve_revision(project, ""), tmp_path / "build")
+    assert "docs/REVISION" in members(tmp_path / "build" / f"{release.id}.tar.gz")
+
+
+def submodule_repo(tmp_path: Path) -> tuple[Repo, Repo, str]:
+    lib = Repo("git", tmp_path / "lib")
+    lib.write("lib.py", "VERSION = 1\n")
+    first = lib.commit("lib 1")
+    lib.write("lib.py", "VERSION = 2\n")
+    lib.commit("lib 2")
+    app = app_repo("git", tmp_path / "app")
+    app.run("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(lib.path), "vendor/lib")
+    app.run("-C", "vendor/lib", "checkout", "-q", first)
+    app.commit("with a submodule at lib 1")
+    return app, lib, first
+
+
+def test_a_submodule_ships_its_recorded_commit_and_reproducibly(tmp_path):
+    app, lib, first = submodule_repo(tmp_path)
+    project = app.project()
+    release = make_archive(project, resolve_revision(project, ""), tmp_path / "build")
+    archive = tmp_path / "build" / f"{release.id}.tar.gz"
+    got = members(archive)
+    assert "vendor/lib/lib.py" in got and "manage.py" in got
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("vendor/lib/lib.py").read() == b"VERSION = 1\n"   # the commit recorded, not lib's head
+    app.run("-C", "vendor/lib", "checkout", "-q", "main")     # the working tree moved on: not what ships
+    again = make_archive(project, resolve_revision(project, ""), tmp_path / "build2")
+    assert sha256(tmp_path / "build2" / f"{again.id}.tar.gz") == sha256(archive)
+
+
+def test_a_submodule_not_checked_out_is_one_line_saying_what_to_do(tmp_path):
+    app, lib, first = submodule_repo(tmp_path)
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(app.path), str(clone)], check=True)   # without --recursive
+    project = Project(name="blog", source=clone, scm="git", build="none")
+    with pytest.raises(StepError) as info:
+        make_archive(project, resolve_revision(project, ""), tmp_path / "build")
+    msg = str(info.value)
+    assert f"submodule vendor/lib (commit {first[:12]}) is not checked out in {clone}" in msg
+    assert "git submodule update --init --recursive" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("scm", SCMS)
+def test_uncommitted_changes_are_named_and_what_ships_is_the_commit(tmp_path, scm):
+    from doit_stages.steps.source import dirty_note
+    repo = app_repo(scm, tmp_path / "repo")
+    commit = repo.commit()
+    project = repo.project()
+    assert dirty_note(project, resolve_revision(project, "")) is None
+    repo.write("blog/settings.py", "DEBUG = True\n")
+    repo.write("notes.txt", "todo\n")
+    note = dirty_note(project, resolve_revision(project, ""))
+    assert note.startswith(f"note: {repo.path} has uncommitted changes, which do not ship (what ships is commit "
+                           f"{commit[:12]}")
+    assert "blog/settings.py" in note and "notes.txt" in note and "\n" not in note
+    release = make_archive(project, resolve_revision(project, ""), tmp_path / "build")
+    with tarfile.open(tmp_path / "build" / f"{release.id}.tar.gz") as tar:
+        assert tar.extractfile("blog/settings.py").read() == b"DEBUG = False\n"

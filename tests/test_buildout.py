@@ -181,3 +181,41 @@ def test_dispatchers_run_the_stage_script_and_refuse_a_clash(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 3 and "is the release's own file" in res.stderr
     assert (rel / "bin" / "django").read_text() == "#!/bin/sh\necho the app's own\n"
+
+
+# -- eggs nobody pinned ----------------------------------------------------------------------------------
+ENV311 = {"implementation_name": "cpython", "implementation_version": "3.11.2", "os_name": "posix",
+          "platform_machine": "x86_64", "platform_release": "6.1", "platform_system": "Linux", "platform_version": "1",
+          "python_full_version": "3.11.2", "platform_python_implementation": "CPython", "python_version": "3.11",
+          "sys_platform": "linux"}
+
+
+def test_egg_roots_are_recipes_eggs_and_extensions():
+    from doit_stages.steps.buildout_pins import egg_roots
+    cfg = parse_cfg("[buildout]\nparts = django test\nextensions = mr.developer\n[django]\nrecipe = djangorecipe\n"
+                    "eggs =\n    Django\n    ${buildout:eggs}\n    celery[redis] >= 5  # the queue\n"
+                    "[test]\nrecipe = zc.recipe.egg:scripts\neggs = pytest\n[unused]\nrecipe = nope\n", "b.cfg")
+    assert egg_roots(cfg) == [("mr.developer", "[buildout] extensions"), ("djangorecipe", "the recipe of [django]"),
+                              ("Django", "[django] eggs"), ("celery[redis] >= 5", "[django] eggs"),
+                              ("zc.recipe.egg", "the recipe of [test]"), ("pytest", "[test] eggs")]
+
+
+def test_unpinned_eggs_are_found_through_the_pinned_ones_requirements_with_markers_and_extras():
+    from doit_stages.steps.buildout_pins import unpinned_eggs
+    deps = {"djangorecipe": ["zc.buildout", "zc.recipe.egg", "Django"],
+            "django": ["asgiref>=3.8", "sqlparse", 'tzdata; sys_platform == "win32"'],
+            "celery": ["kombu", 'redis>=4; extra == "redis"', 'exceptiongroup; python_version < "3.11"'],
+            "zc-recipe-egg": ["zc.buildout>=3", "setuptools"]}
+    pins = {"djangorecipe": "2.2.1", "Django": "5.2", "asgiref": "3.8", "zc.buildout": "6.0", "celery": "5.4",
+            "zc.recipe.egg": "6.0", "setuptools": "80"}
+    roots = [("djangorecipe", "the recipe of [django]"), ("celery[redis]", "[django] eggs"), ("blog", "[django] eggs")]
+    found = unpinned_eggs(roots, pins, lambda n: deps.get(n, []), ENV311, skip={"blog"})
+    assert found == {"sqlparse": "Django", "kombu": "celery", "redis": "celery"}
+
+
+def test_develop_egg_names_are_read_without_running_them():
+    from doit_stages.steps.buildout_pins import develop_names
+    files = {"pyproject.toml": '[build-system]\nrequires = []\n[project]\nname = "Blog_App"\n',
+             "libs/a/setup.cfg": "[metadata]\nname = lib-a\n", "libs/b/setup.py": "setup(name='lib.b')\n"}
+    cfg = {"buildout": {"develop": ". libs/a libs/b libs/none"}}
+    assert develop_names(cfg, files.get) == {"blog-app", "lib-a", "lib-b"}

@@ -51,6 +51,7 @@ EXAMPLES = {
         "parallel": ("4", 4, {}),
         "max_write_stall": ("1m", 60, {}),
         "buildout_config": ("deploy/base.cfg", "deploy/base.cfg", BUILDOUT),
+        "requirements": ("requirements/production.txt", "requirements/production.txt", {"project": {"build": "pip"}}),
     },
     "stage": {
         "hosts": ("ssh://deploy@web7:2222", (Host("ssh://deploy@web7:2222", "web7", "deploy", 2222),), {}),

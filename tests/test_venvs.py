@@ -79,3 +79,22 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
     assert sorted(os.listdir(venvs)) == ["d1"]        # d still links it
     t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, layout.release(d.id)])
     assert os.listdir(venvs) == [] and os.listdir(layout.releases) == []
+
+
+def test_a_venv_is_made_only_by_the_python3_its_wheelhouse_was_resolved_for(world):
+    import subprocess
+
+    from doit_stages.steps.common import StepError
+    from doit_stages.steps.facts import KEY_CODE
+    config, stage, layout, t = world
+    here = subprocess.run(["python3", "-I", "-S", "-c", KEY_CODE], capture_output=True, text=True).stdout.strip()
+    other = release(layout, 5, "d5")
+    other = Release(other.id, other.revision, other.sha256, "d5", "cpython-3.11.0-linux-x86_64")
+    with pytest.raises(StepError) as exc:
+        build_release(t, layout, config, stage, other, fresh_stage_dirs=False)
+    assert str(exc.value) == (f"local: python3 there is {here}, and release {other.id}'s wheelhouse was built for "
+                              "cpython-3.11.0-linux-x86_64: give this host that python3, or deploy a new release")
+    assert not Path(layout.venv("d5")).exists() and not Path(layout.release(other.id)).exists()
+    mine = Release(other.id, other.revision, other.sha256, "d5", here)
+    build_release(t, layout, config, stage, mine, fresh_stage_dirs=False)
+    assert (Path(layout.venv("d5")) / ".deploy-complete").is_file()

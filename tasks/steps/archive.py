@@ -7,22 +7,20 @@ the tree, devices) is refused here, once, before any host sees it.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
 import posixpath
-import subprocess
-import sys
 import tarfile
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config import Project
-from ..layout import release_id
+from ..layout import TOOL_NAMES, release_id
 from . import buildout as buildout_step
-from .common import StepError, last_line, pack_wheelhouse, sha256_file
+from . import wheelhouse
+from .common import StepError, sha256_file
+from .facts import interpreter_key
 from .source import Revision, export_tree
 
 
@@ -32,9 +30,13 @@ class Release:
     revision: str
     sha256: str
     wheels: str = ""        # digest of the wheelhouse (build = pip or buildout), else ""
+    python: str = ""        # the interpreter the wheelhouse is for (facts.interpreter_key), else ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if not data["python"]:   # a release archived before the key existed keeps its json (the hosts' proof)
+            del data["python"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Release":
@@ -46,6 +48,9 @@ def member_problem(name: str, kind: str, linkname: str = "") -> str | None:
     parts = name.split("/")
     if name.startswith("/") or ".." in parts:
         return f"{name!r} leaves the release directory"
+    if parts[0] in TOOL_NAMES:
+        return (f"{parts[0]!r} is a name the deploy tool writes into every release (its ready marker, "
+                "release record, env files, REVISION, venv link); rename or remove it in the repository")
     if kind == "symlink":
         if linkname.startswith("/"):
             return f"link {name!r} points at an absolute path {linkname!r}"
@@ -112,9 +117,11 @@ def _normalise(raw_tar: bytes, mtime: int, out) -> int:
     return count
 
 
-def make_archive(project: Project, rev: Revision, build_dir: Path, buildout_configs: tuple[str, ...] = ()) -> Release:
+def make_archive(project: Project, rev: Revision, build_dir: Path, buildout_configs: tuple[str, ...] = (),
+                 python: dict[str, str] | None = None) -> Release:
     """build/<id>.tar.gz (+ build/<id>.json) and, for build = pip or buildout, the wheelhouse. Idempotent.
-    buildout_configs: every config a stage runs (build = buildout), else [project] buildout_config."""
+    buildout_configs: every config a stage runs (build = buildout), else [project] buildout_config.
+    python: the hosts' interpreter (facts.parse_interpreter), which the wheelhouse is built for."""
     rid = release_id(project.name, rev.time, rev.commit)
     build_dir.mkdir(parents=True, exist_ok=True)
     raw = export_tree(project, rev)
@@ -128,11 +135,16 @@ def make_archive(project: Project, rev: Revision, build_dir: Path, buildout_conf
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    wheels = build_wheelhouse(project, target, build_dir) if project.build == "pip" else ""
+    sha, wheels, key = sha256_file(target), "", ""
+    if project.build in ("pip", "buildout"):
+        assert python is not None, "the hosts' interpreter is read before a wheelhouse is built"
+        key = interpreter_key(python)
+    if project.build == "pip":
+        wheels = build_wheelhouse(project, target, sha, build_dir, python)
     if project.build == "buildout":
         wheels = buildout_step.build_wheelhouse(target, build_dir, buildout_configs or (project.buildout_config,),
-                                                wheelhouse_path)
-    release = Release(rid, rev.commit, sha256_file(target), wheels)
+                                                wheelhouse_path, python)
+    release = Release(rid, rev.commit, sha, wheels, key)
     (build_dir / f"{rid}.json").write_text(release.to_json())
     return release
 
@@ -155,33 +167,12 @@ def wheelhouse_path(build_dir: Path, digest: str) -> Path:
     return build_dir / f"wheels-{digest}.tar"
 
 
-def requirements_of(archive: Path) -> bytes:
-    with tarfile.open(archive, "r:gz") as tar:
-        try:
-            return tar.extractfile("requirements.txt").read()
-        except KeyError:
-            raise StepError("archive: build = pip needs a requirements.txt at the top of the app's "
-                            "repository; add one, or set build = command or none") from None
-
-
-def build_wheelhouse(project: Project, archive: Path, build_dir: Path) -> str:
-    """pip wheel -r requirements.txt, ONCE on this machine; the hosts install from it with --no-index."""
-    req = requirements_of(archive)
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    digest = hashlib.sha256(tag.encode() + b"\0" + req).hexdigest()[:16]
+def build_wheelhouse(project: Project, archive: Path, sha: str, build_dir: Path, python: dict[str, str]) -> str:
+    """The requirements (with their -r / -c includes, from the archive) resolved for the hosts' interpreter
+    and built into wheels ONCE on this machine; returns its digest (which covers that interpreter)."""
+    files, local = wheelhouse.requirement_files(wheelhouse.archive_reader(archive), project.requirements)
+    digest = wheelhouse.wheelhouse_digest(interpreter_key(python), files, sha if local else "")
     target = wheelhouse_path(build_dir, digest)
-    if target.is_file():
-        return digest
-    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
-        (Path(tmp) / "requirements.txt").write_bytes(req)
-        wheel_dir = Path(tmp) / "wheels"
-        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
-                              "-r", str(Path(tmp) / "requirements.txt"), "-w", str(wheel_dir)],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            last = last_line(res.stderr)
-            raise StepError(f"archive: pip wheel -r requirements.txt failed: {last}")
-        pack_wheelhouse(Path(tmp) / "requirements.txt", wheel_dir, target)
+    if not target.is_file():
+        wheelhouse.build_wheelhouse(archive, target, project.requirements, python)
     return digest
-
-

@@ -19,12 +19,13 @@ import shlex
 
 from .. import failpoints
 from ..config import Config, Stage
-from ..layout import Layout
-from ..transport import Transport
+from ..layout import TOOL_NAMES, Layout
+from ..transport import CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
 from .common import StepError, last_line, write_file
 from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, write_env_args
+from .facts import KEY_CODE
 from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
@@ -39,13 +40,21 @@ from .links import remember_link
 # its final path (a venv is not relocatable: its scripts name their python by absolute path), marked
 # complete last; one without the marker (a build that died) is built again from scratch. The host's
 # deploy lock (.deploy/lock, held by the run) keeps two builds from meeting. A complete venv is never
-# changed again; a new requirement is a new digest, so a new venv.
+# changed again; a new requirement is a new digest, so a new venv. ${12}: the interpreter the wheelhouse
+# was resolved for (facts.interpreter_key), ${13} the code that prints the host's (facts.KEY_CODE): a new
+# venv is made only by that python3 ("python <key>" on stderr and exit 4 otherwise). The archive's own copies of
+# the tool's names (the ready marker above all) are never extracted (TOOL_NAMES), and the marker is
+# written only after tar said the whole archive is unpacked (a truncated gzip fails its CRC).
 UNPACK = r'''set -e
 rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7; ready=$8; metaf=$9; venv_done=${10}
-envd=${11}; shift 11
+envd=${11}; want=${12}; keycode=${13}; shift 13
 if [ -d "$rel" ] && [ ! -f "$ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
 [ -f "$ready" ] && exit 0
 if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
+  if [ -n "$want" ]; then
+    have=$(python3 -I -S -c "$keycode") || have=
+    [ "$have" = "$want" ] || { echo "python ${have:-?}" >&2; exit 4; }
+  fi
   rm -rf "$venv"; mkdir -p "$venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
@@ -54,13 +63,13 @@ if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
 fi
 for d; do set -- "$@" "$d/.."; shift; done
 mkdir -p -m 700 -- "$envd" "$@"
-tar -xzf "$art" -C "$rel" --no-same-owner --no-overwrite-dir
+tar -xzf "$art" -C "$rel" --no-same-owner --no-overwrite-dir --anchored @EXCLUDES@
 if [ -d "$envd" ] && [ ! -L "$envd" ]; then echo "env_dir 700"; fi
 printf '%s\n' "$rev" > "$rel/REVISION"
 if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
 printf '%s\n' "$meta" > "$metaf"
 : > "$ready"
-'''
+'''.replace("@EXCLUDES@", " ".join(shlex.quote(f"--exclude={n}") for n in TOOL_NAMES))
 
 # The stage-level build after the unpack, in ONE command (shell builtins where they serve: a program runs
 # only for what changes). $1 release dir, $2 the number of shared links, then that many quadruples: kind
@@ -210,12 +219,18 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
     env_dir = posixpath.dirname(layout.release_env(release.id, stage.name))
-    unpacked = t.run(["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
-                      release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "",
-                      layout.ready(release.id), layout.release_meta(release.id),
-                      layout.venv_complete(release.wheels) if venv else "", env_dir,
-                      *[layout.join("shared", d) for d in config.project.shared_dirs],
-                      posixpath.dirname(layout.link(stage.link))])
+    argv = ["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
+            release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "",
+            layout.ready(release.id), layout.release_meta(release.id),
+            layout.venv_complete(release.wheels) if venv else "", env_dir, release.python, KEY_CODE,
+            *[layout.join("shared", d) for d in config.project.shared_dirs],
+            posixpath.dirname(layout.link(stage.link))]
+    code, unpacked, err = t.call(argv)
+    if code == 4 and err.startswith("python "):
+        raise StepError(f"{t.host}: python3 there is {err.split()[1]}, and release {release.id}'s wheelhouse was "
+                        f"built for {release.python}: give this host that python3, or deploy a new release")
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
     env_dir_made = "env_dir 700" in unpacked.splitlines()
     failpoints.hit("build.after_unpack", t.host)
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]

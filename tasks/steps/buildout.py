@@ -13,23 +13,33 @@ in the release directory for every stage.
 from __future__ import annotations
 
 import hashlib
+import io
 import posixpath
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import Config, Stage
-from ..layout import Layout
+from ..layout import BUILDOUT_DIR, Layout
 from ..transport import Transport
-from .buildout_pins import buildout_version, versions_of, wheel_batches
+from .buildout_pins import (
+    buildout_version,
+    canonical,
+    develop_names,
+    egg_roots,
+    load_cfg,
+    unpinned_eggs,
+    versions_of,
+    wheel_batches,
+)
 from .common import StepError, last_line, pack_wheelhouse
 from .environment import app_command
-
-BUILDOUT_DIR = ".buildout"       # in a release: eggs/ (shared) and <stage>/ (that stage's part)
+from .facts import interpreter_key
 
 # In releases/<id>/bin/: the same few lines for every script buildout made for some stage.
 DISPATCHER = '''#!/bin/sh
@@ -66,27 +76,67 @@ def archive_reader(archive: Path) -> Callable[[str], str | None]:
 
 
 def build_wheelhouse(archive: Path, build_dir: Path, configs: Iterable[str],
-                     path_of: Callable[[Path, str], Path]) -> str:
-    """The wheels of every pin of every config (and zc.buildout's dependencies), tarred; returns its digest."""
+                     path_of: Callable[[Path, str], Path], python: dict[str, str]) -> str:
+    """The wheels of every pin of every config (and zc.buildout's dependencies), for the hosts' interpreter
+    (python), tarred; returns its digest. Then every egg the configs need that no pin covers is refused, all
+    in one line (the hosts' buildout picks nothing)."""
     read = archive_reader(archive)
     per_config = {cfg: versions_of(read, cfg) for cfg in dict.fromkeys(configs)}
     zc = buildout_version(per_config)
     batches = wheel_batches((n, v) for pins in per_config.values() for n, v in pins.items())
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    digest = hashlib.sha256("\0".join([tag, "buildout", *sum(batches, [])]).encode()).hexdigest()[:16]
+    parts = [interpreter_key(python), "buildout", *sum(batches, [])]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
     target = path_of(build_dir, digest)
-    if target.is_file():
-        return digest
+    if not target.is_file():
+        _build(target, build_dir, batches, zc)
+    check_pinned(read, per_config, target, python)
+    return digest
+
+
+def check_pinned(read: Callable[[str], str | None], per_config: dict[str, dict[str, str]], wheelhouse: Path,
+                 python: dict[str, str]) -> None:
+    deps = requires_of(wheelhouse)
+    missing: dict[str, tuple[str, str]] = {}
+    for cfg, pins in per_config.items():
+        loaded = load_cfg(read, cfg)
+        found = unpinned_eggs(egg_roots(loaded), pins, lambda name: deps.get(name, []), python,
+                              develop_names(loaded, read))
+        for name, by in found.items():
+            missing.setdefault(name, (cfg, by))
+    if missing:
+        said = ", ".join(f"{name} ({by} in {cfg})"
+                         for name, (cfg, by) in sorted(missing.items(), key=lambda x: x[0].lower()))
+        raise StepError(f"archive: not pinned in [versions]: {said}; add name = version for each (the hosts' "
+                        "buildout picks no version: it installs only what [versions] pins, from the wheelhouse)")
+
+
+def requires_of(wheelhouse: Path) -> dict[str, list[str]]:
+    """{canonical name: its Requires-Dist lines} of every wheel in the wheelhouse tar."""
+    deps: dict[str, list[str]] = {}
+    with tarfile.open(wheelhouse) as tar:
+        for m in tar:
+            if not m.name.endswith(".whl"):
+                continue
+            with zipfile.ZipFile(io.BytesIO(tar.extractfile(m).read())) as whl:
+                meta = next((n for n in whl.namelist() if n.endswith(".dist-info/METADATA")), None)
+                if meta is None:
+                    continue
+                text = whl.read(meta).decode(errors="replace").split("\n\n")[0]
+            name = canonical(m.name.split("-")[0])
+            deps[name] = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Requires-Dist:")]
+    return deps
+
+
+def _build(target: Path, build_dir: Path, batches: list[list[str]], zc: str) -> None:
     with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
         wheels, constraints = Path(tmp) / "wheels", Path(tmp) / "constraints.txt"
         for batch in batches:
-            _pip("wheel", "--no-deps", "-w", str(wheels), *batch)
+            _pip("wheel", "--no-deps", "--ignore-requires-python", "-w", str(wheels), *batch)
         # zc.buildout's own dependencies (setuptools, pip, wheel, ...), held to the pins where pinned
         constraints.write_text("".join(line + "\n" for line in batches[0]))
         _pip("wheel", "-w", str(wheels), "--find-links", str(wheels), "-c", str(constraints), f"zc.buildout=={zc}")
         (Path(tmp) / "requirements.txt").write_text(f"zc.buildout=={zc}\n")
         pack_wheelhouse(Path(tmp) / "requirements.txt", wheels, target)
-    return digest
 
 
 def _pip(*args: str) -> None:

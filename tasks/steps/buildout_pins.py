@@ -115,3 +115,72 @@ def buildout_version(per_config: dict[str, dict[str, str]]) -> str:
         raise StepError(f"archive: the stages' buildout configs pin different zc.buildout versions "
                         f"({', '.join(sorted(versions))}); pin one")
     return versions.pop()
+
+
+# -- eggs nobody pinned (found here, at archive time, all at once) ---------------------------------------
+def egg_roots(cfg: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    """(requirement, where) of what the config's parts ask buildout to install: buildout's extensions, each
+    part's recipe and its `eggs` (one a line; a ${...} substitution is left to buildout)."""
+    own = cfg.get("buildout", {})
+    roots = [(ext, "[buildout] extensions") for ext in own.get("extensions", "").split()]
+    for part in own.get("parts", "").split():
+        options = cfg.get(part, {})
+        recipe = options.get("recipe", "").split(":")[0].strip()
+        if recipe and "${" not in recipe:
+            roots.append((recipe, f"the recipe of [{part}]"))
+        for line in options.get("eggs", "").splitlines():
+            line = line.split("#")[0].strip()
+            if line and "${" not in line:
+                roots.append((line, f"[{part}] eggs"))
+    return roots
+
+
+def develop_names(cfg: dict[str, dict[str, str]], read: Callable[[str], str | None]) -> set[str]:
+    """The project names of the config's develop eggs (from pyproject.toml, setup.cfg or setup.py in each
+    `develop` directory), as far as they can be read without running them."""
+    names = set()
+    for where in cfg.get("buildout", {}).get("develop", "").split():
+        base = posixpath.normpath(where)
+        for path, pattern in (("pyproject.toml", r"(?ms)^\[project\].*?^name\s*=\s*['\"]([^'\"]+)"),
+                              ("setup.cfg", r"(?ms)^\[metadata\].*?^name\s*=\s*(\S+)"),
+                              ("setup.py", r"\bname\s*=\s*['\"]([^'\"]+)")):
+            text = read(posixpath.join(base, path) if base != "." else path)
+            found = re.search(pattern, text or "")
+            if found:
+                names.add(canonical(found.group(1)))
+                break
+    return names
+
+
+def unpinned_eggs(roots: list[tuple[str, str]], pins: dict[str, str], deps_of: Callable[[str], list[str]],
+                  env: dict[str, str], skip: set[str] = frozenset()) -> dict[str, str]:
+    """{name: what asks for it} of every distribution the roots need, transitively, that [versions] does not
+    pin. deps_of(canonical name) gives a pinned distribution's Requires-Dist lines; markers are evaluated
+    for the hosts' interpreter (env), with the extras asked for."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    pinned = {canonical(n) for n in pins}
+    missing: dict[str, str] = {}
+    seen: set[tuple[str, frozenset]] = set()
+    todo = list(roots)
+    while todo:
+        text, by = todo.pop(0)
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue   # buildout reports what it cannot read itself
+        name = canonical(req.name)
+        if name in skip or (name, frozenset(req.extras)) in seen:
+            continue
+        seen.add((name, frozenset(req.extras)))
+        if name not in pinned:
+            missing.setdefault(req.name, by)
+            continue
+        for dep in deps_of(name):
+            try:
+                d = Requirement(dep)
+            except InvalidRequirement:
+                continue
+            if d.marker and not any(d.marker.evaluate({**env, "extra": e}) for e in (*req.extras, "")):
+                continue
+            todo.append((str(d).split(";")[0].strip(), req.name))
+    return missing

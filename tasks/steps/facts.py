@@ -3,6 +3,8 @@ the release, its env files and the shared dirs resolve to, with their modes and 
 command (FACTS) whose "key=value" lines parse_facts reads."""
 from __future__ import annotations
 
+import json
+import re
 import shlex
 
 from ..config import Config, Stage
@@ -137,3 +139,61 @@ def parse_facts(text: str) -> dict[str, str]:
 def facts_command(layout: Layout, config: Config, stage: Stage, release: str) -> str:
     """The facts script as the built-in checks send it (host.check_output)."""
     return shlex.join(facts_argv(layout, config, stage, release))
+
+
+# -- the interpreter a host builds release venvs with (build = pip | buildout) -----------------------------
+# `python3` as the login's PATH finds it: the one UNPACK runs `python3 -m venv` with. It prints PEP 508's
+# marker environment (what packaging's default_environment() says, computed the same way) plus the C
+# library, as one JSON line: what the wheelhouse is resolved and keyed for. -I -S: no site, no user paths.
+INTERPRETER = r'''import json, os, platform, sys
+i = sys.implementation; v = i.version
+iv = "%d.%d.%d" % (v.major, v.minor, v.micro)
+if v.releaselevel != "final":
+    iv += v.releaselevel[0] + str(v.serial)
+try:
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+except (ValueError, OSError, AttributeError):
+    libc = ""
+print(json.dumps({"implementation_name": i.name, "implementation_version": iv, "os_name": os.name,
+    "platform_machine": platform.machine(), "platform_release": platform.release(),
+    "platform_system": platform.system(), "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "platform_python_implementation": platform.python_implementation(),
+    "python_version": "%d.%d" % sys.version_info[:2], "sys_platform": sys.platform, "libc": libc},
+    sort_keys=True))'''
+MARKER_KEYS = ("implementation_name", "implementation_version", "os_name", "platform_machine", "platform_release",
+               "platform_system", "platform_version", "python_full_version", "platform_python_implementation",
+               "python_version", "sys_platform")
+
+
+def interpreter_argv() -> list[str]:
+    return ["python3", "-I", "-S", "-c", INTERPRETER]
+
+
+def parse_interpreter(text: str) -> dict[str, str] | None:
+    """INTERPRETER's output -> its marker environment (every value a string), or None when it is not that."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    try:
+        env = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(env, dict) or any(not isinstance(env.get(k), str) for k in (*MARKER_KEYS, "libc")):
+        return None
+    return {k: env[k] for k in (*MARKER_KEYS, "libc")}
+
+
+def interpreter_key(env: dict[str, str]) -> str:
+    """What a wheelhouse is built for, in a file name: cpython-3.11.2-linux-x86_64."""
+    raw = f"{env['implementation_name']}-{env['python_full_version']}-{env['sys_platform']}-{env['platform_machine']}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+# The same key, printed by the host's python3 itself (build.UNPACK checks it before it makes a venv).
+KEY_CODE = ('import platform, re, sys; print(re.sub(r"[^A-Za-z0-9._-]", "_", "%s-%s-%s-%s" % (sys.implementation.name, '
+            'platform.python_version(), sys.platform, platform.machine())))')
+
+
+def interpreter_text(env: dict[str, str]) -> str:
+    """For people: CPython 3.11.2 (linux x86_64)."""
+    return f"{env['platform_python_implementation']} {env['python_full_version']} " \
+           f"({env['sys_platform']} {env['platform_machine']})"

@@ -87,7 +87,7 @@ def resolve_revision(project: Project, wanted: str) -> Revision:
 
 def export_tree(project: Project, rev: Revision) -> bytes:
     if rev.scm == "git":
-        res = _git(project.source, "archive", "--format=tar", rev.commit)
+        return _git_tree(project.source, rev.commit, "")
     else:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "a.tar"
@@ -113,3 +113,92 @@ def _subtree(raw: bytes, root: str, source: Path) -> bytes:
                 m.name = name[len(prefix):]
                 dst.addfile(m, src.extractfile(m) if m.isreg() else None)
     return out.getvalue()
+
+
+# -- git submodules: shipped at the commit the revision records (Deployer's git_recursive) -------------------
+def submodules(source: Path, commit: str) -> list[tuple[str, str]]:
+    """(path, commit) of every submodule (gitlink) in `commit`'s tree under source."""
+    res = _git(source, "ls-tree", "-r", "-z", commit)
+    if res.returncode != 0:
+        raise StepError(f"archive: git ls-tree {commit[:12]} failed in {source}: {res.stderr.decode().strip()[-300:]}")
+    return parse_gitlinks(res.stdout.decode(errors="surrogateescape"))
+
+
+def parse_gitlinks(text: str) -> list[tuple[str, str]]:
+    """`git ls-tree -r -z` output -> (path, commit) of its gitlinks (mode 160000)."""
+    links = []
+    for entry in filter(None, text.split("\0")):
+        meta, _, path = entry.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[0] == "160000" and parts[1] == "commit":
+            links.append((path, parts[2]))
+    return links
+
+
+def _git_tree(source: Path, commit: str, prefix: str) -> bytes:
+    """`git archive` of commit, with each submodule's own tree at its recorded commit in its place (git
+    archive alone leaves an empty directory there), recursively."""
+    res = _git(source, "archive", "--format=tar", *([f"--prefix={prefix}"] if prefix else []), commit)
+    if res.returncode != 0:
+        raise StepError(f"archive: git archive failed: {res.stderr.decode().strip()[-300:]}")
+    subs = submodules(source, commit)
+    if not subs:
+        return res.stdout
+    trees = [res.stdout]
+    for path, sub_commit in subs:
+        where = source / path
+        top = _git(where, "rev-parse", "--show-toplevel")
+        known = _git(where, "cat-file", "-e", f"{sub_commit}^{{commit}}") if top.returncode == 0 else top
+        if top.returncode != 0 or Path(top.stdout.decode().strip()).resolve() != where.resolve() \
+                or known.returncode != 0:
+            raise StepError(f"archive: submodule {prefix}{path} (commit {sub_commit[:12]}) is not checked out in "
+                            f"{source}; run git submodule update --init --recursive there (the release ships each "
+                            "submodule at the commit the revision records)")
+        trees.append(_git_tree(where, sub_commit, f"{prefix}{path}/"))
+    return _concat(trees)
+
+
+def _concat(trees: list[bytes]) -> bytes:
+    """One tar of several, a name kept from the first tar that has it."""
+    out, seen = io.BytesIO(), set()
+    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
+        for raw in trees:
+            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as src:
+                for m in src:
+                    name = m.name.rstrip("/")
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                    dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    return out.getvalue()
+
+
+# -- what does not ship ----------------------------------------------------------------------------------
+def changed_paths(project: Project, scm: str) -> list[str]:
+    """The working tree's uncommitted changes under source (modified, added, removed, untracked)."""
+    try:
+        if scm == "git":
+            res = _git(project.source, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--", ".")
+            entries, paths = res.stdout.decode(errors="replace").split("\0"), []
+            while entries:
+                entry = entries.pop(0)
+                if len(entry) > 3:
+                    paths.append(entry[3:])
+                    if entry[0] in "RC" and entries:
+                        entries.pop(0)   # a rename's or copy's source path
+            return paths if res.returncode == 0 else []
+        res = _hg(project.source, "status", "--print0", ".")
+        return [e[2:] for e in res.stdout.decode(errors="replace").split("\0") if len(e) > 2] \
+            if res.returncode == 0 else []
+    except FileNotFoundError:
+        return []
+
+
+def dirty_note(project: Project, rev: Revision) -> str | None:
+    """One line when the working tree has uncommitted changes: what ships is the commit."""
+    paths = changed_paths(project, rev.scm)
+    if not paths:
+        return None
+    shown = ", ".join(paths[:5]) + (f" (+{len(paths) - 5} more)" if len(paths) > 5 else "")
+    return (f"note: {project.source} has uncommitted changes, which do not ship (what ships is commit "
+            f"{rev.commit[:12]}; commit them and run again to ship them): {shown}")

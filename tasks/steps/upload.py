@@ -14,6 +14,7 @@ from ..layout import Layout
 from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .common import read_text, write_file
+from .wheelhouse import check_interpreter
 
 # Prints "ok" when the artifact's proof ($1) holds exactly $3 (one line, no newline: read reaches the end
 # of the file) and the wheelhouse ($2, if any) is unpacked. Shell builtins only: no program runs.
@@ -45,12 +46,17 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
                  check=False).strip() == "ok"
 
 
-def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None) -> bool:
+def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None,
+                   promoted: bool = False) -> bool:
     """source: None (the deployer sends the files through the run's session) or a steps.download
     StoreDownload (the host pulls them from the S3 store, which checks their sha256 itself).
+    promoted: the release was archived for other hosts; a host whose python3 is not the one its
+    wheelhouse is for is refused before anything is sent.
     True when the host got the archive now, False when it held it already."""
     if has_release(t, layout, release):
         return False
+    if promoted and release.python:
+        check_interpreter(t, release.python, release.id)
     if source is None:
         _receive(t, layout, release, build_dir)
         return True
