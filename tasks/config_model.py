@@ -6,6 +6,7 @@ parsed `artifact_store = s3://...`, Config the whole file. No parsing of the fil
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,27 @@ PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 
 class ConfigError(Exception):
     """A mistake in stages.ini (or its environment) that the user can fix."""
+
+
+def split_command(text: str) -> tuple[str, ...]:
+    """A command key's value -> the argv it runs (shlex's POSIX rules; no shell parses it); () for "".
+    Raises ValueError with the reason."""
+    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
+        raise ValueError("holds a control character (a NUL, a carriage return ...); remove it")
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} cannot be split into arguments ({str(exc).lower()}); close the quote "
+                         "(a ' ;' outside quotes starts a comment)") from None
+    if argv and not argv[0]:
+        raise ValueError(f"{text!r} names an empty program")
+    return argv
+
+
+def _set_argvs(obj, **commands: str) -> None:
+    """The argv fields of a frozen dataclass, from its command texts (split once, when it is built)."""
+    for name, text in commands.items():
+        object.__setattr__(obj, name, split_command(text))
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,11 @@ class Stage:
     batch: str = "100%"
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
+    health_headers: tuple[tuple[str, str], ...] = ()   # (name, value) pairs sent with the health check
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, reload_argv=self.reload_command)
 
     @property
     def chain_task(self) -> str:
@@ -146,6 +173,15 @@ class Project:
     infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
     max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
     buildout_config: str = "buildout.cfg"
+    health_headers: tuple[tuple[str, str], ...] = ()
+    # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
+    build_argv: tuple[str, ...] = field(init=False, repr=False)
+    migrate_argv: tuple[str, ...] = field(init=False, repr=False)
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
+                   reload_argv=self.reload_command)
 
     @property
     def store(self) -> S3Store | None:
