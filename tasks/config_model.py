@@ -109,13 +109,18 @@ class Database:
     # many times the migration is tried again after that (steps/migrate_bounded.py)
     migration_lock_timeout: int = 10
     migration_lock_retries: int = 3
-    # The password, read from the environ given to load_config (validated to be set there): never in a repr
-    # (doit and pytest print them), never compared or hashed. doit's dep file stores only what actions
-    # return, never the config.
+    # The password, read from the environ given to load_config: never in a repr (doit and pytest print
+    # them), never compared or hashed. doit's dep file stores only what actions return, never the config.
     secret: str = field(default="", repr=False, compare=False)
+    # password_env's variable unset: the one-line error of a command that needs the password (status, list
+    # and the commands that never log in to the database load without it; Config.require_passwords)
+    missing_password: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
-        """The password of password_env as the environment given to load_config had it ("" with option_file)."""
+        """The password of password_env as the environment given to load_config had it ("" with option_file);
+        ConfigError when that variable was not set."""
+        if self.missing_password:
+            raise ConfigError(self.missing_password)
         return self.secret
 
 
@@ -210,3 +215,10 @@ class Config:
 
     def stage_database(self, stage: Stage) -> Database | None:
         return self.databases[stage.database] if stage.database else None
+
+    def require_passwords(self, names) -> None:
+        """ConfigError (one line: file, line, key, variable) for the first of these databases whose
+        password_env variable was not set when the config was loaded."""
+        for name in names:
+            if self.databases[name].missing_password:
+                raise ConfigError(self.databases[name].missing_password)

@@ -462,18 +462,45 @@ def test_promote_from_itself(tmp_path):
     assert "[stage:staging] promote_from:" in msg and "cycle (staging -> staging)" in msg
 
 
+def password_error(tmp_path, text: str, environ: dict, database: str = "test") -> str:
+    """The file loads without the variable (status and list need no password); a command that needs the
+    database's password asks for it: require_passwords and password() raise the one line."""
+    cfg = load_config(write_ini(tmp_path, text), environ=environ)
+    with pytest.raises(ConfigError) as info:
+        cfg.require_passwords([database])
+    with pytest.raises(ConfigError, match=re.escape(str(info.value))):
+        cfg.databases[database].password()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("stages.ini"), msg
+    return msg
+
+
 def test_unset_password_env(tmp_path):
     text = mysql_ini()
-    msg = config_error(tmp_path, text, {"BLOG_PROD_DB_PASSWORD": "set, but not the one needed"})
+    msg = password_error(tmp_path, text, {"BLOG_PROD_DB_PASSWORD": "set, but not the one needed"})
     line = line_of(text, "^password_env =")
     assert msg == (f"stages.ini:{line}: [database:test] password_env: environment variable BLOG_TEST_DB_PASSWORD "
                    "is not set; export it before running doit")
 
 
+def test_unset_password_env_fails_only_the_databases_that_need_it(tmp_path):
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ={"BLOG_PROD_DB_PASSWORD": "prod-secret"})
+    cfg.require_passwords(["prod"])
+    assert cfg.databases["prod"].password() == "prod-secret"
+    with pytest.raises(ConfigError, match="BLOG_TEST_DB_PASSWORD is not set"):
+        cfg.require_passwords(["prod", "test"])
+
+
 def test_password_env_read_from_the_given_environ_not_os_environ(tmp_path, monkeypatch):
     monkeypatch.setenv("BLOG_TEST_DB_PASSWORD", "in os.environ only")
-    msg = config_error(tmp_path, mysql_ini(), {})
+    msg = password_error(tmp_path, mysql_ini(), {})
     assert "BLOG_TEST_DB_PASSWORD is not set" in msg
+
+
+@pytest.mark.parametrize("value", ["BLOG PASSWORD", "1PASS", "$BLOG_PW"])
+def test_a_password_env_that_is_no_variable_name_is_refused_at_load(tmp_path, value):
+    msg = config_error(tmp_path, set_key(mysql_ini(), "database:test", "password_env", value))
+    assert "[database:test] password_env: " in msg and "is not an environment variable name" in msg
 
 
 @pytest.mark.parametrize("base", ["mysql", "sqlite"])

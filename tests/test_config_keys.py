@@ -140,7 +140,7 @@ def test_the_tables_name_every_field_of_the_dataclasses():
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
     assert names["project"] == given(Project)
     assert names["stage"] | {"name"} == given(Stage)
-    assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret"} == \
+    assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
         given(Database)
 
 
