@@ -21,6 +21,9 @@ from typing import Any, Callable, NoReturn
 from .config_model import ConfigError, Host, split_command
 from .config_values import parse_duration, parse_headers, parse_host
 
+# a section header up to its first ']' (configparser's own runs to the last one, which a comment may hold)
+SECTION_HEADER = re.compile(r"\[(?P<header>[^\]]+)\]")
+
 
 class Problem(ValueError):
     """What is wrong with a value; `key` names another key of the section when the mistake shows there."""
@@ -48,6 +51,7 @@ class Ini:
         # inline comments are cut by get(), which knows whether the key is a command (shell quotes)
         self.cp = configparser.ConfigParser(inline_comment_prefixes=None, comment_prefixes=("#", ";"),
                                             interpolation=None, default_section="\0none")
+        self.cp.SECTCRE = SECTION_HEADER   # `[stage:test]  ; a [comment]` is [stage:test]
         self.cp.optionxform = str  # keys are case-sensitive, as written in DESIGN.md
         try:
             self.cp.read_string(text, source=str(path))

@@ -871,3 +871,9 @@ def test_health_headers_over_lines_and_with_commas_in_a_value(tmp_path):
     cfg = load_config(write_ini(tmp_path, text), environ={})
     assert cfg.stages["test"].health_headers == (("Accept", "text/html, */*;q=0.8"), ("Host", "blog.example.com"))
     assert cfg.stages["staging"].health_headers == (("Host", "staging.example.com"),)
+
+
+def test_a_section_header_keeps_its_inline_comment_out_even_with_brackets(tmp_path):
+    text = LOCAL_INI.replace("[stage:staging]\n", "[stage:staging]   ; promoted from [stage:test]\n")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert list(cfg.stages) == ["test", "staging"] and cfg.stages["staging"].promote_from == "test"
