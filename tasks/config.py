@@ -31,6 +31,7 @@ from .config_model import (
     S3Store,
     Stage,
     parse_store,
+    split_command,
 )
 from .config_project import BUILDS, PROJECT, read_project
 from .config_reader import Ini
@@ -49,7 +50,7 @@ from .config_values import (
 __all__ = ["BUCKET_RE", "BUILDS", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS", "MAX_LOCK_RETRIES",
            "MAX_LOCK_TIMEOUT", "NAME_RE", "PREFIX_RE", "PROJECT_KEYS", "REGION_RE", "STAGE_KEYS", "Config",
            "ConfigError", "Database", "Host", "Project", "S3Store", "Stage", "check_endpoint", "config_path",
-           "load_config", "parse_duration", "parse_host", "parse_store", "split_list"]
+           "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
 
 PROJECT_KEYS = set(PROJECT)
 DATABASE_KEYS = set(config_database.KEYS)

@@ -2,7 +2,8 @@
 parser, default and doc; read_database builds the Database.
 
 A key of the other engine is refused, and so is `password` (a password never goes into stages.ini). The
-password itself is read here, once, from the environ given to load_config, into Database.secret.
+password itself is read here, once, from the environ given to load_config, into Database.secret; an unset
+variable is an error only for the commands that need the password (Database.missing_password).
 """
 from __future__ import annotations
 
@@ -64,9 +65,15 @@ def password_env(value: str, sec: Section) -> str:
                       "(or set option_file = a MySQL option file on the host)")
     if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise Problem(f"{value!r} is not an environment variable name")
-    if value and value not in sec.ini.environ:
-        raise Problem(f"environment variable {value} is not set; export it before running doit")
     return value
+
+
+def missing_password(ini: Ini, section: str, env: str) -> str:
+    """The error of a command that needs this database's password when its variable is not set ("": set).
+    Only such a command fails on it: `doit status` and `doit list` run without the variable."""
+    if not env or env in ini.environ:
+        return ""
+    return ini.message(section, "password_env", f"environment variable {env} is not set; export it before running doit")
 
 
 DATABASE: dict[str, Key] = {
@@ -102,7 +109,8 @@ def read_database(ini: Ini, section: str, stage_hosts: dict[str, tuple[Host, ...
     own = Section(ini, section, ENGINES[engine]).read()
     refuse_other_engines(ini, section, engine)   # mysql: what it needs first, then a leftover path
     env = own.get("password_env", "")
-    return Database(name=name, secret=ini.environ[env] if env else "", **common, **own)
+    return Database(name=name, secret=ini.environ.get(env, "") if env else "",
+                    missing_password=missing_password(ini, section, env), **common, **own)
 
 
 def refuse_other_engines(ini: Ini, section: str, engine: str) -> None:

@@ -6,6 +6,7 @@ parsed `artifact_store = s3://...`, Config the whole file. No parsing of the fil
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,27 @@ PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 
 class ConfigError(Exception):
     """A mistake in stages.ini (or its environment) that the user can fix."""
+
+
+def split_command(text: str) -> tuple[str, ...]:
+    """A command key's value -> the argv it runs (shlex's POSIX rules; no shell parses it); () for "".
+    Raises ValueError with the reason."""
+    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
+        raise ValueError("holds a control character (a NUL, a carriage return ...); remove it")
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} cannot be split into arguments ({str(exc).lower()}); close the quote "
+                         "(a ' ;' outside quotes starts a comment)") from None
+    if argv and not argv[0]:
+        raise ValueError(f"{text!r} names an empty program")
+    return argv
+
+
+def _set_argvs(obj, **commands: str) -> None:
+    """The argv fields of a frozen dataclass, from its command texts (split once, when it is built)."""
+    for name, text in commands.items():
+        object.__setattr__(obj, name, split_command(text))
 
 
 @dataclass(frozen=True)
@@ -87,13 +109,18 @@ class Database:
     # many times the migration is tried again after that (steps/migrate_bounded.py)
     migration_lock_timeout: int = 10
     migration_lock_retries: int = 3
-    # The password, read from the environ given to load_config (validated to be set there): never in a repr
-    # (doit and pytest print them), never compared or hashed. doit's dep file stores only what actions
-    # return, never the config.
+    # The password, read from the environ given to load_config: never in a repr (doit and pytest print
+    # them), never compared or hashed. doit's dep file stores only what actions return, never the config.
     secret: str = field(default="", repr=False, compare=False)
+    # password_env's variable unset: the one-line error of a command that needs the password (status, list
+    # and the commands that never log in to the database load without it; Config.require_passwords)
+    missing_password: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
-        """The password of password_env as the environment given to load_config had it ("" with option_file)."""
+        """The password of password_env as the environment given to load_config had it ("" with option_file);
+        ConfigError when that variable was not set."""
+        if self.missing_password:
+            raise ConfigError(self.missing_password)
         return self.secret
 
 
@@ -112,6 +139,11 @@ class Stage:
     batch: str = "100%"
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
+    health_headers: tuple[tuple[str, str], ...] = ()   # (name, value) pairs sent with the health check
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, reload_argv=self.reload_command)
 
     @property
     def chain_task(self) -> str:
@@ -147,6 +179,15 @@ class Project:
     max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
     buildout_config: str = "buildout.cfg"
     requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
+    health_headers: tuple[tuple[str, str], ...] = ()
+    # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
+    build_argv: tuple[str, ...] = field(init=False, repr=False)
+    migrate_argv: tuple[str, ...] = field(init=False, repr=False)
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
+                   reload_argv=self.reload_command)
 
     @property
     def store(self) -> S3Store | None:
@@ -175,3 +216,10 @@ class Config:
 
     def stage_database(self, stage: Stage) -> Database | None:
         return self.databases[stage.database] if stage.database else None
+
+    def require_passwords(self, names) -> None:
+        """ConfigError (one line: file, line, key, variable) for the first of these databases whose
+        password_env variable was not set when the config was loaded."""
+        for name in names:
+            if self.databases[name].missing_password:
+                raise ConfigError(self.databases[name].missing_password)

@@ -9,7 +9,7 @@ import importlib.util
 
 from . import config_rules as rules
 from .config_model import Project, parse_store
-from .config_reader import Ini, Key, Problem, Section, checked, choice, duration, text, whole
+from .config_reader import Ini, Key, Problem, Section, checked, choice, command, duration, headers, whole
 from .config_values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices; the others DESIGN.md names are refused with a clear message, not faked.
@@ -126,10 +126,12 @@ PROJECT: dict[str, Key] = {
     "revision": Key(checked(rules.control_char_problem), "", "the default revision deploy:test ships"),
     "deploy_root": Key(deploy_root, lambda sec: "/srv/" + sec.values["name"],
                        "on every host: releases/ sites/ shared/ db_backup/ .deploy/"),
-    "build_command": Key(text, "", "run inside the release after the build (the whole build for command)"),
-    "migrate_command": Key(text, Project.migrate_command, "the app's migrate command"),
-    "reload_command": Key(text, "", "run on each host after a switch (per stage too)"),
+    "build_command": Key(command, "", "run inside the release after the build (the whole build for command)",
+                         shell=True),
+    "migrate_command": Key(command, Project.migrate_command, "the app's migrate command", shell=True),
+    "reload_command": Key(command, "", "run on each host after a switch (per stage too)", shell=True),
     "health_timeout": Key(duration, "30s", "how long the health check may take (per stage too)"),
+    "health_headers": Key(headers, "", "sent with the health check (per stage too), e.g. Host: blog.example.com"),
     "keep_releases": Key(whole(1), "5", "the last N good releases of each stage kept on the hosts"),
     "keep_backups": Key(whole(1), "10", "routine backups kept per database"),
     "backup_max_age": Key(duration, "24h", "deploy:test takes a fresh prod backup when the newest is older"),

@@ -5,6 +5,9 @@ table in order: the text as written (or the default, when the key is absent) goe
 the value or raises Problem; the first Problem becomes a one-line ConfigError naming the file's line, the
 section and the key. A parser sees the keys read before it (`sec.values`) and what the caller gave the
 section (`sec.scope`: the project, the databases, the stage's name, ...). The generic parsers are below.
+
+Inline comments start with ` ;` (whitespace, then a semicolon). In a command key (Key.shell) only a ` ;`
+outside shell quotes does: `reload_command = sh -c 'kill -HUP 1 ; exec app'` keeps its whole text.
 """
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .config_model import ConfigError, Host
-from .config_values import parse_duration, parse_host
+from .config_model import ConfigError, Host, split_command
+from .config_values import parse_duration, parse_headers, parse_host
+
+# a section header up to its first ']' (configparser's own runs to the last one, which a comment may hold)
+SECTION_HEADER = re.compile(r"\[(?P<header>[^\]]+)\]")
 
 
 class Problem(ValueError):
@@ -33,6 +39,7 @@ class Key:
     default: str | Callable[["Section"], str] = ""  # the text when the key is absent
     doc: str = ""
     field: str = ""                                  # the dataclass field, when not named like the key
+    shell: bool = False                              # a command: a ' ;' inside shell quotes is no comment
 
 
 class Ini:
@@ -41,8 +48,10 @@ class Ini:
     def __init__(self, path: Path, text: str, environ):
         self.path, self.environ = path, environ
         self.lines = _key_lines(text)
-        self.cp = configparser.ConfigParser(inline_comment_prefixes=(";",), comment_prefixes=("#", ";"),
+        # inline comments are cut by get(), which knows whether the key is a command (shell quotes)
+        self.cp = configparser.ConfigParser(inline_comment_prefixes=None, comment_prefixes=("#", ";"),
                                             interpolation=None, default_section="\0none")
+        self.cp.SECTCRE = SECTION_HEADER   # `[stage:test]  ; a [comment]` is [stage:test]
         self.cp.optionxform = str  # keys are case-sensitive, as written in DESIGN.md
         try:
             self.cp.read_string(text, source=str(path))
@@ -50,13 +59,19 @@ class Ini:
             raise ConfigError(f"{path.name}: {' '.join(str(exc).split())}; fix the syntax") from None
 
     def fail(self, section: str, key: str | None, msg: str) -> NoReturn:
+        raise ConfigError(self.message(section, key, msg))
+
+    def message(self, section: str, key: str | None, msg: str) -> str:
+        """`stages.ini:<line>: [section] key: msg`, the one line of every ConfigError."""
         line = self.lines.get((section, key)) or self.lines.get((section, None))
         where = f"{self.path.name}:{line}" if line else self.path.name
         what = f"[{section}] {key}" if key else f"[{section}]"
-        raise ConfigError(f"{where}: {what}: {msg}")
+        return f"{where}: {what}: {msg}"
 
-    def get(self, section: str, key: str, default: str = "") -> str:
-        return self.cp.get(section, key, fallback=default).strip()
+    def get(self, section: str, key: str, default: str = "", shell: bool = False) -> str:
+        """The value as written, without its inline comments (shell: those outside shell quotes only)."""
+        value = self.cp.get(section, key, fallback=None)
+        return default.strip() if value is None else strip_comments(value, shell).strip()
 
     def written(self, section: str, key: str) -> bool:
         return self.cp.has_option(section, key)
@@ -98,7 +113,7 @@ class Section:
                 continue
             self.key = key
             try:
-                self.values[key] = spec.parse(self.ini.get(self.name, key, self.default), self)
+                self.values[key] = spec.parse(self.ini.get(self.name, key, self.default, spec.shell), self)
             except Problem as problem:
                 self.ini.fail(self.name, problem.key or key, str(problem))
         return {spec.field or key: self.values[key] for key, spec in self.table.items()}
@@ -154,11 +169,48 @@ def host(spec: str) -> Host:
         raise Problem(f"{exc}; write 'local' or ssh://[user@]host[:port]") from None
 
 
+def command(value: str, sec: Section) -> str:
+    """A command key: the text as written (split into its argv when the dataclass is built)."""
+    try:
+        split_command(value)
+    except ValueError as exc:
+        raise Problem(str(exc)) from None
+    return value
+
+
+def headers(value: str, sec: Section) -> tuple[tuple[str, str], ...]:
+    try:
+        return parse_headers(value)
+    except ValueError as exc:
+        raise Problem(f"{exc}; write e.g. X-Forwarded-Proto: https, Host: blog.example.com") from None
+
+
 def boolean(value: str, sec: Section) -> bool:
     value = value.lower()
     if value not in ("yes", "no", "true", "false", "1", "0", "on", "off"):
         raise Problem(f"{value!r} is not yes or no")
     return value in ("yes", "true", "1", "on")
+
+
+def strip_comments(value: str, shell: bool = False) -> str:
+    """value without its inline comments: from a ';' at the start of a line or after whitespace to the end
+    of that line; with shell, only such a ';' outside '...' and "..." (and not escaped by a backslash)."""
+    out, quote, i, after_space = [], "", 0, True
+    while i < len(value):
+        c = value[i]
+        if not quote and c == ";" and after_space:
+            end = value.find("\n", i)
+            i = len(value) if end < 0 else end
+            continue
+        if shell and c == "\\" and quote != "'":   # an escaped character (a space too) is a plain one
+            out.append(value[i:i + 2])
+            i, after_space = i + 2, False
+            continue
+        if shell and c in "'\"" and quote in ("", c):
+            quote = "" if quote else c
+        out.append(c)
+        i, after_space = i + 1, c.isspace()
+    return "".join(out)
 
 
 def _key_lines(text: str) -> dict:

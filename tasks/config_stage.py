@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from . import config_rules as rules
 from .config_model import Host, Stage
 from .config_project import buildout_config
-from .config_reader import Ini, Key, Problem, Section, checked, duration, host, optional, text, whole
+from .config_reader import Ini, Key, Problem, Section, checked, command, duration, headers, host, optional, whole
 from .config_values import split_list
 
 
@@ -66,14 +67,20 @@ def batch(value: str, sec: Section) -> str:
     return value
 
 
+def header_text(pairs: tuple[tuple[str, str], ...]) -> str:
+    """health_headers as written, from its value (config_values.parse_headers reads it back the same)."""
+    return ", ".join(f"{name}: {value}" for name, value in pairs)
+
+
 @dataclass(frozen=True)
 class FromProject:
     """The default of a key a stage may set and otherwise takes from [project]: the project's value."""
     key: str
     unit: str = ""     # the text of an int value: health_timeout is seconds
+    text: Callable[[Any], str] = str   # the text of another value
 
     def __call__(self, sec: Section) -> str:
-        return f"{getattr(sec.scope['project'], self.key)}{self.unit}"
+        return f"{self.text(getattr(sec.scope['project'], self.key))}{self.unit}"
 
 
 STAGE: dict[str, Key] = {
@@ -87,10 +94,12 @@ STAGE: dict[str, Key] = {
     "batch": Key(batch, "100%", "rolling switch: hosts per batch, a number or a share"),
     "promote_from": Key(optional, "", "the stage whose release promote:<stage> takes"),
     "health_timeout": Key(duration, FromProject("health_timeout", "s"), "how long the health check may take"),
-    "reload_command": Key(text, FromProject("reload_command"), "run on each host after a switch"),
+    "reload_command": Key(command, FromProject("reload_command"), "run on each host after a switch", shell=True),
     "max_fail": Key(whole(0), "0", "hosts that may fail the switch and stay behind; more: all go back"),
     "buildout_config": Key(buildout_config, FromProject("buildout_config"),
                            "build = buildout: this stage's config"),
+    "health_headers": Key(headers, FromProject("health_headers", text=header_text),
+                          "sent with the health check, e.g. X-Forwarded-Proto: https, Host: blog.example.com"),
 }
 # the keys a stage may set and otherwise takes from [project]
 INHERITED = tuple(k for k, spec in STAGE.items() if isinstance(spec.default, FromProject))

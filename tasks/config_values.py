@@ -1,5 +1,6 @@
-"""Pure parsers of one value from stages.ini: a host, a duration, a list, an S3 endpoint (the S3 store's
-own format is parsed by config_model.parse_store, beside S3Store).
+"""Pure parsers of one value from stages.ini: a host, a duration, a list, an S3 endpoint, HTTP headers (the
+S3 store's own format is parsed by config_model.parse_store, beside S3Store, and a command by
+config_model.split_command).
 
 Each takes the text and returns the value or raises ValueError with the reason; the section readers
 (config_project, config_database, config_stage) add file, line, section, key and what to write instead.
@@ -16,6 +17,9 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"     # an HTTP token (RFC 9110)
+# headers that frame a request: a GET that claims a body makes the server wait for it (a false timeout)
+FRAMING_HEADERS = ("content-length", "transfer-encoding")
 
 
 def parse_host(spec: str) -> Host:
@@ -61,3 +65,27 @@ def check_endpoint(text: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
             or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"{text!r} is not http(s)://host[:port]")
+
+
+def parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """health_headers: 'Name: value, Name: value' -> ((name, value), ...). A comma starts the next header
+    only when `Name:` follows it, so a value may hold commas (Accept: text/html, */*). Values are printable
+    ASCII (no CR/LF: nothing can be smuggled into the request); raises ValueError with the reason."""
+    if not text.strip():
+        return ()
+    out, seen = [], set()
+    for part in re.split(rf",\s*(?={HEADER_NAME}\s*:)", text.strip()):
+        name, colon, value = part.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not re.fullmatch(HEADER_NAME, name):
+            raise ValueError(f"{part.strip()!r} is not a header 'Name: value'")
+        if any(not (32 <= ord(c) < 127 or c == "\t") for c in value):
+            raise ValueError(f"the value of {name} holds a line break or a character that is not printable "
+                             "ASCII (separate headers with ',')")
+        if name.lower() in FRAMING_HEADERS:
+            raise ValueError(f"{name} would make the health check's GET wait for a body; remove it")
+        if name.lower() in seen:
+            raise ValueError(f"{name} is given twice")
+        seen.add(name.lower())
+        out.append((name, value))
+    return tuple(out)

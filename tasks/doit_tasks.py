@@ -26,6 +26,13 @@ PYTEST_LOADS = ("_pytest.helpconfig", "_pytest.skipping", "_pytest.unittest", "_
                 "_pytest.setuponly", "_pytest.setupplan", "_pytest.threadexception", "_pytest.unraisableexception",
                 "pdb", "unittest", "difflib")
 NOT_RUNS = ("list", "info", "help", "forget", "ignore", "clean", "dumpdb", "strace", "tabcompletion", "reset-dep")
+# doit's options that take a value (`-f dodo.py`, `-v 2`): that value is no command or task name
+VALUE_OPTIONS = ("-f", "--file", "-d", "--dir", "-v", "--verbosity", "-n", "--process", "-P", "--parallel-type",
+                 "-r", "--reporter", "-o", "--output-file", "--backend", "--db-file", "--check_file_uptodate",
+                 "--failure-verbosity")
+# the commands and nodes that never read a database password; any other of a stage needs those of its
+# database and its restore_from (build writes the env file; migrate, restore and backup log in)
+NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
 FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
@@ -75,6 +82,8 @@ def this_run() -> Run:
     refuse_bare_groups(sys.argv)
     try:
         config = load_config(ini_path())
+        if runs_tasks(sys.argv):   # a missing password_env variable stops only the commands that need it
+            config.require_passwords(databases_needed(config, task_words(sys.argv)))
     except ConfigError as exc:
         sys.exit(f"ERROR: {exc}")
     session = Session(config)
@@ -85,10 +94,36 @@ def this_run() -> Run:
     return Run(config, session, Releases(session))
 
 
+def task_words(argv: list[str]) -> list[str]:
+    """doit's command and task names on its command line: no option, option value or var=value."""
+    words, skip = [], False
+    for a in argv[1:]:
+        if skip or a.startswith("-") or "=" in a:
+            skip = not skip and a in VALUE_OPTIONS
+            continue
+        words.append(a)
+    return words
+
+
 def runs_tasks(argv: list[str]) -> bool:
     """Does this doit command run tasks (and so lock before its checks), or only look (list, info, ...)?"""
-    words = [a for a in argv[1:] if not a.startswith("-") and "=" not in a]
+    words = task_words(argv)
     return not (words and words[0] in NOT_RUNS)
+
+
+def databases_needed(config: Config, words: list[str]) -> list[str]:
+    """The databases whose password the named tasks use (doit's `run` and unknown names: none)."""
+    needed: list[str] = []
+    for word in words:
+        kind, _, name = word.partition(":")
+        stage = config.stages.get(name)
+        if kind in NO_PASSWORD:
+            continue
+        if kind == "backup" and name in config.databases:
+            needed.append(name)
+        elif stage is not None:
+            needed += [d for d in (stage.database, stage.restore_from) if d]
+    return list(dict.fromkeys(needed))
 
 
 def refuse_bare_groups(argv: list[str]) -> None:
@@ -96,7 +131,7 @@ def refuse_bare_groups(argv: list[str]) -> None:
     Only the named form (switch:<stage>) is allowed."""
     if not runs_tasks(argv):
         return
-    for w in [a for a in argv[1:] if not a.startswith("-") and "=" not in a]:
+    for w in task_words(argv):
         if w in NODE_GROUPS:
             sys.exit(f"ERROR: `doit {w}` would act on every stage; name one: doit {w}:<stage> (see doit list --all)")
 
@@ -106,7 +141,7 @@ def _action(run: Run, fn, *args):
         try:
             run.session.hold_project_lock()
             summary = fn(run.session, run.releases, *args)
-        except (StepError, CommandFailed) as exc:
+        except (StepError, CommandFailed, ConfigError) as exc:   # ConfigError: a password not given
             return TaskFailed(str(exc))
         if summary:
             print(f"   {summary}" if isinstance(summary, str) else f"   {summary.get('file', summary)}")
@@ -121,7 +156,7 @@ def _check(run: Run, fn, *args):
                 run.session.hold_project_lock()
                 run.session.lock_for_check(*args)
             return bool(fn(run.session, run.releases, *args))
-        except (StepError, CommandFailed):  # "not done": the action runs and says what is wrong
+        except (StepError, CommandFailed, ConfigError):  # "not done": the action runs and says what is wrong
             return False
     return uptodate
 

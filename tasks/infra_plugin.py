@@ -54,6 +54,7 @@ class StageChecks:
     hosts: list[Host]
     call: Any                                             # (host, argv) -> (code, stdout, stderr)
     prefetched: dict[Host, dict[str, tuple[int, str, str]]] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)   # (check's id, why it failed), in order
 
     def pytest_configure(self, config) -> None:
         config.stash[CHECKS] = self
@@ -64,10 +65,36 @@ class StageChecks:
             backend.set_host(host)
             self._testinfra_hosts.append(host)
 
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed:
+            self.failures.append((check_id(report.nodeid), failure_text(report)))
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.failures.append((check_id(report.nodeid) or "collecting the checks", failure_text(report)))
+
     def pytest_generate_tests(self, metafunc) -> None:
         if "_testinfra_host" in metafunc.fixturenames:
             metafunc.parametrize("_testinfra_host", self._testinfra_hosts, scope="module", indirect=True,
                                  ids=[h.spec for h in self.hosts])
+
+
+def check_id(nodeid: str) -> str:
+    """`test_stage.py::test_env_file_is_private[ssh://deploy@web1]`: the file's name, not its path (the
+    built-in checks live in the package, far from the project's rootdir)."""
+    path, sep, rest = nodeid.partition("::")
+    return path.rsplit("/", 1)[-1] + sep + rest
+
+
+def failure_text(report) -> str:
+    """What a failed check says: its assertion (message and pytest's comparison), or the exception's last
+    line, with where it was raised; for a check that could not be collected, the error's last lines."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        where = f" ({crash.path.rsplit('/', 1)[-1]}:{crash.lineno})" if crash.path else ""
+        return crash.message.strip() + where
+    lines = [ln for ln in str(report.longrepr).splitlines() if ln.strip()]
+    return "\n".join(lines[-3:]) or "failed"
 
 
 @pytest.fixture(scope="module")

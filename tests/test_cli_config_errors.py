@@ -239,3 +239,53 @@ def test_doit_list_all_shows_the_nodes(tmp_path):
         assert tasks.get(node), f"{node} missing or without a doc line"
     assert "deploy:test" in tasks and "promote:staging" in tasks
     assert tasks["switch:test"] == "sites/test -> the release on every test host"
+
+
+# -- the database password: asked for by the commands that use it, not by status or list -------------------
+PROD_MYSQL = mysql_test()(GOOD).replace("[database:prod]\nengine = sqlite\npath = {root}/db/prod.sqlite3\n",
+                                        "[database:prod]\nengine = mysql\nname = blog_prod\nuser = blog\n"
+                                        "password_env = DST_CLI_PROD_PASSWORD\nbackup_host = local\n")
+
+
+@pytest.mark.parametrize("args", [("list",), ("list", "--all"), ("status",), ("-v", "2", "status"),
+                                  ("unlock:test",), ("rehearsal:staging",)])
+def test_commands_that_use_no_database_password_run_without_it(tmp_path, args):
+    ini = make_project(tmp_path, mysql_test()(GOOD))
+    res = doit(*args, ini=ini)
+    assert "DST_CLI_TEST_PASSWORD" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+    if args[-1] != "rehearsal:staging":   # (which fails for want of a release, not of a password)
+        assert res.returncode == 0, res.stderr
+    if args[-1] == "status":
+        assert "test" in res.stdout and "staging" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("args, variable", [
+    (("deploy:test",), "DST_CLI_TEST_PASSWORD"),
+    (("-v", "2", "promote:staging"), "DST_CLI_PROD_PASSWORD"),
+    (("backup:prod",), "DST_CLI_PROD_PASSWORD"),
+    (("restore:test",), "DST_CLI_TEST_PASSWORD"),
+    (("build:staging",), "DST_CLI_PROD_PASSWORD"),
+    (("status", "rollback:staging"), "DST_CLI_PROD_PASSWORD"),
+])
+def test_a_command_that_needs_a_password_fails_at_once_naming_the_variable(tmp_path, args, variable):
+    ini = make_project(tmp_path, PROD_MYSQL)
+    res = doit(*args, ini=ini)
+    assert_one_error_line(res, [f"{variable} is not set", "password_env", "export it"])
+    assert res.stdout == ""
+    assert_nothing_made(tmp_path, ini)
+
+
+def test_a_command_with_its_password_set_goes_on_without_the_other_databases(tmp_path):
+    """backup:prod needs prod's password only: with it set it gets past the load (and fails later, at the
+    unreachable server, for another reason than a password variable)."""
+    ini = make_project(tmp_path, PROD_MYSQL)
+    res = doit("backup:prod", ini=ini, extra_env={"DST_CLI_PROD_PASSWORD": "p"})
+    assert "is not set" not in res.stderr, res.stderr
+
+
+def test_task_words_skip_doit_options_and_their_values():
+    from doit_stages.doit_tasks import runs_tasks, task_words
+    argv = ["doit", "-f", "/x/dodo.py", "-v", "2", "--backend=sqlite3", "DEPLOY_X=1", "deploy:test", "-n", "2"]
+    assert task_words(argv) == ["deploy:test"]
+    assert not runs_tasks(["doit", "-f", "dodo.py", "list"]) and not runs_tasks(["doit", "-d", "list", "info"])
+    assert runs_tasks(["doit", "-f", "dodo.py", "status"]) and runs_tasks(["doit"])

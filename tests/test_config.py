@@ -462,18 +462,45 @@ def test_promote_from_itself(tmp_path):
     assert "[stage:staging] promote_from:" in msg and "cycle (staging -> staging)" in msg
 
 
+def password_error(tmp_path, text: str, environ: dict, database: str = "test") -> str:
+    """The file loads without the variable (status and list need no password); a command that needs the
+    database's password asks for it: require_passwords and password() raise the one line."""
+    cfg = load_config(write_ini(tmp_path, text), environ=environ)
+    with pytest.raises(ConfigError) as info:
+        cfg.require_passwords([database])
+    with pytest.raises(ConfigError, match=re.escape(str(info.value))):
+        cfg.databases[database].password()
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("stages.ini"), msg
+    return msg
+
+
 def test_unset_password_env(tmp_path):
     text = mysql_ini()
-    msg = config_error(tmp_path, text, {"BLOG_PROD_DB_PASSWORD": "set, but not the one needed"})
+    msg = password_error(tmp_path, text, {"BLOG_PROD_DB_PASSWORD": "set, but not the one needed"})
     line = line_of(text, "^password_env =")
     assert msg == (f"stages.ini:{line}: [database:test] password_env: environment variable BLOG_TEST_DB_PASSWORD "
                    "is not set; export it before running doit")
 
 
+def test_unset_password_env_fails_only_the_databases_that_need_it(tmp_path):
+    cfg = load_config(write_ini(tmp_path, DESIGN_INI), environ={"BLOG_PROD_DB_PASSWORD": "prod-secret"})
+    cfg.require_passwords(["prod"])
+    assert cfg.databases["prod"].password() == "prod-secret"
+    with pytest.raises(ConfigError, match="BLOG_TEST_DB_PASSWORD is not set"):
+        cfg.require_passwords(["prod", "test"])
+
+
 def test_password_env_read_from_the_given_environ_not_os_environ(tmp_path, monkeypatch):
     monkeypatch.setenv("BLOG_TEST_DB_PASSWORD", "in os.environ only")
-    msg = config_error(tmp_path, mysql_ini(), {})
+    msg = password_error(tmp_path, mysql_ini(), {})
     assert "BLOG_TEST_DB_PASSWORD is not set" in msg
+
+
+@pytest.mark.parametrize("value", ["BLOG PASSWORD", "1PASS", "$BLOG_PW"])
+def test_a_password_env_that_is_no_variable_name_is_refused_at_load(tmp_path, value):
+    msg = config_error(tmp_path, set_key(mysql_ini(), "database:test", "password_env", value))
+    assert "[database:test] password_env: " in msg and "is not an environment variable name" in msg
 
 
 @pytest.mark.parametrize("base", ["mysql", "sqlite"])
@@ -765,3 +792,88 @@ def test_s3_store_without_boto3_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "boto3", None)  # how Python marks a module as not importable
     msg = config_error(tmp_path, in_section(LOCAL_INI, "project", "artifact_store = s3://bucket/x"))
     assert "[project] artifact_store: an S3 store needs boto3 on this machine; pip install 'doit-stages[s3]'" in msg
+
+
+# -- command keys: their text as written (a ' ;' in quotes is no comment), split into argv at load -----------
+GUNICORN = "sh -c 'kill -TERM $(cat run/app.pid) ; exec gunicorn blog.wsgi -p run/app.pid'"
+
+
+@pytest.mark.parametrize("section", ["project", "stage:staging"])
+def test_a_semicolon_in_shell_quotes_is_part_of_the_command(tmp_path, section):
+    text = in_section(LOCAL_INI, section, f"reload_command = {GUNICORN}   ; gunicorn reloads by restarting")
+    stage = load_config(write_ini(tmp_path, text), environ={}).stages["staging"]
+    assert stage.reload_command == GUNICORN
+    assert stage.reload_argv == ("sh", "-c", "kill -TERM $(cat run/app.pid) ; exec gunicorn blog.wsgi -p run/app.pid")
+
+
+def test_every_command_key_is_split_at_load(tmp_path):
+    text = in_section(LOCAL_INI, "project", "\n".join([
+        'build_command = sh -c "npm ci ; npm run build"  ; the assets',
+        "migrate_command = bin/django migrate --noinput ; buildout's script",
+        "reload_command = systemctl reload 'app ; x'",
+        "health_headers = X-Forwarded-Proto: https   ; the app sits behind a TLS proxy"]))
+    text = in_section(text, "stage:test", "reload_command = touch a\\ ;b ; c")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.project.build_argv == ("sh", "-c", "npm ci ; npm run build")
+    assert cfg.project.migrate_argv == ("bin/django", "migrate", "--noinput")
+    assert cfg.project.migrate_command == "bin/django migrate --noinput"
+    assert cfg.project.reload_argv == cfg.stages["staging"].reload_argv == ("systemctl", "reload", "app ; x")
+    assert cfg.stages["test"].reload_argv == ("touch", "a ;b")
+    assert cfg.project.health_headers == (("X-Forwarded-Proto", "https"),)
+
+
+def test_the_default_migrate_command_is_split_too(tmp_path):
+    cfg = load_config(write_ini(tmp_path, LOCAL_INI), environ={})
+    assert cfg.project.migrate_argv == ("python", "manage.py", "migrate", "--noinput")
+    assert cfg.project.build_argv == cfg.project.reload_argv == cfg.stages["test"].reload_argv == ()
+
+
+def test_outside_command_keys_quotes_do_not_hide_a_comment(tmp_path):
+    text = in_section(LOCAL_INI, "project", "revision = it's ; the first release's tag")
+    assert load_config(write_ini(tmp_path, text), environ={}).project.revision == "it's"
+
+
+@pytest.mark.parametrize("section, key, value, hint", [
+    ("project", "reload_command", "sh -c 'kill -HUP 1", "no closing quotation"),
+    ("project", "build_command", 'sh -c "make ; ls', "no closing quotation"),
+    ("project", "migrate_command", "python manage.py migrate \\", "no escaped character"),
+    ("project", "migrate_command", "'' migrate", "names an empty program"),
+    ("stage:staging", "reload_command", "it's ; a comment? no: the quote is open", "no closing quotation"),
+])
+def test_a_command_that_cannot_be_split_is_refused_at_load(tmp_path, section, key, value, hint):
+    text = in_section(LOCAL_INI, section, f"{key} = {value}")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, f'^{key} =', section)}: [{section}] {key}: "), msg
+    assert hint in msg, msg
+
+
+@pytest.mark.parametrize("value, hint", [
+    ("Host blog.example.com", "is not a header 'Name: value'"),
+    ("X-Forwarded-Proto: https, Host: a, host: b", "host is given twice"),
+    ("Content-Length: 5", "would make the health check's GET wait for a body"),
+    ("Transfer-Encoding: chunked", "would make the health check's GET wait for a body"),
+    ("X-Evil: a\x7fb", "not printable ASCII"),
+    ("X-Proto: https\n  Host: b", "holds a line break"),
+    ("X-Name: caf\u00e9", "not printable ASCII"),
+    ("Bad Name: x", "is not a header"),
+])
+def test_bad_health_headers(tmp_path, value, hint):
+    text = in_section(LOCAL_INI, "stage:staging", f"health_headers = {value}")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, '^health_headers =')}: [stage:staging] health_headers: ")
+    assert hint in msg and "write e.g. X-Forwarded-Proto: https, Host: blog.example.com" in msg, msg
+
+
+def test_health_headers_over_lines_and_with_commas_in_a_value(tmp_path):
+    text = in_section(LOCAL_INI, "project", "health_headers = Accept: text/html, */*;q=0.8,\n"
+                                            "    Host: blog.example.com   ; the site's name")
+    text = in_section(text, "stage:staging", "health_headers = Host: staging.example.com")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert cfg.stages["test"].health_headers == (("Accept", "text/html, */*;q=0.8"), ("Host", "blog.example.com"))
+    assert cfg.stages["staging"].health_headers == (("Host", "staging.example.com"),)
+
+
+def test_a_section_header_keeps_its_inline_comment_out_even_with_brackets(tmp_path):
+    text = LOCAL_INI.replace("[stage:staging]\n", "[stage:staging]   ; promoted from [stage:test]\n")
+    cfg = load_config(write_ini(tmp_path, text), environ={})
+    assert list(cfg.stages) == ["test", "staging"] and cfg.stages["staging"].promote_from == "test"

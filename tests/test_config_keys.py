@@ -45,6 +45,7 @@ EXAMPLES = {
         "migrate_command": ("./manage.py migrate", "./manage.py migrate", {}),
         "reload_command": ("systemctl reload app", "systemctl reload app", {}),
         "health_timeout": ("2m", 120, {}),
+        "health_headers": ("Host: shop.example.com", (("Host", "shop.example.com"),), {}),
         "keep_releases": ("3", 3, {}),
         "keep_backups": ("4", 4, {}),
         "backup_max_age": ("2d", 172800, {}),
@@ -66,6 +67,8 @@ EXAMPLES = {
         "reload_command": ("touch r", "touch r", {}),
         "max_fail": ("1", 1, {}),
         "buildout_config": ("stg.cfg", "stg.cfg", BUILDOUT),
+        "health_headers": ("X-Forwarded-Proto: https, Host: stg.example.com",
+                           (("X-Forwarded-Proto", "https"), ("Host", "stg.example.com")), {}),
     },
     "database": {
         "backup_host": ("ssh://deploy@db1:22", Host("ssh://deploy@db1:22", "db1", "deploy", 22), {}),
@@ -132,11 +135,21 @@ def test_every_key_has_a_one_line_doc(table, key):
 
 
 def test_the_tables_name_every_field_of_the_dataclasses():
+    """Every field given when a dataclass is built (not the argv fields, split from the commands then)."""
+    def given(cls):
+        return {f.name for f in dataclasses.fields(cls) if f.init}
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
-    assert names["project"] == {f.name for f in dataclasses.fields(Project)}
-    assert names["stage"] | {"name"} == {f.name for f in dataclasses.fields(Stage)}
-    assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret"} == \
-        {f.name for f in dataclasses.fields(Database)}
+    assert names["project"] == given(Project)
+    assert names["stage"] | {"name"} == given(Stage)
+    assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
+        given(Database)
+
+
+def test_every_command_key_is_split_into_its_argv_field():
+    """The *_argv fields are the command keys' (shell=True) and nothing else."""
+    for cls, table in ((Project, config_project.PROJECT), (Stage, config_stage.STAGE)):
+        derived = {f.name for f in dataclasses.fields(cls) if not f.init}
+        assert derived == {k.replace("_command", "_argv") for k, spec in table.items() if spec.shell}
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -153,7 +166,8 @@ def test_a_key_left_out_gets_the_dataclass_default(tmp_path, table):
 
 
 def test_the_inherited_keys_are_the_stage_keys_whose_default_is_the_projects():
-    assert config_stage.INHERITED == ("health_url", "health_timeout", "reload_command", "buildout_config")
+    assert config_stage.INHERITED == ("health_url", "health_timeout", "reload_command", "buildout_config",
+                                      "health_headers")
     assert set(config_stage.INHERITED) <= set(config_project.PROJECT)
 
 

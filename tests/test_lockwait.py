@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from doit_stages.config import ConfigError, load_config
+from doit_stages.config import ConfigError, load_config, split_command
 from doit_stages.lockwait import blockers, describe, failure_line, lock_event, processes, retry_line
 from doit_stages.steps.migrate_bounded import bounded_argv
 
@@ -105,7 +105,7 @@ def test_retry_line():
     ("python -W ignore manage.py migrate --database=other", ["python", "-W", "ignore", "-c"]),
 ])
 def test_bounded_argv_wraps_manage_py_migrate(command, head):
-    argv = bounded_argv(command, 7)
+    argv = bounded_argv(split_command(command), 7)
     rest = command.split()[[i for i, a in enumerate(command.split()) if a.endswith("manage.py")][0]:]
     assert argv[:len(head)] == head and "connection_created" in argv[len(head)]
     assert argv[len(head) + 1:] == ["7", *rest]
@@ -113,7 +113,7 @@ def test_bounded_argv_wraps_manage_py_migrate(command, head):
 
 @pytest.mark.parametrize("command", ["bin/django migrate", "python manage.py showmigrations", "make migrate"])
 def test_other_commands_are_run_as_they_are(command):
-    assert bounded_argv(command, 7) is None
+    assert bounded_argv(split_command(command), 7) is None
 
 
 INI = """\

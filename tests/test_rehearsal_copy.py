@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from doit_stages import livedb
-from doit_stages.config import Database, Host, load_config
+from doit_stages.config import Database, Host, load_config, split_command
 from doit_stages.rehearsal import MigrateOutput, refusal
 from doit_stages.steps import rehearsal_copy
 from doit_stages.steps.rehearsal import RUNNER, runner_argv
@@ -93,7 +93,7 @@ def test_the_runner_program_carries_the_probe_and_only_the_standard_library():
     compile(RUNNER, "<runner>", "exec")
     imports = [line for line in probe_text.splitlines() if line.startswith(("import ", "from "))]
     assert imports == ["from __future__ import annotations", "import threading", "import time"]
-    assert runner_argv("python manage.py migrate", "rehearse-here")[3] == "rehearse-here"
+    assert runner_argv(split_command("python manage.py migrate"), "rehearse-here")[3] == "rehearse-here"
 
 
 def test_the_runners_done_line_comes_back_as_data():

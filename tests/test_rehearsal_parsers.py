@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from doit_stages.config import load_config
+from doit_stages.config import load_config, split_command
 from doit_stages.rehearsal import MigrateOutput, attribute_stalls, markdown, parse_migrate_output, refusal, text_table
 from doit_stages.sqlcheck import PlanCheck
 from doit_stages.sqltext import columns_from_mysql, columns_from_sqlite, split_statements
@@ -178,12 +178,13 @@ def test_report_text_and_markdown_name_every_migration_and_flag():
 
 
 def test_runner_only_for_djangos_migrate():
-    argv = runner_argv("python3 src/manage.py migrate --noinput")
+    argv = runner_argv(split_command("python3 src/manage.py migrate --noinput"))
     assert argv[0] == "python3" and argv[1] == "-c" and argv[3:] == ["rehearse", "src/manage.py", "migrate",
                                                                      "--noinput"]
-    assert runner_argv("python manage.py migrate", "applied")[3] == "applied"
-    assert runner_argv("./manage.py migrate")[0] == "python"
-    assert runner_argv("alembic upgrade head") is None and runner_argv("python manage.py check") is None
+    assert runner_argv(split_command("python manage.py migrate"), "applied")[3] == "applied"
+    assert runner_argv(split_command("./manage.py migrate"))[0] == "python"
+    assert runner_argv(split_command("alembic upgrade head")) is None
+    assert runner_argv(split_command("python manage.py check")) is None
 
 
 def test_max_write_stall_is_a_project_duration(tmp_path):

@@ -12,7 +12,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from doit_stages.config import Config, Database, Host, Project, Stage, parse_host
+from doit_stages.config import Config, Database, Host, Project, Stage, parse_host, split_command
 from doit_stages.db import counts_mismatch, option_file, parse_row_counts
 from doit_stages.layout import Layout, backup_name, is_release_id, release_id
 from doit_stages.session import Session
@@ -402,7 +402,7 @@ def test_cleanup_keeps_the_rollback_target_after_a_rollback():
     ("bin/instance migrate", None),          # another control-script name: the marker fallback
 ])
 def test_check_argv(command, check):
-    assert check_argv(command) == check
+    assert check_argv(split_command(command)) == check
 
 
 # -- session.batches ---------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-import shlex
 
 from .. import failpoints
 from ..config import Config, Stage
@@ -249,8 +248,7 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
     if config.project.build == "buildout":
         buildout_step.run_buildout(t, layout, config, stage, release.id, wheels)
     if config.project.build_command:
-        code, out, err = t.call(app_command(layout, stage.name, release.id,
-                                            shlex.split(config.project.build_command)))
+        code, out, err = t.call(app_command(layout, stage.name, release.id, list(config.project.build_argv)))
         if code != 0:
             last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")

@@ -11,7 +11,7 @@ other command, a marker recording which release was last migrated on this stage.
 from __future__ import annotations
 
 import posixpath
-import shlex
+from typing import Sequence
 
 from ..config import Config, Stage
 from ..layout import Layout
@@ -24,9 +24,9 @@ from .environment import app_command
 DJANGO_PROGRAMS = ("manage.py", "django-admin", "django")
 
 
-def check_argv(migrate_command: str) -> list[str] | None:
+def check_argv(migrate_argv: Sequence[str]) -> list[str] | None:
     """The command that exits 0 when nothing is pending, if migrate_command is Django's migrate."""
-    argv = shlex.split(migrate_command)
+    argv = list(migrate_argv)
     django = [i for i, a in enumerate(argv) if posixpath.basename(a) in DJANGO_PROGRAMS]
     if django and "migrate" in argv[django[0] + 1:]:
         return [a for a in argv if a not in ("--noinput", "--no-input")] + ["--check"]
@@ -34,7 +34,7 @@ def check_argv(migrate_command: str) -> list[str] | None:
 
 
 def is_migrated(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> bool:
-    check = check_argv(config.project.migrate_command)
+    check = check_argv(config.project.migrate_argv)
     if check is None:
         return (read_text(t, layout.migrated_marker(stage.name)) or "").strip() == rid
     return t.call(app_command(layout, stage.name, rid, check))[0] == 0
@@ -43,7 +43,7 @@ def is_migrated(t: Transport, layout: Layout, config: Config, stage: Stage, rid:
 def run_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> str:
     """Returns the command's output; raises StepError naming stage, host and the last error line. If this
     run dies meanwhile, the migration finishes alone (watchdog.let_finish)."""
-    argv = app_command(layout, stage.name, rid, shlex.split(config.project.migrate_command))
+    argv = app_command(layout, stage.name, rid, list(config.project.migrate_argv))
     code, out, err = t.call(let_finish(argv))
     if code != 0:
         raise migrate_failed(config, stage, t, code, out, err)

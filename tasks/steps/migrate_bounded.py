@@ -11,9 +11,9 @@ sqlite, runs as it is.
 from __future__ import annotations
 
 import posixpath
-import shlex
 import time
 from pathlib import Path
+from typing import Sequence
 
 from ..config import Config, Stage
 from ..errors import StepError
@@ -28,10 +28,10 @@ RUNNER = Path(__file__).with_name("migrate_runner.py")
 EXIT_LOCKED = 75  # the runner's exit code when a statement gave up waiting for a lock
 
 
-def bounded_argv(migrate_command: str, seconds: int) -> list[str] | None:
+def bounded_argv(migrate_argv: Sequence[str], seconds: int) -> list[str] | None:
     """[python options..., -c, <runner>, seconds, manage.py, migrate, ...] for a `manage.py migrate`
     command; None for any other (its lock waits are the project's own business)."""
-    argv = shlex.split(migrate_command)
+    argv = list(migrate_argv)
     idx = next((i for i, a in enumerate(argv) if posixpath.basename(a) == "manage.py"), None)
     if idx is None or argv[idx + 1:idx + 2] != ["migrate"]:
         return None
@@ -42,7 +42,7 @@ def bounded_argv(migrate_command: str, seconds: int) -> list[str] | None:
 def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str,
                            pause=time.sleep) -> str:
     db = config.stage_database(stage)
-    argv = bounded_argv(config.project.migrate_command, db.migration_lock_timeout) if db.engine == "mysql" else None
+    argv = bounded_argv(config.project.migrate_argv, db.migration_lock_timeout) if db.engine == "mysql" else None
     if argv is None:
         return run_migrations(t, layout, config, stage, rid)
     attempts, changed = db.migration_lock_retries + 1, False

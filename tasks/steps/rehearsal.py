@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shlex
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from ..config import Config, Database, Stage
 from ..layout import Layout
@@ -27,9 +27,9 @@ from .rehearsal_copy import CopyProbe, reads_on_host
 RUNNER = "\n".join(Path(__file__).with_name(f).read_text() for f in ("rehearsal_probe.py", "rehearsal_runner.py"))
 
 
-def runner_argv(migrate_command: str, mode: str = "rehearse") -> list[str] | None:
+def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse") -> list[str] | None:
     """python -c <runner> <mode> manage.py migrate [options]; None when migrate_command is not Django's."""
-    argv = shlex.split(migrate_command)
+    argv = list(migrate_argv)
     idx = next((i for i, a in enumerate(argv) if a.endswith("manage.py")), None)
     if idx is None or argv[idx + 1:idx + 2] != ["migrate"]:
         return None
@@ -46,7 +46,7 @@ def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> S
 def applied_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> list[str] | None:
     """The migrations applied to the stage's database (its django_migrations), read by the release's own
     Django; None for a non-Django migrate_command."""
-    argv = runner_argv(config.project.migrate_command, "applied")
+    argv = runner_argv(config.project.migrate_argv, "applied")
     if argv is None:
         return None
     try:
@@ -82,7 +82,7 @@ def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: st
               "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "seconds": 0.0,
               "applied_before": [], "migrations": [], "notes": []}
     began = time.monotonic()
-    argv = runner_argv(config.project.migrate_command, "rehearse-here" if reads_on_host(db) else "rehearse")
+    argv = runner_argv(config.project.migrate_argv, "rehearse-here" if reads_on_host(db) else "rehearse")
     if argv is None:
         run_migrations(t, layout, config, stage, rid)
         report["notes"].append("migrate_command is not Django's manage.py migrate: total time only")

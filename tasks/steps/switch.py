@@ -14,7 +14,6 @@ Rollback is this same step towards an earlier release.
 from __future__ import annotations
 
 import json
-import shlex
 
 from .. import failpoints
 from ..config import Stage
@@ -116,10 +115,10 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
         try:
             failpoints.hit("switch.after_rename", t.host)
             if stage.reload_command:
-                t.run(app_command(session.layout, stage.name, rid, shlex.split(stage.reload_command)))
+                t.run(app_command(session.layout, stage.name, rid, list(stage.reload_argv)))
             failpoints.hit("switch.after_reload", t.host)
-            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout) \
-                if stage.health_url else None
+            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
+                                   stage.health_headers) if stage.health_url else None
             if problem:
                 raise StepError(f"health check failed: {problem}")
         except Exception:
@@ -193,7 +192,7 @@ def _put_back(session, stage: Stage, t: Transport, target: str | None) -> None:
     set_link(t, session.layout, stage.link, target)
     old = release_of(target)
     if old and stage.reload_command:
-        t.call(app_command(session.layout, stage.name, old, shlex.split(stage.reload_command)))
+        t.call(app_command(session.layout, stage.name, old, list(stage.reload_argv)))
 
 
 def _log(session, hosts, records: list[dict], stage: Stage) -> None:

@@ -34,16 +34,34 @@ def verify_stage(session, stage: Stage) -> str:
         groups.setdefault(rid, []).append(host)
     failures, summaries = [], []
     for rid, hosts in groups.items():
-        ok, output = run_infra_tests(session, stage, rid, hosts)
+        ok, output, failed = run_infra_tests(session, stage, rid, hosts)
         session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
                            f"{what}: recording the result")
         summaries.append(f"{rid}: {last_line(output)}")
         if not ok:
-            failed = [ln for ln in output.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-            failures.append(f"{rid}: " + ("; ".join(failed[:5]) or summaries[-1]))
+            print(failure_report(what, rid, failed, output), flush=True)
+            failures.append(f"{rid}: " + (failure_line(failed) or summaries[-1]))
     if failures:
         raise StepError(f"{what}: infra-tests failed for " + " / ".join(failures))
     return "; ".join(summaries)
+
+
+def failure_report(what: str, rid: str, failed: list[tuple[str, str]], output: str) -> str:
+    """Each failed check with its whole assertion text (pytest's comparison too), indented under its id;
+    without any (pytest itself failed), pytest's own last lines."""
+    if not failed:
+        return "\n".join(f"   {ln}" for ln in output.strip().splitlines()[-10:])
+    lines = [f"   {what}: {len(failed)} check(s) failed on {rid}:"]
+    for check, text in failed:
+        lines.append(f"   FAILED {check}")
+        lines += [f"       {ln}" for ln in text.splitlines()]
+    return "\n".join(lines)
+
+
+def failure_line(failed: list[tuple[str, str]], most: int = 5) -> str:
+    """`<id>: <the assertion's first line>; ...` for the one-line error."""
+    said = "; ".join(f"{check}: {text.splitlines()[0] if text else 'failed'}" for check, text in failed[:most])
+    return said + (f"; and {len(failed) - most} more (above)" if len(failed) > most else "")
 
 
 def builtin_checks() -> Path:
@@ -56,7 +74,7 @@ def builtin_checks() -> Path:
 
 def database_check_command(layout: Layout, config: Config, stage: Stage, release: str) -> str | None:
     """The pending-migrations check as the built-in checks send it; None when the stage has none."""
-    check = check_argv(config.project.migrate_command) if stage.database else None
+    check = check_argv(config.project.migrate_argv) if stage.database else None
     return None if check is None else shlex.join(app_command(layout, stage.name, release, check))
 
 
@@ -70,9 +88,10 @@ def pytest_args(config: Config) -> list[str]:
             "-p", "no:legacypath", "--no-header", *dirs]
 
 
-def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, str]:
+def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, str, list[tuple[str, str]]]:
     """pytest in this process (no second interpreter), its testinfra hosts riding on the run's own sessions.
-    The commands every host answers (the facts, the database check) are sent to all hosts at once first."""
+    The commands every host answers (the facts, the database check) are sent to all hosts at once first.
+    Returns (passed, pytest's output, [(failed check's id, its assertion text)])."""
     import pytest  # only runs that verify pay for pytest's import
 
     from .. import infra_plugin
@@ -86,7 +105,7 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
         code = pytest.main(pytest_args(session.config), plugins=[infra_plugin, checks])
     if code == pytest.ExitCode.INTERRUPTED:   # Ctrl-C: no verdict to record, the run stops
         raise KeyboardInterrupt
-    return code == 0, out.getvalue()
+    return code == 0, out.getvalue(), checks.failures
 
 
 def prefetch(session, stage: Stage, release: str, hosts) -> dict:
