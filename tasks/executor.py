@@ -7,7 +7,9 @@ the caller can undo on the ones that succeeded); `outcomes` returns a failure in
 """
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -87,8 +89,10 @@ class Executor:
             raise
 
     def outcomes(self, hosts: Sequence[Host], fn: Callable[[Transport], T], progress=None) -> list:
-        """fn on every host at once; each host's result, or the StepError/CommandFailed it raised.
-        progress: a progress.Progress told of every host that finishes."""
+        """fn on every host at once; each host's result, or the exception it raised. progress: a
+        progress.Progress told of every host that finishes. Any exception fails its host: one that is not a
+        StepError/CommandFailed is a bug, whose traceback is printed, and never a host's silent success
+        (a worker thread that died would leave the host's result None, read as done)."""
         results: list = [None] * len(hosts)
 
         def one(i):
@@ -96,6 +100,10 @@ class Executor:
                 result = self.one(hosts[i], fn)
             except (CommandFailed, StepError) as exc:
                 result = exc
+            except Exception as exc:
+                print(f"doit-stages: a bug on {hosts[i]} (it counts as that host failing):", file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
+                result = StepError(f"{hosts[i]}: internal error {type(exc).__name__}: {exc}")
             if progress is not None:
                 progress.host_done(ok=not isinstance(result, Exception))
             results[i] = result

@@ -1,0 +1,27 @@
+"""executor: a host function that raises anything counts as that host failing, never as its success."""
+import pytest
+
+from doit_stages.config import Host
+from doit_stages.errors import StepError
+from doit_stages.executor import Connections, Executor
+
+HOSTS = [Host("local", hostname="a"), Host("local", hostname="b")]
+
+
+def _fn(t):
+    if t.host.hostname == "b":
+        raise ValueError("No closing quotation")
+    return "ok"
+
+
+def test_an_unexpected_exception_fails_its_host_and_names_it(capsys):
+    results = Executor(Connections(), parallel=2).outcomes(HOSTS, _fn)
+    assert results[0] == "ok"
+    assert isinstance(results[1], StepError)
+    assert "ValueError: No closing quotation" in str(results[1])
+    assert "Traceback" in capsys.readouterr().err      # a bug shows its traceback
+
+
+def test_each_raises_one_line_for_an_unexpected_exception():
+    with pytest.raises(StepError, match=r"failed on 1 of 2 host\(s\): local: internal error ValueError"):
+        Executor(Connections(), parallel=2).each(HOSTS, _fn, "switch")
