@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from . import config_database
-from .config_checks import check_restore_targets, check_stage_graph, resolve_paths
+from .config_checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
 from .config_database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
 from .config_model import (
     BUCKET_RE,
@@ -42,6 +42,7 @@ from .config_values import (
     NAME_RE,
     REGION_RE,
     check_endpoint,
+    host_key,
     parse_duration,
     parse_host,
     split_list,
@@ -50,7 +51,7 @@ from .config_values import (
 __all__ = ["BUCKET_RE", "BUILDS", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS", "MAX_LOCK_RETRIES",
            "MAX_LOCK_TIMEOUT", "NAME_RE", "PREFIX_RE", "PROJECT_KEYS", "REGION_RE", "STAGE_KEYS", "Config",
            "ConfigError", "Database", "Host", "Project", "S3Store", "Stage", "check_endpoint", "config_path",
-           "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
+           "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
 
 PROJECT_KEYS = set(PROJECT)
 DATABASE_KEYS = set(config_database.KEYS)
@@ -69,7 +70,21 @@ def load_config(path: Path | str | None = None, environ: dict | None = None) -> 
     environ = os.environ if environ is None else environ
     if not path.is_file():
         raise ConfigError(f"{path}: no such file; create a stages.ini or point STAGES_INI at one")
-    return read_config(Ini(path, path.read_text(), environ))
+    return read_config(Ini(path, read_utf8(path), environ))
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is allowed); anything else is one line naming the file and what to do."""
+    data = path.read_bytes()
+    fix = "save it as UTF-8 (in your editor's encoding setting, or: iconv -f <its encoding> -t UTF-8)"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise ConfigError(f"{path}: the file is UTF-16 (or another wide encoding), not UTF-8; {fix}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the file is not UTF-8 (byte 0x{data[exc.start]:02x}, e.g. Latin-1 "
+                          f"text); {fix}") from None
 
 
 def read_config(ini: Ini) -> Config:
@@ -87,6 +102,7 @@ def read_config(ini: Ini) -> Config:
         ini.check_keys(s, STAGE)
     stage_hosts = {s[6:]: read_hosts(ini, s) for s in stage_sections}
     databases = {s[9:]: read_database(ini, s, stage_hosts) for s in sections if s.startswith("database:")}
+    check_host_spellings(ini, stage_hosts, databases)
     stages = {n: read_stage(ini, f"stage:{n}", hosts, project, databases) for n, hosts in stage_hosts.items()}
     if not stages:
         raise ConfigError(f"{ini.path.name}: no [stage:<name>] section; add [stage:test] with hosts = local")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import config_rules as rules
-from .config_model import Database, Project, Stage
+from .config_model import Database, Host, Project, Stage
 from .config_reader import Ini
+from .config_values import host_key
 
 
 def check_stage_graph(ini: Ini, stages: dict[str, Stage]) -> None:
@@ -31,6 +32,20 @@ def check_stage_graph(ini: Ini, stages: dict[str, Stage]) -> None:
                 ini.fail(f"stage:{st.name}", "promote_from",
                          f"promote_from forms a cycle ({' -> '.join(seen + [cur.name])}); break it")
             seen.append(cur.name)
+
+
+def check_host_spellings(ini: Ini, stage_hosts: dict[str, tuple[Host, ...]], databases: dict[str, Database]) -> None:
+    """One host is written one way everywhere: runs tell hosts apart by how they are written (one connection
+    and one lock each), so two spellings of one host would be locked, uploaded to and switched as two."""
+    first: dict[tuple, tuple[Host, str]] = {}
+    places = [(h, f"stage:{n}", "hosts") for n, hs in stage_hosts.items() for h in hs]
+    places += [(d.backup_host, f"database:{d.name}", "backup_host") for d in databases.values()
+               if d.backup_host is not None and ini.written(f"database:{d.name}", "backup_host")]
+    for h, section, key in places:
+        other, where = first.setdefault(host_key(h), (h, section))
+        if other.spec != h.spec:
+            ini.fail(section, key, f"{h} is {other} of [{where}] written another way (the same login, port and "
+                                   f"machine); write it as {other} here too")
 
 
 def check_restore_targets(ini: Ini, stages: dict[str, Stage], databases: dict[str, Database]) -> None:

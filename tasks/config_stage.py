@@ -14,14 +14,21 @@ from . import config_rules as rules
 from .config_model import Host, Stage
 from .config_project import buildout_config
 from .config_reader import Ini, Key, Problem, Section, checked, command, duration, headers, host, optional, whole
-from .config_values import split_list
+from .config_values import host_key, split_list
 
 
 def hosts(value: str, sec: Section) -> tuple[Host, ...]:
     specs = split_list(value)
     if not specs:
         raise Problem("missing; list the stage's hosts, e.g. hosts = ssh://deploy@web1:22 (or local)")
-    return tuple(host(spec) for spec in specs)
+    found: dict[tuple, Host] = {}
+    for h in map(host, specs):
+        other = found.setdefault(host_key(h), h)
+        if other is not h:
+            raise Problem(f"{h} is listed twice; list each host once" if other.spec == h.spec else
+                          f"{other} and {h} are one host (the same login, port and machine: localhost, 127.0.0.1 "
+                          "and ::1 are this machine's one name); list it once")
+    return tuple(found.values())
 
 
 def database(value: str, sec: Section) -> str | None:

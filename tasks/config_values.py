@@ -7,6 +7,7 @@ Each takes the text and returns the value or raises ValueError with the reason; 
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -42,6 +43,25 @@ def parse_host(spec: str) -> Host:
     if problem:
         raise ValueError(f"host {spec!r}: {problem}")
     return Host(spec, parts.hostname, parts.username, port)
+
+
+# names of this machine's loopback that every resolver gives (127.0.0.2 and the like may be other sockets)
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def host_key(host: Host) -> tuple:
+    """What can be told from the config alone about which machine and login a host is: the name with case,
+    a trailing dot and IPv6 spellings normalised, localhost = 127.0.0.1 = ::1, then port and user as
+    written. Two hosts with one key are one login on one machine; two keys may still be one machine (DNS,
+    ssh_config aliases, an unwritten port or user that ssh_config fills in): those cannot be told here."""
+    if host.local:
+        return ("local",)
+    name = host.hostname.lower().rstrip(".")
+    try:
+        name = ipaddress.ip_address(name).compressed
+    except ValueError:
+        pass
+    return ("ssh", "localhost" if name in LOOPBACK else name, host.port, host.user)
 
 
 def parse_duration(text: str) -> int:

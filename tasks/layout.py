@@ -154,12 +154,22 @@ class Layout:
     def rehearsals(self) -> str:
         return self.join(".deploy", "rehearsals")
 
-    def rehearsal(self, rid: str, stale: bool = False) -> str:
-        """The migration rehearsal report of a release (JSON, 0644); a stale one is kept beside it."""
-        return self.join(".deploy", "rehearsals", f"{rid}.stale.json" if stale else f"{rid}.json")
+    def rehearsal(self, rid: str, aside: str = "") -> str:
+        """The migration rehearsal report of a release (JSON, 0644); one the guard would not use is kept
+        beside it as <id>.<aside>.json (stale, refused)."""
+        return self.join(".deploy", "rehearsals", f"{rid}.{aside}.json" if aside else f"{rid}.json")
+
+    def rehearsal_record(self, rid: str) -> str:
+        """On the backup host of the database a rehearsal copied: the sha256 of its report, written before
+        the report, where the rehearsing stage's hosts cannot rewrite it (steps/rehearsal_guard.py)."""
+        return self.join(".deploy", "rehearsals", f"{rid}.record.json")
 
     def rehearsal_md(self, rid: str) -> str:
         return self.join(".deploy", "rehearsals", f"{rid}.md")
+
+    def programs(self, digest: str) -> str:
+        """The host-side programs (tasks/hostside/*.py) of one version of the tool, as files."""
+        return self.join(".deploy", "programs", digest)
 
     def db_marker(self, database: str) -> str:
         return self.join(".deploy", f"db-{database}.json")

@@ -1,11 +1,11 @@
 """The deploying machine reading a MySQL/MariaDB database itself, for a database with password_env: the
-rehearsal's schema and size reads and its write probe (steps/rehearsal_probe.py), with
+rehearsal's schema and size reads and its write probe (hostside/rehearsal_probe.py), with
 mysql-connector-python (pure Python) through an SSH tunnel to the database as the hosts see it. The
 password stays in this process's memory (it came from the environment); it is never written anywhere and
 never on a command line.
 
 A database with option_file is never read from here: its password stays on the hosts, and the rehearsal
-reads and probes it there, through the app's own connection (steps/rehearsal_runner.py).
+reads and probes it there, through the app's own connection (hostside/rehearsal_runner.py).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A migration that gave up waiting for a lock: the migrate runner's report (steps/migrate_runner.py) read
+"""A migration that gave up waiting for a lock: the migrate runner's report (hostside/migrate_runner.py) read
 into the connections that hold it up, and the one line that says so. Pure: tested on canned reports.
 
 The best source answers: the server's metadata locks (MariaDB's metadata_lock_info plugin, MySQL 8's

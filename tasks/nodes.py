@@ -99,7 +99,7 @@ def restore_done(s: Session, r: Releases, stage: Stage) -> bool:
     from .steps import restore as restore_step
     newest = newest_of(s, s.config.databases[stage.restore_from])
     marker = restore_step.restored(s, s.config.stage_database(stage))
-    return bool(newest and marker) and marker == {"backup": newest["name"], "release": r.of(stage).id}
+    return bool(newest and marker) and restore_step.holds(marker, newest["name"], r.of(stage).id)
 
 
 def run_restore(s: Session, r: Releases, stage: Stage) -> str:
@@ -141,22 +141,45 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
 
 
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
-    """migrate:<stage> on a fresh copy of production: measured, reported. A copy already migrated
-    without a report (or whose report went stale) is refreshed from a new backup first."""
+    """migrate:<stage> on a fresh copy of production: measured, reported. It rehearses on the copy
+    restore:<stage> made for this release (the backup that node named), unless a rehearsal already began on
+    that copy (it may be migrated, wholly or in part): then a new backup of production is taken and
+    restored first. Either way it says which backup and why. The report's sha256 is recorded before the
+    report is written (rehearsal_guard.record_rehearsal)."""
     from .rehearsal import text_table
     from .steps import backup as backup_step
     from .steps import rehearsal as rehearsal_step
     from .steps import restore as restore_step
+    from .steps.rehearsal_guard import record_rehearsal
     rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.hosts[0]
-    s.lock([first], f"migrate:{stage.name}")
+    src = s.config.databases[stage.restore_from]
+    s.lock([first, s.backup_host(src), s.backup_host(db)], f"migrate:{stage.name}")
     if migrate_done(s, r, stage):
         return "nothing pending"
-    if _migrated(s, stage, rid):
-        backup_step.take_backup(s, s.config.databases[stage.restore_from], reason=f"for the rehearsal of {rid}")
-        run_restore(s, r, stage)
-    backup = (restore_step.restored(s, db) or {}).get("backup")
-    report = s.hosts.one(first, lambda t: rehearsal_step.rehearse(t, s.layout, s.config, stage, rid, backup))
+    marker = restore_step.restored(s, db)
+    if restore_step.is_fresh(marker, rid):
+        why = f"the copy restore:{stage.name} made for {rid}, untouched since"
+    else:
+        was = (f"a rehearsal of {marker['release']} already began on the copy of {marker['backup']}"
+               if marker and marker.get("release") else f"{db.name} holds no copy restore:{stage.name} recorded")
+        _say_node(f"migrate:{stage.name}", f"{was}: taking a new backup of {src.name} and restoring it, "
+                                           "so that the rehearsal runs on a fresh copy")
+        backup_step.take_backup(s, src, reason=f"for the rehearsal of {rid}")
+        print(f"   {run_restore(s, r, stage)}", flush=True)
+        marker = restore_step.restored(s, db)
+        why = f"restored just now for {rid}"
+    backup = (marker or {}).get("backup")
+    _say_node(f"migrate:{stage.name}", f"rehearsing on {db.name} := {backup} ({why})")
+    report = s.hosts.one(first, lambda t: rehearsal_step.rehearse(
+        t, s.layout, s.config, stage, rid, backup, begin=lambda: restore_step.mark_rehearsing(s, db, marker)))
+    record_rehearsal(s, stage, report)
+    s.hosts.one(first, lambda t: rehearsal_step.write_report(t, s.layout, report))
     return f"rehearsed on a copy of {stage.restore_from}: {s.layout.rehearsal(rid)} on {first}\n" + text_table(report)
+
+
+def _say_node(what: str, text: str) -> None:
+    """Printed at once: the node's own summary comes only at its end."""
+    print(f"   {what}: {text}", flush=True)
 
 
 # -- switch:<stage> --------------------------------------------------------------------------------

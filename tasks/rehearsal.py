@@ -2,8 +2,10 @@
 text) as events, write-stall attribution, the report's text forms, and the guard's decision."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from dataclasses import dataclass
 
 MARK = "@@doit-stages "
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -145,18 +147,91 @@ def markdown(report: dict) -> str:
 
 
 # -- the guard --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Witness:
+    """A place that recorded the sha256 of a rehearsal's report when the rehearsal wrote it: `label` names
+    it, `record` is what it holds (None: nothing), `ignored` says why it does not count (empty: it counts)."""
+    label: str
+    record: dict | None
+    ignored: str = ""
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_of(report: dict, data: bytes, host: str, by: str) -> dict:
+    """What a witness keeps of a report it saw written: its sha256 and what the report says it is."""
+    return {"release": report["release"], "sha256": digest(data), "stage": report.get("stage"),
+            "database": report.get("database"), "source": report.get("source"), "backup": report.get("backup"),
+            "started": report.get("started"), "host": host, "by": by}
+
+
+def _says(w: Witness) -> str:
+    if w.ignored:
+        return f"{w.label}: not counted ({w.ignored})"
+    if not isinstance(w.record, dict):
+        return f"{w.label}: no record"
+    return (f"{w.label}: sha256 {str(w.record.get('sha256'))[:12]} (rehearsed {w.record.get('started', '?')} by "
+            f"{w.record.get('by', '?')})")
+
+
+def untrusted(data: bytes, witnesses: list[Witness]) -> str | None:
+    """Why a report cannot be taken for the one its rehearsal wrote, or None: some counted witness recorded
+    exactly its sha256. A witness that recorded another one shows the report was changed or replaced; none
+    at all, that nothing this run can trust saw the rehearsal."""
+    sha = digest(data)
+    counted = [w for w in witnesses if not w.ignored]
+    if any(isinstance(w.record, dict) and w.record.get("sha256") == sha for w in counted):
+        return None
+    changed = any(isinstance(w.record, dict) for w in counted)
+    what = ("the report differs from the one its rehearsal wrote (changed or replaced since)" if changed
+            else "nothing this run can trust recorded that rehearsal (a report counts when this machine ran its "
+                 "rehearsal, or when the copied database's backup host, outside the rehearsing stage, recorded it)")
+    return f"{what}: its sha256 is {sha[:12]}; {'; '.join(_says(w) for w in witnesses)}"
+
+
+def other_rehearsal(report: dict, rid: str, source: str) -> str | None:
+    """Why a report is not a rehearsal of this release on a copy of this database, or None."""
+    if report.get("release") != rid:
+        return f"the report is of release {report.get('release')!r}, not of {rid}"
+    if report.get("source") not in (None, source):
+        return f"the report rehearses a copy of database {report.get('source')!r}, not of {source}"
+    return None
+
+
+def stale(report: dict, rid: str, applied_now: list[str] | None, pending_now: list[str] | None) -> str | None:
+    """Why a report is not the rehearsal of what production's migration would do now, or None: it must have
+    started from production's applied migrations as they are, and list exactly the migrations pending on
+    production, in order. Nothing to compare for a non-Django migrate_command (applied_now None)."""
+    if applied_now is None:
+        return None
+    raw = report.get("applied_before")
+    before = [str(x) for x in raw] if isinstance(raw, list) else None
+    if before is None or sorted(applied_now) != sorted(before):
+        before = before or []
+        extra = sorted(set(applied_now) - set(before))
+        missing = sorted(set(before) - set(applied_now))
+        detail = ", ".join([f"+{x}" for x in extra] + [f"-{x}" for x in missing]) or "no applied_before"
+        return (f"the rehearsal of {rid} is stale: production's applied migrations changed since the copy it "
+                f"ran on ({detail})")
+    names = [m.get("name") for m in report.get("migrations") or [] if isinstance(m, dict)]
+    if pending_now is not None and names != pending_now:
+        return (f"the rehearsal of {rid} is stale: its migrations ({', '.join(map(str, names)) or 'none'}) are "
+                f"not exactly those pending on production ({', '.join(pending_now) or 'none'})")
+    return None
+
+
 def refusal(report: dict | None, rid: str, applied_now: list[str] | None, max_stall: float,
-            allow: str) -> str | None:
-    """Why production must not be migrated with this release, or None. (a) and (b) cannot be overridden;
+            allow: str, pending_now: list[str] | None = None) -> str | None:
+    """Why production must not be migrated with this release, or None. (a) no report and (b) a stale one
+    (or one not of this release, or not listing exactly what is pending) cannot be overridden;
     DEPLOY_ALLOW_UNSAFE=<rid> accepts (c) unsafe operations and (d) stalls over max_write_stall."""
     if report is None:
         return f"release {rid} has no migration rehearsal"
-    if applied_now is not None and sorted(applied_now) != sorted(report.get("applied_before", [])):
-        extra = sorted(set(applied_now) - set(report["applied_before"]))
-        missing = sorted(set(report["applied_before"]) - set(applied_now))
-        detail = ", ".join([f"+{x}" for x in extra] + [f"-{x}" for x in missing])
-        return (f"the rehearsal of {rid} is stale: production's applied migrations changed since the copy it "
-                f"ran on ({detail})")
+    problem = other_rehearsal(report, rid, report.get("source")) or stale(report, rid, applied_now, pending_now)
+    if problem:
+        return problem
     if allow == rid:
         return None
     for m in report.get("migrations", []):

@@ -18,9 +18,16 @@ WHY = {
     "rename_column": "the live release still uses the old name",
     "rename_table": "the live release still uses the old name",
     "alter_type": "the live release reads and writes the old type (and a type change copies the table)",
-    "not_null_without_default": "the live release inserts rows without it (or with NULL): they fail",
+    "not_null_without_default": "the live release inserts rows without it: they fail; give the field db_default= "
+                                "(Django 5.0+: a default the database keeps and fills in for the live release's "
+                                "inserts), not only default= (Django drops that from the table right after)",
     "add_unique": "existing or new duplicate values make the migration or the live release's writes fail",
 }
+
+
+# an existing column made NOT NULL: a database default does not help the live release, which writes NULL
+NOW_NOT_NULL = ("the live release may still write NULL into it: those writes fail; first ship a release that "
+                "never writes NULL there, then this migration")
 
 
 def widened_varchar(old: str, new: str) -> bool:
@@ -51,11 +58,11 @@ class PlanCheck:
         if table not in self.tables:
             self.tables.append(table)
 
-    def flag(self, kind: str, table: str, column: str | None = None) -> None:
+    def flag(self, kind: str, table: str, column: str | None = None, why: str = "") -> None:
         if table in self.created or (column and kind != "not_null_without_default"
                                      and (table, column) in self.added):
             return
-        item = {"kind": kind, "table": table, "column": column, "why": WHY[kind]}
+        item = {"kind": kind, "table": table, "column": column, "why": why or WHY[kind]}
         if item not in self.unsafe:
             self.unsafe.append(item)
 
@@ -76,8 +83,9 @@ class PlanCheck:
         if old is not None:
             if old.type != col.type and not widened_varchar(old.type, col.type):
                 self.flag("alter_type", table, name)
-            if old.null and not col.null:
-                self.flag("not_null_without_default", table, name)
+            if old.null and not col.null:   # the live release omits a column new in this plan: db_default helps
+                self.flag("not_null_without_default", table, name,
+                          "" if (table, old_name) in self.added else NOW_NOT_NULL)
             if col.unique and not old.unique:
                 self.flag("add_unique", table, name)
             if (table, old_name) in self.added:

@@ -105,6 +105,12 @@ CASES = [
      ["[project] deploy_root", "absolute path"]),
     ("duplicate-links", sub("link = sites/staging", "link = sites/test"),
      ["[stage:staging] link", "already the link of stage test"]),
+    ("same-host-twice", sub("[stage:staging]\nhosts = local",
+                            "[stage:staging]\nhosts = ssh://deploy@web1:22, ssh://deploy@web1:22"),
+     ["stages.ini:24:", "[stage:staging] hosts", "ssh://deploy@web1:22 is listed twice"]),
+    ("same-host-two-names", sub("[stage:staging]\nhosts = local",
+                                "[stage:staging]\nhosts = ssh://deploy@127.0.0.1:2222, ssh://deploy@localhost:2222"),
+     ["stages.ini:24:", "[stage:staging] hosts", "are one host", "list it once"]),
 ]
 
 
@@ -164,6 +170,18 @@ def test_bad_config_stops_deploy_before_anything(tmp_path, change, words):
     ini = make_project(tmp_path, change(GOOD))
     res = doit("deploy:test", ini=ini)
     assert_one_error_line(res, words)
+    assert res.stdout == ""
+    assert_nothing_made(tmp_path, ini)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_stages_ini_not_in_utf8_is_one_line(tmp_path, encoding):
+    """Saved by an editor in UTF-16 or Latin-1 (a comment with an accent): one line naming the file and what
+    to do, not a traceback."""
+    ini = make_project(tmp_path, GOOD.replace("keep_releases = 3", "keep_releases = 3   ; trois, déjà"))
+    ini.write_bytes(ini.read_text().encode(encoding))
+    res = doit("deploy:test", ini=ini)
+    assert_one_error_line(res, [str(ini), "not UTF-8" if encoding == "latin-1" else "UTF-16", "save it as UTF-8"])
     assert res.stdout == ""
     assert_nothing_made(tmp_path, ini)
 

@@ -263,7 +263,7 @@ def test_lists_and_relative_paths_resolved_against_the_ini(tmp_path, monkeypatch
                                             "ssh_config = ssh/config   ; relative to this file")
     text = set_key(text, "project", "deploy_root", ".demo/srv")
     text = set_key(text, "database:test", "path", "db/test.sqlite3")
-    text = set_key(text, "stage:test", "hosts", "local ,local")
+    text = set_key(text, "stage:test", "hosts", " local , ")
     cfg = load_config(write_ini(tmp_path, text), environ={})
     conf = (tmp_path / "conf").resolve()
     p = cfg.project
@@ -275,7 +275,7 @@ def test_lists_and_relative_paths_resolved_against_the_ini(tmp_path, monkeypatch
     assert p.deploy_root == str(conf / ".demo" / "srv")
     assert cfg.databases["test"].path == str(conf / "db" / "test.sqlite3")
     assert cfg.databases["prod"].path == "/srv/blog/db/prod.sqlite3"
-    assert cfg.stages["test"].hosts == (Host("local"), Host("local"))
+    assert cfg.stages["test"].hosts == (Host("local"),)
 
 
 def test_stage_inherits_project_health_and_reload(tmp_path):
@@ -877,3 +877,73 @@ def test_a_section_header_keeps_its_inline_comment_out_even_with_brackets(tmp_pa
     text = LOCAL_INI.replace("[stage:staging]\n", "[stage:staging]   ; promoted from [stage:test]\n")
     cfg = load_config(write_ini(tmp_path, text), environ={})
     assert list(cfg.stages) == ["test", "staging"] and cfg.stages["staging"].promote_from == "test"
+
+
+# -- one host, one way of writing it ----------------------------------------------------------------
+@pytest.mark.parametrize("hosts, words", [
+    ("ssh://deploy@web1:22, ssh://deploy@web1:22", ["ssh://deploy@web1:22 is listed twice", "list each host once"]),
+    ("local, local", ["local is listed twice"]),
+    ("ssh://deploy@127.0.0.1:2201, ssh://deploy@localhost:2201",
+     ["ssh://deploy@127.0.0.1:2201 and ssh://deploy@localhost:2201 are one host", "list it once"]),
+    ("ssh://deploy@[::1]:2201, ssh://deploy@LocalHost.:2201", ["are one host"]),
+    ("ssh://deploy@[0:0:0:0:0:0:0:1]:22, ssh://deploy@[::1]:22", ["are one host"]),
+])
+def test_the_same_host_twice_in_a_stage_is_refused_naming_its_hosts_line(tmp_path, hosts, words):
+    text = set_key(LOCAL_INI, "stage:staging", "hosts", hosts)
+    text = set_key(text, "project", "deploy_root", "/srv/blog")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, '^hosts = ', 'stage:staging')}: [stage:staging] hosts: "), msg
+    for w in words:
+        assert w in msg, msg
+
+
+@pytest.mark.parametrize("hosts", [
+    "ssh://deploy@127.0.0.1:2201, ssh://deploy@127.0.0.1:2202",      # two ports: two sshd, two hosts
+    "ssh://deploy@127.0.0.1:2201, ssh://other@127.0.0.1:2201",       # two logins
+    "ssh://deploy@web1, ssh://deploy@web1:22",                        # ssh_config may give web1 another port
+    "ssh://deploy@127.0.0.1:2201, ssh://deploy@127.0.0.2:2201",      # may be two sockets
+])
+def test_hosts_that_may_differ_are_accepted(tmp_path, hosts):
+    text = set_key(set_key(LOCAL_INI, "stage:staging", "hosts", hosts), "project", "deploy_root", "/srv/blog")
+    text = set_key(text, "stage:staging", "database", None)
+    text = set_key(text, "stage:staging", "promote_from", None)
+    assert len(load_config(write_ini(tmp_path, text), environ={}).stages["staging"].hosts) == 2
+
+
+def test_one_host_written_two_ways_in_two_sections_is_refused(tmp_path):
+    text = set_key(LOCAL_INI, "project", "deploy_root", "/srv/blog")
+    text = set_key(text, "stage:test", "hosts", "ssh://deploy@127.0.0.1:2201")
+    text = set_key(text, "stage:staging", "hosts", "ssh://deploy@localhost:2201")
+    msg = config_error(tmp_path, text)
+    assert msg.startswith(f"stages.ini:{line_of(text, '^hosts = ', 'stage:staging')}: [stage:staging] hosts: "
+                          "ssh://deploy@localhost:2201 is ssh://deploy@127.0.0.1:2201 of [stage:test]"), msg
+    text = set_key(text, "stage:staging", "hosts", "ssh://deploy@127.0.0.1:2201")
+    bad = in_section(text, "database:prod", "backup_host = ssh://deploy@[::1]:2201")
+    msg = config_error(tmp_path, bad)
+    assert "[database:prod] backup_host: ssh://deploy@[::1]:2201 is ssh://deploy@127.0.0.1:2201" in msg, msg
+    load_config(write_ini(tmp_path, in_section(text, "database:prod", "backup_host = ssh://deploy@127.0.0.1:2201")),
+                environ={})
+
+
+# -- the file's encoding ----------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding, words", [
+    ("utf-16", ["UTF-16", "save it as UTF-8"]),
+    ("utf-16-le", ["UTF-16", "save it as UTF-8"]),
+    ("latin-1", ["stages.ini:2: the file is not UTF-8 (byte 0xe9", "save it as UTF-8"]),
+])
+def test_a_file_not_in_utf8_is_one_line_naming_it(tmp_path, encoding, words):
+    text = LOCAL_INI.replace("name = blog", "name = blog   ; the café's blog", 1)
+    path = write_ini(tmp_path, "")
+    path.write_bytes(text.encode(encoding))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(path)), msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_utf8_with_a_bom_is_read(tmp_path):
+    path = write_ini(tmp_path, "")
+    path.write_bytes(LOCAL_INI.replace("name = blog", "name = blog   ; the café's blog", 1).encode("utf-8-sig"))
+    assert load_config(path, environ={}).project.name == "blog"

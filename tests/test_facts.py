@@ -33,7 +33,7 @@ PARSERS = {
     "stage_state": build.parse_stage_state,
     "scan": _scan,
     "leftovers": lambda text: list(leftovers.parse_listing(text)),
-    "backup_list": parse_backup_list,
+    "backup_list": lambda text, database: list(parse_backup_list(text, database)),
     "verify_facts": parse_facts,
 }
 CASES = sorted((d.name, f) for d in FACTS.iterdir() for f in d.glob("*.json"))
@@ -138,9 +138,45 @@ def test_backup_list_on_a_host(host):
     Path(layout.backups).mkdir()
     for name, db, epoch in (("b2", "prod", 2), ("b1", "prod", 1), ("t1", "test", 3)):
         Path(layout.backups, name + ".json").write_text(json.dumps(
-            {"name": name, "database": db, "status": "verified", "epoch": epoch}))
-    metas = parse_backup_list(t.run(["sh", "-c", LIST, "sh", layout.backups]), "prod")
+            {"name": name, "file": name + ".sql.gz", "database": db, "status": "verified", "epoch": epoch}))
+    # metadata that names a file outside db_backup/: never listed, so retention never deletes it
+    for name, file in (("evil", "../.deploy/releases.jsonl"), ("abs", "/srv/blog/.deploy/releases.jsonl")):
+        Path(layout.backups, name + ".json").write_text(json.dumps(
+            {"name": name, "file": file, "database": "prod", "status": "verified", "epoch": 0}))
+    Path(layout.backups, "other.json").write_text(json.dumps(
+        {"name": "b1", "file": "b1.sql.gz", "database": "prod", "status": "verified", "epoch": 0}))
+    metas, ignored = parse_backup_list(t.run(["sh", "-c", LIST, "sh", layout.backups]), "prod")
     assert [m["name"] for m in metas] == ["b1", "b2"]
+    assert sorted(ignored) == [
+        """abs.json: ignored: its "file" '/srv/blog/.deploy/releases.jsonl' is not abs.sql.gz or abs.sqlite3.gz """
+        "beside it",
+        """evil.json: ignored: its "file" '../.deploy/releases.jsonl' is not evil.sql.gz or evil.sqlite3.gz """
+        "beside it",
+        """other.json: ignored: its "name" 'b1' is not its own file name"""]
+
+
+def test_retention_deletes_only_files_of_db_backup(host):
+    """prune_backups on a real (local) host: with keep 1, the older backup goes; metadata that names a path is
+    refused at the one place a path is made, even when a caller hands it over."""
+    from doit_stages.errors import StepError
+    from doit_stages.steps.retention import prune_backups
+    t, layout, config, stage = host
+    Path(layout.backups).mkdir()
+    log = Path(layout.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text('{"stage": "test"}\n')
+    metas = []
+    for name, epoch in (("b1", 1), ("b2", 2)):
+        meta = {"name": name, "file": name + ".sql.gz", "database": "prod", "status": "verified", "epoch": epoch}
+        Path(layout.backups, name + ".json").write_text(json.dumps(meta))
+        Path(layout.backups, name + ".sql.gz").write_bytes(b"x")
+        metas.append(meta)
+    prune_backups(t, layout, metas, keep=1)
+    assert sorted(p.name for p in Path(layout.backups).iterdir()) == ["b2.json", "b2.sql.gz"]
+    evil = {"name": "b0", "file": "../.deploy/releases.jsonl", "database": "prod", "status": "verified", "epoch": 0}
+    with pytest.raises(StepError, match="not a file of"):
+        prune_backups(t, layout, [evil, metas[1]], keep=1)
+    assert log.read_text() == '{"stage": "test"}\n'
 
 
 def test_has_release_needs_the_exact_proof(host):

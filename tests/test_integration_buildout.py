@@ -5,6 +5,7 @@ proxy that lets nothing through (like a closed port) and also tells whether anyt
 in order on one project."""
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import threading
@@ -163,3 +164,69 @@ def test_unpinned_eggs_fail_the_archive_all_in_one_line(world):
         assert proxy.count == before
     finally:
         repo._run("git", "reset", "-q", "--hard", "HEAD~1")
+
+
+MANAGE_PY = (Path(__file__).resolve().parents[1] / "examples" / "blog" / "manage.py").read_text()
+# zc.recipe.egg's interpreter script, as teams write it: bin/py runs the eggs' Python with the release on sys.path
+INTERPRETER_PART = """
+[py]
+recipe = zc.recipe.egg
+eggs = ${django:eggs}
+interpreter = py
+extra-paths = ${buildout:directory}
+"""
+SUBTITLE = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "0003_populate_post_slug")]
+    operations = [migrations.AddField("post", "subtitle", models.CharField(max_length=100, null=True))]
+'''
+FAILS = '''from django.db import migrations
+
+
+def boom(apps, schema_editor):
+    raise RuntimeError("this migration fails on purpose")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "0004_post_subtitle")]
+    operations = [migrations.RunPython(boom, migrations.RunPython.noop)]
+'''
+
+
+def test_migrate_through_an_interpreter_script_is_rehearsed_and_bounded(world):
+    """migrate_command = bin/py manage.py migrate (a zc.recipe.egg `interpreter =` script, which runs -c before
+    it sets sys.argv): the rehearsal's and the bounded migration's runners run as files, so the rehearsal
+    reports the migration and production is migrated through them; a failing migration shows its own error."""
+    p, repo, db = world["project"], world["repo"], world["mariadb"]
+    cfg, head = (repo.path / "buildout.cfg").read_text(), repo._run("git", "rev-parse", "HEAD").strip()
+    repo.commit("bin/py", {"manage.py": MANAGE_PY, "posts/migrations/0004_post_subtitle.py": SUBTITLE,
+                           "buildout.cfg": cfg.replace("parts = django\n", "parts = django py\n") + INTERPRETER_PART})
+    template = p.template
+    p.template = template.replace("migrate_command = bin/django migrate --noinput",
+                                  "migrate_command = bin/py manage.py migrate --noinput")
+    p.write()
+    try:
+        p.ok("deploy:test")
+        release = rid(p.links("sites/test")[0])
+        host = world["hosts"][0]
+        assert host.path(f"/srv/blog/releases/{release}/.buildout/test/bin/py").is_file()
+        report = json.loads(host.path(f"/srv/blog/.deploy/rehearsals/{release}.json").read_text())
+        assert [m["name"] for m in report["migrations"]] == ["posts.0004_post_subtitle"], report
+        assert "ADD COLUMN `subtitle`" in report["migrations"][0]["sql"][0]
+        p.ok("promote:staging")
+        assert "subtitle" in [c for (c,) in db.query(
+            None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = "
+                  "'posts_post'", (world["prod"],))]
+        links = {link: p.links(link) for link in ("sites/test", "sites/staging")}
+        repo.commit("boom", {"posts/migrations/0005_boom.py": FAILS})
+        res = p.doit("deploy:test")
+        assert res.returncode != 0 and "Traceback" not in res.stderr
+        line = next(ln for ln in res.stderr.splitlines() if "migrate:test" in ln)
+        assert line.endswith("RuntimeError: this migration fails on purpose"), line
+        assert {link: p.links(link) for link in links} == links
+    finally:
+        p.template = template
+        p.write()
+        repo._run("git", "reset", "-q", "--hard", head)

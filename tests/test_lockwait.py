@@ -100,15 +100,16 @@ def test_retry_line():
 
 
 @pytest.mark.parametrize("command, head", [
-    ("python manage.py migrate --noinput", ["python", "-c"]),
-    ("./manage.py migrate", ["python3", "-c"]),
-    ("python -W ignore manage.py migrate --database=other", ["python", "-W", "ignore", "-c"]),
+    ("python manage.py migrate --noinput", ["python"]),
+    ("./manage.py migrate", ["python3"]),
+    ("python -W ignore manage.py migrate --database=other", ["python", "-W", "ignore"]),
+    ("bin/py manage.py migrate", ["bin/py"]),    # a zc.recipe.egg interpreter script: a file, never -c
 ])
 def test_bounded_argv_wraps_manage_py_migrate(command, head):
-    argv = bounded_argv(split_command(command), 7)
+    argv = bounded_argv(split_command(command), 7, "/srv/b/.deploy/programs/x")
     rest = command.split()[[i for i, a in enumerate(command.split()) if a.endswith("manage.py")][0]:]
-    assert argv[:len(head)] == head and "connection_created" in argv[len(head)]
-    assert argv[len(head) + 1:] == ["7", *rest]
+    assert argv[:len(head)] == head and argv[len(head)] == "/srv/b/.deploy/programs/x/migrate_runner.py"
+    assert argv[len(head) + 1:] == ["7", *rest] and "-c" not in argv
 
 
 @pytest.mark.parametrize("command", ["bin/django migrate", "python manage.py showmigrations", "make migrate"])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from doit_stages import livedb
+from doit_stages import hostside, livedb
 from doit_stages.config import Database, Host, load_config, split_command
 from doit_stages.rehearsal import MigrateOutput, refusal
 from doit_stages.steps import rehearsal_copy
-from doit_stages.steps.rehearsal import RUNNER, runner_argv
+from doit_stages.steps.rehearsal import runner_argv
 from doit_stages.steps.rehearsal_copy import CopyProbe, reads_on_host
 from doit_stages.transport import LocalTransport
 
@@ -87,13 +87,15 @@ def test_nothing_to_probe_needs_no_database_at_all(tmp_path):
     assert report["migrations"][0]["max_write_stall"] is None and "probe" not in report
 
 
-def test_the_runner_program_carries_the_probe_and_only_the_standard_library():
-    probe_text = Path(rehearsal_copy.__file__).with_name("rehearsal_probe.py").read_text()
-    assert RUNNER.startswith(probe_text)
-    compile(RUNNER, "<runner>", "exec")
+def test_the_runner_imports_its_neighbour_the_probe_and_only_the_standard_library():
+    probe_text, runner_text = hostside.source("rehearsal_probe.py"), hostside.source("rehearsal_runner.py")
+    assert probe_text == (Path(rehearsal_copy.__file__).parents[1] / "hostside" / "rehearsal_probe.py").read_text()
+    for name in hostside.PROGRAMS:
+        compile(hostside.source(name), name, "exec")
     imports = [line for line in probe_text.splitlines() if line.startswith(("import ", "from "))]
     assert imports == ["from __future__ import annotations", "import threading", "import time"]
-    assert runner_argv(split_command("python manage.py migrate"), "rehearse-here")[3] == "rehearse-here"
+    assert "    from rehearsal_probe import Probe, probe_targets, read_schema, table_sizes" in runner_text
+    assert runner_argv(split_command("python manage.py migrate"), "rehearse-here")[2] == "rehearse-here"
 
 
 def test_the_runners_done_line_comes_back_as_data():
@@ -119,7 +121,7 @@ def test_the_probe_writes_once_more_after_it_is_stopped():
     ended: stop() makes each table's thread write once more (the CI case: a 25 ms ADD COLUMN, one write)."""
     import time
 
-    from doit_stages.steps.rehearsal_probe import Probe
+    from doit_stages.hostside.rehearsal_probe import Probe
     probe = Probe(_Connection, [("posts_post", "UPDATE x", None)], interval=10.0, timeout=5)
     probe.start()
     time.sleep(0.05)

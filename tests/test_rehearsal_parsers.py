@@ -11,7 +11,20 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import load_config, split_command
-from doit_stages.rehearsal import MigrateOutput, attribute_stalls, markdown, parse_migrate_output, refusal, text_table
+from doit_stages.rehearsal import (
+    MigrateOutput,
+    Witness,
+    attribute_stalls,
+    digest,
+    markdown,
+    other_rehearsal,
+    parse_migrate_output,
+    record_of,
+    refusal,
+    stale,
+    text_table,
+    untrusted,
+)
 from doit_stages.sqlcheck import PlanCheck
 from doit_stages.sqltext import columns_from_mysql, columns_from_sqlite, split_statements
 from doit_stages.steps.rehearsal import runner_argv
@@ -56,18 +69,33 @@ def test_each_migration_alone_is_judged_from_its_sql(backend, name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_new_not_null_column_refusal_teaches_db_default(backend):
+    """AddField(default=0) without db_default: the refusal names Django's db_default (5.0+) as the way to
+    keep the live release's inserts working; an existing column made NOT NULL gets the other way out."""
+    found = PlanCheck(before(backend, "0008_post_rank")).check([sql(backend, "0008_post_rank")])
+    report = {"release": "r", "applied_before": [], "migrations": [{"name": "posts.0008_post_rank", **found}]}
+    line = refusal(report, "r", None, 5, "")
+    assert "not_null_without_default on posts_post.rank" in line and "db_default=" in line, line
+    assert "Django 5.0+" in line
+    found = PlanCheck(before(backend, "0015_summary_not_null")).check([sql(backend, "0015_summary_not_null")])
+    assert "never writes NULL" in found["unsafe"][0]["why"] and "db_default" not in found["unsafe"][0]["why"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_what_the_plan_itself_created_is_never_unsafe(backend):
     """0004..0015 as one pending plan: the column added by 0004 and dropped by 0006, the table made by 0012
     and renamed/dropped by 0013/0014 are unknown to the live release. Making a new column NOT NULL without
     a database default still breaks its inserts."""
     check = PlanCheck(before(backend, "0004_post_subtitle"))
-    got = {name: [(u["kind"], u["column"]) for u in check.check([sql(backend, name)])["unsafe"]]
-           for name, _ in STEPS}
+    found = {name: check.check([sql(backend, name)])["unsafe"] for name, _ in STEPS}
+    got = {name: [(u["kind"], u["column"]) for u in unsafe] for name, unsafe in found.items()}
     assert got["0006_remove_post_subtitle"] == []
     assert got["0013_rename_tag"] == [] and got["0014_delete_label"] == []
     assert got["0005_post_title_text"] == [("alter_type", "title")]
     assert got["0015_summary_not_null"] == [("not_null_without_default", "summary")]
     assert got["0009_rename_body"] == [("rename_column", "body")]
+    # summary is new in this plan: the live release omits it, so a database default is the way out
+    assert "db_default=" in found["0015_summary_not_null"][0]["why"]
 
 
 def test_sample_blog_first_plan_is_safe():
@@ -169,6 +197,40 @@ def test_the_guard_refuses_missing_stale_unsafe_and_slow_and_accepts_only_the_na
     assert refusal(dict(REPORT, migrations=[]), "blog-r2", applied, 5, "") is None
 
 
+def test_the_guard_wants_this_release_this_database_and_exactly_what_is_pending():
+    applied, pending = ["posts.0001_initial"], ["posts.0004_x", "posts.0005_y"]
+    assert other_rehearsal(REPORT, "blog-r2", "prod") is None
+    assert "is of release 'blog-r1', not of blog-r2" in other_rehearsal(dict(REPORT, release="blog-r1"), "blog-r2",
+                                                                         "prod")
+    assert "a copy of database 'other'" in other_rehearsal(dict(REPORT, source="other"), "blog-r2", "prod")
+    assert stale(REPORT, "blog-r2", applied, pending) is None
+    assert stale(REPORT, "blog-r2", None, None) is None                 # a non-Django migrate_command
+    dropped = dict(REPORT, migrations=REPORT["migrations"][:1])         # the unsafe one left out of the report
+    assert "not exactly those pending on production (posts.0004_x, posts.0005_y)" in stale(dropped, "blog-r2",
+                                                                                            applied, pending)
+    assert "no applied_before" in stale(dict(REPORT, applied_before="x"), "blog-r2", [], pending)
+    assert refusal(dropped, "blog-r2", applied, 5, "blog-r2", pending) is not None   # no override for that
+
+
+def test_a_report_counts_only_when_a_witness_off_its_host_recorded_its_sha256():
+    data = json.dumps(REPORT).encode()
+    record = record_of(REPORT, data, "ssh://deploy@web1:22", "ci@runner1")
+    assert record["sha256"] == digest(data) and record["release"] == "blog-r2" and record["by"] == "ci@runner1"
+    mine, theirs = Witness("this machine's build/rehearsals/blog-r2.json", record), Witness("db1", record)
+    assert untrusted(data, [mine, Witness("db1", None)]) is None
+    assert untrusted(data, [Witness("here", None), theirs]) is None          # a team: another machine rehearsed
+    edited = data.replace(b'"unsafe": [{', b'"unsafe": [], "x": [{')
+    why = untrusted(edited, [mine, theirs])
+    assert why.startswith("the report differs from the one its rehearsal wrote") and digest(edited)[:12] in why
+    assert record["sha256"][:12] in why and "ci@runner1" in why
+    # the database's backup host is a host of the rehearsing stage: its record does not count
+    same = Witness("ssh://deploy@web1:22 (backup host of prod)", record, "a host of stage test, where the report is")
+    why = untrusted(data, [Witness("this machine's build/rehearsals/blog-r2.json", None), same])
+    assert why.startswith("nothing this run can trust recorded that rehearsal"), why
+    assert "not counted (a host of stage test" in why and "this machine's" in why
+    assert "\n" not in why
+
+
 def test_report_text_and_markdown_name_every_migration_and_flag():
     table, md = text_table(REPORT), markdown(REPORT)
     for out in (table, md):
@@ -178,11 +240,15 @@ def test_report_text_and_markdown_name_every_migration_and_flag():
 
 
 def test_runner_only_for_djangos_migrate():
-    argv = runner_argv(split_command("python3 src/manage.py migrate --noinput"))
-    assert argv[0] == "python3" and argv[1] == "-c" and argv[3:] == ["rehearse", "src/manage.py", "migrate",
-                                                                     "--noinput"]
-    assert runner_argv(split_command("python manage.py migrate"), "applied")[3] == "applied"
+    argv = runner_argv(split_command("python3 src/manage.py migrate --noinput"), where="/srv/b/.deploy/programs/x")
+    assert argv == ["python3", "/srv/b/.deploy/programs/x/rehearsal_runner.py", "rehearse", "src/manage.py",
+                    "migrate", "--noinput"]
+    assert runner_argv(split_command("python manage.py migrate"), "applied")[2] == "applied"
     assert runner_argv(split_command("./manage.py migrate"))[0] == "python"
+    # an interpreter script runs it as a file too (zc.recipe.egg's bin/py mangles -c's argv)
+    assert runner_argv(split_command("bin/py -W ignore manage.py migrate"), where="/p")[:3] == [
+        "bin/py", "-W", "ignore"]
+    assert "-c" not in runner_argv(split_command("bin/py manage.py migrate"), where="/p")
     assert runner_argv(split_command("alembic upgrade head")) is None
     assert runner_argv(split_command("python manage.py check")) is None
 

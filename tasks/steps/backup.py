@@ -20,6 +20,7 @@ from ..config import Config, Database
 from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
 from ..layout import Layout, backup_name
 from ..transport import CommandFailed, Transport
+from .backupfiles import metadata_problem
 from .common import StepError, json_or_none, write_file
 from .leftovers import owner_tag, sweep_leftovers
 from .retention import prune_backups
@@ -50,7 +51,8 @@ if [ "$2" = mysql ]; then
   case "$last" in "-- Dump completed"*) ;; *) echo "no completion line: the dump is incomplete" >&2; exit 4;; esac
 fi
 sha256sum "$1" | cut -d' ' -f1; stat -c %s "$1"'''
-LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && cat "$f" && echo; done; true'
+# each metadata file of $1: a line "\036<its file name>", then its content
+LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && printf "\\036%s\\n" "${f##*/}" && cat "$f" && echo; done; true'
 
 
 @contextlib.contextmanager
@@ -106,15 +108,33 @@ def row_counts(t: Transport, db: Database, cnf: str | None = None, path: str | N
 
 
 def list_backups(t: Transport, layout: Layout, db: Database) -> list[dict]:
-    """Verified backups of db on this host, oldest first (by the time in their metadata)."""
-    return parse_backup_list(t.run(["sh", "-c", LIST, "sh", layout.backups]), db.name)
+    """Verified backups of db on this host, oldest first (by the time in their metadata). Metadata that
+    names anything but a file of db_backup/ is reported (once a run and host) and ignored."""
+    metas, ignored = parse_backup_list(t.run(["sh", "-c", LIST, "sh", layout.backups]), db.name)
+    seen = t.__dict__.setdefault("ignored_backups", set())
+    for line in ignored:
+        if line not in seen:
+            seen.add(line)
+            print(f"   {t.host}: {layout.backups}/{line}; delete it, or fix it if it is a backup of ours", flush=True)
+    return metas
 
 
-def parse_backup_list(text: str, database: str) -> list[dict]:
-    """LIST's output (one metadata JSON a line) -> the verified backups of `database`, oldest first."""
-    found = [m for m in map(json_or_none, text.splitlines()) if isinstance(m, dict)]
-    return sorted((m for m in found if m.get("status") == "verified" and m.get("database") == database),
-                  key=lambda m: m["epoch"])
+def parse_backup_list(text: str, database: str) -> tuple[list[dict], list[str]]:
+    """LIST's output -> (the verified backups of `database`, oldest first; one line for each metadata file
+    ignored because of what it names). A file that is not a JSON object is no metadata, silently."""
+    found, ignored = [], []
+    for chunk in text.split("\036")[1:]:
+        filename, _, content = chunk.partition("\n")
+        meta = json_or_none(content)
+        if not isinstance(meta, dict):
+            continue
+        problem = metadata_problem(meta, filename)
+        if problem:
+            ignored.append(f"{filename}: ignored: {problem}")
+        elif meta.get("status") == "verified" and meta.get("database") == database \
+                and isinstance(meta.get("epoch"), (int, float)):
+            found.append(meta)
+    return sorted(found, key=lambda m: m["epoch"]), ignored
 
 
 def newest_backup(t: Transport, layout: Layout, db: Database) -> dict | None:

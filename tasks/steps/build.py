@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import shlex
 
 from .. import failpoints
 from ..config import Config, Stage

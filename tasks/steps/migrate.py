@@ -11,6 +11,7 @@ other command, a marker recording which release was last migrated on this stage.
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Sequence
 
 from ..config import Config, Stage
@@ -19,6 +20,10 @@ from ..transport import Transport
 from ..watchdog import let_finish
 from .common import StepError, last_line, read_text, write_file
 from .environment import app_command
+
+# what a shell says of a process it saw end by a signal: the host-side watchdog ends its relay that way when
+# the program is done, so it can follow the program's own last line on stderr
+JOB_STATUS = re.compile(r"^(?:\S+: (?:line )?\d+: +(?:\d+ )?)?(?:Terminated|Killed|Hangup)(?: .*)?$")
 
 # Programs that take Django's management commands: djangorecipe names its script after the part, [django].
 DJANGO_PROGRAMS = ("manage.py", "django-admin", "django")
@@ -51,9 +56,20 @@ def run_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, r
     return out
 
 
+def error_line(*texts: str) -> str:
+    """A failed program's own last line (a Python traceback's last line is the exception), not a shell's
+    word on how a process around it ended."""
+    for text in texts:
+        lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not JOB_STATUS.match(ln)]
+        if lines:
+            return lines[-1]
+    return last_line(*texts)
+
+
 def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: str, err: str) -> StepError:
     return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
-                     f"(exit {code}): {last_line(err, out)}")
+                     f"(exit {code}): {error_line(err, out)}")
 
 
 def record_migrated(t: Transport, layout: Layout, stage: Stage, rid: str) -> None:

@@ -1,9 +1,10 @@
 """rehearsal: migrate:<stage> on a fresh copy of production, measured. One Python process on the stage's
-first host (rehearsal_runner.py, through the app wrapper) reports the pending plan and each migration's
-SQL, waits while the copy's schema and table sizes are read and the write probe starts (from this machine,
-or for option_file on the host: rehearsal_copy.py), then runs Django's own migrate; its output is read as
-it comes and each migration timed on arrival here. The report goes to .deploy/rehearsals/<release>.json
-(+ .md) on that host.
+first host (hostside/rehearsal_runner.py, run as a file through the app wrapper) reports the pending plan
+and each migration's SQL, waits while the copy's schema and table sizes are read and the write probe
+starts (from this machine, or for option_file on the host: rehearsal_copy.py), then runs Django's own
+migrate; its output is read as it comes and each migration timed on arrival here. The report goes to
+.deploy/rehearsals/<release>.json (+ .md) on that host; its sha256 is recorded first where that host cannot
+rewrite it (rehearsal_guard.py).
 """
 from __future__ import annotations
 
@@ -11,44 +12,43 @@ import contextlib
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Sequence
 
 from ..config import Config, Database, Stage
 from ..layout import Layout
 from ..rehearsal import MigrateOutput, markdown
 from ..transport import CommandFailed, Transport
-from .common import StepError, json_or_none, last_line, read_text, write_file
+from .common import StepError, json_or_none, read_text, write_file
 from .environment import app_command
-from .migrate import run_migrations
+from .hostfiles import program, ship_programs
+from .migrate import error_line, run_migrations
 from .rehearsal_copy import CopyProbe, reads_on_host
 
-# The runner's program: the probe's module first (its functions are the runner's globals), then the runner.
-RUNNER = "\n".join(Path(__file__).with_name(f).read_text() for f in ("rehearsal_probe.py", "rehearsal_runner.py"))
 
-
-def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse") -> list[str] | None:
-    """python -c <runner> <mode> manage.py migrate [options]; None when migrate_command is not Django's."""
+def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse", where: str = ".") -> list[str] | None:
+    """<python> <where>/rehearsal_runner.py <mode> manage.py migrate [options] (where: the host's directory
+    of the programs, hostfiles.py); None when migrate_command is not Django's `manage.py migrate`."""
     argv = list(migrate_argv)
     idx = next((i for i, a in enumerate(argv) if a.endswith("manage.py")), None)
     if idx is None or argv[idx + 1:idx + 2] != ["migrate"]:
         return None
-    python = argv[0] if idx > 0 else "python"
-    return [python, "-c", RUNNER, mode, argv[idx], *argv[idx + 1:]]
+    python = argv[:idx] or ["python"]
+    return [*python, program(where, "rehearsal_runner.py"), mode, argv[idx], *argv[idx + 1:]]
 
 
 def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> StepError:
-    last = last_line(exc.stderr)
     return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
-                     f"(exit {exc.retcode}): {last}")
+                     f"(exit {exc.retcode}): {error_line(exc.stderr)}")
 
 
-def applied_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str) -> list[str] | None:
-    """The migrations applied to the stage's database (its django_migrations), read by the release's own
-    Django; None for a non-Django migrate_command."""
-    argv = runner_argv(config.project.migrate_argv, "applied")
-    if argv is None:
+def production_plan(t: Transport, layout: Layout, config: Config, stage: Stage,
+                    rid: str) -> tuple[list[str], list[str]] | None:
+    """(applied, pending): the migrations applied to the stage's database (its django_migrations) and those
+    the release would apply, in order, read by the release's own Django; None for a non-Django
+    migrate_command."""
+    if runner_argv(config.project.migrate_argv) is None:
         return None
+    argv = runner_argv(config.project.migrate_argv, "applied", ship_programs(t, layout))
     try:
         out = t.run(app_command(layout, stage.name, rid, argv))
     except CommandFailed as exc:
@@ -56,40 +56,60 @@ def applied_migrations(t: Transport, layout: Layout, config: Config, stage: Stag
     plan = next((e[1] for e in MigrateOutput().feed(out) if e[0] == "plan"), None)
     if plan is None:
         raise StepError(f"migrate:{stage.name}: could not read the applied migrations on {t.host}")
-    return plan["applied"]
+    return plan["applied"], plan.get("pending", [])
 
 
 def read_report(t: Transport, layout: Layout, rid: str) -> dict | None:
     return json_or_none(read_text(t, layout.rehearsal(rid)))
 
 
-def mark_stale(t: Transport, layout: Layout, rid: str) -> None:
-    """A stale report is kept (renamed), so that the next deploy rehearses again on a fresh copy."""
-    t.call(["mv", "-f", "--", layout.rehearsal(rid), layout.rehearsal(rid, stale=True)])
+def read_report_bytes(t: Transport, layout: Layout, rid: str) -> bytes | None:
+    """The report exactly as the host holds it (its sha256 is what the guard compares)."""
+    text = read_text(t, layout.rehearsal(rid))
+    return None if text is None else text.encode()
+
+
+def set_aside(t: Transport, layout: Layout, rid: str, why: str) -> str:
+    """A report the guard will not use is kept (renamed <id>.<why>.json), so that the next deploy rehearses
+    again on a fresh copy. Returns the new path."""
+    aside = layout.rehearsal(rid, aside=why)
+    t.call(["mv", "-f", "--", layout.rehearsal(rid), aside])
+    return aside
+
+
+def report_bytes(report: dict) -> bytes:
+    return json.dumps(report, indent=1).encode() + b"\n"
 
 
 def write_report(t: Transport, layout: Layout, report: dict) -> None:
+    """The .md first, the .json last: the JSON is what makes migrate:<stage> done."""
     rid = report["release"]
     t.run(["mkdir", "-p", "-m", "755", layout.rehearsals])
     write_file(t, layout.rehearsal_md(rid), markdown(report).encode(), "644")
-    write_file(t, layout.rehearsal(rid), json.dumps(report, indent=1).encode() + b"\n", "644")
+    write_file(t, layout.rehearsal(rid), report_bytes(report), "644")
 
 
-def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, backup: str | None) -> dict:
+def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, backup: str | None,
+             begin=lambda: None) -> dict:
+    """Runs the rehearsal and returns its report; the caller records and writes it (nodes.run_rehearsal).
+    begin() is called right before the first change to the copy (the runner's "go")."""
     db = config.stage_database(stage)
     report = {"release": rid, "stage": stage.name, "database": db.name, "source": stage.restore_from,
               "backup": backup, "engine": db.engine,
               "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "seconds": 0.0,
               "applied_before": [], "migrations": [], "notes": []}
     began = time.monotonic()
-    argv = runner_argv(config.project.migrate_argv, "rehearse-here" if reads_on_host(db) else "rehearse")
+    mode = "rehearse-here" if reads_on_host(db) else "rehearse"
+    argv = runner_argv(config.project.migrate_argv, mode)
     if argv is None:
+        begin()
         run_migrations(t, layout, config, stage, rid)
         report["notes"].append("migrate_command is not Django's manage.py migrate: total time only")
     else:
+        argv = runner_argv(config.project.migrate_argv, mode, ship_programs(t, layout))
         stream = t.stream(app_command(layout, stage.name, rid, argv))
         try:
-            _run(stream, t, config, db, report)
+            _run(stream, t, config, db, report, begin)
             stream.finish()
         except CommandFailed as exc:
             raise _failed(config, stage, t, exc) from None
@@ -97,11 +117,10 @@ def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: st
             stream.kill()
             raise
     report["seconds"] = round(time.monotonic() - began, 3)
-    write_report(t, layout, report)
     return report
 
 
-def _run(stream, t: Transport, config: Config, db: Database, report: dict) -> None:
+def _run(stream, t: Transport, config: Config, db: Database, report: dict, begin) -> None:
     parser, chunks = MigrateOutput(), stream.chunks()
 
     def events():
@@ -116,7 +135,9 @@ def _run(stream, t: Transport, config: Config, db: Database, report: dict) -> No
     done, spans = None, {}
     with contextlib.ExitStack() as stack:
         copy = CopyProbe(t, config, db)
-        stream.write(copy.begin(stack, plan, report) + "\n")
+        answer = copy.begin(stack, plan, report)
+        begin()
+        stream.write(answer + "\n")
         for arrival, ev in it:
             if ev[0] == "start":
                 spans[ev[1]] = [arrival, None, None]

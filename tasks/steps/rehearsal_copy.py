@@ -16,11 +16,11 @@ import json
 from .. import livedb
 from ..config import Config, Database
 from ..errors import StepError
+from ..hostside.rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
 from ..rehearsal import attribute_stalls
 from ..sqlcheck import PlanCheck
 from ..sqltext import columns_from_mysql, columns_from_sqlite
 from ..transport import Transport
-from .rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
 
 INTERVAL = 0.05
 

@@ -24,6 +24,7 @@ from ..db import counts_mismatch
 from ..layout import Layout
 from ..transport import CommandFailed, Transport
 from .backup import client_options, filter_source, row_counts, streams
+from .backupfiles import backup_path
 from .common import StepError, json_or_none, last_line, read_text, write_file
 from .dbguard import refuse_protected_target, server_identity
 from .leftovers import owner_tag, sweep_leftovers
@@ -42,17 +43,40 @@ SQLITE_LOAD = ('set -e; umask 077; mkdir -p "$(dirname "$2")"; gunzip -c "$1" > 
 
 
 def restored(session, db: Database) -> dict | None:
-    """The marker of db's last restore: {"backup": name, "release": id}, or None."""
+    """The marker of db's last restore: {"backup": name, "release": id, "fresh": bool}, or None. "fresh":
+    nothing has migrated the copy since (a rehearsal sets it false before its first change)."""
     marker = session.layout.db_marker(db.name)
     found = session.hosts.one(session.backup_host(db), lambda t: json_or_none(read_text(t, marker)))
     return found if isinstance(found, dict) else None
 
 
+def holds(marker: dict | None, backup: str, rid: str) -> bool:
+    """Does the marker say the database holds this backup, restored for this release?"""
+    return bool(marker) and marker.get("backup") == backup and marker.get("release") == rid
+
+
+def is_fresh(marker: dict | None, rid: str) -> bool:
+    """Restored for this release and not migrated since (a marker of an older version says nothing: no)."""
+    return bool(marker) and marker.get("release") == rid and marker.get("fresh") is True
+
+
+def _write_marker(session, db: Database, t: Transport, marker: dict) -> None:
+    write_file(t, session.layout.db_marker(db.name), json.dumps(marker, sort_keys=True).encode())
+
+
+def mark_rehearsing(session, db: Database, marker: dict | None) -> None:
+    """Before a rehearsal's first change to the copy: it is no longer a fresh copy of its backup."""
+    if marker and marker.get("fresh") is not False:
+        session.hosts.one(session.backup_host(db), lambda t: _write_marker(session, db, t, {**marker, "fresh": False}))
+
+
 def restore_stage(session, stage: Stage, newest: dict, rid: str) -> str:
-    """restore:<stage>: the stage's database := the backup `newest` of its restore_from database."""
+    """restore:<stage>: the stage's database := the backup `newest` of its restore_from database. Returns
+    which backup, and why this one now."""
     src, db = session.config.databases[stage.restore_from], session.config.stage_database(stage)
     src_host, dst_host = session.backup_host(src), session.backup_host(db)
     marker = session.layout.db_marker(db.name)
+    before = restored(session, db)
 
     def load(dst: Transport):
         # the marker goes first: a restore that fails half-way is never taken for a done one
@@ -65,9 +89,22 @@ def restore_stage(session, stage: Stage, newest: dict, rid: str) -> str:
         finally:
             if temporary:
                 dst.call(["rm", "-f", "--", path])
-        write_file(dst, marker, json.dumps({"backup": newest["name"], "release": rid}, sort_keys=True).encode())
+        _write_marker(session, db, dst, {"backup": newest["name"], "release": rid, "fresh": True})
     session.hosts.one(dst_host, load)
-    return f"{db.name} := {newest['file']}"
+    return f"{db.name} := {newest['file']} ({why_restored(newest, src.name, before, rid)})"
+
+
+def why_restored(newest: dict, source: str, before: dict | None, rid: str) -> str:
+    """Pure: which backup a restore loaded and why now (the line restore:<stage> prints)."""
+    reason = f", {newest['reason']}" if newest.get("reason") else ""
+    what = f"the newest verified backup of {source}, taken {newest.get('time', '?')[:19]}Z{reason}"
+    if not before or not before.get("backup"):
+        return f"{what}; the database held no restore of ours"
+    if before.get("backup") != newest["name"]:
+        return f"{what}; it held the older {before['backup']}"
+    if before.get("release") != rid:
+        return f"{what}; it held it migrated by {before.get('release')}, and {rid} rehearses on a fresh copy"
+    return f"{what}; a rehearsal had begun on the copy"
 
 
 def restore_in_place(session, db: Database, meta: dict) -> None:
@@ -75,7 +112,7 @@ def restore_in_place(session, db: Database, meta: dict) -> None:
     are bounded like the migration's (all its attempts' worth): the transaction that held the migration up
     would hold the restore's DROP up for the server's lock_wait_timeout, a day; the caller's record says the
     restore is unfinished, so the next run finishes it."""
-    path = posixpath.join(session.layout.backups, meta["file"])
+    path = backup_path(session.layout, meta)
     wait = db.migration_lock_timeout * (db.migration_lock_retries + 1)
     session.hosts.one(session.backup_host(db),
                       lambda t: restore_backup(t, session.layout, db, meta, path, lock_wait=wait))
@@ -96,7 +133,7 @@ def _guard_target(session, stage: Stage, db: Database) -> None:
 def stage_backup_file(src: Transport, dst: Transport, layout: Layout, meta: dict) -> tuple[str, bool]:
     """The backup's path on dst; copied through this machine when it lives on another host.
     Returns (path, is_temporary_copy)."""
-    path = posixpath.join(layout.backups, meta["file"])
+    path = backup_path(layout, meta)
     if src.host == dst.host:
         return path, False
     sweep_leftovers(dst, layout)

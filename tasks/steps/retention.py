@@ -8,6 +8,7 @@ import re
 
 from ..layout import Layout
 from ..transport import Transport
+from .backupfiles import backup_path
 
 MIGRATION_RE = re.compile(r"^(?:before|after) migrate:(?P<stage>\S+) (?P<release>\S+)$")
 
@@ -38,8 +39,9 @@ def backups_to_remove(metas: list[dict], keep: int, keep_migrations: int) -> lis
 
 def prune_backups(t: Transport, layout: Layout, metas: list[dict], keep: int, keep_migrations: int = 5) -> None:
     """Retention (backups_to_remove) of a database's verified backups, oldest first; metadata goes first, so
-    none points at nothing."""
+    none points at nothing. Only files of db_backup/ (list_backups ignores metadata naming anything else,
+    and backup_path checks again)."""
     for meta in backups_to_remove(metas, keep, keep_migrations):
-        t.run(["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"),
-               posixpath.join(layout.backups, meta["file"])])
+        path = backup_path(layout, meta)
+        t.run(["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"), path])
 

@@ -2,8 +2,8 @@
 MySQL/MariaDB with %s parameters: mysql-connector-python on the deploying machine (through the tunnel, for
 password_env), or the app's own driver on the host (rehearsal_runner.py, for option_file).
 
-Standard library only, and no imports of the package: steps/rehearsal.py sends this file's text to the
-host ahead of rehearsal_runner.py's, as one `python -c` program run by the app's interpreter.
+Standard library only, and no imports of the package: on the host it is rehearsal_runner.py's neighbour
+(steps/hostfiles.py), imported by it under the app's interpreter.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-# Runs on the host, inside the release, with the stage's environment (python -c <this file's text>).
-# argv: <seconds> <manage.py> migrate [migrate options...]
+# Runs on the host, inside the release, with the stage's environment, as a file (steps/hostfiles.py):
+# <python> migrate_runner.py <seconds> <manage.py> migrate [migrate options...]
 #
 # The project's manage.py, run as `python manage.py migrate ...` runs it, with one addition: every MySQL or
 # MariaDB connection Django opens first bounds its lock waits to <seconds> (lock_wait_timeout: the metadata

@@ -1,6 +1,6 @@
-# Runs on the host, inside the release, with the stage's environment (python -c <rehearsal_probe.py's text,
-# then this file's>). argv: rehearse|rehearse-here|applied <manage.py> migrate [migrate options...]
-# ("applied": only step 1's list of applied migrations, for the guard on production)
+# Runs on the host, inside the release, with the stage's environment, as a file (steps/hostfiles.py) beside
+# rehearsal_probe.py: <python> rehearsal_runner.py rehearse|rehearse-here|applied <manage.py> migrate [options...]
+# ("applied": only step 1's lists of applied and pending migrations, for the guard on production)
 #
 # 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
 #    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it. With
@@ -21,8 +21,14 @@ import re
 import sys
 import time
 
-if "Probe" not in globals():  # run as a file, not after rehearsal_probe.py's text
+# its neighbour, also when an interpreter script (zc.recipe.egg's bin/py) exec()s this file: then sys.path
+# holds the eggs, not this file's directory; taken out again, so the app imports as it always does
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+try:
     from rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
+finally:
+    sys.path.remove(HERE)
 
 MARK = "@@doit-stages "
 APPLYING = re.compile(r"  Applying (\S+?)\.\.\.")
@@ -156,9 +162,12 @@ def main():
             alias = args[i + 1]
     connection = connections[alias]
     if mode == "applied":
-        from django.db.migrations.recorder import MigrationRecorder
+        from django.db.migrations.executor import MigrationExecutor
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         emit(event="plan", vendor=connection.vendor, migrations=[],
-             applied=sorted("%s.%s" % key for key in MigrationRecorder(connection).applied_migrations()))
+             applied=sorted("%s.%s" % key for key in executor.loader.applied_migrations),
+             pending=["%s.%s" % (m.app_label, m.name) for m, backwards in plan if not backwards])
         return
     rehearse(connection, alias, args, mode == "rehearse-here")
 
