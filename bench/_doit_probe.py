@@ -10,7 +10,8 @@ lock release is included):
     exit_s: last node done -> process end (dep file, atexit: host locks released);
   - nodes: per doit task, in order: check_s (the up-to-date check), run_s (the action), status, and the
     processes it started by kind (ssh command, ssh session = plumbum's shell, scp, pytest, git, ...) and
-    by host port;
+    by host port; "rtt": commands sent over a host's session, and "exchanges": the session's exchanges
+    (serial round trips: a command, or a streamed input's two), per phase and host port;
   - total_s: what the process measured itself (without the interpreter's own start).
 
 With BENCH_PROBE_PROFILE=file.prof the run is also profiled with cProfile (main thread only: work
@@ -160,6 +161,26 @@ def _count_round_trips() -> None:
             except Exception:
                 pass
     RemoteShell.run = run
+
+    orig_exchange = RemoteShell._exchange
+
+    def _exchange(self, *a, **kw):
+        """One exchange = one serial network round trip over the session (a command, or a stream's "go" and
+        then its bytes): counted per node, phase and host port under "exchanges" as [commands, logins]
+        (the session's first exchange, its hello, waits for the SSH login)."""
+        try:
+            return orig_exchange(self, *a, **kw)
+        finally:
+            try:
+                args = list(self.proc.args)
+                port = args[args.index("-p") + 1] if "-p" in args else "?"
+                with _lock:
+                    n = _node(_state["node"])
+                    per = n.setdefault("exchanges", {}).setdefault(_state["phase"], {}).setdefault(str(port), [0, 0])
+                    per[0 if self.seq else 1] += 1
+            except Exception:
+                pass
+    RemoteShell._exchange = _exchange
 
 
 def _report() -> None:
