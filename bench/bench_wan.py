@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A deploy over a WAN: how many serial round trips each command waits for, ours and pyinfra's.
 
-    .venv/bin/python bench/bench_wan.py [--hosts 1,16] [--delays direct,0,25] [--repeat 3] [--fast-kex]
+    .venv/bin/python bench/bench_wan.py [--hosts 1,16] [--delays direct,0,25] [--repeat 3] [--fast-kex] [--trace]
 
 Run as root (tests/harness.py's fake hosts: one sshd per host on 127.0.0.1, in its own mount namespace).
 Between the deploying machine and each host sits a relay of bench/delay_proxy.py that holds every chunk D ms
@@ -98,6 +98,19 @@ class Lab:
         self.direct = delay == "direct"
         self.proxy.delay_ms = 0.0 if self.direct else float(delay)
 
+    def take(self) -> list[dict]:
+        time.sleep(0.1)                   # the relay sees the closes
+        return self.proxy.take_connections()
+
+    def turns(self, conns: list[dict]) -> dict:
+        """Round trips the client waited for (bench/delay_proxy.py), per host (the most of any host, all of
+        its connections), and the health check's."""
+        per: dict[int, int] = {}
+        for c in conns:
+            per[c["target"]] = per.get(c["target"], 0) + c["turns"]
+        health = per.pop(self.health.server_address[1], 0)
+        return {"host": max(per.values(), default=0), "health": health, "connections": len(conns)}
+
     def stop(self) -> None:
         self.health.shutdown()
         self.proxy.stop()
@@ -115,7 +128,7 @@ class Healthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool) -> dict:
+def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: bool = False) -> dict:
     hosts = lab.view(n)
     for h in hosts:
         h.wipe()
@@ -124,15 +137,25 @@ def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool) -> dict
     w = Workdir(work, source, hosts, lab.ssh_config, "none", None, None,
                 extra="ssh_fast_kex = yes\n" if fast_kex else "",
                 prod_extra=f"reload_command = true\nhealth_url = {health}\n")
+    if trace:
+        w.env["BENCH_PROBE_TRACE"] = "1"
     out = {}
     for label, command, allowed in OURS:
         close_masters(hosts, lab.ssh_config)
+        lab.proxy.take_connections()
         f0 = FOREIGN.read()
         wall, probe, res = w.doit(command)
+        ended = time.monotonic()          # what the relay sees after this (the masters closed below) is not the run's
+        foreign = FOREIGN.read() - f0
         ran = ran_nodes(probe)
         if allowed is not None and not ran <= allowed:
             raise SystemExit(f"{label}: only {sorted(allowed)} should have run, but {sorted(ran)} did:\n{res.stdout}")
-        out[label] = {"wall": wall, "probe": probe, "foreign": FOREIGN.read() - f0}
+        close_masters(hosts, lab.ssh_config)          # its connections end: their turns are complete
+        conns = [dict(c, at=[a for a in c["at"] if a <= ended]) for c in lab.take()]
+        for c in conns:
+            c["turns"] = len(c["at"])
+        out[label] = {"wall": wall, "probe": probe, "foreign": foreign, "turns": lab.turns(conns),
+                      "node_turns": node_turns(probe, conns, lab.health.server_address[1])}
     rid = os.readlink(hosts[0].path("/srv/bench/sites/test"))
     for h in hosts:       # it did the work: every host's prod link names the release test got
         assert os.readlink(h.path("/srv/bench/sites/current")) == rid, h
@@ -141,8 +164,11 @@ def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool) -> dict
 
 def run_pyi(lab: Lab, n: int, exe: Path, archive: Path, work: Path) -> dict:
     f0 = FOREIGN.read()
+    lab.proxy.take_connections()
     got = run_pyinfra(lab.view(n), lab, exe, archive, work)
-    return {"pyinfra cold": {"wall": got["cold"]}, "pyinfra no-op": {"wall": got["noop"]},
+    conns = lab.take()                # one connection per host and run, in order: the cold run's come first
+    return {"pyinfra cold": {"wall": got["cold"], "turns": lab.turns(conns[:len(conns) // 2])},
+            "pyinfra no-op": {"wall": got["noop"], "turns": lab.turns(conns[len(conns) // 2:])},
             "_foreign": FOREIGN.read() - f0}
 
 
@@ -159,12 +185,39 @@ def ssh_probes(lab: Lab, fast_kex: bool, count: int = 5) -> dict:
         t = time.perf_counter()
         subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
         return time.perf_counter() - t
+    lab.take()
     login = [timed(ssh_argv("127.0.0.1", lab.user, h.port, bare, ["true"])) for _ in range(count)]
+    login_turns = med([c["turns"] for c in lab.take()])
     close_masters([h], lab.ssh_config)
     timed(ssh_argv("127.0.0.1", lab.user, h.port, opts, ["true"]))
+    t0 = time.monotonic()
     through = [timed(ssh_argv("127.0.0.1", lab.user, h.port, opts, ["true"])) for _ in range(count)]
+    t1 = time.monotonic()
     close_masters([h], lab.ssh_config)
-    return {"bare login": statistics.median(login), "a command through the master": statistics.median(through)}
+    through_turns = sum(1 for c in lab.take() for a in c["at"] if t0 <= a <= t1) / count
+    return {"bare login (`ssh host true`, no master)": statistics.median(login),
+            "a command through a master (`ssh host true`)": statistics.median(through),
+            "_turns": {"bare login (`ssh host true`, no master)": login_turns,
+                       "a command through a master (`ssh host true`)": through_turns}}
+
+
+def node_turns(probe: dict, conns: list[dict], health: int) -> dict[str, int]:
+    """The relay's turns (round trips the client waited for) per doit node: each turn goes to the node whose
+    check or action ran when it began (the most of any host; the health check's connection counted apart)."""
+    spans = [(name, s, e) for name, n in probe.get("nodes", {}).items() for _, s, e in n.get("spans", [])]
+    per: dict[str, dict[int, int]] = {}
+    for c in conns:
+        for at in c["at"]:
+            name = next((nm for nm, s, e in spans if s <= at <= e), None)
+            if name is None:
+                first = min((s for _, s, _ in spans), default=at)
+                name = "(start-up)" if at < first else "(exit: locks released, sessions closed)"
+            key = "health" if c["target"] == health else c["target"]
+            per.setdefault(name, {}).setdefault(key, 0)
+            per[name][key] += 1
+    return {name: max(v for k, v in hosts.items() if k != "health") if any(k != "health" for k in hosts) else 0
+            for name, hosts in per.items()} | {
+        f"{name} (health check)": hosts["health"] for name, hosts in per.items() if "health" in hosts}
 
 
 def node_times(probe: dict) -> dict[str, float]:
@@ -207,16 +260,21 @@ def report(results: dict, rtts: dict, delays: list[str], counts: list[int], prob
                 if not label.startswith("_"):
                     walls.setdefault((n, d, label), []).append(r["wall"])
     labels = [lb for lb, *_ in OURS] + ["pyinfra cold", "pyinfra no-op"]
+    wan = [d for d in delays if d not in ("direct", "0")]
+    top = wan[-1]
     lines += ["| command | hosts | " + " | ".join(f"t({d}) s" for d in delays) + " | "
-              + " | ".join(f"round trips at {d} ms" for d in delays if d not in ("direct", "0")) + " |",
-              "| --- | ---: | " + " ---: |" * len(delays) + " ---: |" * len([d for d in delays
-                                                                         if d not in ("direct", "0")])]
+              + " | ".join(f"round trips at {d} ms" for d in wan)
+              + f" | turns at {top} ms: per host + health check (connections) |",
+              "| --- | ---: |" + " ---: |" * (len(delays) + len(wan)) + " --- |"]
     for n in counts:
         for label in labels:
             t = {d: med(walls.get((n, d, label), [])) for d in delays}
-            rts = [f"{(t[d] - t['0']) / rtts[d]:.1f}" for d in delays if d not in ("direct", "0")]
+            rts = [f"{(t[d] - t['0']) / rtts[d]:.1f}" for d in wan]
+            turns = [r[label]["turns"] for r in results[(n, top)]]
+            tt = (f"{med([x['host'] for x in turns]):.0f} + {med([x['health'] for x in turns]):.0f} "
+                  f"({med([x['connections'] for x in turns]):.0f})")
             lines.append(f"| {label} | {n} | " + " | ".join(f"{t[d]:.2f}" for d in delays) + " | "
-                         + " | ".join(rts) + " |")
+                         + " | ".join(rts) + f" | {tt} |")
     lines += ["", "Ours / pyinfra, pair by pair (medians):", "",
               "| hosts | delay | ours cold | pyinfra cold | ratio | ours no-op | pyinfra no-op | ratio |",
               "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -228,32 +286,64 @@ def report(results: dict, rtts: dict, delays: list[str], counts: list[int], prob
                 cells += [f"{med([r[ours]['wall'] for r in reps]):.2f}", f"{med([r[pyi]['wall'] for r in reps]):.2f}",
                           f"{med([r[ours]['wall'] / r[pyi]['wall'] for r in reps]):.2f}"]
             lines.append(f"| {n} | {d} | " + " | ".join(cells) + " |")
-    wan = [d for d in delays if d not in ("direct", "0")]
     for n in counts:
         for label, *_ in OURS:
             lines += ["", f"Per node, `{label}`, {n} host(s): seconds (medians) and serial round trips "
-                      f"(t(D) - t(0)) / RTT; exchanges per host over the session (check / run), ssh processes:", "",
+                      f"(t(D) - t(0)) / RTT; the relay's turns at {top} ms in the node (median; the most of any "
+                      "host); exchanges per host over the session (check / run), ssh processes:", "",
                       "| node | " + " | ".join(f"t({d}) s" for d in delays) + " | "
-                      + " | ".join(f"round trips at {d} ms" for d in wan) + " | exchanges per host |",
-                      "| --- |" + " ---: |" * (len(delays) + len(wan)) + " --- |"]
+                      + " | ".join(f"round trips at {d} ms" for d in wan) + f" | turns at {top} ms | "
+                      "exchanges per host |",
+                      "| --- |" + " ---: |" * (len(delays) + len(wan) + 1) + " --- |"]
             per = {d: [node_times(r[label]["probe"]) for r in results[(n, d)]] for d in delays}
+            nt = [r[label]["node_turns"] for r in results[(n, top)]]
             names = list(per["0"][0])
+            names += sorted({k for x in nt for k in x if k not in names}, key=lambda k: (k not in names, k))
             for name in names:
                 t = {d: med([p.get(name, 0.0) for p in per[d]]) for d in delays}
                 rts = [f"{(t[d] - t['0']) / rtts[d]:.1f}" for d in wan]
                 lines.append(f"| `{name}` | " + " | ".join(f"{t[d]:.3f}" for d in delays) + " | " + " | ".join(rts)
+                             + f" | {med([x.get(name, 0) for x in nt]):.0f}"
                              + f" | {exchanges(results[(n, '0')][0][label]['probe'], name)} |")
     lines += ["", "| one ssh, 1 host | " + " | ".join(f"t({d}) ms" for d in delays) + " | "
-              + " | ".join(f"round trips at {d} ms" for d in wan) + " |",
-              "| --- |" + " ---: |" * (len(delays) + len(wan))]
-    for what in probes[delays[0]][0]:
+              + " | ".join(f"round trips at {d} ms" for d in wan) + f" | turns at {top} ms |",
+              "| --- |" + " ---: |" * (len(delays) + len(wan) + 1)]
+    for what in [k for k in probes[delays[0]][0] if not k.startswith("_")]:
         t = {d: med([p[what] for p in probes[d]]) for d in delays}
         lines.append(f"| {what} | " + " | ".join(f"{1000 * t[d]:.0f}" for d in delays) + " | "
-                     + " | ".join(f"{(t[d] - t['0']) / rtts[d]:.1f}" for d in wan) + " |")
+                     + " | ".join(f"{(t[d] - t['0']) / rtts[d]:.1f}" for d in wan)
+                     + f" | {med([p['_turns'][what] for p in probes[top]]):.1f} |")
     return "\n".join(lines)
 
 
 FOREIGN: ForeignLoad
+
+
+def show_trace(fast_kex: bool) -> None:
+    """--trace: each command's exchanges, node by node, on 1 host at 50 ms (the probe's trace)."""
+    base = Path(tempfile.mkdtemp(prefix="bench-wan-trace-"))
+    lab = Lab(base, 1)
+    try:
+        lab.set_delay("50")
+        got = run_ours(lab, 1, AppRepo(base / "app").path, base / "work", fast_kex, trace=True)
+    finally:
+        FOREIGN.stop()
+        lab.stop()
+    for label, r in got.items():
+        p = r["probe"]
+        print(f"\n`{label}` at 50 ms, 1 host: {r['wall']:.2f} s, {r['turns']['host']} turns (+ "
+              f"{r['turns']['health']} health check)\n")
+        print("| node | phase | turns | exchange (command over the session) | ms |\n| --- | --- | ---: | --- | ---: |")
+        turns = r["node_turns"]
+        shown = set()
+        for ev in p["trace"]:
+            first = ev["node"] not in shown
+            shown.add(ev["node"])
+            print(f"| {ev['node'] if first else ''} | {ev['phase']} | {turns.get(ev['node'], 0) if first else ''} | "
+                  f"`{ev['what']}` | {1000 * ev['seconds']:.0f} |")
+        for name, count in turns.items():
+            if name not in shown:
+                print(f"| {name} | | {count} | (no command: the login's, a lock's release, the close) | |")
 
 
 def main() -> None:
@@ -263,6 +353,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-kex", action="store_true", help="ssh_fast_kex = yes for our runs")
     ap.add_argument("--json", help="also write every run's figures here")
+    ap.add_argument("--trace", action="store_true", help="instead: one run of each command on 1 host at 50 ms, "
+                    "each command over the session listed by node")
     args = ap.parse_args()
     counts = [int(x) for x in args.hosts.split(",")]
     delays = args.delays.split(",")
@@ -270,6 +362,9 @@ def main() -> None:
         raise SystemExit("--delays must include 0: the round trips are (t(D) - t(0)) / RTT")
     global FOREIGN
     FOREIGN = bench_deploy.FOREIGN = ForeignLoad()
+    if args.trace:
+        show_trace(args.fast_kex)
+        return
     exe = ensure_pyinfra()
     compile_tree(REPO)
     base = Path(tempfile.mkdtemp(prefix="bench-wan-"))
@@ -284,6 +379,7 @@ def main() -> None:
                 rtts[d] = lab.proxy.measure_rtt() - zero
                 print(f"relay at {d} ms each way: a round trip costs {1000 * rtts[d]:.2f} ms more than at 0 "
                       f"({1000 * zero:.2f} ms)", flush=True)
+        lab.proxy.take_connections()
         source = AppRepo(base / "app").path
         lab.set_delay("0")
         prep = run_ours(lab, 1, source, base / "prep", args.fast_kex)    # warm-up; pyinfra puts its tarball
