@@ -8,10 +8,14 @@ lock release is included):
     (the verify pytest subprocess, ssh, git, pip), both from getrusage;
   - startup_s: interpreter start -> first node looked at (imports, dodo.py, stages.ini, doit's graph);
     exit_s: last node done -> process end (dep file, atexit: host locks released);
-  - nodes: per doit task, in order: check_s (the up-to-date check), run_s (the action), status, and the
+  - nodes: per doit task, in order: check_s (the up-to-date check), run_s (the action), spans (each check
+    and action: [phase, start, end] on time.monotonic(), the clock every process here shares), status, and the
     processes it started by kind (ssh command, ssh session = plumbum's shell, scp, pytest, git, ...) and
-    by host port;
-  - total_s: what the process measured itself (without the interpreter's own start).
+    by host port; "rtt": commands sent over a host's session, and "exchanges": the session's exchanges
+    (serial round trips: a command, or a streamed input's two), per phase and host port;
+  - total_s: what the process measured itself (without the interpreter's own start);
+  - with BENCH_PROBE_TRACE=1, "trace": every command sent over a host's session (and each session's start:
+    the SSH login and the session's hello) with its node, start (seconds since this module began) and length.
 
 With BENCH_PROBE_PROFILE=file.prof the run is also profiled with cProfile (main thread only: work
 fanned out to hosts runs in threads and shows up there as time in Thread.join).
@@ -36,6 +40,8 @@ BOOT_S = time.time() - float(os.environ.get("BENCH_PROBE_LAUNCHED", time.time())
 
 OUT = os.environ.get("BENCH_PROBE_OUT")
 PROFILE = os.environ.get("BENCH_PROBE_PROFILE")
+TRACE = bool(os.environ.get("BENCH_PROBE_TRACE"))   # each command over a session: node, start, seconds
+_trace: list[dict] = []
 
 _lock = threading.Lock()
 _state = {"node": "(startup)", "phase": "startup", "first_node_at": None, "last_node_end": None}
@@ -64,15 +70,27 @@ def _classify(argv) -> tuple[str, str | None]:
             return "scp", port
         if "-O" in argv:
             return "ssh control", port
-        dest = next((i for i, a in enumerate(argv) if "@" in a and not a.startswith("-")), None)
-        if dest is not None and argv[dest + 1:] in ([], ["/bin/sh"]):
-            return "ssh session", port       # plumbum's ShellSession: ssh -T host /bin/sh, commands on stdin
+        if "--" in argv:                     # tasks/remote_shell.ssh_argv: options, --, host, remote words
+            dest = argv.index("--") + 1
+        else:
+            dest = next((i for i, a in enumerate(argv) if "@" in a and not a.startswith("-")
+                         and argv[i - 1] != "-o"), None)
+        if dest is not None and (argv[dest + 1:] in ([], ["/bin/sh"]) or argv[dest + 1:] == [_session_program()]):
+            return "ssh session", port       # the run's session (remote_shell.RemoteShell), or plumbum's shell
         return "ssh command", port
     if prog.startswith("python") and "pytest" in argv:
         return "pytest (verify)", None
     if prog.startswith("python") and "pip" in argv:
         return "pip", None
     return prog, None
+
+
+def _session_program() -> str | None:
+    try:
+        from doit_stages.remote_shell import REMOTE
+        return REMOTE
+    except ImportError:
+        return None
 
 
 def _count(argv) -> None:
@@ -108,25 +126,27 @@ def _install() -> None:
         with _lock:
             _state["node"], _state["phase"] = name, "check"
             _node(name)
-        t = time.perf_counter()
+        t, m = time.perf_counter(), time.monotonic()
         try:
             return orig_select(self, node, tasks_dict)
         finally:
             with _lock:
                 n = _node(name)
                 n["check_s"] += time.perf_counter() - t
+                n.setdefault("spans", []).append(["check", m, time.monotonic()])
                 n["status"] = node.run_status
                 _state["last_node_end"] = time.perf_counter()
 
     def execute_task(self, task):
         with _lock:
             _state["node"], _state["phase"] = task.name, "run"
-        t = time.perf_counter()
+        t, m = time.perf_counter(), time.monotonic()
         try:
             return orig_execute(self, task)
         finally:
             with _lock:
                 _node(task.name)["run_s"] += time.perf_counter() - t
+                _node(task.name).setdefault("spans", []).append(["run", m, time.monotonic()])
                 _state["last_node_end"] = time.perf_counter()
                 _state["node"], _state["phase"] = "(between nodes)", "between"
 
@@ -149,6 +169,9 @@ def _count_round_trips() -> None:
             return orig_run(self, argv, *a, **kw)
         finally:
             dt = time.perf_counter() - t
+            if TRACE:
+                _trace.append({"node": _state["node"], "phase": _state["phase"], "what": _label(argv),
+                               "start_s": t - T0, "seconds": dt})
             try:
                 args = list(self.proc.args)
                 port = args[args.index("-p") + 1] if "-p" in args else "?"
@@ -160,6 +183,46 @@ def _count_round_trips() -> None:
             except Exception:
                 pass
     RemoteShell.run = run
+
+    orig_init = RemoteShell.__init__
+
+    def __init__(self, *a, **kw):
+        t = time.perf_counter()
+        try:
+            return orig_init(self, *a, **kw)
+        finally:
+            if TRACE:
+                _trace.append({"node": _state["node"], "phase": _state["phase"], "what": "(ssh login + session hello)",
+                               "start_s": t - T0, "seconds": time.perf_counter() - t})
+    RemoteShell.__init__ = __init__
+
+    orig_exchange = RemoteShell._exchange
+
+    def _exchange(self, *a, **kw):
+        """One exchange = one serial network round trip over the session (a command, or a stream's "go" and
+        then its bytes): counted per node, phase and host port under "exchanges" as [commands, logins]
+        (the session's first exchange, its hello, waits for the SSH login)."""
+        try:
+            return orig_exchange(self, *a, **kw)
+        finally:
+            try:
+                args = list(self.proc.args)
+                port = args[args.index("-p") + 1] if "-p" in args else "?"
+                with _lock:
+                    n = _node(_state["node"])
+                    per = n.setdefault("exchanges", {}).setdefault(_state["phase"], {}).setdefault(str(port), [0, 0])
+                    per[0 if self.seq else 1] += 1
+            except Exception:
+                pass
+    RemoteShell._exchange = _exchange
+
+
+def _label(argv) -> str:
+    """A command's short name for the trace: the program, or the first words of an `sh -c` script."""
+    argv = [str(a) for a in argv]
+    if len(argv) >= 3 and argv[1] == "-c" and os.path.basename(argv[0]) in ("sh", "bash", "python3"):
+        return f"{argv[0]} -c {' '.join(argv[2].split())[:60]!r}"
+    return " ".join([argv[0], *(a for a in argv[1:4] if a.startswith("-"))])   # no paths: runs group together
 
 
 def _report() -> None:
@@ -181,6 +244,10 @@ def _report() -> None:
         "total_s": end - T0,
         "nodes": _nodes,
     }
+    if TRACE:
+        data["trace"] = _trace
+        data["first_node_s"] = first - T0
+        data["last_node_end_s"] = done - T0
     with open(OUT, "w") as f:
         json.dump(data, f, indent=1)
 

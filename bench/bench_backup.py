@@ -15,6 +15,9 @@ what counts), wall seconds from the start of the process to its exit:
     doit backup     doit backup:prod   (backup_max_age = 1s, so every run takes a new backup; it checks
                     everything: completion line, gzip CRC, sha256, row counts)
     plain restore   ssh db1 'gunzip -c <the newest backup> | mysql dsb_test'
+
+--breakdown: where doit backup:prod's extra time goes (its start-up, each command over the session, the
+Python between them, its exit: bench/_doit_probe.py's trace) beside the plain script's parts.
     doit restore    doit restore:test  (its marker removed first, so it always restores; sha256 checked
                     first, row counts checked after)
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -40,6 +44,7 @@ from apprepo import AppRepo  # noqa: E402
 from harness import MariaDB, SshHosts, write_option_file  # noqa: E402
 
 DODO = REPO / "dodo.py"
+PROBE = REPO / "bench" / "_doit_probe.py"
 PASSWORD = "bench pw;$(x)'\"#"
 DUMP = "mysqldump --defaults-extra-file=/srv/plain.cnf --single-transaction --quick --routines --triggers " \
        "--events --hex-blob --no-tablespaces -- dsb_prod"
@@ -133,11 +138,83 @@ def newest_file(host) -> str:
     return max(metas, key=lambda m: m["epoch"])["file"]
 
 
+def probed(env: dict) -> tuple[float, dict]:
+    """`doit backup:prod` through bench/_doit_probe.py with its trace: (wall seconds, the probe's data)."""
+    out = Path(tempfile.mktemp(suffix=".json"))
+    env = dict(env, BENCH_PROBE_OUT=str(out), BENCH_PROBE_TRACE="1", BENCH_PROBE_LAUNCHED=repr(time.time()))
+    wall = timed([sys.executable, str(PROBE), "-f", str(DODO), "backup:prod"], env)
+    data = json.loads(out.read_text())
+    out.unlink()
+    return wall, data
+
+
+def breakdown(env: dict, ssh: list[str], plain_backup: list[str], plain_dump_only, repeat: int) -> None:
+    """Where `doit backup:prod`'s extra time goes against the plain script: interleaved runs, the doit one
+    through the probe (its start-up, each command over the session with its length, the Python between them,
+    its exit), the plain one whole and as its parts (ssh through the master; the dump alone)."""
+    rows: dict[str, list[float]] = {}
+
+    def add(key, value):
+        rows.setdefault(key, []).append(value)
+    for i in range(repeat):
+        time.sleep(1.1)
+        wall, p = probed(env)
+        plain = timed(plain_backup)
+        ssh_true = timed(ssh + ["true"])
+        t0 = time.monotonic()
+        plain_dump_only()
+        dump_only = time.monotonic() - t0
+        add("doit backup:prod, whole (wall, from outside)", wall)
+        add("plain ssh 'mysqldump | gzip -1 > f', whole", plain)
+        add("  plain: `ssh host true` through the master (its fixed cost)", ssh_true)
+        add("  plain: the same dump run on the host without ssh (nsenter)", dump_only)
+        add("doit: interpreter start until the probe runs", p["boot_s"])
+        add("doit: imports, dodo.py, stages.ini, doit's graph (until the first node)", p["startup_s"])
+        cmds = 0.0
+        for ev in p["trace"]:
+            key = "doit: " + ("the dump (mysqldump | python3 filter: zlib -1, sha256, inflate, rows)"
+                              if "mysqldump" in ev["what"] else ev["what"])
+            add(key, ev["seconds"])
+            cmds += ev["seconds"]
+        dump = sum(ev["seconds"] for ev in p["trace"] if "mysqldump" in ev["what"])
+        add("doit: all but the dump (whole - the dump's command)", wall - dump)
+        add("plain: all but the dump (whole - the dump alone on the host)", plain - dump_only)
+        add("the dump's pipeline, doit's / plain's (ratio, pair by pair)", dump / dump_only)
+        nodes = p["last_node_end_s"] - p["first_node_s"]
+        add("doit: the nodes, in all (checks and actions)", nodes)
+        add("doit: commands over the session, in all (incl. the dump)", cmds)
+        add("doit: Python between the commands (nodes - commands)", nodes - cmds)
+        add("doit: exit (dep file, locks released, session closed)", p["exit_s"])
+        add("doit: commands over the session, count", len([e for e in p["trace"] if not e["what"].startswith("(")]))
+        print(f"breakdown run {i + 1}: doit {wall:.2f} s, plain {plain:.2f} s", flush=True)
+    load = os.getloadavg()
+    print(f"\nmedians of {repeat}, seconds (interleaved with the plain runs; load average {load[0]:.1f} "
+          f"{load[1]:.1f} {load[2]:.1f}):\n\n| part | median | min-max |\n| --- | ---: | --- |")
+    for key, vals in rows.items():
+        if len(vals) < repeat:              # a command not in every run: its total per run
+            key += f" (in {len(vals)} of {repeat} runs)"
+        print(f"| {key} | {statistics.median(vals):.3f} | {min(vals):.3f}-{max(vals):.3f} |")
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "doit", "-f", str(DODO), "list"], env=env,
+                         capture_output=True, text=True)
+    imports = []
+    for line in res.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(3)) <= 2:
+            imports.append((int(m.group(2)), m.group(4)))
+    imports.sort(reverse=True)
+    print(f"\n`doit list`'s top-level imports (-X importtime, cumulative), {sum(us for us, _ in imports) / 1e3:.0f} ms "
+          "in all:\n")
+    for us, name in imports[:10]:
+        print(f"    {us / 1e3:7.1f} ms  {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--ops", default="backup,restore", help="which pairs to time (a backup is taken anyway)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead: where doit backup:prod's time goes against the plain script's (--repeat runs)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     hosts, host, work = setup(base, args.rows)
@@ -145,6 +222,14 @@ def main() -> None:
     doit = [sys.executable, "-m", "doit", "-f", str(DODO)]
     ssh = ["ssh", "-F", str(hosts.ssh_config), "-p", str(host.port), f"deploy@{host.address}"]
     plain_backup = ssh + ["bash", "-c", f"'set -o pipefail; {DUMP} | gzip -1 -n -c > /srv/plain.sql.gz'"]
+    if args.breakdown:
+        timed(doit + ["backup:prod"], env)                   # warm-up: caches, the first backup, masters
+        timed(plain_backup)
+        def dump_only():
+            host.run(["bash", "-c", f"set -o pipefail; {DUMP} | gzip -1 -n -c > /srv/plain.sql.gz"], check=True)
+        breakdown(env, ssh, plain_backup, dump_only, args.repeat)
+        hosts.stop()
+        return
     marker = host.path("/srv/bench/.deploy/db-test.json")
     pairs: dict[str, list[tuple[float, float]]] = {"backup": [], "restore": []}
     timed(doit + ["backup:prod"], env)                       # warm-up: caches, the first backup

@@ -239,8 +239,9 @@ def check_local_only(hosts, ssh_config: Path, ini: str) -> None:
     for m in re.finditer(r"ssh://[^@\s,]+@([^:\s,]+)", ini):
         if m.group(1) != "127.0.0.1":
             raise BenchError(f"stages.ini names host {m.group(1)}")
-    if "health_url" in ini:
-        raise BenchError("stages.ini has a health_url")
+    for m in re.finditer(r"health_url\s*=\s*(\S*)", ini):
+        if m.group(1) and not re.match(r"https?://(\{host\}|127\.0\.0\.1)[:/]", m.group(1)):
+            raise BenchError(f"stages.ini has health_url {m.group(1)}: not {{host}} (127.0.0.1) nor 127.0.0.1")
 
 
 # --------------------------------------------------------------------------------------- wheelhouse
@@ -277,12 +278,13 @@ class Workdir:
     """One project directory: stages.ini, doit's dep file and build/ (fresh for every sequence)."""
 
     def __init__(self, path: Path, source: Path, hosts, ssh_config: Path, build: str, parallel: int | None,
-                 wheels: Path | None):
+                 wheels: Path | None, extra: str = "", prod_extra: str = ""):
+        """extra: more [project] lines; prod_extra: more [stage:prod] lines."""
         self.path = path
         path.mkdir(parents=True)
-        extra = f"parallel = {parallel}\n" if parallel else ""
+        extra = (f"parallel = {parallel}\n" if parallel else "") + extra
         self.ini_text = INI.format(source=source, build=build, ssh_config=ssh_config, extra=extra,
-                                   hosts=", ".join(h.url for h in hosts))
+                                   hosts=", ".join(h.url for h in hosts)) + prod_extra
         check_local_only(hosts, ssh_config, self.ini_text)
         (path / "stages.ini").write_text(self.ini_text)
         self.env = dict(os.environ, STAGES_INI=str(path / "stages.ini"), PIP_NO_INDEX="1",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """doit-stages against pyinfra 3 on the same fake hosts, in the same run, interleaved.
 
-    .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--baseline REV] [--write]
+    .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--baseline REV] [--fast-kex-too] [--cpu]
 
 Run as root (tests/harness.py: one sshd per host on 127.0.0.1, each in its own mount namespace). pyinfra
 is installed with pip into its own venv (build/pyinfra-venv) on first use.
@@ -19,7 +19,8 @@ What is timed (wall seconds of the whole process, start-up included):
 Each repeat runs ours and pyinfra's (and the baseline's) back to back (the order rotates), and the ratio is
 taken pair by pair: the machine may be shared, and pairing keeps the ratio meaningful when its speed
 drifts. Medians over the repeats. Also counted: sshd's "Accepted publickey" lines per host per run.
---cpu also counts each run's CPU seconds on the deploying machine's side and on the hosts' side
+--fast-kex-too also times ours with ssh_fast_kex = yes (curve25519 first: pyinfra's key exchange), in the
+same rotation. --cpu also counts each run's CPU seconds on the deploying machine's side and on the hosts' side
 (bench/cpu_account.py), and one bare SSH login's: on this lab the hosts share the deployer's CPUs.
 --write puts the table into bench/results.md (between the fleet markers) and prints it.
 """
@@ -146,11 +147,12 @@ def compile_tree(tree: Path) -> None:
                        env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
 
 
-def run_ours(hosts, all_hosts, source: Path, work: Path, tree: Path | None = None) -> tuple[dict, Path]:
-    """tree: a baseline from export_baseline (None: this checkout)."""
+def run_ours(hosts, all_hosts, source: Path, work: Path, tree: Path | None = None,
+             extra: str = "") -> tuple[dict, Path]:
+    """tree: a baseline from export_baseline (None: this checkout); extra: more [project] lines."""
     work.mkdir(parents=True)
     ini = INI.format(source=source, ssh_config=all_hosts.ssh_config, hosts=", ".join(h.url for h in hosts),
-                     build="none")
+                     build="none").replace("\n[stage:test]", extra + "\n[stage:test]")
     check_local_only(hosts, all_hosts.ssh_config, ini)
     (work / "stages.ini").write_text(ini)
     env = dict(os.environ, STAGES_INI=str(work / "stages.ini"))
@@ -258,6 +260,45 @@ def cpu_table(results: dict, counts: list[int], login: tuple[float, float]) -> s
     return "\n".join(lines)
 
 
+def kex_table(results: dict, counts: list[int], logins: dict | None) -> str:
+    """--fast-kex-too: ours with OpenSSH's default key exchange, ours with ssh_fast_kex = yes (curve25519
+    first, as paramiko: pyinfra's key exchange) and pyinfra, same runs; with --cpu, the deploying machine's
+    CPU per extra host and per login."""
+    def med(n, who, key):
+        return statistics.median(r[who][key] for r in results[n])
+
+    def ratio(n, who, key):
+        return statistics.median(r[who][key] / r["pyinfra"][key] for r in results[n])
+    lines = ["Key exchange: ours with OpenSSH's default (sntrup761x25519 on OpenSSH 9.x) / ours with "
+             "ssh_fast_kex = yes (curve25519, pyinfra's) / pyinfra, seconds (medians; ratios to pyinfra pair by "
+             "pair):", "", "| hosts | cold: default / fast / pyinfra | ratio default / fast | no-op: default / fast "
+             "/ pyinfra | ratio default / fast |", "| ---: | --- | --- | --- | --- |"]
+    for n in counts:
+        cells = []
+        for key in ("cold", "noop"):
+            cells += [f"{med(n, 'ours', key):.2f} / {med(n, 'fast', key):.2f} / {med(n, 'pyinfra', key):.2f}",
+                      f"{ratio(n, 'ours', key):.2f} / {ratio(n, 'fast', key):.2f}"]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if CPU and len(counts) > 1:
+        one, many = min(counts), max(counts)
+
+        def cpu(n, who, key, side="deployer"):
+            return statistics.median(r[who][f"{key}_cpu"][side] for r in results[n])
+        lines += ["", f"The deploying machine's CPU per extra host, ms ((CPU at {many} hosts - at {one}) / "
+                  f"{many - one}; the process and its ssh clients, masters included), and on the hosts' side:", "",
+                  "| run | ours, default kex | ours, ssh_fast_kex | pyinfra |", "| --- | ---: | ---: | ---: |"]
+        for key in ("cold", "noop"):
+            for side in ("deployer", "hosts"):
+                vals = [1000 * (cpu(many, who, key, side) - cpu(one, who, key, side)) / (many - one)
+                        for who in ("ours", "fast", "pyinfra")]
+                lines.append(f"| {key}, {'deploying machine' if side == 'deployer' else 'hosts'} | "
+                             + " | ".join(f"{v:.0f}" for v in vals) + " |")
+    if logins:
+        lines += [""] + [f"One bare SSH login with the tool's options, {what}: {1000 * c:.0f} ms of CPU in the client "
+                         f"+ {1000 * h:.0f} ms in the host's sshd." for what, (c, h) in logins.items()]
+    return "\n".join(lines)
+
+
 def table(results: dict, counts: list[int], repeat: int) -> str:
     def med(n, who, key):
         return statistics.median(r[who][key] for r in results[n])
@@ -286,6 +327,8 @@ def main() -> None:
     ap.add_argument("--wheels", help="a directory of wheels for examples/blog/requirements.txt (--pip-hosts)")
     ap.add_argument("--write", action="store_true", help="write the table into bench/results.md")
     ap.add_argument("--baseline", metavar="REV", help="also time the tool as it was at this git revision")
+    ap.add_argument("--fast-kex-too", action="store_true",
+                    help="also time ours with ssh_fast_kex = yes (curve25519 first, pyinfra's key exchange)")
     ap.add_argument("--cpu", action="store_true",
                     help="also count the CPU seconds of each run on the deployer's side and on the hosts' side")
     args = ap.parse_args()
@@ -303,11 +346,14 @@ def main() -> None:
     for t in [REPO] + ([tree / "src"] if tree else []):
         compile_tree(t)
     all_hosts = SshHosts(base / "hosts", names=[f"h{i}" for i in range(max(counts))])
-    login = None
+    login, logins = None, None
     if CPU:
         sys.path.insert(0, str(REPO))
         from doit_stages.transport import ssh_options
         login = cpu_account.login_cpu(list(all_hosts), ssh_options(all_hosts.ssh_config))
+        if args.fast_kex_too:
+            logins = {"OpenSSH's default key exchange": login, "ssh_fast_kex = yes (curve25519)":
+                      cpu_account.login_cpu(list(all_hosts), ssh_options(all_hosts.ssh_config, True))}
     repo = AppRepo(base / "app")
     source = repo.path
     results: dict[int, list] = {n: [] for n in counts}
@@ -318,7 +364,8 @@ def main() -> None:
             for n in counts:
                 hosts = list(all_hosts)[:n]
                 pair = {}
-                who_all = ["ours", "pyinfra"] + (["baseline"] if tree else [])
+                who_all = (["ours", "pyinfra"] + (["baseline"] if tree else [])
+                           + (["fast"] if args.fast_kex_too else []))
                 order = who_all[rep % len(who_all):] + who_all[:rep % len(who_all)]
                 archive = None
                 if order[0] != "ours":   # pyinfra needs the tarball: make it once, untimed
@@ -326,6 +373,9 @@ def main() -> None:
                 for who in order:
                     if who == "ours":
                         pair["ours"], archive = run_ours(hosts, all_hosts, source, base / f"ours-{n}-{rep}")
+                    elif who == "fast":
+                        pair["fast"], _ = run_ours(hosts, all_hosts, source, base / f"fast-{n}-{rep}",
+                                                   extra="ssh_fast_kex = yes\n")
                     elif who == "baseline":
                         pair["baseline"], _ = run_ours(hosts, all_hosts, source, base / f"base-{n}-{rep}", tree)
                     else:
@@ -335,6 +385,8 @@ def main() -> None:
                       f"  |  pyinfra cold {pair['pyinfra']['cold']:.2f} no-op {pair['pyinfra']['noop']:.2f}"
                       + (f"  |  baseline cold {pair['baseline']['cold']:.2f} no-op {pair['baseline']['noop']:.2f}"
                          if tree else "")
+                      + (f"  |  fast kex cold {pair['fast']['cold']:.2f} no-op {pair['fast']['noop']:.2f}"
+                         if "fast" in pair else "")
                       + f"  |  logins/host ours {pair['ours']['conns_cold']}+{pair['ours']['conns_noop']}"
                       f" pyinfra {pair['pyinfra']['conns_cold']}+{pair['pyinfra']['conns_noop']}", flush=True)
             for n in pip_counts:
@@ -352,6 +404,8 @@ def main() -> None:
         text += "\n\n" + cpu_table(results, counts, login)
     if tree:
         text += "\n\n" + baseline_table(results, counts, args.baseline)
+    if args.fast_kex_too:
+        text += "\n\n" + kex_table(results, counts, logins)
     if pip_counts:
         text += ("\n\nA code-only change (a new commit, requirements unchanged) deployed after a first deploy, "
                  "SSH masters closed; medians, ratio pair by pair:\n\n| hosts | build = pip | build = none | ratio |\n"

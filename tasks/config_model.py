@@ -168,6 +168,7 @@ class Project:
     keep_backups: int = 10
     backup_max_age: int = 86400
     ssh_config: Path | None = None
+    ssh_fast_kex: bool = False   # curve25519 ahead of OpenSSH's post-quantum default (remote_shell.ssh_options)
     parallel: int = 10
     artifact_store: str = "push"
     s3_endpoint: str = ""

@@ -9,7 +9,7 @@ import importlib.util
 
 from . import config_rules as rules
 from .config_model import Project, parse_store
-from .config_reader import Ini, Key, Problem, Section, checked, choice, command, duration, headers, whole
+from .config_reader import Ini, Key, Problem, Section, boolean, checked, choice, command, duration, headers, whole
 from .config_values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices; the others DESIGN.md names are refused with a clear message, not faked.
@@ -118,6 +118,8 @@ PROJECT: dict[str, Key] = {
                        "an S3-compatible store other than AWS: http(s)://host[:port]"),
     "s3_region": Key(s3_only(region), "", "the region presigned URLs are signed for"),
     "ssh_config": Key(optional_path, "", "an OpenSSH config file (relative to this file), passed as ssh -F"),
+    "ssh_fast_kex": Key(boolean, "no", "yes: curve25519 ahead of OpenSSH's post-quantum default (faster logins, "
+                        "weaker against recorded traffic)"),
     "infra_tests": Key(infra_tests, "", "a directory of the project's own testinfra checks, run by verify"),
     "shared_dirs": Key(shared_names, "", "kept under shared/, linked into every release"),
     "shared_files": Key(shared_names, "", "likewise, files (a missing one stops the run before any switch)"),

@@ -43,8 +43,8 @@ class Connections:
     thread at a time: fan-out gives every host its own thread."""
 
     def __init__(self, ssh_config: Path | None = None,
-                 on_connect: Callable[[Host, Transport], None] | None = None):
-        self.ssh_config = ssh_config
+                 on_connect: Callable[[Host, Transport], None] | None = None, fast_kex: bool = False):
+        self.ssh_config, self.fast_kex = ssh_config, fast_kex
         self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()
@@ -53,7 +53,7 @@ class Connections:
         with self._mutex:
             t = self._open.get(host)
         if t is None:
-            new = connect(host, self.ssh_config)
+            new = connect(host, self.ssh_config, self.fast_kex)
             with self._mutex:
                 t = self._open.setdefault(host, new)
             if t is not new:  # another thread connected first

@@ -39,17 +39,18 @@ def control_path() -> str:
     return f"{sockdir}/%C"
 
 
-# OpenSSH 9's default key exchange, the post-quantum hybrid sntrup761x25519, costs ~115 ms of client CPU
-# per login here against ~10 ms for curve25519 (what paramiko, so pyinfra, uses): put curve25519 at the
-# head of the default list ('^'), unless the user's ssh_config chooses KexAlgorithms itself.
+# OpenSSH's own key exchange is the default: since 9.0 the post-quantum hybrid (sntrup761x25519; 10.0:
+# mlkem768x25519), against traffic recorded now and decrypted later, and these connections carry database
+# passwords. ssh_fast_kex = yes puts curve25519 (what paramiko, so pyinfra, uses) at the head of the default
+# list ('^'): ~115 ms less client CPU per login here. A KexAlgorithms in the user's ssh_config wins either way.
 FAST_KEX = "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org"
 
 
-def ssh_options(ssh_config: Path | None) -> list[str]:
+def ssh_options(ssh_config: Path | None, fast_kex: bool = False) -> list[str]:
     """Host keys are checked, never accepted blindly; one master connection per host is shared with the
     other ssh clients of a run (testinfra in verify), so they open no connection of their own."""
     opts = ["-F", str(ssh_config)] if ssh_config else []
-    if not _chooses_kex(ssh_config):
+    if fast_kex and not _chooses_kex(ssh_config):
         opts += ["-o", FAST_KEX]
     return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
                    "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", "-o", "ControlPersist=60",

@@ -33,7 +33,8 @@ class Session:
         self.argv = list(sys.argv if argv is None else argv)
         self.layout = Layout(config.project.deploy_root)
         self.token = uuid.uuid4().hex
-        self.connections = Connections(config.project.ssh_config, on_connect=self._own)
+        self.connections = Connections(config.project.ssh_config, on_connect=self._own,
+                                       fast_kex=config.project.ssh_fast_kex)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background

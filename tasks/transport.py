@@ -207,13 +207,13 @@ def destination_problem(host: Host) -> str | None:
 class SSHTransport(Transport):
     """Every command, put and get over ONE `ssh host sh` session for the whole run (remote_shell.py)."""
 
-    def __init__(self, host: Host, ssh_config: Path | None = None):
+    def __init__(self, host: Host, ssh_config: Path | None = None, fast_kex: bool = False):
         self.host = host
         problem = destination_problem(host)
         if problem:
             raise CommandFailed(host, ["ssh"], 2, f"refused: {problem}")
         self._mutex = threading.Lock()
-        self.opts = ssh_options(ssh_config)
+        self.opts = ssh_options(ssh_config, fast_kex)
         self._cancels: list[subprocess.Popen] = []   # forwardings being cancelled, waited for at close
         argv = ssh_argv(host.hostname, host.user, host.port, self.opts)
         try:
@@ -305,5 +305,6 @@ class SSHTransport(Transport):
         self.shell.close()
 
 
-def connect(host: Host, ssh_config: Path | None = None) -> Transport:
-    return LocalTransport(host) if host.local else SSHTransport(host, ssh_config)
+def connect(host: Host, ssh_config: Path | None = None, fast_kex: bool = False) -> Transport:
+    """fast_kex: [project] ssh_fast_kex (remote_shell.ssh_options)."""
+    return LocalTransport(host) if host.local else SSHTransport(host, ssh_config, fast_kex)

@@ -34,6 +34,7 @@ EXAMPLES = {
         "s3_endpoint": ("http://127.0.0.1:9000", "http://127.0.0.1:9000", S3),
         "s3_region": ("eu-west-1", "eu-west-1", S3),
         "ssh_config": ("ssh/config", lambda conf: (conf / "ssh" / "config").resolve(), {}),
+        "ssh_fast_kex": ("yes", True, {}),
         "infra_tests": ("checks", lambda conf: (conf / "checks").resolve(), {}),
         "shared_dirs": ("media, static", ("media", "static"), {}),
         "shared_files": ("config/local.py", ("config/local.py",), {}),

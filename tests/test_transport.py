@@ -158,14 +158,29 @@ def test_the_token_never_reaches_a_command(shell):
     assert shell.token not in Path(f"/proc/{shell.proc.pid}/cmdline").read_bytes()
 
 
-def test_curve25519_key_exchange_comes_first_unless_the_users_config_chooses(tmp_path):
+def test_openssh_chooses_the_key_exchange_unless_ssh_fast_kex(tmp_path):
     cfg = tmp_path / "cfg"
     cfg.write_text("Host *\n    User deploy\n")
+    default, _ = ssh_g(ssh_argv("web1", None, None, ["-F", str(cfg)]))     # what plain `ssh -F cfg` does
+    assert "kexalgorithms" not in " ".join(ssh_options(cfg)).lower()
     conf, _ = ssh_g(ssh_argv("web1", None, None, ssh_options(cfg)))
+    assert conf["kexalgorithms"] == default["kexalgorithms"]      # OpenSSH 9.x: sntrup761x25519-sha512 first
+
+    fast = ssh_options(cfg, fast_kex=True)
+    assert fast[fast.index("-F") + 2:fast.index("-F") + 4] == [
+        "-o", "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org"]
+    conf, _ = ssh_g(ssh_argv("web1", None, None, fast))
     assert conf["kexalgorithms"].startswith("curve25519-sha256,curve25519-sha256@libssh.org,")
     assert "sntrup761x25519-sha512@openssh.com" in conf["kexalgorithms"]      # the default list follows
+
+
+@pytest.mark.parametrize("fast_kex", [False, True])
+def test_the_users_kexalgorithms_wins_either_way(tmp_path, fast_kex):
+    cfg = tmp_path / "cfg"
     cfg.write_text("Host *\n    KexAlgorithms sntrup761x25519-sha512@openssh.com\n")
-    conf, _ = ssh_g(ssh_argv("web1", None, None, ssh_options(cfg)))
+    opts = ssh_options(cfg, fast_kex=fast_kex)
+    assert "kexalgorithms" not in " ".join(opts[2:]).lower()
+    conf, _ = ssh_g(ssh_argv("web1", None, None, opts))
     assert conf["kexalgorithms"] == "sntrup761x25519-sha512@openssh.com"
 
 
@@ -193,3 +208,34 @@ def test_lock_taken_with_its_owner_and_released_only_by_its_own_token(tmp_path):
     assert Path(layout.lock).is_dir()
     release_lock(t, layout, "a" * 32)
     assert not Path(layout.lock).exists()
+
+
+@pytest.mark.parametrize("written, fast", [(None, False), ("no", False), ("yes", True)])
+def test_the_projects_ssh_fast_kex_reaches_every_ssh_argv_of_a_run(tmp_path, monkeypatch, written, fast):
+    """[project] ssh_fast_kex -> Session -> Connections -> SSHTransport -> the ssh argv (no host is reached:
+    the session shell is replaced by a recorder of its argv)."""
+    from test_config import LOCAL_INI, in_section, write_ini
+
+    from doit_stages import transport
+    from doit_stages.config import load_config, parse_host
+    from doit_stages.session import Session
+
+    seen = []
+
+    class Recorder:
+        session = None
+
+        def __init__(self, argv, timeout):
+            seen.append(argv)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(transport, "RemoteShell", Recorder)
+    text = LOCAL_INI if written is None else in_section(LOCAL_INI, "project", f"ssh_fast_kex = {written}")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ssh_config").write_text("Host *\n    User deploy\n")
+    text = in_section(text, "project", "ssh_config = ssh_config")
+    session = Session(load_config(write_ini(tmp_path, text)))
+    session.connections.get(parse_host("ssh://deploy@web1:22"))
+    assert ("KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org" in seen[0]) is fast
+    assert not any("sntrup" in a or "mlkem" in a for a in seen[0])
