@@ -555,6 +555,11 @@ class SshHosts:
             "    ConnectTimeout 5",
             "    LogLevel ERROR",
         ]
+        # DST_TEST_KEX (tests/conftest.py sets curve25519-sha256): the suite's many logins skip OpenSSH's
+        # post-quantum default, ~90 ms of client CPU each; the tool's own default is tested in test_transport.
+        # The benches leave it unset: they measure the key exchange a user gets.
+        if os.environ.get("DST_TEST_KEX"):
+            lines.append(f"    KexAlgorithms {os.environ['DST_TEST_KEX']}")
         if control_path:
             lines += ["    ControlMaster auto", f"    ControlPath {control_path}", "    ControlPersist 30"]
         else:
