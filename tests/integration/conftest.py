@@ -100,7 +100,7 @@ def db_users(mariadb):
 
 @pytest.fixture
 def nginx_on():
-    """nginx_on(host, root_path=..., port=None) -> a started harness.Nginx; all stopped afterwards."""
+    """nginx_on(host, root_path=..., port=None) -> a started tests.lab.nginx.Nginx; all stopped afterwards."""
     started = []
 
     def start(host, root_path: str = "/srv/blog/sites/current/static", port: int | None = None, **kw):

@@ -22,7 +22,7 @@ from doit_stages.steps.leftovers import machine
 from doit_stages.steps.restore import restore_backup
 from doit_stages.transport import LocalTransport
 from tests.lab.common import NASTY_PASSWORD
-from tests.lab.project import DOIT, PASSWORD_ENV
+from tests.lab.deployer import end, start_doit
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]
@@ -186,26 +186,35 @@ def test_a_damaged_newest_backup_fails_restore_and_is_not_marked(world):
     assert json.loads(marker.read_text())["backup"] == newest["name"]
 
 
+def dump_waits_on(db, database: str, table: str) -> bool:
+    """A connection of the tool's is held on `table`'s lock: mysqldump, reading it."""
+    return bool(db.query(None, "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND USER <> 'root' "
+                               "AND STATE LIKE 'Waiting for table%%lock' AND INFO LIKE %s",
+                         (database, f"%`{table}`%")))
+
+
 def test_a_run_killed_during_mysqldump_leaves_secrets_that_the_next_run_removes(world):
     p, db, web1 = world["project"], world["mariadb"], world["hosts"][0]
     db.query(world["prod"], "CREATE TABLE bulk (id INT PRIMARY KEY, pad VARCHAR(200))")
-    db.query(world["prod"], "INSERT INTO bulk SELECT seq, REPEAT('p', 190) FROM seq_1_to_400000")
+    db.query(world["prod"], "INSERT INTO bulk SELECT seq, REPEAT('p', 190) FROM seq_1_to_1000")
     deploy = web1.path("/srv/blog/.deploy")
     other = deploy / "cnf.some-other-box.12345.CCCCCC"          # another machine's: its run holds no lock
     p.write(max_age="1s")
     time.sleep(1.1)
-    env = dict(os.environ, STAGES_INI=str(p.ini), **{PASSWORD_ENV: p.password})
-    proc = subprocess.Popen([*DOIT, "backup:prod"], cwd=p.workdir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    # mysqldump held mid-dump, for as long as it takes to look: a connection of ours write-locks `bulk`
+    holder = db.connect(world["prod"])
+    holder.cursor().execute("LOCK TABLES bulk WRITE")
+    proc = start_doit(p, "backup:prod", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while not list(deploy.glob(f"cnf.{machine()}.{proc.pid}.*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        deadline = time.monotonic() + 120
+        while not dump_waits_on(db, world["prod"], "bulk") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)                                        # a state that stays until we unlock
+        assert dump_waits_on(db, world["prod"], "bulk"), "the backup never reached the dump of `bulk`"
         left = list(deploy.glob(f"cnf.{machine()}.{proc.pid}.*"))
-        assert left, "the backup never made its option file"
-        time.sleep(0.3)                                             # mysqldump is running now
+        assert left, "the backup dumps without its option file"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        holder.close()
         assert b"\npassword=" in (left[0] / "my.cnf").read_bytes()           # the secret, left for good
         web1.run(["sh", "-c", 'mkdir "$1" && echo "[client]" > "$1/my.cnf"', "sh",
                   "/srv/blog/.deploy/" + other.name])
@@ -213,7 +222,10 @@ def test_a_run_killed_during_mysqldump_leaves_secrets_that_the_next_run_removes(
         p.ok("backup:prod")
         assert not left[0].exists() and not other.exists()
         assert not list(deploy.glob("cnf.*")) and not list(web1.path("/srv/blog/db_backup").glob(".*.partial"))
-        assert p.backups(web1)[-1]["tables"]["bulk"] == 400_000
+        assert p.backups(web1)[-1]["tables"]["bulk"] == 1000
     finally:
+        end(proc)
+        if holder.is_connected():
+            holder.close()
         p.write(max_age="24h")
         db.query(world["prod"], "DROP TABLE IF EXISTS bulk")

@@ -5,15 +5,12 @@ host before the run stops. Real sshd hosts, real MariaDB; the failpoints are arm
 DEPLOY_FAILPOINTS (tasks/failpoints.py)."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.lab.common import NASTY_PASSWORD
-from tests.lab.project import DOIT, PASSWORD_ENV
+from doit_stages import failpoints
+from tests.lab.deployer import end, go_on, start_doit, wait_paused
 
 RELOAD = "reload_command = sh -c 'echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n"
 
@@ -95,18 +92,17 @@ def test_sigterm_during_a_switch_undoes_the_batches_done(world):
     new_release_on_staging(world, "sigterm")
     before = p.links("sites/current")
     p.write(prod_stage_extra=RELOAD + "batch = 1\n")
-    env = dict(os.environ, STAGES_INI=str(p.ini), DEPLOY_FAILPOINTS="switch.after_reload=stall:4",
-               **{PASSWORD_ENV: NASTY_PASSWORD})
+    # held inside the first batch (web1 reloaded, web2 not yet switched); SIGTERM arrives there
+    proc = start_doit(p, "promote:prod", env={failpoints.ENV: f"switch.after_reload=pause@{hosts[0].url}"})
     try:
-        proc = subprocess.Popen([*DOIT, "promote:prod"], cwd=p.workdir, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 240
-        while not any(intents(world, "prod")) and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(1)   # inside the first batch's stall
-        proc.send_signal(signal.SIGTERM)
+        assert wait_paused(proc), "the run never reached the first batch's reload"
+        links = p.links("sites/current")
+        assert links[0] != before[0] and links[1] == before[1], (before, links)    # web1 switched, web2 not yet
+        proc.send_signal(signal.SIGTERM)     # pending while it is stopped: taken as soon as it goes on
+        go_on(proc)
         out, err = proc.communicate(timeout=120)
     finally:
+        end(proc)
         p.write(prod_stage_extra=RELOAD)
     assert proc.returncode != 0 and "interrupted" in err and "put back" in err, err
     assert p.links("sites/current") == before

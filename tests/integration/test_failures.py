@@ -6,11 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
+from doit_stages import failpoints
 from tests.lab.common import NASTY_PASSWORD
+from tests.lab.deployer import end, go_on, start_doit, wait_paused
 from tests.lab.project import DOIT, PASSWORD_ENV
 
 
@@ -86,20 +87,20 @@ def test_one_host_down_means_no_host_switches(world):
 def test_killed_deployer_leaves_links_and_next_run_goes_on(world):
     p, repo, hosts = world["project"], world["repo"], world["hosts"]
     before = p.links("sites/test")
+    releases = {h.name: set(h.path("/srv/blog/releases").iterdir()) for h in hosts}
     repo.commit("r3", {"static/version.txt": "r3\n"})
-    env = dict(os.environ, STAGES_INI=str(p.ini), **{PASSWORD_ENV: NASTY_PASSWORD})
-    proc = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill it while it builds: a release dir exists, not yet ready
-        if any(d.is_dir() and not (d / ".deploy-ready").exists()
-               for h in hosts for d in h.path("/srv/blog/releases").iterdir()):
-            break
-        time.sleep(0.002)  # the unpack is one quick command over the run's SSH session: look often
-    else:
-        pytest.fail("the build never started")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # killed while it builds: held right after a host unpacked the new release, before its build for the stage
+    proc = start_doit(p, "deploy:test", env={failpoints.ENV: "build.after_unpack=pause"},
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert wait_paused(proc), "the build never started"
+        new = [d for h in hosts for d in set(h.path("/srv/blog/releases").iterdir()) - releases[h.name]]
+        built = [m.read_text().strip() for m in (h.path("/srv/blog/.deploy/built-test") for h in hosts) if m.exists()]
+        assert new and not {d.name for d in new} & set(built), (new, built)     # unpacked, not built for test
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        end(proc)
     assert p.links("sites/test") == before
     assert any(h.path("/srv/blog/.deploy/lock").exists() for h in hosts)  # left behind by the killed run
     res = p.ok("deploy:test")
@@ -110,41 +111,30 @@ def test_killed_deployer_leaves_links_and_next_run_goes_on(world):
 
 def test_two_runs_at_once_never_interleave(world, tmp_path):
     """A second checkout of the same project (another dep file, the same hosts) runs while the first
-    holds the hosts: it is refused with the holder's name."""
+    holds the hosts: it is refused with the holder's name. The same checkout twice: refused by the project
+    lock before anything starts."""
     p, repo = world["project"], world["repo"]
     other = tmp_path / "other"
     other.mkdir()
     shutil.copy(p.ini, other / "stages.ini")
     repo.commit("r4", {"static/version.txt": "r4\n"})
     env = dict(os.environ, STAGES_INI=str(p.ini), **{PASSWORD_ENV: NASTY_PASSWORD})
-    first = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    owner = world["hosts"][0].path("/srv/blog/.deploy/lock/owner.json")
-    deadline = time.time() + 60
-    while time.time() < deadline and f'"pid": {first.pid},' not in (owner.read_text() if owner.exists() else ""):
-        time.sleep(0.002)
-    # the first run holds web1 and is paused there (a run is fast: without the pause it could end before
-    # the second one looks), so the second surely meets it mid-run
-    os.kill(first.pid, signal.SIGSTOP)
+    # the first run held mid-build on web1 (a run is fast: without the pause it could end before the others
+    # look), holding the stage's hosts and this checkout's project lock
+    first = start_doit(p, "deploy:test", env={failpoints.ENV: f"build.after_unpack=pause@{world['hosts'][0].url}"})
     try:
+        assert wait_paused(first), "the first run never reached its build"
         second = subprocess.run([*DOIT, "deploy:test"], cwd=other,
                                 env=dict(env, STAGES_INI=str(other / "stages.ini")), capture_output=True, text=True)
+        third = subprocess.run([*DOIT, "status"], cwd=p.workdir, env=env, capture_output=True, text=True)
+        go_on(first)
+        out, err = first.communicate(timeout=300)
     finally:
-        os.kill(first.pid, signal.SIGCONT)
-    out, err = first.communicate(timeout=300)
+        end(first)
     assert first.returncode == 0, err
     assert second.returncode != 0 and "is locked by" in second.stderr, second.stderr
     assert f"pid {first.pid}, doit deploy:test" in second.stderr and "doit unlock:test" in second.stderr
-    # and the same checkout twice: refused by the project lock before anything starts
-    again = subprocess.Popen([*DOIT, "deploy:test"], cwd=p.workdir, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    lockfile = p.workdir / ".doit-stages.lock"
-    deadline = time.time() + 30
-    while time.time() < deadline and f"pid {again.pid}" not in lockfile.read_text():
-        time.sleep(0.02)
-    third = subprocess.run([*DOIT, "status"], cwd=p.workdir, env=env, capture_output=True, text=True)
-    again.communicate(timeout=300)
-    assert third.returncode != 0 and "another doit run uses" in third.stderr
+    assert third.returncode != 0 and "another doit run uses" in third.stderr, third.stderr
 
 
 def test_prod_reload_and_health(world, nginx_on):

@@ -1,4 +1,4 @@
-"""The harness itself: real hosts with separate /srv, strict host keys, the nasty password through an
+"""The lab itself (tests/lab/): real hosts with separate /srv, strict host keys, the nasty password through an
 option file, nginx following a link switch."""
 from __future__ import annotations
 

@@ -342,7 +342,7 @@ class SshHost:
                               check=check, cwd="/", stdin=None if input is not None else subprocess.DEVNULL)
 
     def ssh_argv(self, *command: str, options: Iterable[str] = ()) -> list[str]:
-        """argv of an ssh call to this host through the harness's ssh_config. NB: ssh joins the
+        """argv of an ssh call to this host through the lab's ssh_config. NB: ssh joins the
         command words with spaces and the remote shell parses them again."""
         return ["ssh", "-F", str(self.hosts.ssh_config), *options, "-p", str(self.port), "127.0.0.1",
                 *command]
