@@ -1,0 +1,107 @@
+"""The documentation: docs/configuration.md is what scripts/config_docs.py writes from the key tables (so it
+cannot drift from the code), every key is in it, the README stays a short page that links every doc, every
+relative link resolves, and no tracked file refers to a path outside the repository. Reads files only."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from doit_stages.config import DATABASE_KEYS, PROJECT_KEYS, STAGE_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+# a path outside the repository: design notes beside the checkout (../shared/<x>.md), this machine's
+# checkouts; `../../shared/media` (a release's link to its host's shared/, in a test) is a host path.
+# This file spells the patterns, so it is not searched.
+OUTSIDE = re.compile(r"(?<![\w./])\.\./shared/|\bshared/(?:DESIGN|NOTES|STYLE)\.md|/work/|\bDESIGN\.md\b")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("config_docs", ROOT / "scripts" / "config_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_md_is_what_the_generator_writes():
+    written = (DOCS / "configuration.md").read_text()
+    assert written == generator().render(), (
+        "docs/configuration.md differs from the key tables of the code; run ./scripts/gen-config-docs")
+
+
+def test_every_key_is_in_configuration_md_under_its_section():
+    text = generator().render()
+    sections = dict(zip(["head", "project", "stage", "database"],
+                        re.split(r"^## `\[(?:project|stage:<name>|database:<name>)\]`$", text, flags=re.M)))
+    for section, keys in (("project", PROJECT_KEYS), ("stage", STAGE_KEYS), ("database", DATABASE_KEYS)):
+        missing = sorted(k for k in keys if f"| `{k}` |" not in sections[section])
+        assert not missing, f"[{section}] keys missing from docs/configuration.md: {missing}"
+
+
+def tracked_files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    return [ROOT / name for name in out.decode().split("\0") if name]
+
+
+def test_no_tracked_file_refers_to_a_path_outside_the_repository():
+    found = []
+    for path in tracked_files():
+        if path == Path(__file__).resolve():
+            continue
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError):   # binary, or deleted in the work tree
+            continue
+        for no, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()[:100]}")
+    assert not found, "refers outside the repository (point it at docs/ instead):\n" + "\n".join(found)
+
+
+def test_the_readme_is_short_starts_with_the_two_commands_and_links_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines; move the detail to docs/"
+    assert (lines[2], lines[5]) == ("```sh", "```") and lines[3].startswith("./scripts/demo ") \
+        and lines[4].startswith("./scripts/test "), "README.md must open with ./scripts/demo and ./scripts/test"
+    linked = {target.split("#")[0] for target in LINK.findall(readme)}
+    unlinked = sorted(p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md")
+                      if p.relative_to(ROOT).as_posix() not in linked)
+    assert not unlinked, f"README.md does not say where to find {unlinked}"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_every_doc_starts_with_one_line_of_what_it_covers(page):
+    lines = (DOCS / page).read_text().splitlines()
+    title, blank, summary, after = (lines + ["", "", "", ""])[:4]
+    assert title.startswith("# ") and not blank and summary.strip() and not after, (
+        f"docs/{page} must start with its title, then one line of what it covers")
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    out = set()
+    for heading in re.findall(r"^#+ (.+)$", path.read_text(), flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+@pytest.mark.parametrize("page", ["README.md", "bench/README.md", *sorted(
+    p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md"))])
+def test_every_relative_link_resolves(page):
+    source = ROOT / page
+    broken = []
+    for target in LINK.findall(source.read_text()):
+        if re.match(r"[a-z]+:", target):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (source.parent / file).resolve() if file else source
+        if not path.exists() or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
+            broken.append(target)
+    assert not broken, f"{page}: broken links {broken}"
