@@ -9,8 +9,14 @@ import inspect
 import sys
 from pathlib import Path
 
-from doit_stages import config_database, config_project, config_stage
 from doit_stages.config import DURATION_UNITS
+
+try:   # the tables' modules: config/ as a package (project, stage, database), else config_*.py beside it
+    from doit_stages.config import database as config_database
+    from doit_stages.config import project as config_project
+    from doit_stages.config import stage as config_stage
+except ImportError:
+    from doit_stages import config_database, config_project, config_stage
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
