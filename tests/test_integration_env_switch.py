@@ -11,6 +11,7 @@ import time
 import pytest
 from faultlab import HealthServer
 from project import INI, tree
+from test_integration_config_holes import Forward
 
 RELOAD = ("reload_command = sh -c 'echo \"${PWD##*/} $DJANGO_SETTINGS_MODULE\" >> "
           "/srv/blog/shared/reloads-$STAGE'\n")
@@ -53,20 +54,21 @@ def every_env(host) -> dict[str, tuple[bytes, int]]:
 
 
 def test_a_refused_deploy_leaves_every_live_env_byte_identical(world):
-    """[database:test] pointed at production under another host name: deploy:test is refused at the restore
-    step, and the env file test's live release runs with is untouched (the app would reach production)."""
+    """[database:test] pointed at production through a port forward (the config cannot tell): deploy:test of
+    the release test runs is refused at the restore step, and the env file that release runs with is
+    untouched (its app would reach production)."""
     p, hosts = world["project"], world["hosts"]
     p.ok("backup:prod", "--force")     # a newer backup: restore:test is not up to date, so it runs
     before = [live_env(h, "test", "sites/test") for h in hosts]
     envs = [every_env(h) for h in hosts]
-    p.template = INI.replace("[database:test]\nengine = mysql\nhost = 127.0.0.1\nname = {test_db}",
-                             "[database:test]\nengine = mysql\nhost = localhost\nname = {prod_db}")
+    fwd = Forward()
+    text = p.ini.read_text()
+    p.ini.write_text(text.replace(f"name = {world['test']}", f"name = {world['prod']}\nport = {fwd.port}"))
     try:
-        p.write()
         res = p.doit("deploy:test")
     finally:
-        p.template = INI
-        p.write()
+        p.ini.write_text(text)
+        fwd.close()
     assert res.returncode != 0 and "restore:test: refused" in res.stderr, res.stderr
     for h, b, e in zip(hosts, before, envs):
         assert live_env(h, "test", "sites/test") == b
@@ -128,7 +130,7 @@ def test_a_changed_build_command_builds_again_but_never_in_place_on_the_live_rel
         p.template = INI
         p.write()
         repo.commit("rebuilt", {"static/version.txt": "rebuilt\n"})
-        p.ok("build:test")
+        p.ok("archive", "upload:test", "build:test")
         assert not any(m.exists() for m in marks)
         p.template = INI.replace(COLLECT, command)
         p.write()

@@ -5,6 +5,7 @@ in a temp deploy_root (build = none: no venv)."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -100,7 +101,13 @@ def test_one_release_live_on_two_stages_has_an_env_for_each(world):
     assert b"STAGE=staging\n" in published(layout, "staging") and b"STAGE=prod\n" in published(layout, "prod")
     assert b"blog.settings.staging" in published(layout, "staging")
     assert b"blog.settings.prod" in published(layout, "prod")
-    assert sorted(os.listdir(Path(layout.release(a.id), ".deploy-env"))) == ["prod.env", "staging.env"]
+    names = sorted(os.listdir(Path(layout.release(a.id), ".deploy-env")))
+    assert [n for n in names if n.count(".") == 1] == ["prod.built", "prod.env", "staging.built", "staging.env"]
+    assert len(names) == 6      # and one version of each: <stage>.env is a hard link to it
+    for name in ("prod", "staging"):
+        own = Path(layout.release(a.id), ".deploy-env", f"{name}.env")
+        assert [n for n in names if os.path.samefile(Path(own.parent, n), own)] == sorted(
+            [f"{name}.env", next(n for n in names if n.startswith(f"{name}.") and n.count(".") == 2)])
 
 
 def test_is_built_asks_for_the_env_of_stages_ini_unless_a_rollback_keeps_the_releases_own(world):
@@ -133,21 +140,22 @@ def test_a_plain_env_file_of_an_older_layout_moves_into_the_live_release(world):
     build_release(t, layout, c1, prod, a, fresh_stage_dirs=False)
     switch_link(t, layout, prod.link, a.id)
     # what a host deployed by an earlier version looks like: no env in the release, a plain shared file
-    Path(layout.release_env(a.id, "prod")).unlink()
+    shutil.rmtree(Path(layout.release_env(a.id, "prod")).parent)
     Path(layout.env_file("prod")).unlink()
     Path(layout.env_file("prod")).write_bytes(b"OLD='env'\n")
     os.chmod(layout.env_file("prod"), 0o600)
     show = ["sh", "-c", 'printf %s "$OLD"']
     # until the stage is built again, app commands of the live release (verify, a reload) read that file
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[:2] == (0, "env")
     assert t.call(app_command(layout, "prod", a.id, show))[:2] == (0, "env")
     build_release(t, layout, c2, c2.stages["prod"], b, fresh_stage_dirs=False)
     assert Path(layout.env_file("prod")).is_symlink() and published(layout, "prod") == b"OLD='env'\n"
     assert Path(layout.release_env(a.id, "prod")).read_bytes() == b"OLD='env'\n"
     assert stat.S_IMODE(os.stat(layout.release_env(a.id, "prod")).st_mode) == 0o600
-    assert t.call(app_command(layout, "prod", a.id, show))[:2] == (0, "env")
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[:2] == (0, "env")
     assert t.call(app_command(layout, "prod", b.id, show))[:2] == (0, "")    # B has its own
     # and never the live release's env for a release that has none of its own
-    Path(layout.release_env(b.id, "prod")).unlink()
+    shutil.rmtree(Path(layout.release_env(b.id, "prod")).parent)
     code, _, err = t.call(app_command(layout, "prod", b.id, show))
     assert code != 0 and layout.release_env(b.id, "prod") in err
 
