@@ -14,6 +14,7 @@ import pytest
 from releasefiles import archived_release
 
 from doit_stages.config import Config, Database, Host, Project, Stage
+from doit_stages.errors import StepError
 from doit_stages.layout import Layout
 from doit_stages.steps.archive import Release
 from doit_stages.steps.build import build_release, is_built
@@ -169,3 +170,36 @@ def test_a_removed_release_takes_its_env_files_along(world):
     switch_link(t, layout, prod.link, b.id)
     assert clean_releases(t, layout, [prod.link], keep=1, venvs=False) == [a.id]
     assert not Path(layout.release(a.id)).exists() and published(layout, "prod") == env_file(layout, config, prod)
+
+
+def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_env(world):
+    """The stage's environment changed while the release is live there: a new version, recorded for the
+    switch; the env file it runs with stays byte for byte (same inode). Other build settings: refused."""
+    root, layout, t, a, _ = world
+    c1, c2 = make_config(root, P1), make_config(root, P2)
+    prod = c1.stages["prod"]
+    build_release(t, layout, c1, prod, a, fresh_stage_dirs=True)
+    switch_link(t, layout, prod.link, a.id)
+    live = Path(layout.release_env(a.id, "prod"))
+    before, ino = live.read_bytes(), live.stat().st_ino
+    assert not is_built(t, layout, c2, c2.stages["prod"], a)
+    build_release(t, layout, c2, c2.stages["prod"], a, fresh_stage_dirs=True, tokens=("0123456789ab", "ba9876543210"))
+    assert live.read_bytes() == before and live.stat().st_ino == ino and published(layout, "prod") == before
+    assert Path(layout.env_version(a.id, "prod", "0123456789ab")).read_bytes() == env_file(layout, c2, prod)
+    assert Path(layout.env_record(a.id, "prod")).read_text().split()[0] == "0123456789ab"
+    assert is_built(t, layout, c2, c2.stages["prod"], a)
+    # the app commands before the switch (a migration) see the new env; the live ones (reload) the old
+    show = ["sh", "-c", 'printf %s "$DATABASE_URL"']
+    assert t.call(app_command(layout, "prod", a.id, show))[1] == database_url(c2.databases["prod"])
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[1] == database_url(c1.databases["prod"])
+    # built again with the first env: the version the release runs with is reused, nothing new written
+    build_release(t, layout, c1, prod, a, fresh_stage_dirs=True)
+    assert os.path.samefile(layout.env_version(a.id, "prod", Path(layout.env_record(a.id, "prod")).read_text()
+                                               .split()[0]), live)
+    # another build_command while it is live: refused, nothing written
+    c3 = replace(c1, project=replace(c1.project, build_command="sh -c 'echo changed > marker'"))
+    listing = sorted(os.listdir(live.parent))
+    with pytest.raises(StepError, match="live on prod"):
+        build_release(t, layout, c3, c3.stages["prod"], a, fresh_stage_dirs=True)
+    assert sorted(os.listdir(live.parent)) == listing and not Path(layout.release(a.id), "marker").exists()
+    assert not is_built(t, layout, c3, c3.stages["prod"], a)

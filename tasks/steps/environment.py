@@ -59,6 +59,7 @@ def database_url(db: Database) -> str:
 WRITE_ENV = r'''d=$1; st=$2; how=$3; tok=$4; keep_tok=$5; pub=$6; target=$7; legacy=$8; made=$9; shift 9
 cur=$d/$st.env; rec=$d/$st.built
 if [ -d "$d" ]; then [ -n "$made" ] || chmod 700 "$d"; else (umask 077; mkdir -p "$d"); fi
+for x in "$d/.$st".*.tmp; do if [ -e "$x" ]; then rm -f -- "$x"; fi; done   # a killed build's
 if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${legacy%/*/*}" ] && [ ! -e "$legacy" ]; then
   (umask 077; mkdir -p "${legacy%/*}"; cp -- "$pub" "$legacy.tmp"; mv -f -- "$legacy.tmp" "$legacy")
 fi

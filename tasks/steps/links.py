@@ -26,6 +26,7 @@ p=.; set -f; IFS=/; for c in $4; do p=$p/$c; if [ -L "$p" ]; then
   unset IFS; echo "unsafe ${p#./} $(readlink -- "$p")" >&2; exit 76; fi; done; unset IFS; set +f
 [ -d "$4" ] || mkdir -p -- "$4"
 for x in "$2".tmp.*; do if [ -L "$x" ]; then rm -f -- "$x"; fi; done
+[ -z "$6" ] || for x in "$6".tmp.*; do if [ -e "$x" ]; then rm -f -- "$x"; fi; done
 e=$7; case $e in "?"*) e=${e#?}; [ -f "$e" ] || e=;; esac
 if [ "$e" = - ]; then rm -f -- "$6"
 elif [ -n "$e" ] && [ ! "$6" -ef "$e" ]; then
