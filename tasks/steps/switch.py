@@ -156,10 +156,11 @@ def previous_links(facts: dict, rid: str) -> dict:
 
 
 class HostFailed(StepError):
-    """A host's part of the switch failed; `back` says how its put-back went (None: back and reloaded)."""
+    """A host's part of the switch failed; `back` says how its put-back went (None: back, and reloaded
+    unless `note` says otherwise)."""
 
-    def __init__(self, error: Exception, back: str | None):
-        super().__init__(str(error))
+    def __init__(self, error: Exception, back: str | None, note: str = ""):
+        super().__init__(str(error) + note)
         self.back = back
 
 
@@ -179,23 +180,28 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
                        f"{what}: writing the intent")
     failpoints.hit("switch.after_intent")
 
-    def back(t: Transport) -> str | None:
-        return _put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"])
+    def back(t: Transport, never_took: bool = False) -> tuple[str | None, str]:
+        return _put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"], never_took)
 
     def go_live(t: Transport):
+        never_took = False     # the release's reload failed by its own exit status: it never took over
         try:
             switch_link(t, session.layout, stage.link, rid, _env_pair(session, stage, rid, plan[t.host]["env"]),
                         guard=_guard(session))
             failpoints.hit("switch.after_rename", t.host)
             if stage.reload_command:
-                _reload(session, stage, t, rid)
+                try:
+                    _reload(session, stage, t, rid)
+                except CommandFailed as exc:
+                    never_took = not exc.unreachable and 0 < exc.retcode < 126
+                    raise
             failpoints.hit("switch.after_reload", t.host)
             problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
                                    stage.health_headers) if stage.health_url else None
             if problem:
                 raise StepError(f"health check failed: {problem}")
         except (StepError, CommandFailed) as exc:
-            raise HostFailed(exc, back(t)) from None
+            raise HostFailed(exc, *back(t, never_took)) from None
 
     done, failed = [], []
     progress = Progress(what, len(stage.hosts))
@@ -206,7 +212,8 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
             done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
             failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
             if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
-                backs = dict(zip(done, session.hosts.outcomes(done, back)))
+                backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
+                                        for b in session.hosts.outcomes(done, back)]))
                 went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in stage.hosts}
                 _undone(session, stage, rid, revision, prev_rid, what, failed, went, interrupted())
         failpoints.hit("switch.before_log")
@@ -287,10 +294,13 @@ def _reload(session, stage: Stage, t: Transport, rid: str) -> None:
     _run_guarded(session, t, app_command(session.layout, stage.name, rid, list(stage.reload_argv), live=True))
 
 
-def _put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, env_before: str) -> str | None:
+def _put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, env_before: str,
+              never_took: bool = False) -> tuple[str | None, str]:
     """The host back on its previous link, rid's env file back to the version it was, and the previous
-    release reloaded; through a new connection when the host's own is gone. None when all that is done,
-    else what went wrong (the host stays as it is; its intent stays)."""
+    release reloaded; through a new connection when the host's own is gone. (None, note) when that is done,
+    else (what went wrong, "": the host stays as it is; its intent stays). A failed reload of the previous
+    release leaves the host unsettled, unless rid's own reload had failed by its exit status (never_took: the
+    app never left the previous release): then it is back, and the note says so."""
     for attempt in (1, 2):
         try:
             set_link(t, session.layout, stage.link, target, _env_pair(session, stage, rid, env_before, True),
@@ -302,21 +312,24 @@ def _put_back(session, stage: Stage, t: Transport, rid: str, target: str | None,
                 except CommandFailed as exc:
                     if exc.unreachable:
                         raise
-                    return f"its link is back on {old}, but the reload of {old} failed ({_short(exc, t)})"
-            return None
+                    failed = f"the reload of {old} failed too ({_short(exc, t)})"
+                    return (None, f" (put back on {old}; {failed})") if never_took else (
+                        f"its link is back on {old}, but {failed}", "")
+            return None, ""
         except LockLost:
-            return "this run no longer holds its lock there (removed by doit unlock --force?), so it left it as it is"
+            return "this run no longer holds its lock there (removed by doit unlock --force?), so it left it " \
+                "as it is", ""
         except UnsafeLink as exc:
-            return _short(exc, t)
+            return _short(exc, t), ""
         except CommandFailed as exc:
             if not exc.unreachable or attempt == 2:
-                return f"it could not be put back ({_short(exc, t)})"
+                return f"it could not be put back ({_short(exc, t)})", ""
             session.connections.drop(t.host)     # its session died (killed, a dropped connection): a new one
             try:
                 t = session.connections.get(t.host)
             except CommandFailed as again:
-                return f"it could not be put back ({_short(again, t)})"
-    return "it could not be put back"
+                return f"it could not be put back ({_short(again, t)})", ""
+    return "it could not be put back", ""
 
 
 def _short(exc: Exception, t: Transport) -> str:
@@ -379,7 +392,7 @@ def settle_intents(session, stage: Stage, rid: str, what: str, facts: dict) -> s
 
     def undo(t: Transport):
         i = other[t.host]
-        problem = _put_back(session, stage, t, i["release"], i.get("previous"), i.get("env_before", ""))
+        problem, _ = _put_back(session, stage, t, i["release"], i.get("previous"), i.get("env_before", ""))
         if problem:
             raise StepError(f"{t.host}: {problem}")
         rec = make_record(stage.name, i["release"], i.get("revision", ""), release_of(i.get("previous")), "failed",
