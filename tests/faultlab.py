@@ -10,9 +10,18 @@ URL served by this process. A cell runs a command with one failpoint armed for o
                                                 host is started again before the next run
 
 Points a host passes are armed for the victim only (`@<host url>`), so the others go on as usual.
+
+The cells of a live switch (issue #16) act from beside the run instead:
+
+    unlock    the run paused at a switch failpoint; a second checkout runs `doit unlock:<stage>` (refused:
+              the run is alive), then the run goes on
+    force     likewise with `doit unlock:<stage> --force` (the lock removed, the run's sessions ended)
+    sessions  every host's reload held on a file (hold-<stage>) until the victim is in its reload; then
+              every session on the victim is killed (the host stays up) and the reloads are let go
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -28,7 +37,10 @@ from doit_stages import failpoints
 from doit_stages.layout import release_id
 
 STAGE_LINK = {"test": "sites/test", "staging": "sites/staging", "prod": "sites/current"}
-RELOAD = "reload_command = sh -c 'echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n"
+# records each reload once it is done; says when it starts, and waits while the test holds it (hold-<stage>)
+RELOAD = ("reload_command = sh -c 'touch /srv/blog/shared/reloading-$STAGE; "
+          "while [ -e /srv/blog/shared/hold-$STAGE ]; do sleep 0.05; done; "
+          "echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n")
 # a new table for production: a safe migration (the rehearsal flags nothing), seen in the backups' tables
 TAG_MIGRATION = '''from django.db import migrations, models
 
@@ -43,8 +55,8 @@ class Migration(migrations.Migration):
 @dataclass(frozen=True)
 class Cell:
     command: str      # deploy:test | promote:staging | promote:prod
-    point: str        # a failpoint on the command's path
-    kind: str         # kill | raise | host
+    point: str        # a failpoint on the command's path ("reload" for the sessions kind)
+    kind: str         # kill | raise | host | unlock | force | sessions
     hosted: bool      # the point is passed once per host (it can be armed for one host)
     victim: int       # index of the host that the fault hits (armed @host, or the host that goes down)
 
@@ -99,6 +111,11 @@ class Lab:
         self.p.write(project_extra=RELOAD + f"health_url = http://{{host}}:{self.health.port}/health/\n"
                                             "health_timeout = 10s\n",
                      prod_extra=f"backup_host = {self.hosts[1].url}\n")
+        self.second = copy.copy(self.p)     # a second checkout: its own directory (and flock), the same hosts
+        self.second.workdir = tmp / "second"
+        self.second.workdir.mkdir()
+        self.second.ini = self.second.workdir / "stages.ini"
+        self.second.ini.write_text(self.p.ini.read_text())
         self.traced: dict[str, list[tuple[str, str]]] = {}
         self.migrating: str | None = None   # the release with a new migration that promote:staging cells ship
         self.snapshot: Path | None = None    # production's dump from before that migration
@@ -157,6 +174,56 @@ class Lab:
             err = f"(the run ended before it reached {cell.point}: no host went down)\n{err}"
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def start(self, command: str, env: dict | None = None) -> subprocess.Popen:
+        environ = dict(os.environ, STAGES_INI=str(self.p.ini), **{PASSWORD_ENV: self.p.password}, **(env or {}))
+        return subprocess.Popen([*DOIT, command], cwd=self.p.workdir, env=environ, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def run_beside(self, cell: Cell) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess | None]:
+        """A live-switch cell: the run, and what the second checkout's unlock said (None for sessions)."""
+        if cell.kind == "sessions":
+            return self._sessions_killed(cell), None
+        proc = self.start(cell.command, self.arm(cell, "pause"))
+        unlock = None
+        try:
+            if wait_stopped(proc, timeout=300):
+                unlock = self.second.doit(f"unlock:{cell.stage}", *(["--force"] if cell.kind == "force" else []))
+                os.kill(proc.pid, signal.SIGCONT)
+            out, err = proc.communicate(timeout=600)
+        finally:
+            _end(proc)
+        if unlock is None:
+            err = f"(the run ended before it reached {cell.point}: nothing was unlocked)\n{err}"
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        done.pid = proc.pid     # the holder the unlock must name
+        return done, unlock
+
+    def _sessions_killed(self, cell: Cell) -> subprocess.CompletedProcess:
+        victim, stage = self.hosts[cell.victim], cell.stage
+        for h in self.hosts:
+            h.path(f"/srv/blog/shared/reloading-{stage}").unlink(missing_ok=True)
+            h.write_file(f"/srv/blog/shared/hold-{stage}", "")
+        proc = self.start(cell.command)
+        killed = False
+        try:
+            started = victim.path(f"/srv/blog/shared/reloading-{stage}")
+            deadline = time.monotonic() + 300
+            while proc.poll() is None and not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if started.exists() and proc.poll() is None:
+                victim.kill_sessions()
+                killed = True
+            for h in self.hosts:
+                h.path(f"/srv/blog/shared/hold-{stage}").unlink(missing_ok=True)
+            out, err = proc.communicate(timeout=600)
+        finally:
+            for h in self.hosts:
+                h.path(f"/srv/blog/shared/hold-{stage}").unlink(missing_ok=True)
+            _end(proc)
+        if not killed:
+            err = f"(the run never reached the reload on {victim.name}: no session was killed)\n{err}"
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
     # -- production's database, for the promote:staging cells ----------------------------------------
     def save_prod(self) -> None:
         self.snapshot = self.tmp / "prod-before-migration.sql"
@@ -169,6 +236,13 @@ class Lab:
         self.db.create_database(self.prod, replace=True)
         with open(self.snapshot, "rb") as f:
             subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "--", self.prod], stdin=f, check=True)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        proc.communicate()
 
 
 def wait_stopped(proc: subprocess.Popen, timeout: float) -> bool:
