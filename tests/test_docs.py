@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
+import struct
 from pathlib import Path
 
 import pytest
 
 from doit_stages.config import DATABASE_KEYS, PROJECT_KEYS, STAGE_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())   # tests/ or below
 DOCS = ROOT / "docs"
 # a path outside the repository: design notes beside the checkout (../shared/<x>.md), this machine's
 # checkouts; `../../shared/media` (a release's link to its host's shared/, in a test) is a host path.
@@ -44,8 +44,36 @@ def test_every_key_is_in_configuration_md_under_its_section():
 
 
 def tracked_files() -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    return [ROOT / name for name in out.decode().split("\0") if name]
+    """The files git tracks, read from its index without starting git."""
+    git = ROOT / ".git"
+    if git.is_file():   # a worktree: "gitdir: <its directory>"
+        git = Path(git.read_text().split(":", 1)[1].strip())
+    return [ROOT / name for name in index_paths((git / "index").read_bytes())]
+
+
+def index_paths(data: bytes) -> list[str]:
+    """The paths of a git index (format versions 2 to 4: gitformat-index(5))."""
+    assert data[:4] == b"DIRC", "not a git index"
+    version, count = struct.unpack(">II", data[4:12])
+    pos, name, names = 12, b"", []
+    for _ in range(count):
+        flags = struct.unpack(">H", data[pos + 60:pos + 62])[0]
+        start = pos + 62 + (2 if version >= 3 and flags & 0x4000 else 0)
+        if version == 4:    # the bytes to drop from the previous path (a varint), then the rest, unpadded
+            c, start = data[start], start + 1
+            drop = c & 0x7F
+            while c & 0x80:
+                c, start = data[start], start + 1
+                drop = ((drop + 1) << 7) | (c & 0x7F)
+            end = data.index(b"\0", start)
+            name = name[:len(name) - drop] + data[start:end]
+            pos = end + 1
+        else:
+            end = data.index(b"\0", start)
+            name = data[start:end]
+            pos += (end - pos + 8) // 8 * 8
+        names.append(name.decode())
+    return names
 
 
 def test_no_tracked_file_refers_to_a_path_outside_the_repository():
