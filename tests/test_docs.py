@@ -19,6 +19,7 @@ DOCS = ROOT / "docs"
 # This file spells the patterns, so it is not searched.
 OUTSIDE = re.compile(r"(?<![\w./])\.\./shared/|\bshared/(?:DESIGN|NOTES|STYLE)\.md|/work/|\bDESIGN\.md\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+PAGES = ["README.md", "bench/README.md", *sorted(p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md"))]
 
 
 def generator():
@@ -111,6 +112,25 @@ def test_every_doc_starts_with_one_line_of_what_it_covers(page):
         f"docs/{page} must start with its title, then one line of what it covers")
 
 
+REPO_PATH = re.compile(r"`((?:tasks|tests|bench|scripts|examples|infra-tests|docs)/[^`\s<]*)`")
+TEST_FILE = re.compile(r"`(test_\w+\.py)")
+CODE_BLOCK = re.compile(r"^```\n(.*?)^```", flags=re.M | re.S)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_file_a_page_names_exists(page):
+    """`tasks/steps/switch.py`, `test_transport.py`, and the modules in a code block's file tree: a file
+    moved or renamed fails here until the page follows it."""
+    text = (ROOT / page).read_text()
+    missing = [p for p in REPO_PATH.findall(text) if not list(ROOT.glob(p.split("::")[0].rstrip(".,;:")))]
+    if page in ("docs/testing.md", "docs/crash-safety.md"):     # the pages that cite the suite's files
+        missing += [n for n in TEST_FILE.findall(text) if not list((ROOT / "tests").rglob(n))]
+    for block in CODE_BLOCK.findall(text):
+        missing += [m for m in re.findall(r"^\s*(?:tasks/)?([\w/]+\.py)\b", block, flags=re.M)
+                    if not (ROOT / m).exists() and not list((ROOT / "tasks").rglob(m))]
+    assert not missing, f"{page} names files that are not in the repository: {missing}"
+
+
 def anchors(path: Path) -> set[str]:
     """GitHub's anchors of a Markdown file's headings."""
     out = set()
@@ -120,8 +140,7 @@ def anchors(path: Path) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("page", ["README.md", "bench/README.md", *sorted(
-    p.relative_to(ROOT).as_posix() for p in DOCS.glob("*.md"))])
+@pytest.mark.parametrize("page", PAGES)
 def test_every_relative_link_resolves(page):
     source = ROOT / page
     broken = []
