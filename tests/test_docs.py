@@ -1,6 +1,7 @@
 """The documentation: docs/configuration.md is what scripts/config_docs.py writes from the key tables (so it
-cannot drift from the code), every key is in it, the README stays a short page that links every doc, every
-relative link resolves, and no tracked file refers to a path outside the repository. Reads files only."""
+cannot drift from the code), every key is in it, the README stays a short page that links every doc, each
+doc opens with one line of what it covers, every relative link resolves and every file a page names exists,
+and no tracked file refers to a path outside the repository. Reads files only (git's index too)."""
 from __future__ import annotations
 
 import importlib.util
