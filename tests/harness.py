@@ -1,6 +1,6 @@
 """Test harness: real fake hosts, a real nginx, a real MariaDB. Plain helpers; no pytest here.
 
-Hosts (DESIGN.md, "How it is tested"): each host is one OpenSSH sshd on 127.0.0.1 with its own port,
+Hosts (docs/testing.md, "The lab"): each host is one OpenSSH sshd on 127.0.0.1 with its own port,
 running in its own mount namespace where a per-host directory is bind-mounted on /srv:
 
     unshare -m --propagation private sh -c 'mount --bind <hostdir> /srv && exec sshd -D -e -p PORT -f CFG'
