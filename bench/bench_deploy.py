@@ -5,7 +5,7 @@
 
 Run as root (the fake hosts of tests/lab/sshd.py: one sshd per host on 127.0.0.1, each in its own mount
 namespace with its own /srv). Every host is in every stage; the stages are code-only (no database, so no
-backup/restore/migrate nodes: DESIGN.md, "A stage without database deploys code only"), `build = none`,
+backup/restore/migrate nodes: docs/stages-ini.md, "A stage without database deploys code only"), `build = none`,
 and `build = pip` (a venv from the wheelhouse on every host) for the --pip-hosts counts.
 
 One sequence per (build, N, repeat), on freshly wiped hosts, a fresh workdir (dep file, build/) and no

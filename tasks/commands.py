@@ -12,7 +12,7 @@ from .steps.archive import Release
 from .steps.build import build_release, is_built
 from .steps.common import read_text
 from .steps.links import live_release, release_of
-from .steps.lock import break_lock, holder_text
+from .steps.lock import alive_here, break_lock, holder_text, probe_lock
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_state, switch_stage
 from .steps.verify import verify_stage
@@ -56,14 +56,53 @@ def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
         build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, keep_env=True)
 
 
-def run_unlock(s: Session, r: Releases, stage: Stage) -> str:
+def run_unlock(s: Session, r: Releases, stage: Stage, force: bool = False) -> str:
+    """Remove the lock from the stage's hosts (and its database's backup host), saying whose it was; refused,
+    unless forced, while its run is alive (live_runs: the rule the README states)."""
+    what = f"unlock:{stage.name}"
     db = s.config.stage_database(stage)
     hosts = list(dict.fromkeys([*stage.hosts, *([db.backup_host] if db and db.backup_host else [])]))
-    found = s.hosts.each(hosts, lambda t: break_lock(t, s.layout, say=lambda text: print(text, flush=True)),
-                         f"unlock:{stage.name}")
-    said = [f"{h}: removed the lock of {holder_text(x[0])}" + (f"; {x[1].text()}" if x[1].text() else "")
-            for h, x in zip(hosts, found) if x is not False]
+    probes = s.hosts.each(hosts, lambda t: probe_lock(t, s.layout), f"{what}: reading the locks")
+    locked = [(h, holder, alive) for h, (present, holder, alive) in zip(hosts, probes) if present]
+    if not locked:
+        return f"no host of {stage.name} was locked"
+    live = live_runs(locked)
+    if live and not force:
+        raise StepError(f"{what}: " + "; ".join(live.values()) + f"; wait for it (or stop it), then unlock "
+                        f"again; doit {what} --force removes the lock anyway and ends what that run runs on the "
+                        "hosts (a switch it leaves half-done is finished or undone by the next run)")
+    tokens = {h: (holder or {}).get("token") for h, holder, _ in locked}
+    found = s.hosts.each([h for h, _, _ in locked], lambda t: break_lock(
+        t, s.layout, say=lambda text: print(text, flush=True), token=tokens[t.host]), what)
+    said = [f"{h}: removed the lock of {holder_text(x[0])}" + (" (alive: --force)" if live else "")
+            + (f"; {x[1].text()}" if x[1].text() else "")
+            for (h, _, _), x in zip(locked, found) if x is not False]
     return "; ".join(said) if said else f"no host of {stage.name} was locked"
+
+
+def live_runs(locked: list[tuple]) -> dict[str, str]:
+    """[(host, holder's info, its sessions alive on that host)] -> {holder: why its run is taken for alive}
+    for each holder that is: on this machine, while its process is alive (pid and start time); on another
+    machine, where its process cannot be checked from here, while a session it recorded is alive on one of
+    the hosts (its connection is up). A holder with neither is stale (a killed deployer, a cancelled CI
+    job): unlock removes its lock."""
+    by: dict[str, tuple[dict | None, list, list]] = {}
+    for host, holder, alive in locked:
+        key = (holder or {}).get("token") or f"?{host}"
+        entry = by.setdefault(key, (holder, [], []))
+        entry[1].append(str(host))
+        entry[2].extend((str(host), pid) for pid in alive)
+    out = {}
+    for key, (holder, hosts, sessions) in by.items():
+        where = f"{'each of ' if len(hosts) > 1 else ''}{', '.join(hosts)} is locked by {holder_text(holder)}"
+        here = alive_here(holder)
+        if here:
+            out[key] = f"{where}, a run alive on this machine"
+        elif here is None and sessions:
+            machine = (holder or {}).get("machine", "?")
+            out[key] = (f"{where}, a run on {machine} (its process cannot be checked from here) whose session "
+                        f"pid {sessions[0][1]} on {sessions[0][0]} is alive: it is still connected")
+    return out
 
 
 def status_rows(s: Session) -> list[list[str]]:
@@ -85,13 +124,31 @@ def status_rows(s: Session) -> list[list[str]]:
         rec = last_switch(log, stage.name, main)
         odd = [f"{h} has {x}" for h, x in rids.items() if x != main]
         agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)
+        unsafe = [(h, st[0]["unsafe"]) for h, st in zip(stage.hosts, states)
+                  if not isinstance(st, Exception) and st[0]["unsafe"]]
+        if unsafe:
+            h, (path, to) = unsafe[0]
+            agree = (f"UNSAFE: {h}: {s.layout.join(path)} is a symlink (to {to}): no link is written outside "
+                     f"{s.layout.root}; make it a directory again")
         if intents:
-            agree += (f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
+            holder = switch_under_way(s, stage, intents)
+            agree += (f"; switch to {intents[0].get('release')} under way on {len(intents)} host(s) by "
+                      f"{holder_text(holder)}" if holder else
+                      f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
                       f"died): the next deploy/promote of {stage.name} finishes or undoes it")
         agree += unfinished_migration(s, stage)
         rows.append([stage.name, main, (rec or {}).get("revision", "")[:12], (rec or {}).get("time", ""),
                      f"{rec['user']}@{rec['deployer']}" if rec else "", agree])
     return rows
+
+
+def switch_under_way(s: Session, stage: Stage, intents: list[dict]) -> dict | None:
+    """The holder of the stage's locks when that run is alive (live_runs): then a switch under an intent is
+    under way, not left by a dead run."""
+    probes = s.hosts.outcomes(list(stage.hosts), lambda t: probe_lock(t, s.layout))
+    locked = [(h, p[1], p[2]) for h, p in zip(stage.hosts, probes) if not isinstance(p, Exception) and p[0]]
+    live = live_runs(locked)
+    return next((holder for _, holder, _ in locked if (holder or {}).get("token") in live), None)
 
 
 def unfinished_migration(s: Session, stage: Stage) -> str:

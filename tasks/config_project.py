@@ -12,7 +12,7 @@ from .config_model import Project, parse_store
 from .config_reader import Ini, Key, Problem, Section, boolean, checked, choice, command, duration, headers, whole
 from .config_values import NAME_RE, REGION_RE, check_endpoint, split_list
 
-# Implemented choices; the others DESIGN.md names are refused with a clear message, not faked.
+# Implemented choices (docs/configuration.md); any other is refused with a clear message, not faked.
 BUILDS = ("pip", "buildout", "command", "none")
 
 

@@ -52,7 +52,7 @@ class Ini:
         self.cp = configparser.ConfigParser(inline_comment_prefixes=None, comment_prefixes=("#", ";"),
                                             interpolation=None, default_section="\0none")
         self.cp.SECTCRE = SECTION_HEADER   # `[stage:test]  ; a [comment]` is [stage:test]
-        self.cp.optionxform = str  # keys are case-sensitive, as written in DESIGN.md
+        self.cp.optionxform = str  # keys are case-sensitive, as in docs/configuration.md
         try:
             self.cp.read_string(text, source=str(path))
         except configparser.Error as exc:

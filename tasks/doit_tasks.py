@@ -37,6 +37,8 @@ NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "a
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
 FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
          "help": "take a backup now, even if the newest is younger than backup_max_age"}
+UNLOCK_FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
+                "help": "remove the lock even when its run looks alive (this ends what it runs on the hosts)"}
 
 
 class Reporter(ConsoleReporter):
@@ -138,14 +140,28 @@ def refuse_bare_groups(argv: list[str]) -> None:
 
 def _action(run: Run, fn, *args):
     def action():
-        try:
-            run.session.hold_project_lock()
-            summary = fn(run.session, run.releases, *args)
-        except (StepError, CommandFailed, ConfigError) as exc:   # ConfigError: a password not given
-            return TaskFailed(str(exc))
-        if summary:
-            print(f"   {summary}" if isinstance(summary, str) else f"   {summary.get('file', summary)}")
+        return _call(run, fn, *args)
     return action
+
+
+def _call(run: Run, fn, *args, **options):
+    try:
+        run.session.hold_project_lock()
+        summary = fn(run.session, run.releases, *args, **options)
+    except (StepError, CommandFailed, ConfigError) as exc:   # ConfigError: a password not given
+        return TaskFailed(str(exc))
+    if summary:
+        print(f"   {summary}" if isinstance(summary, str) else f"   {summary.get('file', summary)}")
+
+
+def _unlock(run: Run, stage) -> dict:
+    """unlock:<stage>, with `--force` (a task parameter) to remove the lock of a run that looks alive."""
+    task = _node(run, f"unlock:{stage.name}", f"remove a stale lock from the {stage.name} hosts, saying whose "
+                 "(--force: also a live run's)", commands.run_unlock, None, stage, command=True)
+
+    def action(force=False):
+        return _call(run, commands.run_unlock, stage, force=force)
+    return {**task, "actions": [action], "params": [UNLOCK_FORCE]}
 
 
 def _check(run: Run, fn, *args):
@@ -221,8 +237,7 @@ def commands_(run: Run):
                     None, s, command=True)
         yield _node(run, f"rollback:{s.name}", f"{s.name} back to its previous good release; the left one is "
                     "marked bad", commands.run_rollback, None, s, command=True)
-        yield _node(run, f"unlock:{s.name}", f"remove a stale lock from the {s.name} hosts, saying whose",
-                    commands.run_unlock, None, s, command=True)
+        yield _unlock(run, s)
         if s.database:
             yield _node(run, f"rehearsal:{s.name}", f"the migration rehearsal report of the release {s.name} runs "
                         "(or would receive)", commands.run_rehearsal_report, None, s, command=True)

@@ -15,6 +15,7 @@ BUILDOUT_DIR = ".buildout"       # in a release (build = buildout): eggs/ and ea
 # Names the tool writes at the top of every release: an archive holding one is refused (archive.py), and
 # the unpack never extracts them (a shipped ready marker would make a half-unpacked release look ready).
 TOOL_NAMES = (READY, RELEASE_META, ENV_DIR, REVISION, VENV_LINK, BUILDOUT_DIR)
+ENV_TOKEN_RE = re.compile(r"^[0-9a-f]{12}$")   # names one env file version: <stage>.<token>.env
 
 
 def release_id(name: str, commit_time: int, revision: str) -> str:
@@ -61,9 +62,22 @@ class Layout:
         return self.join("shared", f"{stage}.env")
 
     def release_env(self, rid: str, stage: str) -> str:
-        """The environment a release runs with on a stage: written by that stage's build, kept with the
-        release, removed with it. A put-back or rollback returns to it unchanged."""
+        """The environment a release runs with on a stage: a hard link to one of its versions (env_version),
+        set only by the switch (by rename), kept with the release, removed with it. A put-back or rollback
+        returns to it unchanged."""
         return self.join("releases", rid, ENV_DIR, f"{stage}.env")
+
+    def env_version(self, rid: str, stage: str, token: str) -> str:
+        """One version of the release's environment on a stage, never changed once written (0600): a changed
+        environment is a new version; <stage>.env is a hard link to the one live, moved only by the switch."""
+        if not ENV_TOKEN_RE.match(token):
+            raise ValueError(f"env version {token!r} is not 12 hex digits")
+        return self.join("releases", rid, ENV_DIR, f"{stage}.{token}.env")
+
+    def env_record(self, rid: str, stage: str) -> str:
+        """"<token> <build inputs>": the env version the stage's last build of the release made (the one its
+        next switch makes live) and a digest of the build settings it ran with ("-" while it runs)."""
+        return self.join("releases", rid, ENV_DIR, f"{stage}.built")
 
     def live_env(self, link: str, stage: str) -> str:
         """The env file of the release live on the stage, through its link."""

@@ -16,6 +16,7 @@ from .releases import Releases
 from .session import Session
 from .steps import build as build_step
 from .steps.archive import local_release
+from .steps.environment import env_token
 from .steps.links import release_of
 from .steps.switch import read_state, switch_stage
 from .steps.upload import has_release, upload_release
@@ -85,10 +86,12 @@ def build_done(s: Session, r: Releases, stage: Stage) -> bool:
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
     release, what = r.of(stage), f"build:{stage.name}"
     s.lock(stage.hosts, what)
+    tokens = (env_token(), env_token())   # a new env version gets the same name on every host
 
     def one(t):
         if not build_step.is_built(t, s.layout, s.config, stage, release):
-            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=bool(stage.promote_from))
+            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=bool(stage.promote_from),
+                                     tokens=tokens)
     with Progress(what, len(stage.hosts)) as progress:
         s.hosts.each(stage.hosts, one, what, progress)
     return f"{release.id} ready on {len(stage.hosts)} host(s)"
@@ -184,11 +187,13 @@ def _say_node(what: str, text: str) -> None:
 
 # -- switch:<stage> --------------------------------------------------------------------------------
 def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
-    """Every link points at the release AND no host holds an intent: a switch whose reload, health check
-    or release-log record did not happen (the deployer died) is not done."""
+    """Every link points at the release, the release runs there with the env version its build recorded,
+    AND no host holds an intent: a switch whose reload, health check or release-log record did not happen
+    (the deployer died) is not done, nor is a stage on the right release with another env."""
     rid = r.of(stage).id
-    states = s.hosts.each(stage.hosts, lambda t: read_state(t, s, stage), "switch")
-    return all(release_of(st["link"]) == rid and st["intent"] is None for st in states)
+    states = s.hosts.each(stage.hosts, lambda t: read_state(t, s, stage, rid), "switch")
+    return all(release_of(st["link"]) == rid and st["intent"] is None and not st["unsafe"] and st["env"] and
+               st["env_live"] == st["env"] for st in states)
 
 
 def run_switch(s: Session, r: Releases, stage: Stage) -> str:

@@ -22,7 +22,7 @@ from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
 from .steps.common import stamp
-from .steps.lock import holder_text, record_session, release_lock, take_lock
+from .steps.lock import holder_text, process_start, record_session, release_lock, take_lock
 from .transport import Transport
 
 
@@ -86,6 +86,9 @@ class Session:
             return
         command = " ".join(a for a in self.argv[1:] if not a.startswith("-") and "/" not in a)
         info = {**stamp(), "pid": os.getpid(), "what": f"doit {command}", "token": self.token}
+        start = process_start(os.getpid())
+        if start is not None:   # a reused pid is never taken for this run (steps/lock.py alive_here)
+            info["pid_start"] = start
         results = self.hosts.outcomes(todo, lambda t: self._take(t, info))
         for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work
             print(note, flush=True)

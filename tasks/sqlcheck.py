@@ -1,7 +1,7 @@
 """What a migration's SQL does to the release still serving production: pure parsers of `sqlmigrate` SQL
 (MariaDB/MySQL and sqlite, as Django writes it) into the tables it touches and its unsafe operations.
 
-Unsafe (the kinds of DESIGN.md): drop_column, drop_table, rename_column, rename_table, alter_type,
+Unsafe (the kinds of docs/rehearsal.md): drop_column, drop_table, rename_column, rename_table, alter_type,
 not_null_without_default, add_unique. A table created earlier in the same pending plan is never unsafe:
 the live release does not use it yet. Types and nullability before the migration come from the copy's
 schema (information_schema.COLUMNS, or sqlite_master's CREATE statements).

@@ -4,11 +4,13 @@ Two levels, because one release directory serves every stage on a host:
 - release level (once per host): unpack, REVISION, shared links, venv from the wheelhouse (build = pip:
   the app's requirements.txt; build = buildout: zc.buildout), then the READY marker, written last. A
   directory without it is half-built and is removed by the next run.
-- stage level: the release's env file for the stage (releases/<id>/.deploy-env/<stage>.env, 0600, with
-  shared/<stage>.env a symlink to the live one: steps/environment.py), the stage's stage_dirs,
-  (build = buildout) the stage's buildout run (steps/buildout.py), build_command with that environment,
-  then .deploy/built-<stage> holding the release id. The env file of the release live now is never
-  touched by the build of another release.
+- stage level: the release's env for the stage (a new version in releases/<id>/.deploy-env/ when it
+  changed, 0600, never rewritten; shared/<stage>.env a symlink to the live one: steps/environment.py), the
+  stage's stage_dirs, (build = buildout) the stage's buildout run (steps/buildout.py), build_command with
+  that environment, then the record of the env version and build settings, and .deploy/built-<stage>
+  holding the release id. A build changes no env file that a release runs with; the release live on the
+  stage gets no more than a new env version (its switch makes it live), and is refused when the build
+  settings changed (running them in it would change the live release in place).
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from ..layout import TOOL_NAMES, Layout
 from ..transport import CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
-from .common import StepError, last_line, write_file
-from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, write_env_args
+from .common import StepError, last_line
+from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, env_token, write_env_args
 from .facts import KEY_CODE
 from .links import remember_link
 
@@ -72,13 +74,26 @@ printf '%s\n' "$meta" > "$metaf"
 '''.replace("@EXCLUDES@", " ".join(shlex.quote(f"--exclude={n}") for n in TOOL_NAMES))
 
 # The stage-level build after the unpack, in ONE command (shell builtins where they serve: a program runs
-# only for what changes). $1 release dir, $2 the number of shared links, then that many quadruples: kind
-# (d|f), path in the release, relative link target, absolute shared path (run at every build of a stage,
-# so a shared file added to the config later is linked too); then WRITE_ENV's six arguments (the env file
-# on stdin); then "1" to empty the stage dirs first, the stage's built marker and the release id (or two
-# "" when the caller writes the marker after more work: buildout, build_command), then the stage dirs.
+# only for what changes). $1 release dir, $2 the stage's link, $3 its target when this release is live, $4
+# the digest of the stage's build settings (build_inputs), $5 "1" when buildout or build_command follow,
+# $6 the release's env record for the stage; then the number of shared links and that many quadruples:
+# kind (d|f), path in the release, relative link target, absolute shared path (run at every build of a
+# stage, so a shared file added to the config later is linked too); then WRITE_ENV's nine arguments (the
+# env file on stdin); then "1" to empty the stage dirs first, the stage's built marker and the release id,
+# then the stage dirs.
+# The release live on the stage is never built again in place: with other build settings than it was built
+# with it is refused (exit 4, before anything is written), else only a new env version is made if the
+# environment changed (no stage dir emptied, no buildout or build_command: the switch makes that env live),
+# recorded as done. Otherwise the record names the version with "-" while buildout or build_command still
+# run (FINISH writes it done, then the marker).
 STAGE_FILES = r'''set -e
-rel=$1; n=$2; shift 2
+rel=$1; link=$2; want=$3; inputs=$4; more=$5; rec=$6; n=$7; shift 7
+live=; if [ -L "$link" ] && [ "$(readlink -- "$link")" = "$want" ]; then live=1; fi
+if [ -n "$live" ]; then
+  was=; { read -r x was < "$rec"; } 2>/dev/null || true
+  if [ -n "$was" ] && [ "$was" != - ] && [ "$was" != "$inputs" ]; then echo "live, built with $was"; exit 4; fi
+  more=
+fi
 while [ "$n" -gt 0 ]; do
   kind=$1; path=$2; target=$3; shared=$4; shift 4; n=$((n - 1))
   if [ "$kind" = d ]; then [ -d "$shared" ] || mkdir -p -- "$shared"
@@ -90,31 +105,49 @@ while [ "$n" -gt 0 ]; do
   ln -s -- "$target" "$rel/$path"
 done
 ''' + WRITE_ENV + r'''fresh=$1; marker=$2; rid=$3; shift 3
+[ -z "$live" ] || fresh=
 if [ $# -gt 0 ]; then
   if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
   mkdir -p -- "$@"
 fi
-[ -n "$marker" ] || exit 0
+(umask 077; printf '%s %s\n' "$ver" "${more:+-}${more:-$inputs}" > "$rec.tmp"); mv -f -- "$rec.tmp" "$rec"
+echo "env $ver"
+if [ -n "$live" ]; then echo live; fi
+[ -z "$more" ] || exit 0
 [ -d "${marker%/*}" ] || (umask 077; mkdir -p -- "${marker%/*}")
 if [ -e "$marker.tmp" ] || [ -L "$marker.tmp" ]; then rm -f -- "$marker.tmp"; fi
 (umask 133; printf '%s\n' "$rid" > "$marker.tmp")
 mv -f -- "$marker.tmp" "$marker"
 '''
 
-# $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env file for the stage, $5
-# shared/<stage>.env, $6 the stage's link, $7 the size of the env file it should be (then that file is on
+# After buildout and build_command: $1 the env record, $2 the version and the build settings' digest, $3
+# the built marker, $4 the release id. The record says done, then the marker: the build's last effect.
+FINISH = ('(umask 077; printf "%s\\n" "$2" > "$1.tmp") && mv -f -- "$1.tmp" "$1" && '
+          '{ [ -d "${3%/*}" ] || (umask 077; mkdir -p -- "${3%/*}"); } && '
+          '(umask 133; printf "%s\\n" "$4" > "$3.tmp") && mv -f -- "$3.tmp" "$3"')
+
+# $1 release dir, $2 its ready marker, $3 built marker, $4 the release's env dir, $5 the stage, $6
+# shared/<stage>.env, $7 the stage's link, $8 the size of the env file it should be (then that file is on
 # stdin: a short text without NUL) or "", then the shared paths in the release: one command for everything
 # is_built looks at, one "key value" a line ("missing <path>" for each shared path not linked to something).
-# One program runs when the env file and the links are there and the env file is what it should be: ONE
-# stat for the env file's mode and size and the targets of shared/<stage>.env and of the stage's link (%N,
-# literal: "<path> -> <target>"; the stage's link is read for the switch's check, which follows); the env
-# file of the right size is compared with stdin by the shell's read ("env_same 1": the same bytes, since
-# read drops only NULs and the sizes agree), else sha256sum says its digest. An answer not of that form
-# asks as before (and says nothing of the stage's link).
-STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; envf=$4; pub=$5; link=$6; size=$7; shift 7
+# The env file looked at is the version the release's record for the stage names ("record <token> <build
+# settings' digest>"); "env_live 1" when <stage>.env is that version, 0 when it is another, - when the
+# release has none. One program runs when the env file and the links are there and the env file is what it
+# should be: ONE stat for the env file's mode and size and the targets of shared/<stage>.env and of the
+# stage's link (%N, literal: "<path> -> <target>"; the stage's link is read for the switch's check, which
+# follows); the env file of the right size is compared with stdin by the shell's read ("env_same 1": the
+# same bytes, since read drops only NULs and the sizes agree), else sha256sum says its digest. An answer not
+# of that form asks as before (and says nothing of the stage's link).
+STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; d=$4; st=$5; pub=$6; link=$7; size=$8; shift 8
 [ -f "$ready" ] || exit 0
 echo ready
 built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
+tok=; inputs=; { read -r tok inputs < "$d/$st.built"; } 2>/dev/null
+case $tok in *[!0-9a-f]*) tok=;; esac; [ ${#tok} -eq 12 ] || tok=
+echo "record $tok $inputs"
+envf=$d/$st.$tok.env; [ -n "$tok" ] || envf=$d/.none
+if [ ! -e "$d/$st.env" ]; then echo "env_live -"; elif [ "$envf" -ef "$d/$st.env" ]; then echo "env_live 1"
+else echo "env_live 0"; fi
 nl='
 '
 mode=; fsize=; pubt=; both=
@@ -163,13 +196,23 @@ def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
     return args
 
 
+def build_inputs(config: Config, stage: Stage) -> str:
+    """A digest of the settings the stage-level build runs with (build, build_command, buildout_config): a
+    change makes build:<stage> not up to date. No secret in them (a password is refused in stages.ini)."""
+    p = config.project
+    settings = (p.build, p.build_command, stage.buildout_config if p.build == "buildout" else "")
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
+
+
 def parse_stage_state(text: str) -> dict | None:
-    """STAGE_STATE's output -> {"built": id, "env_mode": "600", "env_sha256": hex, "published": target of
-    shared/<stage>.env, "missing": [paths]}; None when the release is not ready."""
+    """STAGE_STATE's output -> {"built": id, "record": "<token> <inputs>", "env_live": 1|0|-, "env_mode":
+    "600", "env_sha256": hex, "published": target of shared/<stage>.env, "missing": [paths]}; None when the
+    release is not ready."""
     lines = text.splitlines()
     if not lines or lines[0] != "ready":
         return None
-    state: dict = {"built": "", "env_mode": "", "env_sha256": "", "published": "", "missing": []}
+    state: dict = {"built": "", "record": "", "env_live": "", "env_mode": "", "env_sha256": "", "published": "",
+                   "missing": []}
     for line in lines[1:]:
         key, _, value = line.partition(" ")
         if key == "missing":
@@ -190,31 +233,37 @@ def stage_link_of(text: str) -> tuple[bool, str | None]:
 
 def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
              keep_env: bool = False) -> bool:
-    """Ready, built for this stage with this release, its env file for the stage what it should be (mode
-    0600; with keep_env, a rollback's: any it has) and shared/<stage>.env the symlink through the link."""
+    """Ready, built for this stage with this release and these build settings, the env version its record
+    names what it should be (mode 0600; with keep_env, a rollback's: the one the release runs with there,
+    whatever it holds) and shared/<stage>.env the symlink through the link."""
     names = [*config.project.shared_dirs, *config.project.shared_files]
     env = env_file(layout, config, stage)
     compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
-                 layout.built_marker(stage.name), layout.release_env(release.id, stage.name),
-                 layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "", *names],
-                input=env if compare else None, check=False)
+                 layout.built_marker(stage.name), posixpath.dirname(layout.release_env(release.id, stage.name)),
+                 stage.name, layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "",
+                 *names], input=env if compare else None, check=False)
     state = parse_stage_state(out)
     known, target = stage_link_of(out)
     if known:
         remember_link(t, stage.link, target)
+    if not state:
+        return False
+    token, _, inputs = state.pop("record").partition(" ")
+    live = state.pop("env_live")
     want = {"built": release.id, "env_mode": "600", "env_sha256": hashlib.sha256(env).hexdigest(),
             "published": layout.env_file_target(stage.link, stage.name), "missing": []}
-    if state and compare and "env_same 1" in out.splitlines():
+    if compare and "env_same 1" in out.splitlines():
         state["env_sha256"] = want["env_sha256"]   # the host compared the very bytes
-    if keep_env and state and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
+    if keep_env and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
         want["env_sha256"] = state["env_sha256"]    # a rollback: the env file the release has, whatever it holds
-    return state == want
+    return bool(token) and inputs == build_inputs(config, stage) and (live != "0" or not keep_env) and state == want
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
-                  fresh_stage_dirs: bool, keep_env: bool = False) -> None:
-    """keep_env (a rollback): the release keeps the env file it already has for the stage, if any."""
+                  fresh_stage_dirs: bool, keep_env: bool = False, tokens: tuple[str, str] | None = None) -> None:
+    """keep_env (a rollback): the release keeps the env file it runs with on the stage, if any. tokens: the
+    names a new env version (and an older env file kept as one) get; the same on every host of a run."""
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
@@ -233,24 +282,45 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
         raise CommandFailed(t.host, argv, code, err)
     env_dir_made = "env_dir 700" in unpacked.splitlines()
     failpoints.hit("build.after_unpack", t.host)
+    build_stage(t, layout, config, stage, release, fresh_stage_dirs, keep_env, tokens or (env_token(), env_token()),
+                env_dir_made)
+
+
+def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
+                fresh_stage_dirs: bool, keep_env: bool, tokens: tuple[str, str], env_dir_made: bool) -> None:
+    """The stage level: shared links, a new env version if the environment changed, the stage dirs (emptied
+    first by a promotion, as the seed's promote did), then buildout and build_command with that env, and
+    the record and built marker last. The release live on the stage gets only the env version."""
+    rel = layout.release(release.id)
     stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     links = shared_links(layout, config, rel)
-    # the shared links, the release's env file (0600, through stdin), the stage dirs (emptied first by a
-    # promotion, as the seed's promote did) and, when nothing else is to build, the built marker: one command
     more = config.project.build == "buildout" or bool(config.project.build_command)
-    marker = ["", ""] if more else [layout.built_marker(stage.name), release.id]
+    inputs = build_inputs(config, stage)
     env = env_file(layout, config, stage)
-    t.run(["sh", "-c", STAGE_FILES, "sh", rel, str(len(links) // 4), *links,
-           *write_env_args(layout, stage, release.id, keep_env, env, env_dir_made), "1" if fresh_stage_dirs else "",
-           *marker,
-           *stage_dirs], input=env)
-    if not more:
+    code, out, err = t.call(["sh", "-c", STAGE_FILES, "sh", rel, layout.link(stage.link),
+                             layout.link_target(stage.link, release.id), inputs, "1" if more else "",
+                             layout.env_record(release.id, stage.name), str(len(links) // 4), *links,
+                             *write_env_args(layout, stage, release.id, keep_env, tokens, env, env_dir_made),
+                             "1" if fresh_stage_dirs else "", layout.built_marker(stage.name), release.id,
+                             *stage_dirs], input=env)
+    if code == 4 and out.startswith("live, built with"):
+        raise StepError(f"{t.host}: release {release.id} is live on {stage.name} and was built for it with other "
+                        f"build settings (build, build_command or buildout_config changed since): building it "
+                        f"again in place would change the live release; deploy a new revision to build with "
+                        f"them (nothing was changed)")
+    if code != 0:
+        raise CommandFailed(t.host, ["sh", "-c", "build:" + stage.name], code, err)
+    lines = out.splitlines()
+    version = next((x[4:] for x in lines if x.startswith("env ")), "")
+    if "live" in lines or not more:
         return
     if config.project.build == "buildout":
-        buildout_step.run_buildout(t, layout, config, stage, release.id, wheels)
+        buildout_step.run_buildout(t, layout, config, stage, release.id,
+                                   layout.wheels(release.wheels) if release.wheels else "")
     if config.project.build_command:
         code, out, err = t.call(app_command(layout, stage.name, release.id, list(config.project.build_argv)))
         if code != 0:
             last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")
-    write_file(t, layout.built_marker(stage.name), release.id.encode() + b"\n", "644", public=True)
+    t.run(["sh", "-c", FINISH, "sh", layout.env_record(release.id, stage.name), f"{version} {inputs}",
+           layout.built_marker(stage.name), release.id])

@@ -1,26 +1,37 @@
-"""What the app sees: the env file of (stage, release) and the wrapper every app command runs through.
+"""What the app sees: the env files of (stage, release) and the wrapper every app command runs through.
 
-The env file lives in the release (releases/<id>/.deploy-env/<stage>.env, mode 0600 in a 0700 dir), so the
-environment travels with the release: a promotion that fails and puts every host back, or a rollback,
-returns each host to the old release AND the environment it ran with, byte for byte. shared/<stage>.env
-(the path an app server loads) is a symlink through the stage's link to it, so it switches with the link.
-The password travels only inside that file (URL-encoded in DATABASE_URL), never on a command line.
+The environment travels with the release, in versions that are never rewritten: the stage's build writes
+releases/<id>/.deploy-env/<stage>.<token>.env (0600, in a 0700 dir) when the environment it wants is not one
+the release has, and records it in <stage>.built; <stage>.env, a hard link to one version, is what the
+release runs with on the stage. The build makes it only for a release that has none (a fresh one, never
+live there); otherwise only the switch moves it, by rename, with the link (steps/switch.py): a changed
+environment goes live by the switch and goes back with it, and a refused or failed run leaves every live
+env file byte for byte as it was. shared/<stage>.env (the path an app server loads) is a symlink through the
+stage's link to <stage>.env, so it switches with the link. The password travels only inside these files
+(URL-encoded in DATABASE_URL), never on a command line.
 """
 from __future__ import annotations
 
+import posixpath
+import secrets
 import shlex
 from urllib.parse import quote
 
 from ..config import Config, Database, Stage
 from ..layout import Layout
 
-# $1 the release's env file, $2 the release, $3 shared/<stage>.env: loads the env file, enters the release,
-# puts its venv first on PATH, then runs the argv given after them. A release deployed before env files
-# lived in releases has none; while shared/<stage>.env is still the plain file of that time (its stage
-# was not built since), that file is the env of the release live on the stage, and is used instead.
-APP_WRAPPER = ('e=$1; if [ ! -e "$e" ] && [ -f "$3" ] && [ ! -L "$3" ]; then e=$3; fi; '
+# $1 the release's env file for the stage (<stage>.env: what it runs with there), $2 the release,
+# $3 shared/<stage>.env, $4 the release's env record for the stage, or "" for the live env: with a record,
+# the version the stage's last build of the release made (a migration or build_command before the switch
+# sees the env that the switch makes live). Loads the env file, enters the release, puts its venv first on
+# PATH, then runs the argv given after them. A release deployed before env files lived in releases has
+# none; while shared/<stage>.env is still the plain file of that time (its stage was not built since),
+# that file is the env of the release live on the stage, and is used instead.
+APP_WRAPPER = ('e=$1; if [ -n "$4" ]; then v=; { read -r v x < "$4"; } 2>/dev/null; case $v in *[!0-9a-f]*) v=;; esac; '
+               'if [ ${#v} -eq 12 ] && [ -e "${4%.built}.$v.env" ]; then e=${4%.built}.$v.env; fi; fi; '
+               'if [ ! -e "$e" ] && [ -f "$3" ] && [ ! -L "$3" ]; then e=$3; fi; '
                'set -a; . "$e" || exit 97; set +a; cd "$2" || exit 97; '
-               'if [ -d .venv/bin ]; then PATH="$2/.venv/bin:$PATH"; export PATH; fi; shift 3; exec "$@"')
+               'if [ -d .venv/bin ]; then PATH="$2/.venv/bin:$PATH"; export PATH; fi; shift 4; exec "$@"')
 
 
 def database_url(db: Database) -> str:
@@ -32,30 +43,55 @@ def database_url(db: Database) -> str:
     return f"mysql://{cred}@{db.host}:{db.port}/{quote(db.dbname, safe='')}"
 
 
-# stdin: the env file. $1 the release's env file, $2 "1" to keep one the release already has (a rollback),
-# "r" to write it from stdin read by the shell itself (a short text: no cat runs), "" to write it by cat,
-# $3 shared/<stage>.env, $4 its target (through the stage's link), $5 the env file of the release live now
-# (through the link), $6 "1" when the release's env dir was just made 0700 (no chmod then); then shift 6,
-# so that build.py's stage script goes on with its own arguments.
+# stdin: the env file. $1 the release's env dir, $2 the stage, $3 "keep" to keep the env the release runs
+# with on the stage if it has one (a rollback), "r" to write stdin read by the shell itself (a short text: no
+# cat runs), "" to write it by cat, $4 the token of a new version, $5 the token under which an env file of
+# the release that no version names yet (written before versions) is kept, $6 shared/<stage>.env, $7 its
+# target (through the stage's link), $8 the env file of the release live now (through the link), $9 "1"
+# when the release's env dir was just made 0700 (no chmod then); then shift 9, so that build.py's stage
+# script goes on with its own arguments. Reads $live ("1": this release is live on the stage on this host).
+# Sets $ver: the version the build made or found (an identical one is reused: the last build's, or the one
+# live), never rewriting a file. A release without <stage>.env (never live on the stage) gets it here, a
+# hard link to $ver; any other's is moved only by the switch.
 # A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
 # now, so it is moved into that release before the symlink replaces it. A shared/<stage>.env that is not
 # there yet is made by one symlink(2) (nothing to replace: no temporary link, no rename).
-WRITE_ENV = r'''envf=$1; keep=$2; pub=$3; target=$4; live=$5; made=$6; shift 6
-if [ -d "${envf%/*}" ]; then [ -n "$made" ] || chmod 700 "${envf%/*}"; else (umask 077; mkdir -p "${envf%/*}"); fi
-if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${live%/*/*}" ] && [ ! -e "$live" ]; then
-  (umask 077; mkdir -p "${live%/*}"; cp -- "$pub" "$live.tmp"; mv -f -- "$live.tmp" "$live")
+WRITE_ENV = r'''d=$1; st=$2; how=$3; tok=$4; keep_tok=$5; pub=$6; target=$7; legacy=$8; made=$9; shift 9
+cur=$d/$st.env; rec=$d/$st.built
+if [ -d "$d" ]; then [ -n "$made" ] || chmod 700 "$d"; else (umask 077; mkdir -p "$d"); fi
+for x in "$d/.$st".*.tmp; do if [ -e "$x" ]; then rm -f -- "$x"; fi; done   # a killed build's
+if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${legacy%/*/*}" ] && [ ! -e "$legacy" ]; then
+  (umask 077; mkdir -p "${legacy%/*}"; cp -- "$pub" "$legacy.tmp"; mv -f -- "$legacy.tmp" "$legacy")
 fi
-if [ "$keep" = 1 ] && [ -f "$envf" ]; then cat > /dev/null
+curv=
+if [ -e "$cur" ]; then
+  for f in "$d/$st".*.env; do
+    v=${f#"$d/$st."}; v=${v%.env}
+    case $v in *[!0-9a-f]*) continue;; esac
+    if [ ${#v} -eq 12 ] && [ "$f" -ef "$cur" ]; then curv=$v; break; fi
+  done
+  if [ -z "$curv" ]; then ln -- "$cur" "$d/$st.$keep_tok.env"; curv=$keep_tok; fi
+fi
+old=; { read -r old x < "$rec"; } 2>/dev/null || true
+case $old in *[!0-9a-f]*) old=;; esac; [ ${#old} -eq 12 ] && [ -f "$d/$st.$old.env" ] || old=
+ver=
+if [ "$how" = keep ] && [ -n "$curv" ]; then cat > /dev/null; ver=$curv
 else
-  if [ -e "$envf.tmp" ] || [ -L "$envf.tmp" ]; then rm -f -- "$envf.tmp"; fi
-  if [ "$keep" = r ]; then
+  new=$d/.$st.$tok.tmp
+  if [ -e "$new" ] || [ -L "$new" ]; then rm -f -- "$new"; fi
+  if [ "$how" = r ]; then
     (umask 077; c=; l=; while IFS= read -r l; do c="$c$l
-"; done; printf '%s' "$c$l" > "$envf.tmp")
+"; done; printf '%s' "$c$l" > "$new")
   else
-    (umask 077; cat > "$envf.tmp")
+    (umask 077; cat > "$new")
   fi
-  mv -f "$envf.tmp" "$envf"
+  if [ -n "$old" ] && cmp -s -- "$new" "$d/$st.$old.env"; then ver=$old
+  elif [ -n "$curv" ] && cmp -s -- "$new" "$cur"; then ver=$curv
+  else mv -f -- "$new" "$d/$st.$tok.env"; ver=$tok
+  fi
+  rm -f -- "$new"
 fi
+[ -e "$cur" ] || [ -n "$live" ] || ln -- "$d/$st.$ver.env" "$cur"
 if [ ! -L "$pub" ] || [ "$(readlink -- "$pub")" != "$target" ]; then
   [ -d "${pub%/*}" ] || mkdir -p "${pub%/*}"
   if [ -e "$pub" ] || [ -L "$pub" ] || ! ln -s -- "$target" "$pub" 2>/dev/null; then
@@ -67,15 +103,21 @@ fi
 TEXT_MAX = 4096   # an env file up to this size, without NUL, is read by the shell's read (a byte a syscall)
 
 
-def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool, env: bytes | None = None,
-                   dir_made: bool = False) -> list[str]:
-    """WRITE_ENV's six arguments (the env itself, `env`, goes through stdin: env_file()). dir_made: the
-    release's env dir was just made 0700 (build.UNPACK said so)."""
+def write_env_args(layout: Layout, stage: Stage, rid: str, keep: bool, tokens: tuple[str, str],
+                   env: bytes | None = None, dir_made: bool = False) -> list[str]:
+    """WRITE_ENV's nine arguments (the env itself, `env`, goes through stdin: env_file()). tokens: the
+    names of a new version and of an older env file kept as one (env_token()). dir_made: the release's env
+    dir was just made 0700 (build.UNPACK said so)."""
     text = env is not None and len(env) <= TEXT_MAX and b"\0" not in env
-    how = "1" if keep else ("r" if text else "")
-    return [layout.release_env(rid, stage.name), how, layout.env_file(stage.name),
-            layout.env_file_target(stage.link, stage.name), layout.live_env(stage.link, stage.name),
-            "1" if dir_made else ""]
+    how = "keep" if keep else ("r" if text else "")
+    return [posixpath.dirname(layout.release_env(rid, stage.name)), stage.name, how, *tokens,
+            layout.env_file(stage.name), layout.env_file_target(stage.link, stage.name),
+            layout.live_env(stage.link, stage.name), "1" if dir_made else ""]
+
+
+def env_token() -> str:
+    """A new env version's name (random: a digest of the file would tell about the secrets in it)."""
+    return secrets.token_hex(6)
 
 
 def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
@@ -96,8 +138,10 @@ def env_file(layout: Layout, config: Config, stage: Stage) -> bytes:
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values(layout, config, stage).items()).encode()
 
 
-def app_command(layout: Layout, stage: str, release: str, argv: list[str]) -> list[str]:
-    """argv run in the release with the release's own env for the stage (never the live one's: a migration
-    before the switch sees the new env, a reload after a put-back the old one)."""
+def app_command(layout: Layout, stage: str, release: str, argv: list[str], live: bool = False) -> list[str]:
+    """argv run in the release with the release's own env for the stage (never another release's): by
+    default the version its last build for the stage made (a build_command or migration before the switch
+    sees the env that goes live); live=True, the one it runs with there (a reload after a switch or a
+    put-back, verify)."""
     return ["sh", "-c", APP_WRAPPER, "sh", layout.release_env(release, stage), layout.release(release),
-            layout.env_file(stage), *argv]
+            layout.env_file(stage), "" if live else layout.env_record(release, stage), *argv]

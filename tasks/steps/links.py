@@ -8,12 +8,38 @@ import secrets
 
 from ..errors import StepError
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import CommandFailed, Transport
+from .common import last_line
+from .lock import LOST, LockLost
 
-# $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir), $4 the link's dir,
-# $5 a suffix of the temp link unique to this call (run by the session's shell itself: no `sh`, no dirname)
-SWITCH = ('set -e; cd "$1"; [ -d "$4" ] || mkdir -p -- "$4"; tmp="$2.tmp.$5"; ln -s -- "$3" "$tmp"; '
-          'mv -T -- "$tmp" "$2"')
+# $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir; "" to remove the
+# link), $4 the link's dir, $5 a suffix of the temp names unique to this call, $6 the release's env file for
+# the stage and $7 the version to make it ("" to leave it, "-" to remove it, "?<version>" only if it is
+# there); run by the session's shell
+# itself (no `sh`, no dirname). Refused (exit 76, nothing written) when a directory on the way from root to
+# the link is a symlink: a link is never written outside deploy_root. A temporary link left by a run
+# killed between its ln and its mv is removed; the env file is moved before the link (a release that goes
+# live has its env in place; one that stays live changes it in this one rename), and a failed mv leaves no
+# temporary link behind.
+SWITCH = r'''set -e; cd "$1"
+p=.; set -f; IFS=/; for c in $4; do p=$p/$c; if [ -L "$p" ]; then
+  unset IFS; echo "unsafe ${p#./} $(readlink -- "$p")" >&2; exit 76; fi; done; unset IFS; set +f
+[ -d "$4" ] || mkdir -p -- "$4"
+for x in "$2".tmp.*; do if [ -L "$x" ]; then rm -f -- "$x"; fi; done
+[ -z "$6" ] || for x in "$6".tmp.*; do if [ -e "$x" ]; then rm -f -- "$x"; fi; done
+e=$7; case $e in "?"*) e=${e#?}; [ -f "$e" ] || e=;; esac
+if [ "$e" = - ]; then rm -f -- "$6"
+elif [ -n "$e" ] && [ ! "$6" -ef "$e" ]; then
+  [ -f "$e" ] || { echo "$e is missing" >&2; exit 1; }
+  ln -f -- "$e" "$6.tmp.$5"; mv -f -- "$6.tmp.$5" "$6" || { rm -f -- "$6.tmp.$5"; exit 1; }
+fi
+if [ -z "$3" ]; then rm -f -- "$2"; exit 0; fi
+tmp="$2.tmp.$5"; ln -s -- "$3" "$tmp"; mv -T -- "$tmp" "$2" || { rm -f -- "$tmp"; exit 1; }'''
+UNSAFE = 76   # SWITCH's exit code when a directory on the way to the link is a symlink
+
+
+class UnsafeLink(StepError):
+    """A directory on the way to a stage's link is a symlink: the link would be written elsewhere."""
 
 
 def read_link(t: Transport, layout: Layout, link: str) -> str | None:
@@ -50,20 +76,36 @@ def release_of(target: str | None) -> str | None:
     return parts[-1] if len(parts) >= 2 and parts[-2] == "releases" else None
 
 
-def set_link(t: Transport, layout: Layout, link: str, target: str | None) -> None:
-    """Point link at target (a relative path), or remove it when target is None (undo of a first switch)."""
+def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: tuple[str, str] | None = None,
+             guard=None) -> None:
+    """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
+    env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
+    the same command. guard: a function making the command run only while this run holds the lock
+    (steps/lock.py guarded)."""
     if t.links is not None:
         t.links.pop(link, None)   # until the command says it is done
-    if target is None:
-        t.run(["rm", "-f", "--", layout.link(link)])
-    else:
-        t.run(["sh", "-c", SWITCH, "sh", layout.root, link, target, posixpath.dirname(link) or ".",
-               secrets.token_hex(4)])
+    argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",
+            secrets.token_hex(4), *(env or ("", ""))]
+    code, out, err = t.call(guard(argv) if guard else argv)
+    if guard and code == LOST:
+        raise LockLost(f"{t.host}: {last_line(err)}")
+    if code == UNSAFE and err.startswith("unsafe "):
+        path, _, to = err[len("unsafe "):].strip().partition(" ")
+        raise UnsafeLink(unsafe_message(t, layout, path, to))
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
     remember_link(t, link, target)
 
 
-def switch_link(t: Transport, layout: Layout, link: str, rid: str) -> None:
-    set_link(t, layout, link, layout.link_target(link, rid))
+def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
+    return (f"{t.host}: {layout.join(path)} is a symlink (to {to}): a stage link under it would be written "
+            f"outside {layout.root}; refused, nothing was switched. Make {layout.join(path)} a directory of "
+            f"{layout.root} again, then run again")
+
+
+def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[str, str] | None = None,
+                guard=None) -> None:
+    set_link(t, layout, link, layout.link_target(link, rid), env, guard)
 
 
 def stage_releases(session, stage, what: str) -> list[str | None]:

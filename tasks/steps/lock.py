@@ -5,12 +5,19 @@ place: a lock never exists without its owner (a full disk fails the take, it doe
 lock that refuses every later run), and of two runs racing for it exactly one rename wins.
 
 A second run is refused with the holder's name. A lock whose holder ran on this same machine and whose
-process is gone is stale (the deployer was killed): it is broken by renaming it away, which only one
-run can do, since runs of one project on one machine are serialised by the project's local lock.
+process is gone (its pid, with the start time the lock records) is stale (the deployer was killed): it is
+broken by renaming it away, which only one run can do, since runs of one project on one machine are
+serialised by the project's local lock.
 
 The lock also records what its run started on the host (`sessions`: the run's watched processes there,
 watchdog.py). Before a lock is broken, stale or by `doit unlock`, what they still run is ended, or waited
 for when it finishes alone (a migration); a lock whose run still migrates after the bound stays.
+
+`doit unlock` never ends a live run unless told to (--force): a holder on this machine is alive while its
+process is; a holder on another machine, whose process cannot be checked from here, is alive while one of
+the sessions it recorded is alive on a host (its connection is up). A run whose lock was taken from it
+finds out at its next guarded command (guarded(): the command runs only while the lock still names this
+run) and touches that host no more.
 """
 from __future__ import annotations
 
@@ -22,8 +29,10 @@ import socket
 
 from ..layout import Layout
 from ..transport import Transport
-from ..watchdog import WAIT_BOUND, Ended, Watched, end_argv, parse_end
+from ..watchdog import LIB, WAIT_BOUND, Ended, Watched, end_argv, parse_end
 from .common import StepError, read_text
+
+LOST = 75   # the exit code of a guarded command whose run no longer holds the lock
 
 # $1 the lock dir, $2 this session's line for `sessions` (or ""), $3 the lock's directory, $4 a random
 # suffix for the temporary lock, $5 the owner JSON (no secret: who, where, what, and the run's token, which
@@ -63,6 +72,80 @@ RECORD = ('case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'
           'printf "%s\\n" "$3" >> "$1/sessions";; esac')
 
 
+# $1 lock dir, $2 this run's token: put before a command's script by guarded()
+HOLDS = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; case $o in *\'"token": "\'"$2"\'"\'*) ;; '
+         '*) echo "this run no longer holds the lock $1" >&2; exit 75;; esac; shift 2; ')
+# $1 lock dir: "none" when there is no lock, else "owner <owner.json>" and "alive <pid>" for each session it
+# records that is alive (same pid, start time and boot)
+PROBE = LIB + r'''[ -e "$1" ] || [ -L "$1" ] || { echo none; exit 0; }
+o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; printf 'owner %s\n' "$o"
+boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null
+while read -r p t b; do [ "$b" = "$boot" ] && stat_of "$p" && [ "$t0" = "$t" ] && [ "$st" != Z ] && echo "alive $p"
+done 2>/dev/null <"$1/sessions"; true'''
+
+
+class LockLost(StepError):
+    """A guarded command found the host's lock gone or another run's: this run must leave that host alone."""
+
+
+def guarded(argv: list[str], lock: str, token: str) -> list[str]:
+    """argv run only while `lock` still names this run (token); else it exits LOST and runs nothing. A
+    `sh -c SCRIPT` gets the check in front of its script (no extra process)."""
+    if argv[:2] == ["sh", "-c"] and len(argv) >= 4:
+        return ["sh", "-c", HOLDS + argv[2], argv[3], lock, token, *argv[4:]]
+    return ["sh", "-c", HOLDS + 'exec "$@"', "sh", lock, token, *argv]
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat): a reused pid has another."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive_here(info: dict | None) -> bool | None:
+    """Is the lock's holder a live process of this machine? None when it ran elsewhere (or says nothing)."""
+    if not info or info.get("machine") != socket.gethostname():
+        return None
+    try:
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                       # alive, another user's
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    start = info.get("pid_start")
+    return not (isinstance(start, int) and process_start(pid) not in (None, start))
+
+
+def probe_lock(t: Transport, layout: Layout) -> tuple[bool, dict | None, list[int]]:
+    """(locked, its holder's info, pids of the holder's sessions alive on this host)."""
+    out = t.run(["sh", "-c", PROBE, "sh", layout.lock])
+    return parse_probe(out)
+
+
+def parse_probe(text: str) -> tuple[bool, dict | None, list[int]]:
+    lines = text.splitlines()
+    if not lines or lines[0] == "none":
+        return False, None, []
+    holder, alive = None, []
+    for line in lines:
+        key, _, value = line.partition(" ")
+        if key == "owner":
+            try:
+                holder = json.loads(value) if value.strip() else None
+            except ValueError:
+                holder = None
+            holder = holder if isinstance(holder, dict) else None
+        elif key == "alive" and value.strip().isdigit():
+            alive.append(int(value))
+    return True, holder, alive
+
+
 def holder_text(info: dict | None) -> str:
     if not info:
         return "an unknown run (the lock has no owner file)"
@@ -80,15 +163,7 @@ def read_holder(t: Transport, layout: Layout) -> dict | None:
 
 
 def _stale(info: dict | None) -> bool:
-    if not info or info.get("machine") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(info["pid"]), 0)
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
-    return False
+    return alive_here(info) is False
 
 
 def _archives_dir(layout: Layout) -> str:
@@ -129,15 +204,16 @@ def record_session(t: Transport, layout: Layout, token: str, session: Watched) -
     t.call(["sh", "-c", RECORD, "sh", layout.lock, token, session.line()])
 
 
-def end_work(t: Transport, layout: Layout, say=print, bound: int = WAIT_BOUND) -> Ended:
+def end_work(t: Transport, layout: Layout, say=print, bound: int = WAIT_BOUND, sessions: str | None = None) -> Ended:
     """What the lock's run still runs on this host: waited for when it finishes alone (say() tells, as
-    the wait starts), ended otherwise (watchdog.py's END)."""
+    the wait starts), ended otherwise (watchdog.py's END). sessions: the lock's sessions file, when the lock
+    was moved away first."""
     def on_line(stream, line):
         fields = line.split("\t")
         if stream == "out" and fields[0] == "waiting" and len(fields) == 4:
             say(f"{t.host}: {' '.join(fields[3].split())} (pid {fields[2]}) of the run that held the lock "
                 f"finishes alone; waiting for it (at most {bound} s)")
-    code, out, err = t.stream_lines(end_argv(layout.lock_sessions, bound), on_line)
+    code, out, err = t.stream_lines(end_argv(sessions or layout.lock_sessions, bound), on_line)
     if code not in (0, 3):
         raise StepError(f"{t.host}: cannot end what the run of {layout.lock} still runs: "
                         f"{(err.strip().splitlines() or ['?'])[-1]}")
@@ -158,15 +234,29 @@ def release_lock(t: Transport, layout: Layout, token: str) -> None:
     t.call(["sh", "-c", RELEASE, "sh", layout.lock, token])
 
 
-def break_lock(t: Transport, layout: Layout, say=print) -> tuple[dict | None, Ended] | bool:
-    """Remove the lock whoever holds it, once what its run still runs here is ended (or finished alone);
-    returns the holder's info and that, or False when there was no lock."""
+# $1 lock dir, $2 where to move it, $3 the token of the holder judged ("": any): moved away in one rename
+# (its run, alive or not, holds it no more from then on), only while it still names that holder
+BREAK = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; if [ -n "$3" ]; then case $o in '
+         '*\'"token": "\'"$3"\'"\'*) ;; *) exit 3;; esac; fi; mv -T -- "$1" "$2"')
+# $1 the moved lock, $2 the lock: moved back when no other run took the lock meanwhile
+UNBREAK = '[ -e "$2" ] || [ -L "$2" ] || mv -T -- "$1" "$2"'
+
+
+def break_lock(t: Transport, layout: Layout, say=print, token: str | None = None) -> tuple[dict | None, Ended] | bool:
+    """Remove the lock: first moved away (a run that still lives loses it at once, and a new connection of
+    it finds no lock to record itself in), then what its run still runs here is ended (or finished alone),
+    then it is gone. Returns the holder's info and that, or False when there was no lock (or it changed
+    hands meanwhile). token: the holder the caller judged."""
     if not t.exists(layout.lock):
         return False
     holder = read_holder(t, layout)
-    ended = end_work(t, layout, say)
+    away = posixpath.join(posixpath.dirname(layout.lock), f".lock.broken.{secrets.token_hex(6)}")
+    if t.call(["sh", "-c", BREAK, "sh", layout.lock, away, token or ""])[0] != 0:
+        return False
+    ended = end_work(t, layout, say, sessions=posixpath.join(away, "sessions"))
     if ended.running:
+        t.call(["sh", "-c", UNBREAK, "sh", away, layout.lock])
         raise StepError(f"{t.host}: the run of {holder_text(holder)} {ended.text()}; the lock stays: wait "
                         f"for it to finish (or end it on the host), then unlock again")
-    t.run(["rm", "-rf", "--", layout.lock])
+    t.run(["rm", "-rf", "--", away])
     return holder, ended

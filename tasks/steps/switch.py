@@ -1,15 +1,22 @@
-"""switch: a stage moved to a release on all its hosts, batch by batch, or on none.
+"""switch: a stage moved to a release (and its env version) on all its hosts, batch by batch, or on none.
 
-Every host is checked first (release ready and built for the stage, shared links in place), by one command
-that also reads its link and any intent left there. Then an intent is written on every host (stage, release,
-that host's previous link, the run's token), and each batch is switched by rename (links.py), reloaded and
-health-checked, per host. A host that fails any of these goes back to its previous release at once; when
-more than max_fail hosts failed, every host goes back. The release log gets the outcome on every host, and
-only then is the intent removed: a switch is done when its last effect is recorded (invariant 7).
+Every host is checked first (release ready and built for the stage, an env version recorded for it, shared
+links in place, no directory on the way to the link a symlink), by one command that also reads its link
+and any intent left there. Then an intent is written on every host (stage, release, env version, that
+host's previous link and the env the release had, the run's token), and each batch is switched by rename
+(links.py: the release's env file for the stage, then the link), reloaded and health-checked, per host. A
+host that fails any of these goes back to its previous release (and the release to its previous env) at
+once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back.
+The release log gets the outcome on every host, and only then, once every host has its record, are the
+intents removed: a switch is done when its last effect is recorded (invariant 7).
 
-An intent left by a dead run makes the next switch finish it (the same release: reload, health check and
-log again) or undo it (another release: every host back on the link it had before), and say which.
-Rollback is this same step towards an earlier release.
+Every command that changes a host runs only while this run still holds the host's lock (lock.guarded): a
+run whose lock was taken from it (`doit unlock --force`) touches that host no more. A host that could not
+be put back, or whose outcome could not be recorded, keeps its intent, and the run says what each host
+runs; the next run finishes (the same release and env: reload, health check and log again) or undoes
+(another: every host back on the link and env it had) what an intent of a dead run left, and says which.
+Rollback is this same step towards an earlier release. The state it reads is in switch_state.py, the way
+back (put-back, undo, what each host runs) in switch_back.py.
 """
 from __future__ import annotations
 
@@ -19,111 +26,77 @@ from .. import failpoints
 from ..config import Stage
 from ..errors import StepError
 from ..progress import Progress
-from ..transport import Transport
+from ..transport import CommandFailed, Transport
 from .cleanup import clean_releases
-from .common import json_or_none, write_file
-from .environment import app_command
 from .health import check_health, health_url
-from .links import known_link, release_of, remember_link, set_link, switch_link
-from .releaselog import append_record, make_record
+from .links import UnsafeLink, release_of, set_link, switch_link, unsafe_message
+from .releaselog import make_record
+from .switch_back import (
+    APPEND,
+    env_pair,
+    lock_guard,
+    not_settled,
+    put_back,
+    reload_release,
+    run_guarded,
+    settle_intents,
+)
+from .switch_state import parse_state, plan_hosts, previous_links, read_state
 
-# $1 link, $2 intent file, $3 the link's target when this run knows it ("=<target>", or "-": no link; then
-# no readlink runs), "" to read it (readlink runs only for a symlink); for a switch to a release also $4
-# its dir, $5 its ready marker, $6 the stage's built marker, then the shared paths that must be linked into
-# it. Prints the link's target, the readiness lines (ready 0|1, built <id>, missing <path>...) and, after a
-# separator, the intent if any.
-STATE = r'''link=$1; intent=$2; t=
-case $3 in =*) t=${3#=};; -) ;; *) [ -L "$link" ] && t=$(readlink -- "$link");; esac
-echo "link $t"
-if [ $# -gt 3 ]; then
-  rel=$4; ready=$5; marker=$6; shift 6
-  [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
-  built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
-  for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
-fi
-echo "--intent--"; if [ -e "$intent" ]; then cat -- "$intent" 2>/dev/null; fi; true'''
+__all__ = ["read_state", "parse_state", "plan_hosts", "previous_links", "settle_intents", "switch_stage",
+           "set_link", "switch_link"]
 
+# $1 the intent file, $2 its JSON (no secret), $3 the release's env file for the stage and $4 the version
+# to keep it as when no version names it yet ("" ""): the way back for a put-back is a file that stays
+INTENT = ('[ -z "$3" ] || [ -e "$4" ] || ln -- "$3" "$4" || exit; umask 022; '
+          'printf "%s" "$2" > "$1.tmp" && mv -f -- "$1.tmp" "$1"')
+class HostFailed(StepError):
+    """A host's part of the switch failed; `back` says how its put-back went (None: back, and reloaded
+    unless `note` says otherwise)."""
 
-def parse_state(text: str) -> dict:
-    """STATE's output -> {"link": target or None, "intent": dict or None, "ready": bool, "built": id,
-    "missing": [paths]}."""
-    head, _, intent = text.partition("--intent--\n")
-    facts: dict = {"link": None, "ready": False, "built": "", "missing": [], "intent": None}
-    for line in head.splitlines():
-        key, _, value = line.partition(" ")
-        if key == "link":
-            facts["link"] = value.strip() or None
-        elif key == "ready":
-            facts["ready"] = value == "1"
-        elif key == "built":
-            facts["built"] = value.strip()
-        elif key == "missing":
-            facts["missing"].append(value)
-    parsed = json_or_none(intent)
-    facts["intent"] = parsed if isinstance(parsed, dict) else None
-    return facts
-
-
-def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
-    """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
-    layout = session.layout
-    known, target = known_link(t, stage.link)
-    argv = ["sh", "-c", STATE, "sh", layout.link(stage.link), layout.intent(stage.name),
-            ("-" if target is None else "=" + target) if known else ""]
-    if rid:
-        project = session.config.project
-        argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
-                 *project.shared_dirs, *project.shared_files]
-    out = t.run(argv)
-    facts = parse_state(out)
-    head = out.partition("--intent--\n")[0].splitlines()
-    if all(line.partition(" ")[0] in ("link", "ready", "built", "missing") for line in head):
-        remember_link(t, stage.link, facts["link"])   # (a target with a newline would show in another line)
-    return facts
-
-
-def previous_links(facts: dict, rid: str) -> dict:
-    """{host: its state} -> {host: the link to put it back on}. A half-done switch of this very release goes
-    on from where it was: an intent knows its host's previous link, and a host that finished its part before
-    the run died (intent removed, link on rid) had the one the intents name, not the release it runs now."""
-    left = [f["intent"]["previous"] for f in facts.values() if f["intent"] and f["intent"].get("release") == rid]
-    return {h: f["intent"]["previous"] if f["intent"] else
-            (left[0] if left and release_of(f["link"]) == rid else f["link"]) for h, f in facts.items()}
+    def __init__(self, error: Exception, back: str | None, note: str = ""):
+        super().__init__(str(error) + note)
+        self.back = back
 
 
 def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, what: str,
                  backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
     """Move the stage to rid on every host or none; result is what the release log records (ok, rollback)."""
     session.lock(stage.hosts, what)
-    facts = dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: _switchable(session, stage, rid, t),
-                                                     f"{what} (nothing was switched)")))
+    facts = _check_all(session, stage, rid, what)
     note = settle_intents(session, stage, rid, what, facts)
     if note.startswith("; undid"):  # the links moved back: read them again
-        facts = dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: read_state(t, session, stage),
-                                                         f"{what}: reading the links")))
-    previous = previous_links(facts, rid)
-    prev_rid = release_of(next(iter(previous.values())))
+        facts = _check_all(session, stage, rid, what)
+    plan = plan_hosts(facts, rid)
+    prev_rid = release_of(next(iter(plan.values()))["previous"])
     intent = {"stage": stage.name, "release": rid, "revision": revision, "result": result,
               "token": session.token, "what": what}
-    session.hosts.each(stage.hosts, lambda t: write_file(t, session.layout.intent(stage.name), json.dumps(
-        {**intent, "previous": previous[t.host]}, sort_keys=True).encode(), "644", public=True),
-        f"{what}: writing the intent")
+    session.hosts.each(stage.hosts, lambda t: _write_intent(session, stage, rid, t, {**intent, **plan[t.host]}),
+                       f"{what}: writing the intent")
     failpoints.hit("switch.after_intent")
 
+    def back(t: Transport, never_took: bool = False) -> tuple[str | None, str]:
+        return put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"], never_took)
+
     def go_live(t: Transport):
-        switch_link(t, session.layout, stage.link, rid)
+        never_took = False     # the release's reload failed by its own exit status: it never took over
         try:
+            switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, plan[t.host]["env"]),
+                        guard=lock_guard(session))
             failpoints.hit("switch.after_rename", t.host)
             if stage.reload_command:
-                t.run(app_command(session.layout, stage.name, rid, list(stage.reload_argv)))
+                try:
+                    reload_release(session, stage, t, rid)
+                except CommandFailed as exc:
+                    never_took = not exc.unreachable and 0 < exc.retcode < 126
+                    raise
             failpoints.hit("switch.after_reload", t.host)
             problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
                                    stage.health_headers) if stage.health_url else None
             if problem:
                 raise StepError(f"health check failed: {problem}")
-        except Exception:
-            _put_back(session, stage, t, previous[t.host])
-            raise
+        except (StepError, CommandFailed) as exc:
+            raise HostFailed(exc, *back(t, never_took)) from None
 
     done, failed = [], []
     progress = Progress(what, len(stage.hosts))
@@ -134,20 +107,20 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
             done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
             failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
             if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
-                session.hosts.outcomes(done, lambda t: _put_back(session, stage, t, previous[t.host]))
-                try:
-                    _log(session, stage.hosts, [make_record(stage.name, rid, revision, prev_rid, "failed")], stage)
-                except StepError:
-                    pass  # a host that cannot be logged on is among the failures named below
-                if interrupted():
-                    raise StepError(f"{what}: interrupted; every host of {stage.name} that had switched was "
-                                    "put back on its previous release (undone)")
-                problems = "; ".join(str(r) if str(r).startswith(str(h)) else f"{h}: {r}" for h, r in failed)
-                raise StepError(f"{what}: {problems}; every host of {stage.name} is back on its previous release")
+                backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
+                                        for b in session.hosts.outcomes(done, back)]))
+                went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in stage.hosts}
+                _undone(session, stage, rid, revision, prev_rid, what, failed, went, interrupted())
         failpoints.hit("switch.before_log")
-        _log(session, done, [make_record(stage.name, rid, revision, prev_rid, result, backups),
-                             *(extra_records or [])], stage)
-        _log(session, [h for h, _ in failed], [make_record(stage.name, rid, revision, prev_rid, "failed")], stage)
+        went = {h: _back_of(r) for h, r in failed}
+        ok = [make_record(stage.name, rid, revision, prev_rid, result, backups), *(extra_records or [])]
+        undone = [make_record(stage.name, rid, revision, prev_rid, "failed")]
+        unsettled = {h: b for h, b in went.items() if b is not None}
+        unsettled.update(_log(session, stage, {**{h: ok for h in done},
+                                               **{h: undone for h, b in went.items() if b is None}}))
+        if unsettled:
+            head = f"{what}: {_problems(failed)}; " if failed else f"{what}: "
+            raise StepError(head + not_settled(session, stage, unsettled))
         if interrupted():
             note += "; interrupted after every host had switched: the switch was finished, not undone"
     note += f"; {len(failed)} host(s) failed and stay on the previous release (max_fail = {stage.max_fail})" \
@@ -155,57 +128,91 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
     return f"{stage.link} -> {rid} on {len(done)} host(s){note}"
 
 
+def _check_all(session, stage: Stage, rid: str, what: str) -> dict:
+    return dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: _switchable(session, stage, rid, t),
+                                                    f"{what} (nothing was switched)")))
+
+
 def _switchable(session, stage: Stage, rid: str, t: Transport) -> dict:
     facts = read_state(t, session, stage, rid)
+    layout = session.layout
+    if facts["unsafe"]:
+        raise UnsafeLink(unsafe_message(t, layout, *facts["unsafe"]))
+    if facts["notlink"]:
+        raise StepError(f"{layout.link(stage.link)} is not a symlink (a directory or file is in its place); "
+                        "move it away, then run again")
     if not facts["ready"]:
         raise StepError(f"release {rid} is not built there; run doit build:{stage.name}")
-    if facts["built"] != rid:
+    if facts["built"] != rid or not facts["env"]:
         raise StepError(f"release {rid} is not built for stage {stage.name}; run doit build:{stage.name}")
     if facts["missing"]:
         raise StepError(f"{', '.join(facts['missing'])} not linked into {rid} from shared/ (create it under "
-                        f"{session.layout.shared}, then run doit build:{stage.name})")
+                        f"{layout.shared}, then run doit build:{stage.name})")
     return facts
 
 
-def settle_intents(session, stage: Stage, rid: str, what: str, facts: dict) -> str:
-    """An intent of a dead run for ANOTHER release is undone on every host that has one (its link back to
-    the previous target, reloaded, the release logged as failed); one for this release is finished by the
-    switch that follows. facts: read_state of every host. Returns what was done, for the summary."""
-    left = [(h, f["intent"]) for h, f in facts.items() if f["intent"] and f["intent"].get("token") != session.token]
-    if not left:
-        return ""
-    other = dict((h, i) for h, i in left if i.get("release") != rid)
-
-    def undo(t: Transport):
-        i = other[t.host]
-        _put_back(session, stage, t, i.get("previous"))
-        append_record(t, session.layout, make_record(stage.name, i.get("release", "?"), i.get("revision", ""),
-                                                     release_of(i.get("previous")), "failed", token=i.get("token")))
-        t.run(["rm", "-f", "--", session.layout.intent(stage.name)])
-    if other:
-        session.hosts.each(list(other), undo, f"{what}: undoing a half-done switch")
-        return f"; undid the half-done switch to {next(iter(other.values())).get('release')} left by a dead run"
-    return f"; finished the half-done switch to {rid} left by a dead run ({left[0][1].get('what', '?')})"
+def _write_intent(session, stage: Stage, rid: str, t: Transport, intent: dict) -> None:
+    keep = intent.pop("keep")
+    layout = session.layout
+    pair = (layout.release_env(rid, stage.name), layout.env_version(rid, stage.name, keep)) if keep else ("", "")
+    run_guarded(session, t, ["sh", "-c", INTENT, "sh", layout.intent(stage.name),
+                              json.dumps(intent, sort_keys=True), *pair])
 
 
-def _put_back(session, stage: Stage, t: Transport, target: str | None) -> None:
-    set_link(t, session.layout, stage.link, target)
-    old = release_of(target)
-    if old and stage.reload_command:
-        t.call(app_command(session.layout, stage.name, old, list(stage.reload_argv)))
+def _back_of(result) -> str | None:
+    """How a host's put-back went: None back (or never switched), else the problem."""
+    if isinstance(result, HostFailed):
+        return result.back
+    if isinstance(result, Exception):   # the put-back itself raised (unreachable before it began)
+        return f"it could not be put back ({result})"
+    return result
 
 
-def _log(session, hosts, records: list[dict], stage: Stage) -> None:
-    """Append the records, clean up old releases (never one a link or a rollback needs), and only then
-    remove the intent: the record is the switch's last effect."""
+def _problems(failed: list) -> str:
+    return "; ".join(str(r) if str(r).startswith(str(h)) else f"{h}: {r}" for h, r in failed)
+
+
+def _undone(session, stage: Stage, rid: str, revision: str, prev_rid: str | None, what: str, failed: list,
+            back: dict, interrupted: bool) -> None:
+    """After a failed (or interrupted) switch: the hosts that are back get their `failed` record and lose
+    their intent; the others keep theirs. Raises the run's error, saying what each host runs."""
+    records = {h: [make_record(stage.name, rid, revision, prev_rid, "failed")] for h, b in back.items() if b is None}
+    unsettled = {h: b for h, b in back.items() if b is not None}
+    unsettled.update(_log(session, stage, records))
+    head = f"{what}: interrupted" if interrupted else f"{what}: {_problems(failed)}"
+    if not unsettled:
+        if interrupted:
+            raise StepError(f"{head}; every host of {stage.name} that had switched was put back on its previous "
+                            "release (undone)")
+        raise StepError(f"{head}; every host of {stage.name} is back on its previous release")
+    raise StepError(f"{head}; " + not_settled(session, stage, unsettled))
+
+
+def _log(session, stage: Stage, records: dict) -> dict:
+    """Append each host's records, then (once every host has them) remove the intents and clean up old
+    releases (never one a link or a rollback needs): the record is the switch's last effect, and an intent
+    stays until every host is recorded. Returns {host: problem} for each host that keeps its intent."""
+    if not records:
+        return {}
+    hosts = list(records)
     links = [s.link for s in session.config.stages.values()]
     project = session.config.project
 
-    def one(t: Transport):
-        for rec in records:
-            append_record(t, session.layout, {**rec, "token": session.token})
+    def append(t: Transport):
+        lines = "".join(json.dumps({**rec, "token": session.token}, sort_keys=True) + "\n" for rec in records[t.host])
+        run_guarded(session, t, ["sh", "-c", APPEND, "sh", session.layout.log, lines])
         failpoints.hit("switch.after_log", t.host)
-        t.run(["rm", "-f", "--", session.layout.intent(stage.name)])
-        clean_releases(t, session.layout, links, project.keep_releases, venvs=project.build == "pip")
-    if hosts:
-        session.hosts.each(list(hosts), one, "release log")
+
+    problems = {h: f"its release-log record could not be written ({r})"
+                for h, r in zip(hosts, session.hosts.outcomes(hosts, append)) if isinstance(r, Exception)}
+    if problems:
+        return {**problems, **{h: "logged, but the switch did not finish on every host" for h in hosts
+                               if h not in problems}}
+    removed = session.hosts.outcomes(hosts, lambda t: run_guarded(session, t, ["rm", "-f", "--",
+                                                                                 session.layout.intent(stage.name)]))
+    problems = {h: f"logged, but its intent could not be removed ({r})" for h, r in zip(hosts, removed)
+                if isinstance(r, Exception)}
+    if not problems:
+        session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
+                                                           venvs=project.build == "pip"), "release cleanup")
+    return problems

@@ -75,7 +75,7 @@ def builtin_checks() -> Path:
 def database_check_command(layout: Layout, config: Config, stage: Stage, release: str) -> str | None:
     """The pending-migrations check as the built-in checks send it; None when the stage has none."""
     check = check_argv(config.project.migrate_argv) if stage.database else None
-    return None if check is None else shlex.join(app_command(layout, stage.name, release, check))
+    return None if check is None else shlex.join(app_command(layout, stage.name, release, check, live=True))
 
 
 def pytest_args(config: Config) -> list[str]:

@@ -178,3 +178,33 @@ def check_rollback(lab: Lab, base: Baseline) -> list[str]:
         if sorted(tail) != sorted([(base.new, "bad"), (base.old, "rollback")]):
             problems.append(f"{h.name}: the release log ends with {tail}, not {base.new} bad and {base.old} back")
     return problems + check_status(lab, res, base.stage, base.old)
+
+
+def check_unlock(lab: Lab, cell: Cell, unlock, run) -> list[str]:
+    """The second checkout's unlock during the paused run: refused with the holder named (one line, nothing
+    removed) unless forced; forced, it removed the lock and said whose it was."""
+    if unlock is None:
+        return ["the run never paused: nothing was unlocked"]
+    pid = f"pid {run.pid}"
+    if cell.kind == "unlock":
+        lines = unlock.stderr.strip().splitlines()
+        if unlock.returncode == 0 or len(lines) != 1 or pid not in unlock.stderr or "--force" not in unlock.stderr:
+            return [f"unlock of a live run was not refused in one line naming it ({pid}): exit "
+                    f"{unlock.returncode}: {unlock.stdout} {unlock.stderr}"]
+        return []
+    if unlock.returncode != 0 or "removed the lock of" not in unlock.stdout:
+        return [f"unlock --force exited {unlock.returncode}: {unlock.stdout} {unlock.stderr}"]
+    return []
+
+
+def check_claims(lab: Lab, base: Baseline, res) -> list[str]:
+    """A run that says every host went back has every host on the old release; one that lost hosts says
+    what each runs."""
+    links = lab.links(base.stage)
+    if "back on its previous release" in res.stderr and any(link != base.old for link in links):
+        return [f"the run says every host went back, but the links are {links}: {res.stderr.strip()[-400:]}"]
+    if "NOT every host" in res.stderr:
+        missing = [h.name for h, link in zip(lab.hosts, links) if f"{h.url} runs {link}" not in res.stderr]
+        if missing:
+            return [f"the run does not say what {', '.join(missing)} run(s): {res.stderr.strip()[-400:]}"]
+    return []

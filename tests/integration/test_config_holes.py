@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import threading
 
 import pytest
 
+from tests.lab.mariadb import Forward
 from tests.lab.sshd import mount_ns, pids_in_mount_ns
 
 
@@ -76,47 +75,6 @@ def test_a_test_database_that_is_production_is_refused_at_load(world):
         p.ini.write_text(text)
     assert "[database:test] name:" in line and "same database as [database:prod]" in line, line
     assert snapshot(p, world) == before and "django_migrations" in db.tables(world["prod"])
-
-
-class Forward:
-    """127.0.0.1:<port> -> 127.0.0.1:3306: another address for the same server."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.stop = False
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        self.sock.settimeout(0.2)
-        while not self.stop:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                continue
-            server = socket.create_connection(("127.0.0.1", 3306))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def pipe(a, b):
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.stop = True
-        self.sock.close()
 
 
 def test_the_restore_step_asks_the_server_before_it_drops(world):

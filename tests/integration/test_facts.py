@@ -52,7 +52,25 @@ def test_switch_state_of_a_live_release_and_an_intent(host):
     Path(layout.built_marker("test")).parent.mkdir(parents=True, exist_ok=True)
     Path(layout.built_marker("test")).write_text(RID + "\n")
     facts = switch.read_state(t, FakeSession(layout, config), stage, RID)
-    assert facts == {"link": f"../releases/{RID}", "ready": True, "built": RID, "missing": [], "intent": None}
+    assert facts == {"link": f"../releases/{RID}", "ready": True, "built": RID, "missing": [], "intent": None,
+                     "env": "", "env_live": "", "unsafe": None, "notlink": False}
+    env = Path(layout.release_env(RID, "test")).parent
+    env.mkdir()
+    (env / "test.0123456789ab.env").write_text("A=1\n")
+    (env / "test.fedcba987654.env").write_text("A=2\n")
+    (env / "test.built").write_text("0123456789ab 5f2c\n")
+    os.link(env / "test.fedcba987654.env", env / "test.env")
+    facts = switch.read_state(t, FakeSession(layout, config), stage, RID)
+    assert (facts["env"], facts["env_live"]) == ("0123456789ab", "fedcba987654")
+    (env / "test.env").unlink()
+    (env / "test.env").write_text("A=3\n")                               # an env file no version names
+    assert switch.read_state(t, FakeSession(layout, config), stage, RID)["env_live"] == "?"
+    os.rename(layout.join("sites"), layout.join("sites.real"))              # a planted symlink on the way
+    os.symlink(layout.join("sites.real"), layout.join("sites"))
+    facts = switch.read_state(t, FakeSession(layout, config), stage, RID)
+    assert facts["unsafe"] == ["sites", layout.join("sites.real")]
+    os.unlink(layout.join("sites"))
+    os.rename(layout.join("sites.real"), layout.join("sites"))
     Path(layout.intent("test")).write_text(json.dumps({"release": OLD, "previous": f"../releases/{RID}"}))
     facts = switch.read_state(t, FakeSession(layout, config), stage, OLD)
     assert facts["ready"] is False and facts["missing"] == ["media"] and facts["intent"]["release"] == OLD
@@ -63,12 +81,14 @@ def test_stage_state_says_built_only_for_the_stage_and_a_private_env(host):
     release = Release(RID, "a" * 40, "0" * 64)
     assert not build.is_built(t, layout, config, stage, release)          # no marker, no env file
     from doit_stages.steps.environment import env_file
-    own = Path(layout.release_env(RID, "test"))
+    own = Path(layout.env_version(RID, "test", "0123456789ab"))
     own.parent.mkdir()
     own.write_bytes(env_file(layout, config, stage))
     os.chmod(own, 0o600)
+    os.link(own, layout.release_env(RID, "test"))
     Path(layout.built_marker("test")).parent.mkdir(parents=True, exist_ok=True)
     Path(layout.built_marker("test")).write_text(RID + "\n")
+    Path(layout.env_record(RID, "test")).write_text(f"0123456789ab {build.build_inputs(config, stage)}\n")
     assert not build.is_built(t, layout, config, stage, release)          # shared/test.env not published
     os.symlink(layout.env_file_target("sites/test", "test"), layout.env_file("test"))
     assert build.is_built(t, layout, config, stage, release)
@@ -78,6 +98,12 @@ def test_stage_state_says_built_only_for_the_stage_and_a_private_env(host):
     own.write_text("STAGE=other\n")
     assert not build.is_built(t, layout, config, stage, release)          # another env: not built
     assert build.is_built(t, layout, config, stage, release, keep_env=True)   # unless a rollback keeps it
+    Path(layout.env_record(RID, "test")).write_text("0123456789ab 0000\n")
+    assert not build.is_built(t, layout, config, stage, release, keep_env=True)  # other build settings
+    Path(layout.env_record(RID, "test")).write_text(f"0123456789ab {build.build_inputs(config, stage)}\n")
+    os.unlink(layout.release_env(RID, "test"))
+    Path(layout.release_env(RID, "test")).write_text("STAGE=other\n")
+    assert not build.is_built(t, layout, config, stage, release, keep_env=True)  # it runs with another one
 
 
 def test_scan_reads_links_releases_and_log(host):

@@ -7,6 +7,12 @@ release-log record, production's migration between a verified "before" and "afte
 record, no database option file, dump or password left in .deploy/, `doit status` agreeing with the links;
 and `doit rollback:<stage>` goes back to the previous release and status agrees again.
 
+The live-switch cells (issue #16): a second checkout runs `doit unlock:<stage>` while the run is paused at
+each switch failpoint of promote:prod (refused: the run goes on and settles), or `--force` (the run loses its
+lock and its sessions, says what each host runs, keeps its intents; the next run finishes), and every
+session of one host is killed while its reload runs, for each command (the run says what is true; the next
+run finishes).
+
 Real sshd hosts, real MariaDB, real Django migrations, one lab for the module: a cell starts from the state
 the previous one left (the old release live, the new one rolled back from), so most cells deploy nothing
 from scratch. Marked `faultmatrix`: `./scripts/test -m "not faultmatrix"` is the quick loop."""
@@ -17,12 +23,14 @@ import pytest
 from doit_stages import failpoints
 from tests.integration.faultcheck import (
     baseline,
+    check_claims,
     check_leftovers,
     check_links_after_fault,
     check_production,
     check_rollback,
     check_settled,
     check_status,
+    check_unlock,
     intent,
 )
 from tests.lab.faults import TAG_MIGRATION, Cell, Lab
@@ -68,6 +76,10 @@ KINDS = ("kill", "raise", "host")
 
 CELLS = [Cell(cmd, point, kind, point in HOSTED, VICTIM.get(point, 1))
          for cmd, points in APPLICABLE.items() for point in points for kind in KINDS]
+# a second run beside the switch: unlock (refused, or forced) during each phase of promote:prod's switch, and
+# one host's sessions killed during the reload of each command
+LIVE_CELLS = [Cell("promote:prod", point, kind, point in HOSTED, 1) for point in SWITCH
+              for kind in ("unlock", "force")] + [Cell(cmd, "reload", "sessions", True, 1) for cmd in APPLICABLE]
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +159,35 @@ def test_fault_cell(lab, cell):
     if cell.kind == "raise":     # a run that ends by itself removes its own temporary files
         problems += check_leftovers(lab)
     rerun = lab.p.doit(cell.command, "status")    # the plain next run, then the status table
+    if rerun.returncode != 0:
+        problems.append(f"the next run exited {rerun.returncode}: {rerun.stderr.strip()[-600:]}")
+    else:
+        problems += check_settled(lab, base) + check_leftovers(lab) + check_production(lab, base, settled=True) \
+            + check_status(lab, rerun, cell.stage, new) + check_rollback(lab, base)
+    assert not problems, f"{cell.id}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("cell", LIVE_CELLS, ids=[c.id for c in LIVE_CELLS])
+def test_live_switch_cell(lab, cell):
+    import time
+
+    old, new = prepare(lab, cell)
+    assert old != new and lab.live(cell.stage) == old, (old, new, lab.links(cell.stage))
+    base = baseline(lab, cell, old, new, time.time())
+    res, unlock = lab.run_beside(cell)
+    problems = [] if cell.kind == "sessions" else check_unlock(lab, cell, unlock, res)
+    if "Traceback" in res.stderr:
+        problems.append(f"a traceback: {res.stderr[-600:]}")
+    if cell.kind == "unlock":       # the run went on as if nothing happened: settled by itself
+        if res.returncode != 0:
+            problems.append(f"the run exited {res.returncode} after a refused unlock: {res.stderr.strip()[-600:]}")
+        problems += check_settled(lab, base) + check_leftovers(lab)
+    else:
+        if res.returncode == 0 and cell.kind == "force":
+            problems.append(f"the run that lost its lock exited 0: {res.stdout[-400:]}")
+        problems += check_claims(lab, base, res) + check_links_after_fault(lab, base) + \
+            check_production(lab, base, settled=False)
+    rerun = lab.p.doit(cell.command, "status")
     if rerun.returncode != 0:
         problems.append(f"the next run exited {rerun.returncode}: {rerun.stderr.strip()[-600:]}")
     else:

@@ -5,6 +5,7 @@ in a temp deploy_root (build = none: no venv)."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Config, Database, Host, Project, Stage
+from doit_stages.errors import StepError
 from doit_stages.layout import Layout
 from doit_stages.steps.archive import Release
 from doit_stages.steps.build import build_release, is_built
@@ -100,7 +102,13 @@ def test_one_release_live_on_two_stages_has_an_env_for_each(world):
     assert b"STAGE=staging\n" in published(layout, "staging") and b"STAGE=prod\n" in published(layout, "prod")
     assert b"blog.settings.staging" in published(layout, "staging")
     assert b"blog.settings.prod" in published(layout, "prod")
-    assert sorted(os.listdir(Path(layout.release(a.id), ".deploy-env"))) == ["prod.env", "staging.env"]
+    names = sorted(os.listdir(Path(layout.release(a.id), ".deploy-env")))
+    assert [n for n in names if n.count(".") == 1] == ["prod.built", "prod.env", "staging.built", "staging.env"]
+    assert len(names) == 6      # and one version of each: <stage>.env is a hard link to it
+    for name in ("prod", "staging"):
+        own = Path(layout.release(a.id), ".deploy-env", f"{name}.env")
+        assert [n for n in names if os.path.samefile(Path(own.parent, n), own)] == sorted(
+            [f"{name}.env", next(n for n in names if n.startswith(f"{name}.") and n.count(".") == 2)])
 
 
 def test_is_built_asks_for_the_env_of_stages_ini_unless_a_rollback_keeps_the_releases_own(world):
@@ -133,21 +141,22 @@ def test_a_plain_env_file_of_an_older_layout_moves_into_the_live_release(world):
     build_release(t, layout, c1, prod, a, fresh_stage_dirs=False)
     switch_link(t, layout, prod.link, a.id)
     # what a host deployed by an earlier version looks like: no env in the release, a plain shared file
-    Path(layout.release_env(a.id, "prod")).unlink()
+    shutil.rmtree(Path(layout.release_env(a.id, "prod")).parent)
     Path(layout.env_file("prod")).unlink()
     Path(layout.env_file("prod")).write_bytes(b"OLD='env'\n")
     os.chmod(layout.env_file("prod"), 0o600)
     show = ["sh", "-c", 'printf %s "$OLD"']
     # until the stage is built again, app commands of the live release (verify, a reload) read that file
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[:2] == (0, "env")
     assert t.call(app_command(layout, "prod", a.id, show))[:2] == (0, "env")
     build_release(t, layout, c2, c2.stages["prod"], b, fresh_stage_dirs=False)
     assert Path(layout.env_file("prod")).is_symlink() and published(layout, "prod") == b"OLD='env'\n"
     assert Path(layout.release_env(a.id, "prod")).read_bytes() == b"OLD='env'\n"
     assert stat.S_IMODE(os.stat(layout.release_env(a.id, "prod")).st_mode) == 0o600
-    assert t.call(app_command(layout, "prod", a.id, show))[:2] == (0, "env")
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[:2] == (0, "env")
     assert t.call(app_command(layout, "prod", b.id, show))[:2] == (0, "")    # B has its own
     # and never the live release's env for a release that has none of its own
-    Path(layout.release_env(b.id, "prod")).unlink()
+    shutil.rmtree(Path(layout.release_env(b.id, "prod")).parent)
     code, _, err = t.call(app_command(layout, "prod", b.id, show))
     assert code != 0 and layout.release_env(b.id, "prod") in err
 
@@ -161,3 +170,36 @@ def test_a_removed_release_takes_its_env_files_along(world):
     switch_link(t, layout, prod.link, b.id)
     assert clean_releases(t, layout, [prod.link], keep=1, venvs=False) == [a.id]
     assert not Path(layout.release(a.id)).exists() and published(layout, "prod") == env_file(layout, config, prod)
+
+
+def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_env(world):
+    """The stage's environment changed while the release is live there: a new version, recorded for the
+    switch; the env file it runs with stays byte for byte (same inode). Other build settings: refused."""
+    root, layout, t, a, _ = world
+    c1, c2 = make_config(root, P1), make_config(root, P2)
+    prod = c1.stages["prod"]
+    build_release(t, layout, c1, prod, a, fresh_stage_dirs=True)
+    switch_link(t, layout, prod.link, a.id)
+    live = Path(layout.release_env(a.id, "prod"))
+    before, ino = live.read_bytes(), live.stat().st_ino
+    assert not is_built(t, layout, c2, c2.stages["prod"], a)
+    build_release(t, layout, c2, c2.stages["prod"], a, fresh_stage_dirs=True, tokens=("0123456789ab", "ba9876543210"))
+    assert live.read_bytes() == before and live.stat().st_ino == ino and published(layout, "prod") == before
+    assert Path(layout.env_version(a.id, "prod", "0123456789ab")).read_bytes() == env_file(layout, c2, prod)
+    assert Path(layout.env_record(a.id, "prod")).read_text().split()[0] == "0123456789ab"
+    assert is_built(t, layout, c2, c2.stages["prod"], a)
+    # the app commands before the switch (a migration) see the new env; the live ones (reload) the old
+    show = ["sh", "-c", 'printf %s "$DATABASE_URL"']
+    assert t.call(app_command(layout, "prod", a.id, show))[1] == database_url(c2.databases["prod"])
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[1] == database_url(c1.databases["prod"])
+    # built again with the first env: the version the release runs with is reused, nothing new written
+    build_release(t, layout, c1, prod, a, fresh_stage_dirs=True)
+    assert os.path.samefile(layout.env_version(a.id, "prod", Path(layout.env_record(a.id, "prod")).read_text()
+                                               .split()[0]), live)
+    # another build_command while it is live: refused, nothing written
+    c3 = replace(c1, project=replace(c1.project, build_command="sh -c 'echo changed > marker'"))
+    listing = sorted(os.listdir(live.parent))
+    with pytest.raises(StepError, match="live on prod"):
+        build_release(t, layout, c3, c3.stages["prod"], a, fresh_stage_dirs=True)
+    assert sorted(os.listdir(live.parent)) == listing and not Path(layout.release(a.id), "marker").exists()
+    assert not is_built(t, layout, c3, c3.stages["prod"], a)

@@ -3,8 +3,9 @@ service, plain helpers with no pytest in them (tests/integration/conftest.py mak
 
     common.py       NASTY_PASSWORD, HarnessError, free ports, servers that die with us, CmdlineScan
     sshd.py         SshHosts / SshHost: one sshd per host on 127.0.0.1, each in its own mount namespace
-    mariadb.py      MariaDB (127.0.0.1:3306, root), option files for the command-line clients
+    mariadb.py      MariaDB (127.0.0.1:3306, root), option files for the clients, a second address for it
     nginx.py        a real nginx serving a host's files, inside the host's namespace
+    health.py       a health URL served by this process, counting when it was asked
     s3.py           moto's real S3 HTTP API on 127.0.0.1
     stages_ini.py   the one stages.ini of the tests, and the changes each test makes to it
     project.py      a project as a user drives it: its stages.ini, `doit` as a subprocess, the hosts' state

@@ -10,24 +10,35 @@ reload and a health URL served by this process. A cell runs a command with one f
                                                 host is started again before the next run
 
 Points a host passes are armed for the victim only (`@<host url>`), so the others go on as usual.
+
+The cells of a live switch (issue #16) act from beside the run instead:
+
+    unlock    the run paused at a switch failpoint; a second checkout runs `doit unlock:<stage>` (refused:
+              the run is alive), then the run goes on
+    force     likewise with `doit unlock:<stage> --force` (the lock removed, the run's sessions ended)
+    sessions  every host's reload held on a file (hold-<stage>) until the victim is in its reload; then
+              every session on the victim is killed (the host stays up) and the reloads are let go
 """
 from __future__ import annotations
 
+import copy
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from doit_stages import failpoints
 from doit_stages.layout import release_id
 
 from .deployer import end, go_on, start_doit, wait_paused
+from .health import HealthServer
 from .stages_ini import stages_ini
 
 STAGE_LINK = {"test": "sites/test", "staging": "sites/staging", "prod": "sites/current"}
-RELOAD = "reload_command = sh -c 'echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n"
+# records each reload once it is done; says when it starts, and waits while the test holds it (hold-<stage>)
+RELOAD = ("reload_command = sh -c 'touch /srv/blog/shared/reloading-$STAGE; "
+          "while [ -e /srv/blog/shared/hold-$STAGE ]; do sleep 0.05; done; "
+          "echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n")
 # a new table for production: a safe migration (the rehearsal flags nothing), seen in the backups' tables
 TAG_MIGRATION = '''from django.db import migrations, models
 
@@ -42,8 +53,8 @@ class Migration(migrations.Migration):
 @dataclass(frozen=True)
 class Cell:
     command: str      # deploy:test | promote:staging | promote:prod
-    point: str        # a failpoint on the command's path
-    kind: str         # kill | raise | host
+    point: str        # a failpoint on the command's path ("reload" for the sessions kind)
+    kind: str         # kill | raise | host | unlock | force | sessions
     hosted: bool      # the point is passed once per host (it can be armed for one host)
     victim: int       # index of the host that the fault hits (armed @host, or the host that goes down)
 
@@ -54,34 +65,6 @@ class Cell:
     @property
     def id(self) -> str:
         return f"{self.command}/{self.point}/{self.kind}"
-
-
-class HealthServer:
-    """The stages' health_url: answers 200 and remembers when it was asked."""
-
-    def __init__(self):
-        hits = self.hits = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                hits.append(time.time())
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def since(self, t0: float) -> int:
-        return sum(1 for t in self.hits if t >= t0)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def rid(link: str | None) -> str | None:
@@ -98,6 +81,11 @@ class Lab:
         self.p.write(project_extra=RELOAD + f"health_url = http://{{host}}:{self.health.port}/health/\n"
                                             "health_timeout = 10s\n",
                      prod_extra=f"backup_host = {self.hosts[1].url}\n")
+        self.second = copy.copy(self.p)     # a second checkout: its own directory (and flock), the same hosts
+        self.second.workdir = tmp / "second"
+        self.second.workdir.mkdir()
+        self.second.ini = self.second.workdir / "stages.ini"
+        self.second.ini.write_text(self.p.ini.read_text())
         self.traced: dict[str, list[tuple[str, str]]] = {}
         self.migrating: str | None = None   # the release with a new migration that promote:staging cells ship
         self.snapshot: Path | None = None    # production's dump from before that migration
@@ -150,6 +138,51 @@ class Lab:
             err = f"(the run ended before it reached {cell.point}: no host went down)\n{err}"
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def run_beside(self, cell: Cell) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess | None]:
+        """A live-switch cell: the run, and what the second checkout's unlock said (None for sessions)."""
+        if cell.kind == "sessions":
+            return self._sessions_killed(cell), None
+        proc = start_doit(self.p, cell.command, env=self.arm(cell, "pause"))
+        unlock = None
+        try:
+            if wait_paused(proc):
+                unlock = self.second.doit(f"unlock:{cell.stage}", *(["--force"] if cell.kind == "force" else []))
+                go_on(proc)
+            out, err = proc.communicate(timeout=600)
+        finally:
+            end(proc)
+        if unlock is None:
+            err = f"(the run ended before it reached {cell.point}: nothing was unlocked)\n{err}"
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        done.pid = proc.pid     # the holder the unlock must name
+        return done, unlock
+
+    def _sessions_killed(self, cell: Cell) -> subprocess.CompletedProcess:
+        victim, stage = self.hosts[cell.victim], cell.stage
+        for h in self.hosts:
+            h.path(f"/srv/blog/shared/reloading-{stage}").unlink(missing_ok=True)
+            h.write_file(f"/srv/blog/shared/hold-{stage}", "")
+        proc = start_doit(self.p, cell.command)
+        killed = False
+        try:
+            started = victim.path(f"/srv/blog/shared/reloading-{stage}")
+            deadline = time.monotonic() + 300      # the reload stays held on hold-<stage>: a state that lasts
+            while proc.poll() is None and not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if started.exists() and proc.poll() is None:
+                victim.kill_sessions()
+                killed = True
+            for h in self.hosts:
+                h.path(f"/srv/blog/shared/hold-{stage}").unlink(missing_ok=True)
+            out, err = proc.communicate(timeout=600)
+        finally:
+            for h in self.hosts:
+                h.path(f"/srv/blog/shared/hold-{stage}").unlink(missing_ok=True)
+            end(proc)
+        if not killed:
+            err = f"(the run never reached the reload on {victim.name}: no session was killed)\n{err}"
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
     # -- production's database, for the promote:staging cells ----------------------------------------
     def save_prod(self) -> None:
         self.snapshot = self.tmp / "prod-before-migration.sql"
@@ -162,4 +195,3 @@ class Lab:
         self.db.create_database(self.prod, replace=True)
         with open(self.snapshot, "rb") as f:
             subprocess.run(["mariadb", "-h", "127.0.0.1", "-u", "root", "--", self.prod], stdin=f, check=True)
-

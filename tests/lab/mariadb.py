@@ -6,7 +6,9 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -187,3 +189,43 @@ class MariaDB:
         """argv for a command-line tool with an option file: --defaults-extra-file comes FIRST."""
         return [tool, f"--defaults-extra-file={option_file}", *args]
 
+
+class Forward:
+    """127.0.0.1:<port> -> 127.0.0.1:3306: another address for the same server (a thread of this process)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            server = socket.create_connection(("127.0.0.1", 3306))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.sock.close()

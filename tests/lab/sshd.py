@@ -1,5 +1,5 @@
-"""SSH hosts: real fake hosts, each one OpenSSH sshd on 127.0.0.1 with its own port, running in its own mount
-namespace where a per-host directory is bind-mounted on /srv:
+"""SSH hosts (docs/testing.md, "The lab"): real fake hosts, each one OpenSSH sshd on 127.0.0.1 with its own
+port, running in its own mount namespace where a per-host directory is bind-mounted on /srv:
 
     unshare -m --propagation private sh -c 'mount --bind <hostdir> /srv && exec sshd -D -e -p PORT -f CFG'
 
@@ -13,6 +13,7 @@ be killed alone. Everything runs as root; the hosts are logged into as the unpri
     web1.path("/srv/blog/sites")    # the same directory seen from here (hostdir/blog/sites)
     web1.run(["ls", "/srv"])        # inside web1's namespace, as deploy
     web1.kill(); web1.start()       # the host goes down (every process in it), then up again
+    web1.kill_sessions()            # every session on it dies; the host stays up
     web1.restart(session_env={"http_proxy": "http://127.0.0.1:9"})   # sshd SetEnv for its sessions
     hosts.add("web3")               # one more host, configs rewritten
     hosts.stop()
@@ -267,6 +268,19 @@ class SshHost:
         self._stop_proc()
         self._unpin_ns()
         self._ns = None
+
+    def kill_sessions(self) -> None:
+        """Every session on the host dies (SIGKILL to every process in its mount namespace but the listening
+        sshd): connections drop, what they ran ends, and the host stays up for new ones."""
+        if not self.running or self._ns is None or self._ns == mount_ns(os.getpid()):
+            raise HarnessError(f"host {self.name} is not running")
+        keep = {os.getpid(), self._proc.pid}
+        for p in pids_in_mount_ns(self._ns):
+            if p not in keep:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _pin_ns(self) -> None:
         """Hold the host's mount namespace open (an fd on it) until kill() is done with it: a namespace

@@ -10,7 +10,7 @@ import pytest
 from doit_stages.config import ConfigError, Host, load_config, parse_duration, parse_host
 from tests.unit.inifile import LOCAL_INI, config_error, header, in_section, line_of, mysql_ini, set_key, write_ini
 
-# The stages.ini of DESIGN.md, verbatim (inline ' ;' comments and all).
+# The design's example stages.ini, verbatim (inline ' ;' comments and all); its keys: docs/configuration.md.
 DESIGN_INI = """\
 [project]
 name = blog                  ; letters, digits, '-', '_': used in release ids and backup names

@@ -1,0 +1,146 @@
+"""The way back of a switch: a host put back on its previous link, its release's env file back to the version
+it was, the previous release reloaded (through a new connection when the host's own died); an intent left
+by a dead run for another release undone; and, when a host cannot be settled, what each host runs. Every
+command here that changes a host runs only while this run holds the host's lock (lock.guarded)."""
+from __future__ import annotations
+
+import json
+
+from ..config import Stage
+from ..errors import StepError
+from ..layout import ENV_TOKEN_RE, is_release_id
+from ..transport import CommandFailed, Transport
+from .common import last_line
+from .environment import app_command
+from .links import UnsafeLink, release_of, set_link
+from .lock import LOST, LockLost, guarded
+from .releaselog import make_record
+from .switch_state import same_switch
+
+APPEND = 'printf "%s" "$2" >> "$1"'     # one write(2) with O_APPEND: appenders never interleave in a line
+
+
+def lock_guard(session):
+    """What makes a command run only while the run's lock is still its own (set_link's guard)."""
+    return lambda argv: guarded(argv, session.layout.lock, session.token)
+
+
+def env_pair(session, stage: Stage, rid: str, version: str, if_there: bool = False) -> tuple[str, str]:
+    """SWITCH's env arguments: the release's env file for the stage and the version to make it ("-": remove
+    it; "" leave it). if_there (a put-back): only a version that is there (one a dead run's intent on
+    another host names may not be)."""
+    env = session.layout.release_env(rid, stage.name)
+    if not version:
+        return env, "-"
+    if not ENV_TOKEN_RE.match(version):
+        return env, ""
+    return env, ("?" if if_there else "") + session.layout.env_version(rid, stage.name, version)
+
+
+def run_guarded(session, t: Transport, argv: list[str]) -> str:
+    code, out, err = t.call(guarded(argv, session.layout.lock, session.token))
+    if code == LOST:
+        raise LockLost(f"{t.host}: {last_line(err)}")
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
+    return out
+
+
+def reload_release(session, stage: Stage, t: Transport, rid: str) -> None:
+    """The stage's reload_command in the release, with the env it now runs with there."""
+    run_guarded(session, t, app_command(session.layout, stage.name, rid, list(stage.reload_argv), live=True))
+
+
+def put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, env_before: str,
+              never_took: bool = False) -> tuple[str | None, str]:
+    """The host back on its previous link, rid's env file back to the version it was, and the previous
+    release reloaded; through a new connection when the host's own is gone. (None, note) when that is done,
+    else (what went wrong, "": the host stays as it is; its intent stays). A failed reload of the previous
+    release leaves the host unsettled, unless rid's own reload had failed by its exit status (never_took: the
+    app never left the previous release): then it is back, and the note says so."""
+    for attempt in (1, 2):
+        try:
+            set_link(t, session.layout, stage.link, target, env_pair(session, stage, rid, env_before, True),
+                     guard=lock_guard(session))
+            old = release_of(target)
+            if old and stage.reload_command:
+                try:
+                    reload_release(session, stage, t, old)
+                except CommandFailed as exc:
+                    if exc.unreachable:
+                        raise
+                    failed = f"the reload of {old} failed too ({short(exc, t)})"
+                    return (None, f" (put back on {old}; {failed})") if never_took else (
+                        f"its link is back on {old}, but {failed}", "")
+            return None, ""
+        except LockLost:
+            return "this run no longer holds its lock there (removed by doit unlock --force?), so it left it " \
+                "as it is", ""
+        except UnsafeLink as exc:
+            return short(exc, t), ""
+        except CommandFailed as exc:
+            if not exc.unreachable or attempt == 2:
+                return f"it could not be put back ({short(exc, t)})", ""
+            session.connections.drop(t.host)     # its session died (killed, a dropped connection): a new one
+            try:
+                t = session.connections.get(t.host)
+            except CommandFailed as again:
+                return f"it could not be put back ({short(again, t)})", ""
+    return "it could not be put back", ""
+
+
+def short(exc: Exception, t: Transport) -> str:
+    text = str(exc)
+    return text[len(f"{t.host}: "):] if text.startswith(f"{t.host}: ") else text
+
+
+def not_settled(session, stage: Stage, unsettled: dict) -> str:
+    """What each host runs now (its link read again), and why some are not settled."""
+    def read(t: Transport):
+        code, out, _ = t.call(["readlink", "--", session.layout.link(stage.link)])
+        return release_of(out.strip()) if code == 0 else None
+    runs = session.hosts.outcomes(list(stage.hosts), read)
+    told = []
+    for h, r in zip(stage.hosts, runs):
+        now = f"{h}: cannot tell what it runs ({r})" if isinstance(r, Exception) else f"{h} runs {r or 'nothing'}"
+        told.append(f"{now}: {unsettled[h]}" if h in unsettled else now)
+    return (f"NOT every host of {stage.name} is settled: {'; '.join(told)}. The intent stays on "
+            f"{', '.join(str(h) for h in unsettled)}: the next doit {stage.chain_task} finishes or undoes the "
+            "switch (reload, health check, release log)")
+
+
+def settle_intents(session, stage: Stage, rid: str, what: str, facts: dict) -> str:
+    """An intent of a dead run for ANOTHER release or env is undone on every host that has one (its link and
+    the release's env file back, reloaded, the release logged as failed); one for this release and env is
+    finished by the switch that follows. facts: _switchable of every host. Returns what was done."""
+    left = [(h, f["intent"]) for h, f in facts.items() if f["intent"] and f["intent"].get("token") != session.token]
+    if not left:
+        return ""
+    other = {h: checked_intent(session, stage, h, i) for h, i in left if not same_switch(i, rid, facts[h]["env"])}
+
+    def undo(t: Transport):
+        i = other[t.host]
+        problem, _ = put_back(session, stage, t, i["release"], i.get("previous"), i.get("env_before", ""))
+        if problem:
+            raise StepError(f"{t.host}: {problem}")
+        rec = make_record(stage.name, i["release"], i.get("revision", ""), release_of(i.get("previous")), "failed",
+                          token=i.get("token"))
+        run_guarded(session, t, ["sh", "-c", APPEND, "sh", session.layout.log, json.dumps(rec, sort_keys=True) + "\n"])
+        run_guarded(session, t, ["rm", "-f", "--", session.layout.intent(stage.name)])
+    if other:
+        session.hosts.each(list(other), undo, f"{what}: undoing a half-done switch")
+        return f"; undid the half-done switch to {next(iter(other.values())).get('release')} left by a dead run"
+    return f"; finished the half-done switch to {rid} left by a dead run ({left[0][1].get('what', '?')})"
+
+
+def checked_intent(session, stage: Stage, host, intent: dict) -> dict:
+    """An intent read from a host, before the undo acts on it: its release, way back and env version are
+    what a switch writes (a damaged or forged one would point the link anywhere)."""
+    rid, previous, env = intent.get("release"), intent.get("previous"), intent.get("env_before", "")
+    back_ok = previous is None or (isinstance(previous, str) and is_release_id(release_of(previous) or "") and
+                                   previous == session.layout.link_target(stage.link, release_of(previous)))
+    if not (isinstance(rid, str) and is_release_id(rid) and back_ok and (env in ("", "?") or (
+            isinstance(env, str) and ENV_TOKEN_RE.match(env)))):
+        raise StepError(f"{host}: {session.layout.intent(stage.name)} is damaged (release {rid!r}, previous "
+                        f"{previous!r}); check {stage.link} there, remove the intent, then run again")
+    return intent

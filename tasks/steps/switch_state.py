@@ -1,0 +1,121 @@
+"""The state of a stage's switch on a host, read by ONE command (STATE) and parsed (parse_state): the link, a
+directory on the way to it that is a symlink, the release's readiness for the stage and its env versions,
+and any intent a switch left; and from the states of all hosts, the way back of each (plan_hosts)."""
+from __future__ import annotations
+
+from ..config import Stage
+from ..transport import Transport
+from .common import json_or_none
+from .environment import env_token
+from .links import known_link, release_of, remember_link
+
+# $1 deploy_root, $2 the link (relative to it), $3 the intent file, $4 the link's target when this run knows
+# it ("=<target>", or "-": no link; then no readlink runs), "" to read it (readlink runs only for a symlink);
+# for a switch to a release also $5 its dir, $6 its ready marker, $7 the stage's built marker, $8 its env
+# dir, $9 the stage, then the shared paths that must be linked into it. Prints "unsafe <dir> <target>" when
+# a directory on the way to the link is a symlink, the link's target, "notlink" when something else is in
+# its place, the readiness lines (ready 0|1, built <id>, env <version recorded> <version of <stage>.env:
+# "?" when no version is it>, missing <path>...) and, after a separator, the intent if any. Builtins but
+# readlink (and cat for an intent).
+STATE = r'''root=$1; link=$2; intent=$3; l=$1/$2; p=$1; t=
+set -f; IFS=/; for c in ${2%/*}; do p=$p/$c; if [ -L "$p" ]; then
+  unset IFS; echo "unsafe ${p#"$root/"} $(readlink -- "$p")"; break; fi; done; unset IFS; set +f
+case $4 in =*) t=${4#=};; -) ;; *) [ -L "$l" ] && t=$(readlink -- "$l");; esac
+echo "link $t"
+if [ -e "$l" ] && [ ! -L "$l" ]; then echo notlink; fi
+if [ $# -gt 4 ]; then
+  rel=$5; ready=$6; marker=$7; d=$8; st=$9; shift 9
+  [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
+  built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
+  v=; { read -r v x < "$d/$st.built"; } 2>/dev/null; case $v in *[!0-9a-f]*) v=;; esac
+  [ ${#v} -eq 12 ] && [ -f "$d/$st.$v.env" ] || v=
+  cur=
+  if [ -e "$d/$st.env" ]; then cur=?
+    for f in "$d/$st".*.env; do w=${f#"$d/$st."}; w=${w%.env}; case $w in *[!0-9a-f]*) continue;; esac
+      if [ ${#w} -eq 12 ] && [ "$f" -ef "$d/$st.env" ]; then cur=$w; break; fi; done
+  fi
+  echo "env $v $cur"
+  for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
+fi
+echo "--intent--"; if [ -e "$intent" ]; then cat -- "$intent" 2>/dev/null; fi; true'''
+KEYS = ("link", "ready", "built", "env", "missing", "unsafe", "notlink")
+
+
+def parse_state(text: str) -> dict:
+    """STATE's output -> {"link": target or None, "intent": dict or None, "ready": bool, "built": id, "env":
+    version recorded, "env_live": the version <stage>.env is ("?": none is, "": no such file), "missing":
+    [paths], "unsafe": [dir, its target] or None, "notlink": bool}."""
+    head, _, intent = text.partition("--intent--\n")
+    facts: dict = {"link": None, "ready": False, "built": "", "env": "", "env_live": "", "missing": [],
+                   "unsafe": None, "notlink": False, "intent": None}
+    for line in head.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "link":
+            facts["link"] = value.strip() or None
+        elif key == "ready":
+            facts["ready"] = value == "1"
+        elif key == "built":
+            facts["built"] = value.strip()
+        elif key == "env":
+            recorded, _, live = value.partition(" ")
+            facts["env"], facts["env_live"] = recorded.strip(), live.strip()
+        elif key == "missing":
+            facts["missing"].append(value)
+        elif key == "unsafe" and facts["unsafe"] is None:
+            path, _, target = value.partition(" ")
+            facts["unsafe"] = [path, target]
+        elif key == "notlink":
+            facts["notlink"] = True
+    parsed = json_or_none(intent)
+    facts["intent"] = parsed if isinstance(parsed, dict) else None
+    return facts
+
+
+def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
+    """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
+    layout = session.layout
+    known, target = known_link(t, stage.link)
+    argv = ["sh", "-c", STATE, "sh", layout.root, stage.link, layout.intent(stage.name),
+            ("-" if target is None else "=" + target) if known else ""]
+    if rid:
+        project = session.config.project
+        argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
+                 layout.join("releases", rid, ".deploy-env"), stage.name, *project.shared_dirs, *project.shared_files]
+    out = t.run(argv)
+    facts = parse_state(out)
+    head = out.partition("--intent--\n")[0].splitlines()
+    if not facts["unsafe"] and all(line.partition(" ")[0] in KEYS for line in head):
+        remember_link(t, stage.link, facts["link"])   # (a target with a newline would show in another line)
+    return facts
+
+
+def same_switch(intent: dict | None, rid: str, env: str) -> bool:
+    """The intent is of a switch to this release and env version (an intent of an older version of the
+    tool names no env: the same)."""
+    return bool(intent) and intent.get("release") == rid and intent.get("env", env) == env
+
+
+def plan_hosts(facts: dict, rid: str) -> dict:
+    """{host: its state} -> {host: {"previous": the link to put it back on, "env": the version to make live,
+    "env_before": the version the release's env file was ("" for none), "keep": a new name to keep an env
+    file that no version names yet, or ""}}. A half-done switch of this very release (and env) goes on
+    from where it was: an intent knows its host's way back, and a host that finished its part before the
+    run died (intent removed, link on rid) had the one the intents name, not what it runs now."""
+    left = [f["intent"] for f in facts.values() if same_switch(f["intent"], rid, f.get("env", ""))]
+    plan = {}
+    for h, f in facts.items():
+        env, live = f.get("env", ""), f.get("env_live", "")
+        if same_switch(f["intent"], rid, env):
+            previous, before = f["intent"].get("previous"), f["intent"].get("env_before", live)
+        elif left and not f["intent"] and release_of(f["link"]) == rid and live == env:
+            previous, before = left[0].get("previous"), left[0].get("env_before", live)
+        else:
+            previous, before = f["link"], live
+        keep = env_token() if before == "?" else ""
+        plan[h] = {"previous": previous, "env": env, "env_before": keep or before or "", "keep": keep}
+    return plan
+
+
+def previous_links(facts: dict, rid: str) -> dict:
+    """{host: its state} -> {host: the link to put it back on} (plan_hosts)."""
+    return {h: p["previous"] for h, p in plan_hosts(facts, rid).items()}
