@@ -20,7 +20,10 @@ from tests.lab.sshd import mount_ns, pids_in_mount_ns
 
 MARKS = "/srv/blog/shared/marks"
 COLLECT = "python manage.py collectstatic --noinput"
-SLOW = f"build_command = sh -c '{COLLECT} && sleep 6.5 && echo first >> {MARKS}'"
+# the slow build: it waits while HOLD exists (the test holds it there as long as it needs: no timing window),
+# then writes its mark
+HOLD = "/srv/blog/shared/hold-build"
+SLOW = f"build_command = sh -c '{COLLECT} && while [ -e {HOLD} ]; do sleep 0.1; done && echo first >> {MARKS}'"
 QUICK = f"build_command = sh -c '{COLLECT} && echo second >> {MARKS}'"
 
 SLOW_IN_PROD = '''import os
@@ -129,16 +132,23 @@ def switch_off_watchdogs(host) -> None:
                     os.kill(c, signal.SIGKILL)
 
 
+def release_holds(hosts) -> None:
+    """Let every held build go on: one that still runs writes its mark at once."""
+    for h in hosts:
+        h.path(HOLD).unlink(missing_ok=True)
+
+
 def kill_during_slow_build(world, tag: str, watchdogs: bool = True) -> None:
-    """deploy:test of a new commit, SIGKILLed while every host runs the slow build_command."""
+    """deploy:test of a new commit, SIGKILLed while every host runs the slow build_command (held there)."""
     p, hosts = world["project"], world["hosts"]
     world["repo"].commit(tag, {"static/version.txt": tag + "\n"})
     for h in hosts:
         h.path(MARKS).unlink(missing_ok=True)
+        h.write_file(HOLD, "")
     with build_command(p, SLOW):
         proc = start(p, "deploy:test")
         try:
-            assert wait_for(lambda: all(procs(h, "sleep 6.5") for h in hosts) or proc.poll() is not None)
+            assert wait_for(lambda: all(procs(h, HOLD) for h in hosts) or proc.poll() is not None)
             assert proc.poll() is None, proc.communicate()
             if not watchdogs:
                 for h in hosts:
@@ -180,8 +190,9 @@ def test_the_lock_records_the_session_and_each_second_channel(ssh_hosts):
 def test_a_killed_deployers_command_ends_with_it(world):
     p, hosts = world["project"], world["hosts"]
     kill_during_slow_build(world, "ends")
-    assert wait_for(lambda: not any(procs(h, "sleep 6.5") for h in hosts), timeout=15)
-    time.sleep(7)                                   # past the time the orphan would have written
+    assert wait_for(lambda: not any(procs(h, HOLD) for h in hosts), timeout=15)
+    release_holds(hosts)
+    time.sleep(1)                                   # an orphan let go would have written by now
     assert [marks(h) for h in hosts] == ["", ""]
     with build_command(p, QUICK):
         res = p.ok("deploy:test")
@@ -194,15 +205,16 @@ def test_the_next_run_ends_what_a_dead_run_still_runs_before_it_breaks_the_lock(
     p, hosts = world["project"], world["hosts"]
     kill_during_slow_build(world, "orphaned", watchdogs=False)
     time.sleep(1)
-    orphans = [procs(h, "sleep 6.5") for h in hosts]
+    orphans = [procs(h, HOLD) for h in hosts]
     assert all(orphans), "with its watchdog off, the dead run's command should still run"
     with build_command(p, QUICK):
         res = p.ok("deploy:test")
     for h in hosts:
         assert f"{h.url}: broke the stale lock of" in res.stdout, res.stdout
-    assert res.stdout.count("sleep 6.5") >= 2 and "ended sh -c" in res.stdout, res.stdout
-    assert not any(procs(h, "sleep 6.5") for h in hosts)
-    time.sleep(7)
+    assert res.stdout.count(HOLD) >= 2 and "ended sh -c" in res.stdout, res.stdout
+    assert not any(procs(h, HOLD) for h in hosts)
+    release_holds(hosts)
+    time.sleep(1)
     assert [marks(h) for h in hosts] == ["second\n", "second\n"]     # the orphans never wrote theirs
 
 
@@ -210,14 +222,15 @@ def test_unlock_ends_what_the_dead_run_still_runs_and_says_so(world):
     p, hosts = world["project"], world["hosts"]
     kill_during_slow_build(world, "unlocked", watchdogs=False)
     time.sleep(1)
-    assert all(procs(h, "sleep 6.5") for h in hosts)
+    assert all(procs(h, HOLD) for h in hosts)
     res = p.ok("unlock:test")
-    assert not any(procs(h, "sleep 6.5") for h in hosts)
+    assert not any(procs(h, HOLD) for h in hosts)
     assert not any(h.path("/srv/blog/.deploy/lock").exists() for h in hosts)
     for h in hosts:
         assert f"{h.url}: removed the lock of" in res.stdout, res.stdout
-    assert res.stdout.count("; ended sh -c") == 2 and "sleep 6.5" in res.stdout, res.stdout
-    time.sleep(7)
+    assert res.stdout.count("; ended sh -c") == 2 and HOLD in res.stdout, res.stdout
+    release_holds(hosts)
+    time.sleep(1)
     assert [marks(h) for h in hosts] == ["", ""]
     with build_command(p, QUICK):
         p.ok("deploy:test")
