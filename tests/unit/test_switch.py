@@ -1,5 +1,5 @@
-"""The switch step's pure part: which link each host goes back to when a switch fails, for a fresh switch
-and for one that finishes the half-done switch of a dead run."""
+"""steps/switch.py's pure part: which link (and env version) each host goes back to when a switch fails, for
+a fresh switch and for one that finishes the half-done switch of a dead run."""
 from __future__ import annotations
 
 from doit_stages.steps.switch import plan_hosts, previous_links
