@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_backup.py [--rows 1000000] [--repeat 5]
 
-Run as root. One fake host of tests/harness.py (an sshd on 127.0.0.1 in its own mount namespace, logged
+Run as root. One fake host of tests/lab/sshd.py (an sshd on 127.0.0.1 in its own mount namespace, logged
 into as `deploy`) is the backup host of both databases, as on a server; the local MariaDB (127.0.0.1:3306)
 holds `dsb_prod` with --rows rows in the blog's posts_post shape (title, slug, a body of ~130 bytes with
 quotes, a backslash and "),(" in it, a datetime) and an empty posts_comment, and `dsb_test`.
@@ -38,10 +38,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 
-from apprepo import AppRepo  # noqa: E402
-from harness import MariaDB, SshHosts, write_option_file  # noqa: E402
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.mariadb import MariaDB, write_option_file  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 DODO = REPO / "dodo.py"
 PROBE = REPO / "bench" / "_doit_probe.py"

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_deploy.py [--hosts 1,5,25] [--pip-hosts 1,5] [--repeat 3] [--profile]
 
-Run as root (the fake hosts of tests/harness.py: one sshd per host on 127.0.0.1, each in its own mount
+Run as root (the fake hosts of tests/lab/sshd.py: one sshd per host on 127.0.0.1, each in its own mount
 namespace with its own /srv). Every host is in every stage; the stages are code-only (no database, so no
 backup/restore/migrate nodes: docs/stages-ini.md, "A stage without database deploys code only"), `build = none`,
 and `build = pip` (a venv from the wheelhouse on every host) for the --pip-hosts counts.
@@ -55,10 +55,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 
-from apprepo import AppRepo  # noqa: E402
-from harness import HarnessError, SshHosts  # noqa: E402
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.common import HarnessError  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 PROBE = BENCH / "_doit_probe.py"
 DODO = REPO / "dodo.py"
@@ -717,7 +718,7 @@ def write_results(args, rows, notes: list[str]) -> str:
            "`.venv/bin/python bench/bench_deploy.py " + " ".join(sys.argv[1:]) + "` (as root). Every figure is the "
            "wall-clock time of one `doit` process, in seconds: median (min–max) over the repeats. Every host is in "
            "every stage; stages are code-only (no database: no backup, restore or migrate nodes). Hosts are sshd "
-           "processes on 127.0.0.1, each in its own mount namespace (tests/harness.py), so this measures the tool "
+           "processes on 127.0.0.1, each in its own mount namespace (tests/lab/sshd.py), so this measures the tool "
            "and OpenSSH, not a network.", "",
            *machine_facts(args), "", table(rows), ""]
     foreign = sum(r.get("foreign_cpu_s", 0) for r in rows)

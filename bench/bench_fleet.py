@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_fleet.py [--hosts 1,16] [--repeat 3] [--baseline REV] [--fast-kex-too] [--cpu]
 
-Run as root (tests/harness.py: one sshd per host on 127.0.0.1, each in its own mount namespace). pyinfra
+Run as root (tests/lab/sshd.py: one sshd per host on 127.0.0.1, each in its own mount namespace). pyinfra
 is installed with pip into its own venv (build/pyinfra-venv) on first use.
 
 What is timed (wall seconds of the whole process, start-up included):
@@ -37,13 +37,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 sys.path.insert(0, str(REPO / "bench"))
 
 import cpu_account  # noqa: E402
-from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
-from harness import SshHosts  # noqa: E402
+
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 WHEELS = Path("/nonexistent")   # set from --wheels
 CPU = False                      # set from --cpu

@@ -4,7 +4,7 @@ through the SSH tunnel (password_env), on the same data.
 
     .venv/bin/python bench/bench_probe_side.py [--rows 200000] [--repeat 3]
 
-Run as root (tests/harness.py: one fake host, an sshd on 127.0.0.1 in its own mount namespace; MariaDB at
+Run as root (tests/lab/sshd.py: one fake host, an sshd on 127.0.0.1 in its own mount namespace; MariaDB at
 127.0.0.1:3306). Production holds the blog at 0003 with --rows posts; the release has 0004 (two instant
 AddFields) and 0005 (title VARCHAR -> LONGTEXT, a table copy) pending. Then, alternated (T H T H ...),
 each on the test database freshly reset to production's content (not timed), steps/rehearsal.rehearse over
@@ -28,13 +28,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "fixtures" / "rehearsal"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]     # the tests' lab (tests.lab), the other benches
 
-from apprepo import AppRepo  # noqa: E402
 from bench_rehearsal import reset  # noqa: E402
-from harness import DEPLOY_USER, NASTY_PASSWORD, MariaDB, SshHosts, write_option_file  # noqa: E402
-from migrations import files  # noqa: E402
-from project import PASSWORD_ENV, Project  # noqa: E402
+
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.common import NASTY_PASSWORD  # noqa: E402
+from tests.lab.mariadb import MariaDB, write_option_file  # noqa: E402
+from tests.lab.project import PASSWORD_ENV, Project  # noqa: E402
+from tests.lab.rehearsal_migrations import files  # noqa: E402
+from tests.lab.sshd import DEPLOY_USER, SshHosts  # noqa: E402
 
 CNF = "/srv/bench-db.cnf"
 

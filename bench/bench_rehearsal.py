@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_rehearsal.py [--repeat 9]
 
-Run as root (tests/harness.py: one fake host, an sshd on 127.0.0.1 in its own mount namespace; MariaDB at
+Run as root (tests/lab/sshd.py: one fake host, an sshd on 127.0.0.1 in its own mount namespace; MariaDB at
 127.0.0.1:3306). One `doit deploy:test` sets the host up (release built, env file written). Then, paired
 and alternated (A B A B ...), each on the same freshly reset test database:
 
@@ -27,14 +27,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "tests" / "fixtures" / "rehearsal"))
 sys.path.insert(0, str(REPO))
 
-from apprepo import AppRepo  # noqa: E402
-from harness import NASTY_PASSWORD, MariaDB, SshHosts  # noqa: E402
-from migrations import files  # noqa: E402
-from project import PASSWORD_ENV, Project  # noqa: E402
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.common import NASTY_PASSWORD  # noqa: E402
+from tests.lab.mariadb import MariaDB  # noqa: E402
+from tests.lab.project import PASSWORD_ENV, Project  # noqa: E402
+from tests.lab.rehearsal_migrations import files  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 
 def reset(db: MariaDB, test: str, prod: str) -> None:

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/bench_wan.py [--hosts 1,16] [--delays direct,0,25] [--repeat 3] [--fast-kex] [--trace]
 
-Run as root (tests/harness.py's fake hosts: one sshd per host on 127.0.0.1, in its own mount namespace).
+Run as root (tests/lab/sshd.py's fake hosts: one sshd per host on 127.0.0.1, in its own mount namespace).
 Between the deploying machine and each host sits a relay of bench/delay_proxy.py that holds every chunk D ms
 in each direction (a round trip of 2D; no bandwidth cap); `direct` is no relay at all. A command that waits
 for R answers one after another takes R x 2D longer at D than at 0, so
@@ -40,15 +40,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 sys.path.insert(0, str(REPO / "bench"))
 
 import bench_deploy  # noqa: E402
-from apprepo import AppRepo  # noqa: E402
 from bench_deploy import ForeignLoad, Workdir, close_masters, ran_nodes  # noqa: E402
 from bench_fleet import compile_tree, ensure_pyinfra, run_pyinfra  # noqa: E402
 from delay_proxy import DelayProxy  # noqa: E402
-from harness import SshHosts  # noqa: E402
+
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 EXIT = "(exit: locks released, sessions closed)"
 OURS = [  # (label, doit command, the only nodes whose action may run: None = any)
@@ -60,7 +61,7 @@ OURS = [  # (label, doit command, the only nodes whose action may run: None = an
 
 
 class Via:
-    """A host of tests/harness.py as reached through its relay: the relay's port, the host's everything else."""
+    """A host of tests/lab/sshd.py as reached through its relay: the relay's port, the host's everything else."""
 
     def __init__(self, host, port: int):
         self._host, self.port = host, port

@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/login_latency.py [--repeat 5]
 
-Run as root (tests/harness.py's fake host: sshd on 127.0.0.1 in its own mount namespace). Both are a master
+Run as root (tests/lab/sshd.py's fake host: sshd on 127.0.0.1 in its own mount namespace). Both are a master
 connection (ControlPersist) and then `true` through it, with the tool's key exchange:
   as ssh makes it   ssh -o ControlMaster=auto ... host true
   TCP_NODELAY       this script connects the TCP socket itself, sets TCP_NODELAY, and hands it to
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 
-from harness import SshHosts  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 
 def main() -> None:

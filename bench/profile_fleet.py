@@ -4,7 +4,7 @@ through bench/_doit_probe.py, with the round trips (commands over a host's sessi
 
     .venv/bin/python bench/profile_fleet.py [--hosts 16] [--runs 1] [--profile out.prof]
 
-Run as root (tests/harness.py's fake hosts). Prints per run: interpreter start to the first node, each
+Run as root (tests/lab/sshd.py's fake hosts). Prints per run: interpreter start to the first node, each
 node's check and action seconds, the round trips per host (min-max over hosts) of each, and the exit.
 """
 from __future__ import annotations
@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))                  # the tests' lab: tests.lab
 sys.path.insert(0, str(REPO / "bench"))
 
-from apprepo import AppRepo  # noqa: E402
 from bench_deploy import check_local_only, close_masters  # noqa: E402
 from bench_fleet import INI  # noqa: E402
-from harness import SshHosts  # noqa: E402
+
+from tests.lab.apprepo import AppRepo  # noqa: E402
+from tests.lab.sshd import SshHosts  # noqa: E402
 
 PROBE = REPO / "bench" / "_doit_probe.py"
 

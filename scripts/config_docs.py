@@ -1,6 +1,6 @@
 """docs/configuration.md, written from the key tables of the code: every section and key of stages.ini with
 its default, its doc and the parser that reads it. `scripts/gen-config-docs` writes the file;
-tests/test_docs.py fails when the file is not what render() gives.
+tests/unit/test_docs.py fails when the file is not what render() gives.
 
 The tables are Key(parse, default, doc) dicts (config_reader.Key); this reads them and nothing else."""
 from __future__ import annotations
@@ -81,7 +81,7 @@ def render() -> str:
         "Every section and key of `stages.ini`, with its default, what it holds and the parser that reads it.",
         "",
         "Written from the key tables of the code by `scripts/gen-config-docs`: do not edit it by hand",
-        "(`tests/test_docs.py` fails when it differs). How the file is read, its rules and errors:",
+        "(`tests/unit/test_docs.py` fails when it differs). How the file is read, its rules and errors:",
         "[stages-ini.md](stages-ini.md); what a value may hold: [security.md](security.md). A section or key",
         "not listed here is refused at load, in one line.",
         "",

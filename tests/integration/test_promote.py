@@ -1,0 +1,178 @@
+"""promote:staging, promote:prod, rollback, status, locks and shared files on two real sshd hosts and a
+real MariaDB, with a real nginx serving sites/current. The tests run in order on one project."""
+from __future__ import annotations
+
+import os
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.lab.common import free_port
+from tests.lab.project import tree
+
+
+@pytest.fixture(scope="module")
+def world(blog_world):
+    return blog_world
+
+
+def rid(link):
+    return link.rsplit("/", 1)[-1] if link else None
+
+
+def migrations(mariadb, db) -> int:
+    if "django_migrations" not in mariadb.tables(db):
+        return 0
+    return mariadb.query(db, "SELECT COUNT(*) FROM django_migrations")[0][0]
+
+
+def test_test_staging_prod_on_two_hosts(world):
+    p, db, web1 = world["project"], world["mariadb"], world["hosts"][0]
+    p.ok("deploy:test")
+    release = rid(p.links("sites/test")[0])
+    assert migrations(db, world["prod"]) == 0
+    backups_before = {b["name"] for b in p.backups(web1)}
+    p.ok("promote:staging")
+    migrated = migrations(db, world["prod"])
+    assert migrated > 0  # production's schema changed here, and only here
+    new = [b for b in p.backups(web1) if b["name"] not in backups_before]
+    assert [b["reason"] for b in new] == [f"before migrate:staging {release}", f"after migrate:staging {release}"]
+    assert all(b["status"] == "verified" for b in new)
+    assert new[0]["tables"] == {} and "django_migrations" in new[1]["tables"]
+    for host in world["hosts"]:
+        staging = [r for r in p.log(host) if r["stage"] == "staging"]
+        assert staging[-1]["backups"] == [b["file"] for b in new] and staging[-1]["release"] == release
+    p.ok("promote:prod")
+    assert migrations(db, world["prod"]) == migrated
+    for link in ("sites/test", "sites/staging", "sites/current"):
+        assert [rid(x) for x in p.links(link)] == [release, release]
+
+
+def test_second_runs_write_nothing(world):
+    p = world["project"]
+    before = [tree(h.root) for h in world["hosts"]]
+    backups = len(p.backups(world["hosts"][0]))
+    for cmd in ("promote:staging", "promote:prod"):
+        res = p.ok(cmd)
+        ran = [ln for ln in res.stdout.splitlines() if ln.startswith(".  ")]
+        assert ran == [f".  verify:{cmd.split(':')[1]}"], res.stdout
+    assert [tree(h.root) for h in world["hosts"]] == before
+    assert len(p.backups(world["hosts"][0])) == backups
+
+
+def test_status_reports_a_host_that_disagrees(world):
+    p, web2 = world["project"], world["hosts"][1]
+    out = p.ok("status").stdout
+    assert out.count("2/2 agree") == 3, out
+    link = web2.path("/srv/blog/sites/current")
+    target = os.readlink(link)
+    os.unlink(link)
+    os.symlink("../releases/blog-2000-01-01-0000-000000000000", link)
+    try:
+        out = p.ok("status").stdout
+        row = next(ln for ln in out.splitlines() if ln.startswith("prod"))
+        assert "DISAGREE" in row and web2.url in row and "blog-2000-01-01-0000-000000000000" in row
+    finally:
+        os.unlink(link)
+        os.symlink(target, link)
+
+
+def test_failed_health_check_switches_every_host_back(world):
+    p, repo = world["project"], world["repo"]
+    old = p.links("sites/current")
+    repo.add_data_migration()
+    p.ok("deploy:test")
+    p.ok("promote:staging")
+    new = rid(p.links("sites/staging")[0])
+    dead = free_port()
+    p.write(prod_stage_extra=f"health_url = http://{{host}}:{dead}/health/\nhealth_timeout = 2s\n")
+    try:
+        res = p.doit("promote:prod")
+    finally:
+        p.write(prod_stage_extra="")
+    assert res.returncode != 0 and "health check failed" in res.stderr, res.stderr
+    assert p.links("sites/current") == old
+    for host in world["hosts"]:
+        last = p.log(host)[-1]
+        assert (last["stage"], last["release"], last["result"]) == ("prod", new, "failed")
+
+
+def test_switching_under_load_fails_no_request(world, nginx_on):
+    """nginx serves sites/current/static; promote:prod and rollback:prod flip it again and again."""
+    p = world["project"]
+    servers = [nginx_on(h) for h in world["hosts"]]
+    seen, failures, count, stop = set(), [], [0], threading.Event()
+
+    def load(url):
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(url + "/version.txt", timeout=5) as r:
+                    body = r.read().decode().strip()
+                    seen.add(body)
+                    if r.status != 200:
+                        failures.append(r.status)
+            except (urllib.error.URLError, OSError) as exc:
+                failures.append(str(exc))
+            count[0] += 1
+            stop.wait(0.005)   # ~150 requests a second a thread: every switch is crossed, no core is burnt
+    threads = [threading.Thread(target=load, args=(s.url,)) for s in servers for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            p.ok("promote:prod")
+            p.ok("rollback:prod")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == [] and count[0] > 200, (failures[:5], count[0])
+    assert seen == {"r1", "r2"}
+    log = p.log(world["hosts"][0])
+    assert [r["result"] for r in log if r["stage"] == "prod"][-2:] == ["rollback", "bad"]
+
+
+def test_promotion_needs_the_shared_file_and_empties_stage_dirs(world):
+    p, repo, hosts = world["project"], world["repo"], world["hosts"]
+    p.ok("promote:prod")  # back on r2, for a clean start
+    stale = [h.path("/srv/blog/shared/staging/cache/stale.txt") for h in hosts]
+    for f in stale:
+        f.write_text("generated by the previous release")
+    repo.commit("r5", {"static/version.txt": "r5\n"})
+    p.ok("deploy:test")
+    staging_before = p.links("sites/staging")
+    p.write(project_extra="shared_files = local_settings.py\n")
+    try:
+        res = p.doit("promote:staging")
+        assert res.returncode != 0 and "local_settings.py" in res.stderr, res.stderr
+        assert p.links("sites/staging") == staging_before
+        for h in hosts:
+            h.run(["sh", "-c", "echo 'X = 1' > /srv/blog/shared/local_settings.py"])
+        p.ok("promote:staging")
+    finally:
+        p.write(project_extra="")
+    new = rid(p.links("sites/test")[0])
+    assert [rid(x) for x in p.links("sites/staging")] == [new, new]
+    assert not any(f.exists() for f in stale)
+    for h in hosts:
+        linked = h.path(f"/srv/blog/releases/{new}/local_settings.py")
+        assert linked.is_symlink() and linked.read_text() == "X = 1\n"
+
+
+def test_a_second_run_is_refused_with_the_holders_name(world):
+    p, web2 = world["project"], world["hosts"][1]
+    web2.run(["sh", "-c", "mkdir -p /srv/blog/.deploy/lock && echo '{\"user\": \"alice\", \"machine\": "
+                          "\"laptop\", \"pid\": 1, \"what\": \"promote:prod\", \"time\": \"now\", \"token\": \"x\"}'"
+                          " > /srv/blog/.deploy/lock/owner.json"])
+    before = [tree(h.root) for h in world["hosts"]]
+    world["repo"].commit("r6", {"static/version.txt": "r6\n"})
+    res = p.doit("deploy:test")
+    assert res.returncode != 0 and "alice@laptop" in res.stderr, res.stderr
+    after = [tree(h.root) for h in world["hosts"]]
+    assert after[1] == before[1]
+    res = p.ok("unlock:test")
+    assert "alice@laptop" in res.stdout
+    assert not web2.path("/srv/blog/.deploy/lock").exists()
+    p.ok("deploy:test")

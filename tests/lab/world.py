@@ -1,0 +1,69 @@
+"""One test module's blog: the hosts up with /srv emptied, fresh prod and test databases in MariaDB with a
+user of their own, the blog (examples/blog, or another example) in a new git repository, and a Project on
+the one stages.ini (tests/lab/stages_ini.py) with the changes the module asks for.
+
+    with open_world(mariadb, ssh_hosts, base) as world:             # the password in BLOG_DB_PASSWORD
+        world["project"].ok("deploy:test")
+    with open_world(mariadb, ssh_hosts, base, option_files=True)    # the password in option files on the
+                                                                    # hosts only (stages.ini's option_file)
+
+tests/integration/conftest.py makes its blog_world and option_file_world fixtures of it; a module with hosts
+of its own (other names, other sshd settings) calls it itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from .apprepo import EXAMPLE, AppRepo
+from .common import NASTY_PASSWORD
+from .mariadb import MariaDB, write_option_file
+from .project import Project
+from .sshd import DEPLOY_USER, SshHosts
+from .stages_ini import Change, option_files, stages_ini
+
+# option_files: production's file under /srv of every host; the test database's in the login's home ('~/')
+PROD_CNF = "/srv/prod-db.cnf"
+
+
+@contextlib.contextmanager
+def open_world(mariadb: MariaDB, ssh_hosts: SshHosts, base: Path, names: Sequence[str] = ("web1", "web2"), *,
+               changes: Sequence[Change] = (), option_files_on_hosts: bool = False, example: Path = EXAMPLE,
+               tag: str = "") -> Iterator[dict]:
+    """A dict: project, repo, prod and test (database names), mariadb, hosts (those of `names`, in order).
+    Afterwards every host is up again and the databases, the user and the option files are gone."""
+    ssh_hosts.reset()
+    token = secrets.token_hex(3)
+    prod, test, user = f"dst_{tag}prod_{token}", f"dst_{tag}test_{token}", f"dst_{tag}u_{token}"
+    for db in (prod, test):
+        mariadb.create_database(db)
+    mariadb.create_user(user, NASTY_PASSWORD, [prod, test])
+    hosts = [ssh_hosts[n] for n in names]
+    home_cnf = None
+    if option_files_on_hosts:
+        for h in hosts:
+            write_option_file(h.path(PROD_CNF), user, NASTY_PASSWORD, owner=DEPLOY_USER)
+        home_cnf = Path(pwd.getpwnam(DEPLOY_USER).pw_dir) / f".dst-{token}.cnf"
+        write_option_file(home_cnf, user, NASTY_PASSWORD, owner=DEPLOY_USER)
+        changes = [*changes, option_files(PROD_CNF, f"~/{home_cnf.name}")]
+    repo = AppRepo(base / "blog", example=example)
+    (base / "work").mkdir()
+    # with option files the deployer holds no password: BLOG_DB_PASSWORD is empty in its environment
+    project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user,
+                      "" if option_files_on_hosts else NASTY_PASSWORD, template=stages_ini(*changes))
+    try:
+        yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": hosts}
+    finally:
+        for h in hosts:
+            if not h.running:
+                h.start()
+        if home_cnf is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(home_cnf)
+        for db in (prod, test):
+            mariadb.drop_database(db)
+        mariadb.drop_user(user)

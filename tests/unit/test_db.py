@@ -1,0 +1,65 @@
+"""tasks/db.py on plain inputs: row counts read and compared, the client option file written (read back by
+MariaDB's own reader: tests/integration/test_db.py)."""
+from __future__ import annotations
+
+import pytest
+
+from doit_stages.db import counts_mismatch, option_file, parse_row_counts
+from tests.lab.configs import mysql_db
+
+
+def test_parse_row_counts():
+    text = "auth_user\t3\nposts_post\t10\n\nmy table\t0\n"
+    assert parse_row_counts(text) == {"auth_user": 3, "posts_post": 10, "my table": 0}
+    assert parse_row_counts("") == {}
+
+
+@pytest.mark.parametrize("bad", ["auth_user 3", "auth_user\t-1", "auth_user\tNULL", "\t4", "auth_user\t3\tx"])
+def test_parse_row_counts_refuses_a_bad_line(bad):
+    with pytest.raises(ValueError) as info:
+        parse_row_counts(f"ok\t1\n{bad}\n")
+    assert repr(bad) in str(info.value)
+
+
+def test_counts_match_exactly_without_after():
+    assert counts_mismatch({"a": 1, "b": 2}, None, {"a": 1, "b": 2}) == []
+    assert counts_mismatch({"a": 1}, None, {"a": 2}) == ["a: 2 rows, backup has 1"]
+
+
+@pytest.mark.parametrize("actual, problems", [
+    (10, []), (11, []), (12, []),
+    (9, ["a: 9 rows, backup has 10"]),
+    (13, ["a: 13 rows, backup has 10"]),
+])
+def test_counts_between_before_and_after(actual, problems):
+    assert counts_mismatch({"a": 10}, {"a": 12}, {"a": actual}) == problems
+    # rows deleted while dumping: the range is the other way round
+    assert counts_mismatch({"a": 12}, {"a": 10}, {"a": actual}) == [p.replace("has 10", "has 12") for p in problems]
+
+
+def test_counts_missing_and_extra_tables():
+    before = {"a": 1, "b": 2}
+    assert counts_mismatch(before, before, {"a": 1}) == ["b: missing"]
+    assert counts_mismatch(before, before, {"a": 1, "b": 2, "c": 0}) == ["c: not in the backup"]
+    # a table created while dumping may be there, empty
+    assert counts_mismatch({"a": 1}, {"a": 1, "n": 0}, {"a": 1, "n": 0}) == []
+
+
+def test_option_file_plain(monkeypatch):
+    monkeypatch.setenv("DST_PURE_PW", "secret")
+    assert option_file(mysql_db()) == (b'[client]\nhost="db.example"\nport=3307\nuser="blog"\npassword="secret"\n')
+
+
+def test_option_file_without_password_env_has_no_password_line():
+    text = option_file(mysql_db(password_env="", option_file="~/.my.cnf")).decode()
+    assert "password" not in text and text.startswith("[client]\n")
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r"])
+def test_option_file_refuses_a_line_break(monkeypatch, brk):
+    monkeypatch.setenv("DST_PURE_PW", f"top{brk}secret")
+    with pytest.raises(ValueError) as info:
+        option_file(mysql_db())
+    msg = str(info.value)
+    assert "line break" in msg and "DST_PURE_PW" in msg and "[database:prod]" in msg
+    assert "secret" not in msg

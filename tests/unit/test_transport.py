@@ -1,0 +1,45 @@
+"""The SSH transport's pure parts: the options of every ssh argv, and the project's ssh_fast_kex carried from
+stages.ini to each ssh argv of a run (no host reached, no ssh started: tests/integration/test_transport.py
+runs OpenSSH's own parser and the session protocol against a real local sh)."""
+from __future__ import annotations
+
+import pytest
+
+from doit_stages.remote_shell import ssh_options
+
+
+def test_ssh_options_check_host_keys_and_share_one_master(tmp_path):
+    opts = ssh_options(tmp_path / "cfg")
+    assert opts[:2] == ["-F", str(tmp_path / "cfg")]
+    for want in ("BatchMode=yes", "StrictHostKeyChecking=yes", "ControlMaster=auto", "ServerAliveInterval=10"):
+        assert want in opts
+
+
+@pytest.mark.parametrize("written, fast", [(None, False), ("no", False), ("yes", True)])
+def test_the_projects_ssh_fast_kex_reaches_every_ssh_argv_of_a_run(tmp_path, monkeypatch, written, fast):
+    """[project] ssh_fast_kex -> Session -> Connections -> SSHTransport -> the ssh argv (no host is reached:
+    the session shell is replaced by a recorder of its argv)."""
+    from doit_stages import transport
+    from doit_stages.config import load_config, parse_host
+    from doit_stages.session import Session
+    from tests.unit.inifile import LOCAL_INI, in_section, write_ini
+
+    seen = []
+
+    class Recorder:
+        session = None
+
+        def __init__(self, argv, timeout):
+            seen.append(argv)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(transport, "RemoteShell", Recorder)
+    text = LOCAL_INI if written is None else in_section(LOCAL_INI, "project", f"ssh_fast_kex = {written}")
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "ssh_config").write_text("Host *\n    User deploy\n")
+    text = in_section(text, "project", "ssh_config = ssh_config")
+    session = Session(load_config(write_ini(tmp_path, text)))
+    session.connections.get(parse_host("ssh://deploy@web1:22"))
+    assert ("KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org" in seen[0]) is fast
+    assert not any("sntrup" in a or "mlkem" in a for a in seen[0])
