@@ -1,4 +1,19 @@
-"""Programs that run on a host, by the app's own interpreter: each a real .py file here, shipped to the
+"""Code that runs on a host, kept here as files (linted and tested as code, not strings in a module).
+
+The shell scripts, *.sh: POSIX sh, each sent as `sh -c SCRIPT sh ARGS...` (values only as "$1"...; the
+session runs it by its own shell: remote_shell.command_text), loaded once at import by script(). A file's
+header, its leading lines that start with "#" but not "#!" (what it is, who sends it, shellcheck's
+directives), is not sent: what a host gets is the rest, byte for byte. The hosts' /bin/sh must know
+`local` (dash, bash, busybox ash, mksh do; ksh93 does not): watch_lib.sh's functions recurse.
+tests/integration/test_hostside.py runs `shellcheck -s sh` and `sh -n` over every one of them.
+
+    facts.sh, build_stage_state.sh, switch_state.sh, lock_probe.sh    state readers (tests/facts/)
+    watch_lib.sh, watch.sh, watch_end.sh       the watchdog around every session and the lock breaker's end
+    lock_take.sh, upload_receive.sh, build_unpack.sh, build_stage_files.sh (+ env_write.sh),
+    buildout_dispatchers.sh (+ buildout_dispatcher.sh, a file it writes), links_switch.sh,
+    cleanup_remove.sh, backup_verify.sh, hostfiles_ship.sh    the steps' writes, one command each
+
+The Python programs, run by the app's own interpreter: each a real .py file here, shipped to the
 host as a file (steps/hostfiles.py) and run as `<python> <file> args...`.
 
 Standard library and Django only (that interpreter is the app's, not the tool's); no imports of this
@@ -22,6 +37,15 @@ def source(name: str) -> str:
     if name not in PROGRAMS:
         raise KeyError(name)
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def script(name: str) -> str:
+    """The shell script tasks/hostside/<name> as a host gets it: the file without its header."""
+    lines = resources.files(__package__).joinpath(name).read_text(encoding="utf-8").split("\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("#") and not lines[n].startswith("#!"):
+        n += 1
+    return "\n".join(lines[n:])
 
 
 def digest() -> str:
