@@ -33,17 +33,7 @@ MYSQLDUMP = f'set -o pipefail; umask 077; {DUMP_ARGS} | gzip -1 -n -c > "$3"'
 # $4: dumpfilter.py's text; prints the backup's sha256, size and row counts as one JSON line
 MYSQLDUMP_STREAM = f'set -o pipefail; umask 077; {DUMP_ARGS} | python3 -c "$4" dump "$3"'
 HAS_PYTHON = ["python3", "-c", "import hashlib, json, threading, zlib"]
-SQLITE_COPY_PY = r'''
-import os, sqlite3, sys
-if not os.path.isfile(sys.argv[1]):
-    sys.exit("sqlite database %s does not exist" % sys.argv[1])
-src = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-dst = sqlite3.connect(sys.argv[2])
-src.backup(dst)
-ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
-dst.close()
-sys.exit(0 if ok == "ok" else "integrity_check: " + ok)
-'''
+SQLITE_COPY_PY = script("sqlite_copy.py")
 # $1 file, $2 "mysql" or "sqlite": prints sha256 and size, or fails naming what is wrong
 VERIFY = script("backup_verify.sh")
 # each metadata file of $1: a line "\036<its file name>", then its content

@@ -39,22 +39,7 @@ def facts_command(layout: Layout, config: Config, stage: Stage, release: str) ->
 # `python3` as the login's PATH finds it: the one UNPACK runs `python3 -m venv` with. It prints PEP 508's
 # marker environment (what packaging's default_environment() says, computed the same way) plus the C
 # library, as one JSON line: what the wheelhouse is resolved and keyed for. -I -S: no site, no user paths.
-INTERPRETER = r'''import json, os, platform, sys
-i = sys.implementation; v = i.version
-iv = "%d.%d.%d" % (v.major, v.minor, v.micro)
-if v.releaselevel != "final":
-    iv += v.releaselevel[0] + str(v.serial)
-try:
-    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-except (ValueError, OSError, AttributeError):
-    libc = ""
-print(json.dumps({"implementation_name": i.name, "implementation_version": iv, "os_name": os.name,
-    "platform_machine": platform.machine(), "platform_release": platform.release(),
-    "platform_system": platform.system(), "platform_version": platform.version(),
-    "python_full_version": platform.python_version(),
-    "platform_python_implementation": platform.python_implementation(),
-    "python_version": "%d.%d" % sys.version_info[:2], "sys_platform": sys.platform, "libc": libc},
-    sort_keys=True))'''
+INTERPRETER = script("interpreter.py")
 MARKER_KEYS = ("implementation_name", "implementation_version", "os_name", "platform_machine", "platform_release",
                "platform_system", "platform_version", "python_full_version", "platform_python_implementation",
                "python_version", "sys_platform")

@@ -24,3 +24,10 @@ def test_a_script_says_its_shell_and_is_sent_without_its_header(name):
 def test_the_header_ends_at_the_first_line_of_code_or_a_shebang():
     assert facts.FACTS.startswith("link=$1; rel=$2;")
     assert buildout.DISPATCHER.startswith("#!/bin/sh\n# Written by doit-stages")
+
+
+@pytest.mark.parametrize("name", ["interpreter.py", "sqlite_counts.py", "sqlite_copy.py"])
+def test_a_python_program_is_sent_without_its_header_and_compiles(name):
+    sent = hostside.script(name)
+    assert sent.startswith("import ") and (HOSTSIDE / name).read_text().endswith(sent)
+    compile(sent, name, "exec")
