@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# steps/build.py STAGE_FILES: a stage's build after the unpack; the line @WRITE_ENV@
-# is replaced by env_write.sh before it is sent. Its arguments are documented there.
+# steps/build.py STAGE_FILES: a stage's build after the unpack; the line @WRITE_ENV@ is replaced by
+# env_write.sh before it is sent. Its arguments are documented there.
 # SC2154: ver is set by env_write.sh, in @WRITE_ENV@'s place
 # shellcheck disable=SC2154
 set -e

@@ -1,5 +1,6 @@
 # shellcheck shell=sh
-# steps/build.py STAGE_STATE: what is_built looks at, "key value" lines (tests/facts/stage_state). Its arguments are documented there.
+# steps/build.py STAGE_STATE: what is_built looks at, "key value" lines (tests/facts/stage_state). Its
+# arguments are documented there.
 rel=$1; ready=$2; marker=$3; d=$4; st=$5; pub=$6; link=$7; size=$8; shift 8
 [ -f "$ready" ] || exit 0
 echo ready

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# steps/build.py UNPACK: a release's archive unpacked, its venv made; @EXCLUDES@ is
-# replaced by the tool's own names (--exclude=...) before it is sent. Its arguments are documented there.
+# steps/build.py UNPACK: a release's archive unpacked, its venv made; @EXCLUDES@ is replaced by the tool's own
+# names (--exclude=...) before it is sent. Its arguments are documented there.
 # SC2174: -m 700 is meant for the deepest directories only
 # shellcheck disable=SC2174
 set -e

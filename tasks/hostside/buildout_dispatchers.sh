@@ -1,5 +1,6 @@
 # shellcheck shell=sh
-# steps/buildout.py WRITE_DISPATCHERS: bin/<name> dispatchers (buildout_dispatcher.sh). Its arguments are documented there.
+# steps/buildout.py WRITE_DISPATCHERS: bin/<name> dispatchers (buildout_dispatcher.sh). Its arguments are
+# documented there.
 set -e
 rel=$1; stage=$2; text=$3
 mkdir -p "$rel/bin"

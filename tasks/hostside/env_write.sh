@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# steps/environment.py WRITE_ENV: a release's env file for a stage; part of
-# build_stage_files.sh (reads its $live, sets $ver for it). Its arguments are documented there.
+# steps/environment.py WRITE_ENV: a release's env file for a stage; part of build_stage_files.sh (reads its
+# $live, sets $ver for it). Its arguments are documented there.
 # SC2154: live is set by build_stage_files.sh, before this part
 # SC2034: ver is read by build_stage_files.sh, after it
 # shellcheck disable=SC2154,SC2034

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# steps/facts.py FACTS: what the built-in checks read of a host, "key=value" lines
-# (tests/facts/verify_facts). Its arguments are documented there.
+# steps/facts.py FACTS: what the built-in checks read of a host, "key=value" lines (tests/facts/facts).
+# Its arguments are documented there.
 link=$1; rel=$2; env=$3; ready=$4; meta=$5; own=$6; shift 6
 flag() { k=$1; shift; if test "$@"; then echo "$k=1"; else echo "$k=0"; fi; }
 nl='

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# watchdog.py WATCH (after watch_lib.sh): `sh -c WATCH dst-watch [ARGV...]`, around every session;
-# no comment below the header: watchdog.py joins its lines into one (WATCH_LINE). Its arguments are documented there.
+# watchdog.py WATCH (after watch_lib.sh): `sh -c WATCH dst-watch [ARGV...]`, around every session; no comment
+# below the header: watchdog.py joins its lines into one (WATCH_LINE). Its arguments are documented there.
 # SC3043: `local` (tasks/hostside/__init__.py)
 # SC2086: pid lists are split on purpose
 # SC2154: st, t0, ks are set by watch_lib.sh's functions, which come first

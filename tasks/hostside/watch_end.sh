@@ -1,5 +1,6 @@
 # shellcheck shell=sh
-# watchdog.py END (after watch_lib.sh): ends what a dead run's sessions still run. Its arguments are documented there.
+# watchdog.py END (after watch_lib.sh): ends what a dead run's sessions still run. Its arguments are
+# documented there.
 # SC3043: `local` (tasks/hostside/__init__.py)
 # SC2086: pid lists are split on purpose
 # SC2154: st, t0, ks are set by watch_lib.sh's functions, which come first

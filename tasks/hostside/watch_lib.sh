@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # watchdog.py LIB: the shell functions WATCH (watch.sh), END (watch_end.sh) and the lock's PROBE
-# (lock_probe.sh) start with; no comment below the header: watchdog.py joins its lines into one. Its arguments are documented there.
+# (lock_probe.sh) start with; no comment below the header: watchdog.py joins its lines into one.
 # SC3043: `local`, since freeze recurses (tasks/hostside/__init__.py: the shells a host may have)
 # SC2086: pid lists and /proc's stat fields are split on purpose
 # shellcheck disable=SC3043,SC2086
