@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import Config, Stage
+from ..hostside import script
 from ..layout import BUILDOUT_DIR, Layout
 from ..transport import Transport
 from .buildout_pins import (
@@ -42,25 +43,9 @@ from .environment import app_command
 from .facts import interpreter_key
 
 # In releases/<id>/bin/: the same few lines for every script buildout made for some stage.
-DISPATCHER = '''#!/bin/sh
-# Written by doit-stages (build = buildout): runs this release's .buildout/$STAGE/bin/<this name>;
-# STAGE comes from shared/<stage>.env.
-exec "$(dirname "$0")/../.buildout/${STAGE:?is not set: load shared/STAGE.env first}/bin/${0##*/}" "$@"
-'''
+DISPATCHER = script("buildout_dispatcher.sh")
 # $1 release dir, $2 stage, $3 the dispatcher's text
-WRITE_DISPATCHERS = r'''set -e
-rel=$1; stage=$2; text=$3
-mkdir -p "$rel/bin"
-for f in "$rel/.buildout/$stage/bin"/*; do
-  [ -f "$f" ] || continue
-  d="$rel/bin/${f##*/}"
-  [ -f "$d" ] && [ "$(cat "$d")" = "$text" ] && continue
-  if [ -e "$d" ] || [ -L "$d" ]; then
-    echo "$d is the release's own file, and buildout made a script of that name; rename one of them" >&2; exit 3
-  fi
-  printf '%s\n' "$text" > "$d.tmp"; chmod 755 "$d.tmp"; mv -f "$d.tmp" "$d"
-done
-'''
+WRITE_DISPATCHERS = script("buildout_dispatchers.sh")
 
 
 # -- the wheelhouse, once, on the deploying machine --------------------------------------------------
