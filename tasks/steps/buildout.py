@@ -16,7 +16,6 @@ import hashlib
 import io
 import posixpath
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -24,6 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import localcmd
 from ..config import Config, Stage
 from ..hostside import script
 from ..layout import BUILDOUT_DIR, Layout
@@ -38,7 +38,7 @@ from .buildout_pins import (
     versions_of,
     wheel_batches,
 )
-from .common import StepError, last_line, pack_wheelhouse
+from .common import StepError, pack_wheelhouse
 from .environment import app_command
 from .facts import interpreter_key
 
@@ -125,11 +125,8 @@ def _build(target: Path, build_dir: Path, batches: list[list[str]], zc: str) -> 
 
 
 def _pip(*args: str) -> None:
-    res = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        last = last_line(res.stderr)
-        raise StepError(f"archive: pip {args[0]} for the buildout wheelhouse failed: {last}")
+    localcmd.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
+                 f"archive: pip {args[0]} for the buildout wheelhouse failed")
 
 
 # -- on a host, per stage -------------------------------------------------------------------------------
