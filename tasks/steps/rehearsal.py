@@ -21,7 +21,7 @@ from ..transport import CommandFailed, Transport
 from .common import StepError, json_or_none, read_text, write_file
 from .environment import app_command
 from .hostfiles import program, ship_programs
-from .migrate import error_line, run_migrations
+from .migrate import run_migrations, why_failed
 from .rehearsal_copy import CopyProbe, reads_on_host
 
 
@@ -36,7 +36,8 @@ def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse", where: str 
     return [*python, program(where, "rehearsal_runner.py"), mode, argv[idx], *argv[idx + 1:]]
 
 
-def _failed(stage: Stage, t: Transport, exc: CommandFailed, progress: dict | None = None) -> StepError:
+def _failed(stage: Stage, t: Transport, exc: CommandFailed, progress: dict | None = None,
+            db: Database | None = None) -> StepError:
     """What failed, from how far the runner got (progress: _run's), and the program's own last line."""
     progress = progress or {}
     if progress.get("running"):
@@ -45,7 +46,7 @@ def _failed(stage: Stage, t: Transport, exc: CommandFailed, progress: dict | Non
         what = "the rehearsal's `manage.py migrate` failed"
     else:
         what = "reading the pending migrations with the release's Django failed"
-    return StepError(f"migrate:{stage.name}: {what} on {t.host} (exit {exc.retcode}): {error_line(exc.stderr)}")
+    return StepError(f"migrate:{stage.name}: {what} on {t.host} (exit {exc.retcode}): {why_failed(db, exc.stderr)}")
 
 
 def production_plan(t: Transport, layout: Layout, config: Config, stage: Stage,
@@ -59,7 +60,7 @@ def production_plan(t: Transport, layout: Layout, config: Config, stage: Stage,
     try:
         out = t.run(app_command(layout, stage.name, rid, argv))
     except CommandFailed as exc:
-        raise _failed(stage, t, exc) from None
+        raise _failed(stage, t, exc, db=config.stage_database(stage)) from None
     plan = next((e[1] for e in MigrateOutput().feed(out) if e[0] == "plan"), None)
     if plan is None:
         raise StepError(f"migrate:{stage.name}: could not read the applied migrations on {t.host}")
@@ -119,7 +120,7 @@ def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: st
             _run(stream, t, config, db, report, begin, progress)
             stream.finish()
         except CommandFailed as exc:
-            raise _failed(stage, t, exc, progress) from None
+            raise _failed(stage, t, exc, progress, db) from None
         except BaseException:
             stream.kill()
             raise

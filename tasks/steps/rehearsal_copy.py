@@ -19,6 +19,7 @@ import json
 
 from .. import livedb
 from ..config import Config, Database
+from ..db import access_denied
 from ..errors import StepError
 from ..hostside.rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
 from ..rehearsal import attribute_stalls
@@ -87,6 +88,9 @@ class CopyProbe:
         try:
             con = connect()
         except Exception as exc:
+            denied = access_denied(self.db, str(exc))
+            if denied:
+                raise StepError(f"migrate:{report['stage']}: the rehearsal's probe: {denied}") from None
             raise StepError(f"migrate:{report['stage']}: cannot reach database {self.db.name} ({self.db.host}:"
                             f"{self.db.port} as {self.t.host} sees it) for the rehearsal's probe: {exc}") from None
         stack.callback(con.close)

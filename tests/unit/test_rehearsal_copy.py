@@ -89,8 +89,9 @@ def test_nothing_to_probe_needs_no_database_at_all(tmp_path):
 
 
 TAG_CREATE = ["--", "-- Create model Tag", "--", "CREATE TABLE `posts_tag` (`id` bigint AUTO_INCREMENT NOT NULL "
-              "PRIMARY KEY, `post_id` bigint NOT NULL);", "ALTER TABLE `posts_tag` ADD CONSTRAINT `posts_tag_post_id_fk` "
-              "FOREIGN KEY (`post_id`) REFERENCES `posts_post` (`id`);"]
+              "PRIMARY KEY, `post_id` bigint NOT NULL);",
+              "ALTER TABLE `posts_tag` ADD CONSTRAINT `posts_tag_post_id_fk` FOREIGN KEY (`post_id`) REFERENCES "
+              "`posts_post` (`id`);"]
 TAG_ALTER = ["ALTER TABLE `posts_tag` DROP FOREIGN KEY `posts_tag_post_id_fk`;",
              "ALTER TABLE `posts_tag` MODIFY `post_id` bigint NULL;",
              "ALTER TABLE `posts_tag` ADD CONSTRAINT `posts_tag_post_id_fk` FOREIGN KEY (`post_id`) REFERENCES "
