@@ -134,8 +134,8 @@ class CopyProbe:
         for m in unread:
             shown = ("the SQL shown is what migrate executed" if executed.get(m["name"]) is not None
                      else "its SQL is unknown")
-            report["notes"].append(f"{m['name']}: its SQL could not be read before the migrations before it ran "
-                                   f"({m.get('sql_error')}): {shown}")
+            report["notes"].append(f"{m['name']}: its SQL could not be collected before the pending migrations "
+                                   f"ahead of it ran ({m.get('sql_error')}); {shown}")
 
     def _from_host(self, report: dict, data: dict) -> dict:
         _fill_sizes(report, data["sizes"], set(self.plan.get("tables") or []))

@@ -46,7 +46,7 @@ def test_a_table_created_and_altered_by_two_pending_migrations_is_rehearsed_and_
     assert any(s.startswith("CREATE INDEX") and "(`slug`)" in s for s in altered["sql"]), altered["sql"]
     assert altered["tables"] == [{"name": "posts_tag", "rows": 0, "mb": 0.0, "created": True}]
     assert altered["unsafe"] == [] and altered["seconds"] > 0
-    assert any(n.startswith("posts.0005_tag_alter: its SQL could not be read") for n in rep["notes"]), rep
+    assert any(n.startswith("posts.0005_tag_alter: its SQL could not be collected") for n in rep["notes"]), rep
     assert nullable(world, world["test"]) == {"id": "NO", "name": "NO", "post_id": "YES", "slug": "YES"}
     p.ok("promote:staging")   # the guard takes that report: production gets the pair
     assert nullable(world, world["prod"])["post_id"] == "YES"

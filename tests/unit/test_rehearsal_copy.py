@@ -114,7 +114,7 @@ def test_a_migration_whose_sql_was_not_collected_is_judged_on_the_sql_migrate_ex
     assert created["sql"] == TAG_CREATE[3:] and altered["sql"] == TAG_ALTER
     assert altered["tables"] == [{"name": "posts_tag", "rows": 0, "mb": 0.0, "created": True}]
     assert altered["unsafe"] == [] and altered["max_write_stall"] is None   # the live release never used it
-    assert any(n.startswith("posts.0005_tag_alter: its SQL could not be read") and "doesn't exist" in n
+    assert any(n.startswith("posts.0005_tag_alter: its SQL could not be collected") and "doesn't exist" in n
                and "what migrate executed" in n for n in report["notes"]), report["notes"]
 
 
