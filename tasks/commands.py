@@ -16,6 +16,7 @@ from .steps.lock import alive_here, break_lock, holder_text, probe_lock
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_state, switch_stage
 from .steps.verify import verify_stage
+from .transport import CommandFailed
 
 
 def run_verify(s: Session, r: Releases, stage: Stage) -> str:
@@ -105,6 +106,15 @@ def live_runs(locked: list[tuple]) -> dict[str, str]:
     return out
 
 
+def unreachable(stage: Stage, host, exc: Exception) -> str:
+    """A host status could not read: ssh's own last line when the host was not reached, else the error."""
+    if isinstance(exc, CommandFailed) and exc.unreachable:
+        why = next((ln.strip() for ln in reversed(exc.stderr.splitlines()) if ln.strip()), "no answer")
+        return f"host {host} of stage {stage.name} is unreachable: {why}"
+    text = str(exc)
+    return f"host {host} of stage {stage.name}: {text[len(f'{host}: '):] if text.startswith(f'{host}: ') else text}"
+
+
 def status_rows(s: Session) -> list[list[str]]:
     rows = []
     for stage in s.config.stages.values():
@@ -113,17 +123,22 @@ def status_rows(s: Session) -> list[list[str]]:
         states = s.hosts.outcomes(list(stage.hosts), probe)
         reached = [st for st in states if not isinstance(st, Exception)]
         intents = [st[0]["intent"] for st in reached if st[0]["intent"]]
-        rids = {h: "unreachable" if isinstance(st, Exception) else (release_of(st[0]["link"]) or "-")
-                for h, st in zip(stage.hosts, states)}
+        rids = {h: release_of(st[0]["link"]) or "-" for h, st in zip(stage.hosts, states)
+                if not isinstance(st, Exception)}
+        down = [unreachable(stage, h, st) for h, st in zip(stage.hosts, states) if isinstance(st, Exception)]
         log = reached[0][1] if reached else []
         logged = next((x.get("release") for x in reversed(log)
                        if x.get("stage") == stage.name and x.get("result") in ("ok", "rollback")), None)
         counts = Counter(rids.values())
         # the release most hosts run; on a tie, the one the release log says was switched to last
-        main = logged if counts.get(logged) == max(counts.values()) else counts.most_common(1)[0][0]
+        main = ((logged if counts.get(logged) == max(counts.values()) else counts.most_common(1)[0][0]) if counts
+                else "unreachable")
         rec = last_switch(log, stage.name, main)
         odd = [f"{h} has {x}" for h, x in rids.items() if x != main]
-        agree = f"{len(stage.hosts)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd)
+        agree = "; ".join(down) if not rids else (
+            f"{len(rids)}/{len(stage.hosts)} agree" if not odd else "DISAGREE: " + "; ".join(odd))
+        if rids and down:
+            agree += "; " + "; ".join(down)
         unsafe = [(h, st[0]["unsafe"]) for h, st in zip(stage.hosts, states)
                   if not isinstance(st, Exception) and st[0]["unsafe"]]
         if unsafe:

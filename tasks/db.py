@@ -79,7 +79,6 @@ def counts_mismatch(expected: dict, expected_after: dict | None, actual: dict) -
     return problems
 
 
-
 # Which server a client reaches, as the server itself says: two names (or ports, through a forward) that
 # reach one server give the same answer.
 SERVER_IDENTITY_SQL = "SELECT @@hostname, @@port, @@datadir"
@@ -91,3 +90,28 @@ def parse_server_identity(text: str) -> tuple[str, int, str]:
     if len(fields) != 3 or not fields[1].isdigit():
         raise ValueError(f"unexpected server identity {text.strip()!r}")
     return fields[0], int(fields[1]), fields[2].rstrip("/")
+
+
+# the server's refusals: 1045 (the login: user or password), 1044 (the login worked, the database is not its)
+DENIED_LOGIN = re.compile(r"Access denied for user '([^']*)'@'([^']*)' \(using password: (YES|NO)\)")
+DENIED_DATABASE = re.compile(r"Access denied for user '([^']*)'@'([^']*)' to database '([^']*)'")
+
+
+def access_denied(db: Database, text: str) -> str | None:
+    """A client's or a driver's "Access denied" in `text` (its error output) as one line naming the key that
+    supplies the password and what to do; None when the text holds no such refusal."""
+    where = f"[database:{db.name}] {db.host}:{db.port}"
+    m = DENIED_DATABASE.search(text)
+    if m:
+        return (f"{where} let user {m.group(1)!r} log in but refused it database {m.group(3)!r} (Access denied): "
+                f"grant that user its rights on {m.group(3)}, or fix [database:{db.name}] name or user")
+    m = DENIED_LOGIN.search(text)
+    if not m:
+        return None
+    refused = f"{where} refused the login of user {m.group(1)!r}@{m.group(2)!r} (Access denied"
+    if db.password_env:
+        empty = ", with no password: the variable is empty" if m.group(3) == "NO" else ""
+        return (f"{refused}{empty}): the password comes from ${db.password_env} ([database:{db.name}] "
+                f"password_env); export that user's password in {db.password_env}, or fix [database:{db.name}] user")
+    return (f"{refused}): the password comes from the option file on the host ([database:{db.name}] option_file = "
+            f"{db.option_file}); put that user's password in it, or fix [database:{db.name}] user")

@@ -84,6 +84,9 @@ def this_run() -> Run:
     refuse_bare_groups(sys.argv)
     try:
         config = load_config(ini_path())
+        wrong = wrong_chain(config, task_words(sys.argv)) if runs_tasks(sys.argv) else None
+        if wrong:
+            sys.exit(f"ERROR: {wrong}")
         if runs_tasks(sys.argv):   # a missing password_env variable stops only the commands that need it
             config.require_passwords(databases_needed(config, task_words(sys.argv)))
     except ConfigError as exc:
@@ -126,6 +129,21 @@ def databases_needed(config: Config, words: list[str]) -> list[str]:
         elif stage is not None:
             needed += [d for d in (stage.database, stage.restore_from) if d]
     return list(dict.fromkeys(needed))
+
+
+def wrong_chain(config: Config, words: list[str]) -> str | None:
+    """deploy:<stage> of a stage that is promoted (it has promote_from), or promote:<stage> of one that is
+    deployed: doit would only say the task does not exist. The one line says which to run."""
+    for word in words:
+        kind, _, name = word.partition(":")
+        stage = config.stages.get(name)
+        if kind not in ("deploy", "promote") or stage is None or word == stage.chain_task:
+            continue
+        if stage.promote_from:
+            return (f"{word}: stage {name} is promoted from {stage.promote_from} ([stage:{name}] promote_from), "
+                    f"not deployed: run doit {stage.chain_task}")
+        return f"{word}: stage {name} is deployed, not promoted (it has no promote_from): run doit {stage.chain_task}"
+    return None
 
 
 def refuse_bare_groups(argv: list[str]) -> None:

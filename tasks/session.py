@@ -100,7 +100,9 @@ class Session:
                 _exit_on_sigterm()
             self._locked += taken
         refused = [(h, r) for h, r in zip(todo, results) if r is not None]
-        broken = [f"{h}: {r}" for h, r in refused if isinstance(r, Exception)]
+        # a CommandFailed (and most StepErrors) already start with the host
+        broken = [str(r) if str(r).startswith(f"{h}: ") else f"{h}: {r}" for h, r in refused
+                  if isinstance(r, Exception)]
         if broken:  # every host, not only the first
             raise StepError(f"{what}: cannot take the lock on {len(broken)} host(s): {'; '.join(broken)}")
         if refused:

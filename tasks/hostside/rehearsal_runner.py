@@ -5,7 +5,10 @@
 # 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
 #    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it. With
 #    "rehearse-here" (a database with option_file, whose password the deploying machine never sees) the
-#    line also holds the copy's schema (information_schema.COLUMNS), read here.
+#    line also holds the copy's schema (information_schema.COLUMNS), read here. A migration whose SQL
+#    cannot be collected before the ones before it are applied (MySQL's schema editor reads the live
+#    database: a table an earlier pending migration creates is not there yet) has "sql": null, why in
+#    "sql_error", and the tables its operations name; its SQL is then the one migrate executes (step 3).
 # 2. Waits on stdin for "go" (the deploying machine started its own write probe first), or for
 #    "probe <json>" (rehearse-here: this process reads the named tables' sizes and runs the write probe
 #    itself, each session a new connection of the app's own driver and settings); "stop": exit 0 (only the
@@ -13,9 +16,12 @@
 # 3. Django's own `migrate` at verbosity 2, its output flushed at every write, so that the deploying
 #    machine sees "  Applying app.0002_x..." the moment a migration starts and " OK (1.234s)" when it ends.
 #    The last line ("done") carries this process's probe, if any: sizes, probe writes and the migrations'
-#    spans, all on this host's monotonic clock, as data.
+#    spans, all on this host's monotonic clock, as data; and the SQL executed by each migration whose SQL
+#    step 1 could not collect (from the schema editor's own log, django.db.backends.schema).
 # Standard library and Django only: this is the app's interpreter, not the tool's.
+import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -88,22 +94,87 @@ def python_tables(state, migration):
                   for (app, name), m in state.models.items() if app == migration.app_label)
 
 
+def operation_tables(state, migration):
+    """The tables a migration's operations name, by their models in the state before it (what the probe
+    may watch when its SQL is not known before it runs)."""
+    out = set()
+    for op in migration.operations:
+        for attr in ("model_name", "name"):
+            model = state.models.get((migration.app_label, str(getattr(op, attr, "") or "").lower()))
+            if model is not None:
+                out.add(model.options.get("db_table") or "%s_%s" % (migration.app_label, model.name_lower))
+                break
+    return sorted(out)
+
+
 def collect(loader, connection, plan):
     """Each migration's SQL as sqlmigrate gives it, in one pass over the plan (one project state, carried
-    forward, instead of rebuilding it from the first migration for each)."""
-    out, state = [], None
+    forward, instead of rebuilding it from the first migration for each). One that cannot be collected
+    yet (see 1. above) gets "sql": None and why; the state goes on from the loader's state after it."""
+    out, state, keys = [], None, []
     for migration, backwards in plan:
+        key = (migration.app_label, migration.name)
+        keys.append(key)
         if state is None:
-            state = loader.project_state((migration.app_label, migration.name), at_end=False)
-        tables = python_tables(state, migration)
-        with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
-            if backwards:
-                state = migration.unapply(state, editor, collect_sql=True)
-            else:
-                state = migration.apply(state, editor, collect_sql=True)
-        out.append({"name": "%s.%s" % (migration.app_label, migration.name), "sql": editor.collected_sql,
-                    "python_tables": tables})
+            state = loader.project_state(key, at_end=False)
+        entry = {"name": "%s.%s" % key, "python_tables": python_tables(state, migration)}
+        named = operation_tables(state, migration)
+        try:
+            with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
+                if backwards:
+                    state = migration.unapply(state, editor, collect_sql=True)
+                else:
+                    state = migration.apply(state, editor, collect_sql=True)
+            entry["sql"] = editor.collected_sql
+        except Exception as exc:
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            entry.update(sql=None, sql_error="%s: %s" % (type(exc).__name__, why), operation_tables=named)
+            # the plan so far, and its ancestors, applied (unapplied: the state before this one)
+            state = loader.project_state(key, at_end=False) if backwards else loader.project_state(keys)
+        out.append(entry)
     return out
+
+
+class ExecutedSql(logging.Handler):
+    """The statements the schema editor executes (it logs each to django.db.backends.schema before running
+    it, as it collects it for sqlmigrate), kept for the migrations named, in sqlmigrate's form."""
+
+    def __init__(self, relay, names, quote):
+        super().__init__(logging.DEBUG)
+        self.relay, self.quote, self.sql = relay, quote, {name: [] for name in names}
+
+    def emit(self, record):
+        spans = self.relay.spans
+        name = spans[-1][0] if spans and spans[-1][2] is None else None
+        sql, params = getattr(record, "sql", None), getattr(record, "params", None)
+        if name not in self.sql or sql is None:
+            return
+        if params is not None:
+            try:
+                sql = sql % tuple(map(self.quote, params))
+            except (TypeError, ValueError):
+                pass
+        self.sql[name].append(sql if sql.rstrip().endswith(";") else sql + ";")
+
+
+@contextlib.contextmanager
+def executed_sql(connection, relay, names):
+    """ExecutedSql on the schema editor's logger while migrate runs (only when some SQL is wanted)."""
+    if not names:
+        yield None
+        return
+    log = logging.getLogger("django.db.backends.schema")
+    saved = log.level, log.propagate
+    handler = ExecutedSql(relay, names, connection.schema_editor(collect_sql=True).quote_value)
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False   # the app's own logging configuration does not print every statement
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def app_connection(alias):
@@ -194,15 +265,18 @@ def rehearse(connection, alias, args, here):
     if answer != "go" and request is None:
         sys.exit(3)
     relay, probe = Relay(), None
+    unread = [m["name"] for m in migrations if m["sql"] is None]
     if request:
         probe, sizes, origin = start_probe(alias, request)
     try:
-        if migrations:
-            call_command("migrate", *args, verbosity=2, interactive=False, no_color=True, stdout=relay)
+        with executed_sql(connection, relay, unread) as executed:
+            if migrations:
+                call_command("migrate", *args, verbosity=2, interactive=False, no_color=True, stdout=relay)
     finally:
         if probe:
             probe.stop()
-    emit(event="done", probe=probe_result(probe, sizes, origin, relay.spans) if probe else None)
+    emit(event="done", probe=probe_result(probe, sizes, origin, relay.spans) if probe else None,
+         executed=executed.sql if executed else None)
 
 
 main()

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import Config, Database
-from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
+from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, access_denied, option_file, parse_row_counts
 from ..hostside import script
 from ..layout import Layout, backup_name
 from ..transport import CommandFailed, Transport
@@ -44,7 +44,8 @@ LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && printf "\\036%s\\n" "${f##*/}" &
 def client_options(t: Transport, layout: Layout, db: Database):
     """A 0600 option file in a 0700 temp dir on the host, removed afterwards: the password never travels
     on a command line. With option_file, it !includes the user's file (which holds the password) and adds
-    host, port and user from stages.ini after it."""
+    host, port and user from stages.ini after it. The server's "Access denied" to any client run with it
+    comes out as what to fix (db.access_denied)."""
     include = host_option_file(t, db) if db.option_file and not db.password_env else None
     t.run(["mkdir", "-p", "-m", "700", layout.deploy])
     # named by this run (leftovers.py): a killed run's option file is found and removed by the next run
@@ -56,6 +57,11 @@ def client_options(t: Transport, layout: Layout, db: Database):
             raise StepError(str(exc)) from None
         write_file(t, posixpath.join(tmp, "my.cnf"), data)
         yield posixpath.join(tmp, "my.cnf")
+    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
+        hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
+        if hint is None:
+            raise
+        raise StepError(f"{t.host}: {hint}") from None
     finally:
         t.call(["rm", "-rf", "--", tmp])
 

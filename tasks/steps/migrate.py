@@ -14,7 +14,8 @@ import posixpath
 import re
 from typing import Sequence
 
-from ..config import Config, Stage
+from ..config import Config, Database, Stage
+from ..db import access_denied
 from ..layout import Layout
 from ..transport import Transport
 from ..watchdog import let_finish
@@ -69,7 +70,14 @@ def error_line(*texts: str) -> str:
 
 def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: str, err: str) -> StepError:
     return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
-                     f"(exit {code}): {error_line(err, out)}")
+                     f"(exit {code}): {why_failed(config.stage_database(stage), err, out)}")
+
+
+def why_failed(db: Database | None, *texts: str) -> str:
+    """The program's own last line, or, when the database server refused the app's login (its password is
+    the one the tool wrote into DATABASE_URL, or the option file's), the key that supplies it."""
+    hint = access_denied(db, "\n".join(t or "" for t in texts)) if db is not None and db.engine == "mysql" else None
+    return hint or error_line(*texts)
 
 
 def record_migrated(t: Transport, layout: Layout, stage: Stage, rid: str) -> None:

@@ -21,7 +21,7 @@ from ..transport import CommandFailed, Transport
 from .common import StepError, json_or_none, read_text, write_file
 from .environment import app_command
 from .hostfiles import program, ship_programs
-from .migrate import error_line, run_migrations
+from .migrate import run_migrations, why_failed
 from .rehearsal_copy import CopyProbe, reads_on_host
 
 
@@ -36,9 +36,17 @@ def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse", where: str 
     return [*python, program(where, "rehearsal_runner.py"), mode, argv[idx], *argv[idx + 1:]]
 
 
-def _failed(config: Config, stage: Stage, t: Transport, exc: CommandFailed) -> StepError:
-    return StepError(f"migrate:{stage.name}: {config.project.migrate_command!r} failed on {t.host} "
-                     f"(exit {exc.retcode}): {error_line(exc.stderr)}")
+def _failed(stage: Stage, t: Transport, exc: CommandFailed, progress: dict | None = None,
+            db: Database | None = None) -> StepError:
+    """What failed, from how far the runner got (progress: _run's), and the program's own last line."""
+    progress = progress or {}
+    if progress.get("running"):
+        what = f"migration {progress['running']} failed"
+    elif progress.get("plan"):
+        what = "the rehearsal's `manage.py migrate` failed"
+    else:
+        what = "reading the pending migrations with the release's Django failed"
+    return StepError(f"migrate:{stage.name}: {what} on {t.host} (exit {exc.retcode}): {why_failed(db, exc.stderr)}")
 
 
 def production_plan(t: Transport, layout: Layout, config: Config, stage: Stage,
@@ -52,7 +60,7 @@ def production_plan(t: Transport, layout: Layout, config: Config, stage: Stage,
     try:
         out = t.run(app_command(layout, stage.name, rid, argv))
     except CommandFailed as exc:
-        raise _failed(config, stage, t, exc) from None
+        raise _failed(stage, t, exc, db=config.stage_database(stage)) from None
     plan = next((e[1] for e in MigrateOutput().feed(out) if e[0] == "plan"), None)
     if plan is None:
         raise StepError(f"migrate:{stage.name}: could not read the applied migrations on {t.host}")
@@ -107,12 +115,12 @@ def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: st
         report["notes"].append("migrate_command is not Django's manage.py migrate: total time only")
     else:
         argv = runner_argv(config.project.migrate_argv, mode, ship_programs(t, layout))
-        stream = t.stream(app_command(layout, stage.name, rid, argv))
+        stream, progress = t.stream(app_command(layout, stage.name, rid, argv)), {}
         try:
-            _run(stream, t, config, db, report, begin)
+            _run(stream, t, config, db, report, begin, progress)
             stream.finish()
         except CommandFailed as exc:
-            raise _failed(config, stage, t, exc) from None
+            raise _failed(stage, t, exc, progress, db) from None
         except BaseException:
             stream.kill()
             raise
@@ -120,7 +128,8 @@ def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: st
     return report
 
 
-def _run(stream, t: Transport, config: Config, db: Database, report: dict, begin) -> None:
+def _run(stream, t: Transport, config: Config, db: Database, report: dict, begin, progress: dict) -> None:
+    """progress: "plan" once the runner's plan arrived, "running" the migration started and not done."""
     parser, chunks = MigrateOutput(), stream.chunks()
 
     def events():
@@ -132,6 +141,7 @@ def _run(stream, t: Transport, config: Config, db: Database, report: dict, begin
     if plan is None:
         return  # the runner failed before its plan: finish() says why
     report["applied_before"] = plan["applied"]
+    progress["plan"] = True
     done, spans = None, {}
     with contextlib.ExitStack() as stack:
         copy = CopyProbe(t, config, db)
@@ -141,8 +151,10 @@ def _run(stream, t: Transport, config: Config, db: Database, report: dict, begin
         for arrival, ev in it:
             if ev[0] == "start":
                 spans[ev[1]] = [arrival, None, None]
+                progress["running"] = ev[1]
             elif ev[0] == "ok" and ev[1] in spans:
                 spans[ev[1]][1:] = [arrival, ev[2]]
+                progress["running"] = None
             elif ev[0] == "done":
                 done = ev[1]
     copy.finish(report, [(n, s[0], s[1] or time.monotonic()) for n, s in spans.items()], done)

@@ -3,6 +3,7 @@ dump match COUNT(*), a damaged backup is refused without touching the database, 
 a production migration names, and the next run removes what a killed run left (never a live run's)."""
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -94,6 +95,25 @@ def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db, ma
     with pytest.raises(StepError, match="damaged.*was not changed"):
         restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
     assert mariadb.row_counts(test.dbname)["we`ird"] == 4                # not dropped, not loaded
+
+
+def test_a_refused_login_names_the_variable_that_supplies_the_password(local_db, mariadb):
+    """MariaDB's "Access denied" to mysqldump and to mysql: one line naming [database:<name>] password_env and
+    its variable, never the password; nothing recorded, nothing restored."""
+    config, t, root, _ = local_db
+    layout = Layout(config.project.deploy_root)
+    meta = backup_database(t, layout, config, config.databases["prod"])
+    wrong = {n: dataclasses.replace(d, secret="not-the-password") for n, d in config.databases.items()}
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, wrong["prod"])
+    msg = str(info.value)
+    assert msg.startswith("backup:prod: local: [database:prod] 127.0.0.1:3306 refused the login of user "), msg
+    assert "password comes from $DBSPEED_PW ([database:prod] password_env)" in msg and "not-the-password" not in msg
+    assert len(list((root / "db_backup").glob("*.json"))) == 1
+    with pytest.raises(StepError, match=r"\[database:test\] password_env\); export that user's password in "
+                                        r"DBSPEED_PW"):
+        restore_backup(t, layout, wrong["test"], meta, str(root / "db_backup" / meta["file"]))
+    assert not list((root / ".deploy").glob("cnf.*"))
 
 
 def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, mariadb, tmp_path, monkeypatch):

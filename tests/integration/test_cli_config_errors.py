@@ -276,3 +276,10 @@ def test_a_command_with_its_password_set_goes_on_without_the_other_databases(tmp
     ini = make_project(tmp_path, PROD_MYSQL)
     res = doit("backup:prod", ini=ini, extra_env={"DST_CLI_PROD_PASSWORD": "p"})
     assert "is not set" not in res.stderr, res.stderr
+
+
+def test_deploy_of_a_promoted_stage_says_promote(tmp_path):
+    ini = make_project(tmp_path, GOOD)
+    res = doit("deploy:staging", ini=ini)
+    assert_one_error_line(res, ["deploy:staging", "promoted from test", "run doit promote:staging"])
+    assert_nothing_made(tmp_path, ini)

@@ -75,10 +75,13 @@ def test_one_host_down_means_no_host_switches(world):
     web2.kill()
     try:
         res = p.doit("deploy:test")
+        status = p.doit("status").stdout
     finally:
         web2.start()
     assert res.returncode != 0 and web2.url.split("@")[1] in res.stderr, res.stderr
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr and f"{web2.url}: {web2.url}" not in res.stderr, res.stderr
+    row = next(ln for ln in status.splitlines() if ln.startswith("test "))
+    assert f"host {web2.url} of stage test is unreachable: ssh: " in row and " has " not in row, status
     assert p.links("sites/test") == before
     p.ok("deploy:test")  # the host is back: the run goes on from where it stopped
     assert p.links("sites/test")[0] != before[0] and len(set(p.links("sites/test"))) == 1

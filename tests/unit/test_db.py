@@ -63,3 +63,25 @@ def test_option_file_refuses_a_line_break(monkeypatch, brk):
     msg = str(info.value)
     assert "line break" in msg and "DST_PURE_PW" in msg and "[database:prod]" in msg
     assert "secret" not in msg
+
+
+def test_access_denied_names_the_key_that_supplies_the_password():
+    from doit_stages.config import Database
+    from doit_stages.db import access_denied
+    env = Database(name="prod", engine="mysql", dbname="blog", user="blog", password_env="BLOG_PROD_DB_PASSWORD")
+    cnf = Database(name="prod", engine="mysql", dbname="blog", user="blog", option_file="~/.my.cnf")
+    client = "ERROR 1045 (28000): Access denied for user 'blog'@'localhost' (using password: YES)\n"
+    dump = ('mysqldump: Got error: 1045: "Access denied for user \'blog\'@\'10.0.0.5\' (using password: YES)" '
+            "when trying to connect")
+    driver = "mysql.connector.errors.ProgrammingError: 1045 (28000): Access denied for user 'blog'@'localhost' " \
+             "(using password: NO)"
+    assert access_denied(env, client) == (
+        "[database:prod] 127.0.0.1:3306 refused the login of user 'blog'@'localhost' (Access denied): the password "
+        "comes from $BLOG_PROD_DB_PASSWORD ([database:prod] password_env); export that user's password in "
+        "BLOG_PROD_DB_PASSWORD, or fix [database:prod] user")
+    assert "'blog'@'10.0.0.5'" in access_denied(env, dump)
+    assert "with no password: the variable is empty" in access_denied(env, driver)
+    assert "[database:prod] option_file = ~/.my.cnf" in access_denied(cnf, client)
+    grant = access_denied(env, "ERROR 1044 (42000): Access denied for user 'blog'@'%' to database 'blog_prod'")
+    assert "refused it database 'blog_prod'" in grant and "grant" in grant and "password" not in grant
+    assert access_denied(env, "ERROR 2002 (HY000): Can't connect to MySQL server") is None

@@ -9,3 +9,17 @@ def test_task_words_skip_doit_options_and_their_values():
     assert task_words(argv) == ["deploy:test"]
     assert not runs_tasks(["doit", "-f", "dodo.py", "list"]) and not runs_tasks(["doit", "-d", "list", "info"])
     assert runs_tasks(["doit", "-f", "dodo.py", "status"]) and runs_tasks(["doit"])
+
+
+def test_deploy_of_a_promoted_stage_says_to_promote_it(tmp_path):
+    from doit_stages.config import load_config
+    from doit_stages.doit_tasks import wrong_chain
+    from tests.lab.stages_ini import LOCAL_INI
+    ini = tmp_path / "stages.ini"
+    ini.write_text(LOCAL_INI)
+    config = load_config(ini)   # test, and staging promoted from it
+    assert wrong_chain(config, ["deploy:staging"]) == (
+        "deploy:staging: stage staging is promoted from test ([stage:staging] promote_from), not deployed: "
+        "run doit promote:staging")
+    assert wrong_chain(config, ["deploy:test", "promote:test"]).endswith("run doit deploy:test")
+    assert wrong_chain(config, ["deploy:test", "promote:staging", "deploy:nosuch", "status"]) is None

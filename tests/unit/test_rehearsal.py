@@ -179,3 +179,18 @@ def test_max_write_stall_is_a_project_duration(tmp_path):
     assert load_config(ini).project.max_write_stall == 5
     ini.write_text(stages_ini(CODE_ONLY, THIS_MACHINE, {"project": {"source": ".", "max_write_stall": "2m"}}))
     assert load_config(ini).project.max_write_stall == 120
+
+
+def test_a_failed_rehearsal_names_what_failed_not_migrate_command():
+    from doit_stages.config import Host, Stage
+    from doit_stages.steps.rehearsal import _failed
+    from doit_stages.transport import CommandFailed, LocalTransport
+    t, stage = LocalTransport(Host("web1")), Stage(name="test", hosts=(Host("web1"),), link="sites/test")
+    exc = CommandFailed(t.host, ["python3"], 1, "Traceback (most recent call last):\n  ...\n"
+                                                "RuntimeError: this migration fails on purpose\n")
+    early = str(_failed(stage, t, exc))
+    assert early == ("migrate:test: reading the pending migrations with the release's Django failed on web1 "
+                     "(exit 1): RuntimeError: this migration fails on purpose")
+    during = str(_failed(stage, t, exc, {"plan": True, "running": "posts.0005_boom"}))
+    assert during.startswith("migrate:test: migration posts.0005_boom failed on web1 (exit 1): RuntimeError")
+    assert "migrate_command" not in early + during and "manage.py migrate --noinput" not in early + during

@@ -88,6 +88,56 @@ def test_nothing_to_probe_needs_no_database_at_all(tmp_path):
     assert report["migrations"][0]["max_write_stall"] is None and "probe" not in report
 
 
+TAG_CREATE = ["--", "-- Create model Tag", "--", "CREATE TABLE `posts_tag` (`id` bigint AUTO_INCREMENT NOT NULL "
+              "PRIMARY KEY, `post_id` bigint NOT NULL);",
+              "ALTER TABLE `posts_tag` ADD CONSTRAINT `posts_tag_post_id_fk` FOREIGN KEY (`post_id`) REFERENCES "
+              "`posts_post` (`id`);"]
+TAG_ALTER = ["ALTER TABLE `posts_tag` DROP FOREIGN KEY `posts_tag_post_id_fk`;",
+             "ALTER TABLE `posts_tag` MODIFY `post_id` bigint NULL;",
+             "ALTER TABLE `posts_tag` ADD CONSTRAINT `posts_tag_post_id_fk` FOREIGN KEY (`post_id`) REFERENCES "
+             "`posts_post` (`id`);"]
+UNREAD = "ProgrammingError: (1146, \"Table 'blog_test.posts_tag' doesn't exist\")"
+
+
+def test_a_migration_whose_sql_was_not_collected_is_judged_on_the_sql_migrate_executed(tmp_path):
+    """0004 creates posts_tag, 0005 alters it: MySQL's schema editor could not collect 0005's SQL before
+    0004 ran (sql null). Nothing existing to probe; at the end 0005 is judged on what migrate executed."""
+    copy, report = CopyProbe(LocalTransport(Host("local")), config(tmp_path), OPTION_FILE_DB), empty_report()
+    fresh = dict(plan(), migrations=[
+        {"name": "posts.0004_tag", "sql": TAG_CREATE, "python_tables": []},
+        {"name": "posts.0005_tag_alter", "sql": None, "sql_error": UNREAD, "python_tables": [],
+         "operation_tables": ["posts_tag"]}])
+    with contextlib.ExitStack() as stack:
+        assert copy.begin(stack, fresh, report) == "go"
+    copy.finish(report, [], {"event": "done", "probe": None, "executed": {"posts.0005_tag_alter": TAG_ALTER}})
+    created, altered = report["migrations"]
+    assert created["sql"] == TAG_CREATE[3:] and altered["sql"] == TAG_ALTER
+    assert altered["tables"] == [{"name": "posts_tag", "rows": 0, "mb": 0.0, "created": True}]
+    assert altered["unsafe"] == [] and altered["max_write_stall"] is None   # the live release never used it
+    assert any(n.startswith("posts.0005_tag_alter: its SQL could not be collected") and "doesn't exist" in n
+               and "what migrate executed" in n for n in report["notes"]), report["notes"]
+
+
+def test_an_existing_table_named_by_an_unread_migration_is_probed_and_its_executed_sql_judged(tmp_path):
+    copy, report = CopyProbe(LocalTransport(Host("local")), config(tmp_path), OPTION_FILE_DB), empty_report()
+    unread = dict(plan(), migrations=[{"name": "posts.0006_remove_post_subtitle", "sql": None, "sql_error": "X: y",
+                                       "python_tables": [], "operation_tables": ["posts_post"]}])
+    with contextlib.ExitStack() as stack:
+        verb, _, request = copy.begin(stack, unread, report).partition(" ")
+    assert verb == "probe" and json.loads(request)["tables"] == ["posts_post"]
+    assert report["migrations"][0]["unsafe"] == []   # nothing known yet
+    done = {"event": "done", "executed": {"posts.0006_remove_post_subtitle": [
+        "ALTER TABLE `posts_post` DROP COLUMN `subtitle`;"]}, "probe": {
+        "sizes": {"posts_post": {"rows": 10, "rows_exact": True, "mb": 0.1}}, "tables": ["posts_post"],
+        "errors": [], "end": 1.0, "spans": [["posts.0006_remove_post_subtitle", 0.1, 0.2]],
+        "writes": [[0.0, 0.01], [0.15, 0.25]]}}
+    copy.finish(report, [], done)
+    (dropped,) = report["migrations"]
+    assert [(u["kind"], u["column"]) for u in dropped["unsafe"]] == [("drop_column", "subtitle")]
+    assert dropped["tables"] == [{"name": "posts_post", "rows": 10, "rows_exact": True, "mb": 0.1}]
+    assert dropped["max_write_stall"] == 0.1
+
+
 def test_the_runner_imports_its_neighbour_the_probe_and_only_the_standard_library():
     probe_text, runner_text = hostside.source("rehearsal_probe.py"), hostside.source("rehearsal_runner.py")
     assert probe_text == (Path(rehearsal_copy.__file__).parents[1] / "hostside" / "rehearsal_probe.py").read_text()
