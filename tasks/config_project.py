@@ -124,7 +124,7 @@ PROJECT: dict[str, Key] = {
     "shared_dirs": Key(shared_names, "", "kept under shared/, linked into every release"),
     "shared_files": Key(shared_names, "", "likewise, files (a missing one stops the run before any switch)"),
     "stage_dirs": Key(shared_names, "", "per stage under shared/<stage>/, exported as STAGE_DIR"),
-    "health_url": Key(checked(rules.health_url_problem), "", "optional, per stage too; {host} is the host"),
+    "health_url": Key(checked(rules.health_url_problem), "", "optional, per stage too; {host} is the host's HostName (ssh -G)"),
     "revision": Key(checked(rules.control_char_problem), "", "the default revision deploy:test ships"),
     "deploy_root": Key(deploy_root, lambda sec: "/srv/" + sec.values["name"],
                        "on every host: releases/ sites/ shared/ db_backup/ .deploy/"),

@@ -91,7 +91,7 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
                     never_took = not exc.unreachable and 0 < exc.retcode < 126
                     raise
             failpoints.hit("switch.after_reload", t.host)
-            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
+            problem = check_health(health_url(stage.health_url, t.address()), stage.health_timeout,
                                    stage.health_headers) if stage.health_url else None
             if problem:
                 raise StepError(f"health check failed: {problem}")

@@ -11,6 +11,7 @@ import pytest
 from doit_stages.steps import build, cleanup, leftovers, switch
 from doit_stages.steps.backup import parse_backup_list
 from doit_stages.steps.facts import parse_facts
+from doit_stages.transport import hostname_of
 
 FACTS = Path(__file__).parents[1] / "facts"
 
@@ -27,6 +28,7 @@ PARSERS = {
     "leftovers": lambda text: list(leftovers.parse_listing(text)),
     "backup_list": lambda text, database: list(parse_backup_list(text, database)),
     "verify_facts": parse_facts,
+    "ssh_hostname": hostname_of,
 }
 CASES = sorted((d.name, f) for d in FACTS.iterdir() for f in d.glob("*.json"))
 
