@@ -187,6 +187,33 @@ for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; don
 '''
 
 
+# $@: the shared files' paths on the host; prints each one that is not there (a dangling link is not there)
+MISSING_FILES = 'for f; do [ -e "$f" ] || printf "%s\\n" "$f"; done'
+
+
+def missing_shared_files(t: Transport, layout: Layout, config: Config) -> list[str]:
+    """The shared_files entries that shared/ on the host lacks (the build would stop at the first): asked
+    before the upload and the build write anything, so a missing one changes nothing."""
+    paths = {layout.join("shared", name): name for name in config.project.shared_files}
+    if not paths:
+        return []
+    out = t.run(["sh", "-c", MISSING_FILES, "sh", *paths])
+    return [paths[p] for p in out.splitlines() if p in paths]
+
+
+def shared_files_problem(what: str, layout: Layout, missing: dict[str, list[str]]) -> str | None:
+    """One line for the shared files missing on each host ({host: [names]}), or None."""
+    hosts: dict[str, list[str]] = {}
+    for host, names in missing.items():
+        for name in names:
+            hosts.setdefault(name, []).append(host)
+    if not hosts:
+        return None
+    gaps = "; ".join(f"{layout.join('shared', name)} is missing on {', '.join(where)}" for name, where in hosts.items())
+    return (f"{what}: shared file {gaps}: create it there (shared_files in stages.ini lists it), then run "
+            f"again; nothing was changed")
+
+
 def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
     args = []
     for kind, names in (("d", config.project.shared_dirs), ("f", config.project.shared_files)):
