@@ -123,7 +123,7 @@ PROJECT: dict[str, Key] = {
     "infra_tests": Key(infra_tests, "", "a directory of the project's own testinfra checks, run by verify"),
     "shared_dirs": Key(shared_names, "", "kept under shared/, linked into every release"),
     "shared_files": Key(shared_names, "", "likewise, files (a missing one stops the run before any switch)"),
-    "stage_dirs": Key(shared_names, "", "per stage under shared/<stage>/, exported as STAGE_DIR"),
+    "stage_dirs": Key(shared_names, "", "per stage and release under shared/<stage>/<id>/ (STAGE_DIR), built afresh"),
     "health_url": Key(checked(rules.health_url_problem), "",
                       "optional, per stage too; {host} is the host's HostName (ssh -G)"),
     "revision": Key(checked(rules.control_char_problem), "", "the default revision deploy:test ships"),

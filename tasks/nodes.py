@@ -102,8 +102,8 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
 
     def one(t):
         if not build_step.is_built(t, s.layout, s.config, stage, release):
-            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=bool(stage.promote_from),
-                                     tokens=tokens)
+            # the release's own stage dirs (shared/<stage>/<id>), afresh: the live release's are never touched
+            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, tokens=tokens)
     with Progress(what, len(stage.hosts)) as progress:
         s.hosts.each(stage.hosts, one, what, progress)
     return f"{release.id} ready on {len(stage.hosts)} host(s)"

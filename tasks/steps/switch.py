@@ -213,6 +213,8 @@ def _log(session, stage: Stage, records: dict) -> dict:
     problems = {h: f"logged, but its intent could not be removed ({r})" for h, r in zip(hosts, removed)
                 if isinstance(r, Exception)}
     if not problems:
+        stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
         session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
-                                                           venvs=project.build == "pip"), "release cleanup")
+                                                           venvs=project.build == "pip", stages=stages),
+                           "release cleanup")
     return problems
