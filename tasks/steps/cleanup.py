@@ -20,10 +20,10 @@ SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 
 
 # $1 releases dir, $2 venvs dir, $3 the number of paths to remove (release dirs and their artifacts), those
 # paths, then the stages' stage-dir roots (shared/<stage>): a generation there (<root>/<release id>, the
-# STAGE_DIR of that release) goes when its release is gone, so one a kept release runs with always stays
-# (removed after its release: a run killed between leaves it to the next cleanup). Then every venv that no
-# release left links as its .venv goes too (test -ef compares the link's target by inode): one a kept
-# release uses always stays, and so does one a half-built release links.
+# STAGE_DIR of that release; <id>.tmp, a copy a killed build left) goes when its release is gone, so one a
+# kept release runs with always stays (removed after its release: a run killed between leaves it to the
+# next cleanup). Then every venv that no release left links as its .venv goes too (test -ef compares the
+# link's target by inode): one a kept release uses always stays, and so does one a half-built release links.
 REMOVE = r'''rels=$1; venvs=$2; n=$3; shift 3
 while [ "$n" -gt 0 ]; do
   p=$1; shift; n=$((n - 1))
@@ -31,8 +31,9 @@ while [ "$n" -gt 0 ]; do
 done
 for root; do
   for g in "$root"/*; do
-    case ${g##*/} in @RID@) ;; *) continue;; esac
-    if [ -d "$rels/${g##*/}" ] || [ ! -d "$g" ] || [ -L "$g" ]; then continue; fi
+    case ${g##*/} in @RID@|@RID@.tmp) ;; *) continue;; esac
+    r=${g##*/}; r=${r%.tmp}
+    if [ -d "$rels/$r" ] || [ ! -d "$g" ] || [ -L "$g" ]; then continue; fi
     chmod -R u+w "$g" 2>/dev/null; rm -rf -- "$g"
   done
 done

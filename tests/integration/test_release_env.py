@@ -243,9 +243,13 @@ def test_each_release_builds_its_own_stage_dirs_and_the_live_ones_stay_until_the
     assert files(gen_a) == before
     switch_link(t, layout, prod.link, a.id)
     assert stage_dir_of(published(layout, "prod")) == str(gen_a)
-    # a release that goes takes its generation along; a kept one's stays
+    # a release that goes takes its generation along (and a killed copy's <id>.tmp); a kept one's stays,
+    # and so does what is not a generation
+    Path(f"{gen_b}.tmp").mkdir()
+    Path(layout.stage_dirs("prod"), "cache").mkdir()
     assert clean_releases(t, layout, [prod.link], keep=1, venvs=False, stages=("prod", "staging")) == [b.id]
-    assert not gen_b.exists() and files(gen_a) == before
+    assert not gen_b.exists() and not Path(f"{gen_b}.tmp").exists() and files(gen_a) == before
+    assert Path(layout.stage_dirs("prod"), "cache").is_dir()
 
 
 def test_the_live_release_of_a_host_from_before_generations_keeps_its_stage_files(world):
