@@ -46,15 +46,15 @@ def run_rollback(s: Session, r: Releases, stage: Stage) -> str:
 
 
 def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
-    """The stage-level build (stage_dirs afresh, build_command) of the release rolled back to: the stage's
-    generated files now belong to the release it leaves. Its env file stays the one it ran with (written
-    from stages.ini only if it has none): a rollback returns to the release and its environment."""
+    """The stage-level build (build_command) of the release rolled back to. Its env file stays the one it ran
+    with (written from stages.ini only if it has none), and so do its stage dirs (shared/<stage>/<id>, kept
+    with the release, not emptied): a rollback returns to the release, its environment and its files."""
     text = read_text(t, s.layout.release_meta(rid))
     if not text:
         raise StepError(f"release {rid} is gone or was never completed there; nothing to roll back to")
     release = Release.from_json(text)
     if not is_built(t, s.layout, s.config, stage, release, keep_env=True):
-        build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, keep_env=True)
+        build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=False, keep_env=True)
 
 
 def run_unlock(s: Session, r: Releases, stage: Stage, force: bool = False) -> str:

@@ -53,7 +53,7 @@ class Host:
 
     @property
     def address(self) -> str:
-        """What {host} in health_url becomes."""
+        """What {host} in health_url becomes when ssh names no other HostName (Transport.address)."""
         return "127.0.0.1" if self.local else self.hostname
 
     def __str__(self) -> str:

@@ -97,7 +97,7 @@ STAGE: dict[str, Key] = {
     "link": Key(link, lambda sec: f"sites/{sec.scope['stage']}", "the live link below deploy_root"),
     "settings": Key(settings, "", "the DJANGO_SETTINGS_MODULE the stage runs with"),
     "health_url": Key(checked(rules.health_url_problem), FromProject("health_url"),
-                      "checked after a switch; {host} is the host's address"),
+                      "checked after a switch; {host} is the host's HostName (ssh -G)"),
     "batch": Key(batch, "100%", "rolling switch: hosts per batch, a number or a share"),
     "promote_from": Key(optional, "", "the stage whose release promote:<stage> takes"),
     "health_timeout": Key(duration, FromProject("health_timeout", "s"), "how long the health check may take"),

@@ -6,6 +6,8 @@ import re
 from datetime import datetime, timezone
 
 RELEASE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+)-(?P<when>\d{4}-\d{2}-\d{2}-\d{4})-(?P<rev>[0-9a-f]{12})$")
+# The shell's pattern for the same (a case pattern in the host scripts: a stage-dir generation's name)
+RELEASE_GLOB = "?*-" + "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]-" + "[0-9]" * 4 + "-" + "[0-9a-f]" * 12
 READY = ".deploy-ready"          # in a release: unpacked, REVISION written, shared links made, built
 RELEASE_META = ".deploy-release.json"   # in a release: its Release (id, revision, sha256, wheels) as JSON
 ENV_DIR = ".deploy-env"          # in a release (0700): <stage>.env (0600), what the release runs with on that stage
@@ -53,8 +55,15 @@ class Layout:
     def shared(self) -> str:
         return self.join("shared")
 
-    def stage_dir(self, stage: str) -> str:
+    def stage_dirs(self, stage: str) -> str:
+        """shared/<stage>/: the stage's generations of its stage_dirs, one a release (stage_dir)."""
         return self.join("shared", stage)
+
+    def stage_dir(self, stage: str, rid: str) -> str:
+        """STAGE_DIR of a release on a stage: its own generation of the stage_dirs, built fresh by its build
+        for the stage while another release is live there, so the live one's are never touched; it goes
+        with the release (cleanup), so a rollback returns to the stage dirs the release ran with."""
+        return self.join("shared", stage, rid)
 
     def env_file(self, stage: str) -> str:
         """What an app server loads (EnvironmentFile=): a symlink through the stage's link to the env file of

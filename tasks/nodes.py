@@ -57,10 +57,21 @@ def upload_done(s: Session, r: Releases, stage: Stage) -> bool:
     return all(s.hosts.each(stage.hosts, lambda t: has_release(t, s.layout, release), "upload"))
 
 
+def check_shared_files(s: Session, stage: Stage, what: str) -> None:
+    """Every shared file on every host of the stage, before anything is written there (not even the lock)."""
+    if not s.config.project.shared_files:
+        return
+    missing = s.hosts.each(stage.hosts, lambda t: build_step.missing_shared_files(t, s.layout, s.config), what)
+    problem = build_step.shared_files_problem(what, s.layout, {str(h): m for h, m in zip(stage.hosts, missing)})
+    if problem:
+        raise StepError(problem)
+
+
 def run_upload(s: Session, r: Releases, stage: Stage) -> str:
     release, what, build_dir = r.of(stage), f"upload:{stage.name}", s.config.build_dir
     if local_release(build_dir, release.id) is None:
         raise StepError(f"{what}: build/{release.id}.tar.gz is missing or damaged; run doit archive")
+    check_shared_files(s, stage, what)
     s.lock(stage.hosts, what)
     size = (build_dir / f"{release.id}.tar.gz").stat().st_size
     with Progress(what, len(stage.hosts)) as progress:
@@ -85,13 +96,14 @@ def build_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
     release, what = r.of(stage), f"build:{stage.name}"
+    check_shared_files(s, stage, what)
     s.lock(stage.hosts, what)
     tokens = (env_token(), env_token())   # a new env version gets the same name on every host
 
     def one(t):
         if not build_step.is_built(t, s.layout, s.config, stage, release):
-            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=bool(stage.promote_from),
-                                     tokens=tokens)
+            # the release's own stage dirs (shared/<stage>/<id>), afresh: the live release's are never touched
+            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, tokens=tokens)
     with Progress(what, len(stage.hosts)) as progress:
         s.hosts.each(stage.hosts, one, what, progress)
     return f"{release.id} ready on {len(stage.hosts)} host(s)"

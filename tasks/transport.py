@@ -47,6 +47,10 @@ class Transport:
     # run moves them then): {link: target or None}; None while the run does not hold the lock
     links: dict[str, str | None] | None = None
 
+    def address(self) -> str:
+        """The host's name as this machine reaches it other than by ssh ({host} in health_url)."""
+        return self.host.address
+
     def run(self, argv: Sequence[str], input: bytes | None = None, check: bool = True) -> str:
         """Run argv; return its stdout as text. Raises CommandFailed when it exits non-zero (check)."""
         code, out, err = self.call(argv, input)
@@ -205,6 +209,16 @@ def destination_problem(host: Host) -> str | None:
     return rules.hostname_problem(host.hostname) or (rules.user_problem(host.user) if host.user else None)
 
 
+def hostname_of(ssh_g: str) -> str | None:
+    """`ssh -G <alias>` output (one "key value" a line, keys in lower case) -> the value of its hostname
+    line (the alias's HostName, or the alias itself when the config gives none); None without one."""
+    for line in ssh_g.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key.lower() == "hostname" and value.strip():
+            return value.strip()
+    return None
+
+
 class SSHTransport(Transport):
     """Every command, put and get over ONE `ssh host sh` session for the whole run (remote_shell.py)."""
 
@@ -216,6 +230,7 @@ class SSHTransport(Transport):
         self._mutex = threading.Lock()
         self.opts = ssh_options(ssh_config, fast_kex)
         self._cancels: list[localcmd.PlumbumLocalPopen] = []   # `ssh -O cancel`s, waited for at close
+        self._address: str | None = None
         argv = ssh_argv(host.hostname, host.user, host.port, self.opts)
         try:
             self.shell = RemoteShell(argv, timeout=CONNECT_TIMEOUT)
@@ -224,6 +239,17 @@ class SSHTransport(Transport):
         except OSError as exc:  # no ssh client here
             raise CommandFailed(host, ["ssh"], 255, str(exc)) from None
         self.session = self.shell.session
+
+    def address(self) -> str:
+        """The HostName ssh connects to for this host (its config may make the alias another name): `ssh -G`
+        reads the config and connects nowhere; asked once, on first use. The name as written when ssh
+        names none."""
+        if self._address is None:
+            argv = ssh_argv(self.host.hostname, self.host.user, self.host.port, ["-G", *self.opts])
+            res = localcmd.call(argv, timeout=10)
+            out = res.out.decode(errors="replace") if res.code == 0 else ""
+            self._address = hostname_of(out) or self.host.hostname
+        return self._address
 
     def call(self, argv, input=None, timeout=None):
         code, out, err = self._run(argv, input, timeout=timeout)

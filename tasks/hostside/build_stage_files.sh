@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # steps/build.py STAGE_FILES: a stage's build after the unpack; the line @WRITE_ENV@ is replaced by
-# env_write.sh before it is sent. Its arguments are documented there.
+# env_write.sh and @RID@ by the release-id glob (layout.RELEASE_GLOB) before it is sent. Its arguments are
+# documented there.
 # SC2154: ver is set by env_write.sh, in @WRITE_ENV@'s place
 # shellcheck disable=SC2154
 set -e
@@ -22,12 +23,21 @@ while [ "$n" -gt 0 ]; do
   ln -s -- "$target" "$rel/$path"
 done
 @WRITE_ENV@
-fresh=$1; marker=$2; rid=$3; shift 3
+fresh=$1; marker=$2; rid=$3; gen=$4; top=$5; shift 5
 [ -z "$live" ] || fresh=
-if [ $# -gt 0 ]; then
-  if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
-  mkdir -p -- "$@"
+if [ -n "$fresh" ] && { [ -e "$gen" ] || [ -L "$gen" ]; }; then
+  chmod -R u+w "$gen" 2>/dev/null || true; rm -rf -- "$gen"
 fi
+if [ -n "$live" ] && [ ! -d "$gen" ]; then
+  tmp=$gen.tmp; rm -rf -- "$tmp"; mkdir -p -- "$tmp"
+  for x in "$top"/* "$top"/.[!.]*; do
+    case ${x##*/} in @RID@|@RID@.tmp|"*"|".[!.]*") continue;; esac
+    cp -a -- "$x" "$tmp/"
+  done
+  mv -- "$tmp" "$gen"
+fi
+[ -d "$gen" ] || mkdir -p -- "$gen"
+for n; do [ -d "$gen/$n" ] || mkdir -p -- "$gen/$n"; done
 (umask 077; printf '%s %s\n' "$ver" "${more:+-}${more:-$inputs}" > "$rec.tmp"); mv -f -- "$rec.tmp" "$rec"
 echo "env $ver"
 if [ -n "$live" ]; then echo live; fi

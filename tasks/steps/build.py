@@ -6,11 +6,13 @@ Two levels, because one release directory serves every stage on a host:
   directory without it is half-built and is removed by the next run.
 - stage level: the release's env for the stage (a new version in releases/<id>/.deploy-env/ when it
   changed, 0600, never rewritten; shared/<stage>.env a symlink to the live one: steps/environment.py), the
-  stage's stage_dirs, (build = buildout) the stage's buildout run (steps/buildout.py), build_command with
-  that environment, then the record of the env version and build settings, and .deploy/built-<stage>
-  holding the release id. A build changes no env file that a release runs with; the release live on the
-  stage gets no more than a new env version (its switch makes it live), and is refused when the build
-  settings changed (running them in it would change the live release in place).
+  release's own generation of the stage's stage_dirs (shared/<stage>/<id>/, its STAGE_DIR: the live
+  release's stays as it is until the switch), (build = buildout) the stage's buildout run
+  (steps/buildout.py), build_command with that environment, then the record of the env version and build
+  settings, and .deploy/built-<stage> holding the release id. A build changes no env file that a release
+  runs with; the release live on the stage gets no more than a new env version (its switch makes it live),
+  and is refused when the build settings changed (running them in it would change the live release in
+  place).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import shlex
 from .. import failpoints
 from ..config import Config, Stage
 from ..hostside import script
-from ..layout import TOOL_NAMES, Layout
+from ..layout import RELEASE_GLOB, TOOL_NAMES, Layout
 from ..transport import CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
@@ -56,14 +58,19 @@ UNPACK = script("build_unpack.sh").replace("@EXCLUDES@", " ".join(shlex.quote(f"
 # $6 the release's env record for the stage; then the number of shared links and that many quadruples:
 # kind (d|f), path in the release, relative link target, absolute shared path (run at every build of a
 # stage, so a shared file added to the config later is linked too); then WRITE_ENV's nine arguments (the
-# env file on stdin); then "1" to empty the stage dirs first, the stage's built marker and the release id,
-# then the stage dirs.
+# env file on stdin); then "1" to build the release's generation of the stage dirs afresh (removed first),
+# the stage's built marker, the release id, that generation (shared/<stage>/<id>: STAGE_DIR), shared/<stage>,
+# then the stage dirs' names. The generation of the release live on the stage is never emptied (a new env
+# version of it names the same one). Only when the live release has none (a host from before generations,
+# whose live env has STAGE_DIR=shared/<stage>) is it made, as a copy of what shared/<stage>/ holds besides
+# generations (through <gen>.tmp, removed first: a killed copy is made again), so the switch to that env
+# version serves the same files.
 # The release live on the stage is never built again in place: with other build settings than it was built
 # with it is refused (exit 4, before anything is written), else only a new env version is made if the
 # environment changed (no stage dir emptied, no buildout or build_command: the switch makes that env live),
 # recorded as done. Otherwise the record names the version with "-" while buildout or build_command still
 # run (FINISH writes it done, then the marker).
-STAGE_FILES = script("build_stage_files.sh").replace("@WRITE_ENV@\n", WRITE_ENV)
+STAGE_FILES = script("build_stage_files.sh").replace("@WRITE_ENV@\n", WRITE_ENV).replace("@RID@", RELEASE_GLOB)
 
 # After buildout and build_command: $1 the env record, $2 the version and the build settings' digest, $3
 # the built marker, $4 the release id. The record says done, then the marker: the build's last effect.
@@ -84,6 +91,33 @@ FINISH = ('(umask 077; printf "%s\\n" "$2" > "$1.tmp") && mv -f -- "$1.tmp" "$1"
 # same bytes, since read drops only NULs and the sizes agree), else sha256sum says its digest. An answer not
 # of that form asks as before (and says nothing of the stage's link).
 STAGE_STATE = script("build_stage_state.sh")
+
+
+# $@: the shared files' paths on the host; prints each one that is not there (a dangling link is not there)
+MISSING_FILES = 'for f; do [ -e "$f" ] || printf "%s\\n" "$f"; done'
+
+
+def missing_shared_files(t: Transport, layout: Layout, config: Config) -> list[str]:
+    """The shared_files entries that shared/ on the host lacks (the build would stop at the first): asked
+    before the upload and the build write anything, so a missing one changes nothing."""
+    paths = {layout.join("shared", name): name for name in config.project.shared_files}
+    if not paths:
+        return []
+    out = t.run(["sh", "-c", MISSING_FILES, "sh", *paths])
+    return [paths[p] for p in out.splitlines() if p in paths]
+
+
+def shared_files_problem(what: str, layout: Layout, missing: dict[str, list[str]]) -> str | None:
+    """One line for the shared files missing on each host ({host: [names]}), or None."""
+    hosts: dict[str, list[str]] = {}
+    for host, names in missing.items():
+        for name in names:
+            hosts.setdefault(name, []).append(host)
+    if not hosts:
+        return None
+    gaps = "; ".join(f"{layout.join('shared', name)} is missing on {', '.join(where)}" for name, where in hosts.items())
+    return (f"{what}: shared file {gaps}: create it there (shared_files in stages.ini lists it), then run "
+            f"again; nothing was changed")
 
 
 def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
@@ -136,7 +170,7 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
     names what it should be (mode 0600; with keep_env, a rollback's: the one the release runs with there,
     whatever it holds) and shared/<stage>.env the symlink through the link."""
     names = [*config.project.shared_dirs, *config.project.shared_files]
-    env = env_file(layout, config, stage)
+    env = env_file(layout, config, stage, release.id)
     compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
                  layout.built_marker(stage.name), posixpath.dirname(layout.release_env(release.id, stage.name)),
@@ -187,21 +221,22 @@ def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, re
 
 def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
                 fresh_stage_dirs: bool, keep_env: bool, tokens: tuple[str, str], env_dir_made: bool) -> None:
-    """The stage level: shared links, a new env version if the environment changed, the stage dirs (emptied
-    first by a promotion, as the seed's promote did), then buildout and build_command with that env, and
-    the record and built marker last. The release live on the stage gets only the env version."""
+    """The stage level: shared links, a new env version if the environment changed, the release's generation
+    of the stage dirs (built afresh with fresh_stage_dirs: the live release's is another directory), then
+    buildout and build_command with that env, and the record and built marker last. The release live on the
+    stage gets only the env version."""
     rel = layout.release(release.id)
-    stage_dirs = [layout.join("shared", stage.name, d) for d in config.project.stage_dirs]
     links = shared_links(layout, config, rel)
     more = config.project.build == "buildout" or bool(config.project.build_command)
     inputs = build_inputs(config, stage)
-    env = env_file(layout, config, stage)
+    env = env_file(layout, config, stage, release.id)
     code, out, err = t.call(["sh", "-c", STAGE_FILES, "sh", rel, layout.link(stage.link),
                              layout.link_target(stage.link, release.id), inputs, "1" if more else "",
                              layout.env_record(release.id, stage.name), str(len(links) // 4), *links,
                              *write_env_args(layout, stage, release.id, keep_env, tokens, env, env_dir_made),
                              "1" if fresh_stage_dirs else "", layout.built_marker(stage.name), release.id,
-                             *stage_dirs], input=env)
+                             layout.stage_dir(stage.name, release.id), layout.stage_dirs(stage.name),
+                             *config.project.stage_dirs], input=env)
     if code == 4 and out.startswith("live, built with"):
         raise StepError(f"{t.host}: release {release.id} is live on {stage.name} and was built for it with other "
                         f"build settings (build, build_command or buildout_config changed since): building it "

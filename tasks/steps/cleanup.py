@@ -1,4 +1,5 @@
-"""cleanup: old releases removed, never one that a link points at or that a rollback could return to.
+"""cleanup: old releases removed, never one that a link points at or that a rollback could return to; with
+each, its generations of the stage dirs (shared/<stage>/<id>, the STAGE_DIR its env files name).
 
 What to keep is read from the links and the release log, never from counting directories or their mtimes
 (Capistrano #1907: failed releases counted toward keep_releases and the last good one was deleted).
@@ -6,7 +7,7 @@ What to keep is read from the links and the release log, never from counting dir
 from __future__ import annotations
 
 from ..hostside import script
-from ..layout import Layout, is_release_id
+from ..layout import RELEASE_GLOB, Layout, is_release_id
 from ..transport import Transport
 from .links import known_link, release_of
 from .releaselog import good_releases, parse_log, rollback_target
@@ -18,10 +19,13 @@ SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 
         'echo --; if [ -e "$log" ]; then cat -- "$log" 2>/dev/null; fi; true')
 
 
-# $1 releases dir, $2 venvs dir, then the paths to remove (release dirs and their artifacts). Then every
-# venv that no release left links as its .venv goes too (test -ef compares the link's target by inode):
-# one a kept release uses always stays, and so does one a half-built release links.
-REMOVE = script("cleanup_remove.sh")
+# $1 releases dir, $2 venvs dir, $3 the number of paths to remove (release dirs and their artifacts), those
+# paths, then the stages' stage-dir roots (shared/<stage>): a generation there (<root>/<release id>, the
+# STAGE_DIR of that release; <id>.tmp, a copy a killed build left) goes when its release is gone, so one a
+# kept release runs with always stays (removed after its release: a run killed between leaves it to the
+# next cleanup). Then every venv that no release left links as its .venv goes too (test -ef compares the
+# link's target by inode): one a kept release uses always stays, and so does one a half-built release links.
+REMOVE = script("cleanup_remove.sh").replace("@RID@", RELEASE_GLOB)
 
 
 def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:
@@ -47,8 +51,10 @@ def parse_scan(text: str) -> tuple[set[str], list[str], list[dict]]:
     return {release_of(x) for x in targets.split()} - {None}, names.split(), parse_log(log)
 
 
-def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True) -> list[str]:
-    """Remove the releases nobody needs (and, with venvs, the shared venvs no release left links)."""
+def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True,
+                   stages: tuple[str, ...] = ()) -> list[str]:
+    """Remove the releases nobody needs, the stages' stage-dir generations of releases that are gone (and,
+    with venvs, the shared venvs no release left links)."""
     # a link this run moved or read while it holds the lock is not read again (links.known_link)
     known = [known_link(t, link) for link in links]
     ask = [link for link, (k, _) in zip(links, known) if not k]
@@ -57,6 +63,7 @@ def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, ve
     doomed = releases_to_remove(names, linked, log, keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact_proof(rid))]
-    if doomed or venvs:
-        t.run(["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, *paths])
+    if doomed or venvs or stages:
+        t.run(["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, str(len(paths)), *paths,
+               *[layout.stage_dirs(name) for name in stages]])
     return doomed

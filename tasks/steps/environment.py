@@ -78,9 +78,10 @@ def env_token() -> str:
     return secrets.token_hex(6)
 
 
-def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
-    """What the stage's env file sets, by name."""
-    env = {"STAGE": stage.name, "STAGE_DIR": layout.stage_dir(stage.name)}
+def env_values(layout: Layout, config: Config, stage: Stage, rid: str) -> dict[str, str]:
+    """What the env file of release `rid` on the stage sets, by name (STAGE_DIR: the release's own
+    generation of the stage dirs, layout.stage_dir)."""
+    env = {"STAGE": stage.name, "STAGE_DIR": layout.stage_dir(stage.name, rid)}
     if stage.settings:
         env["DJANGO_SETTINGS_MODULE"] = stage.settings
     db = config.stage_database(stage)
@@ -91,9 +92,9 @@ def env_values(layout: Layout, config: Config, stage: Stage) -> dict[str, str]:
     return env
 
 
-def env_file(layout: Layout, config: Config, stage: Stage) -> bytes:
+def env_file(layout: Layout, config: Config, stage: Stage, rid: str) -> bytes:
     """KEY='value' lines: loadable by sh (set -a; .), systemd's EnvironmentFile and python-dotenv."""
-    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values(layout, config, stage).items()).encode()
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env_values(layout, config, stage, rid).items()).encode()
 
 
 def app_command(layout: Layout, stage: str, release: str, argv: list[str], live: bool = False) -> list[str]:

@@ -91,7 +91,7 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
                     never_took = not exc.unreachable and 0 < exc.retcode < 126
                     raise
             failpoints.hit("switch.after_reload", t.host)
-            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
+            problem = check_health(health_url(stage.health_url, t.address()), stage.health_timeout,
                                    stage.health_headers) if stage.health_url else None
             if problem:
                 raise StepError(f"health check failed: {problem}")
@@ -213,6 +213,8 @@ def _log(session, stage: Stage, records: dict) -> dict:
     problems = {h: f"logged, but its intent could not be removed ({r})" for h, r in zip(hosts, removed)
                 if isinstance(r, Exception)}
     if not problems:
+        stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
         session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
-                                                           venvs=project.build == "pip"), "release cleanup")
+                                                           venvs=project.build == "pip", stages=stages),
+                           "release cleanup")
     return problems

@@ -111,7 +111,7 @@ def test_buildout_release_goes_test_staging_prod_with_no_network(world):
             assert f"manage('{settings}')" in script          # the stage's own buildout config
             assert f"/srv/blog/releases/{release}/.buildout/eggs/v5/Django-5.2.19" in script
             # build_command (bin/django collectstatic) ran for every stage, into its STAGE_DIR
-            assert host.path(f"/srv/blog/shared/{stage}/static/posts/site.css").is_file()
+            assert host.path(f"/srv/blog/shared/{stage}/{release}/static/posts/site.css").is_file()
         # the dispatcher runs prod's script with prod's environment, in the live release
         res = host.run(["sh", "-c", 'set -a; . /srv/blog/shared/prod.env; cd /srv/blog/sites/current && '
                                     'exec bin/django migrate --check'])

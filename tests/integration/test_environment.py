@@ -12,6 +12,8 @@ from doit_stages.layout import Layout
 from doit_stages.steps.environment import database_url, env_file, env_values
 from tests.lab.configs import NASTY, make_config, mysql_db
 
+RID = "blog-2026-01-01-0000-0123456789ab"
+
 
 def source_env_file(path: Path) -> dict[str, str]:
     """What `sh` sees after `set -a; . file` (env -0: values may hold anything but NUL)."""
@@ -26,10 +28,10 @@ def test_env_file_is_sourceable_with_a_nasty_password(monkeypatch, tmp_path):
     monkeypatch.setenv("DST_PURE_PW", password)
     config, stage = make_config(mysql_db())
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage, RID))
     env = source_env_file(path)
     assert env["STAGE"] == "test"
-    assert env["STAGE_DIR"] == "/srv/blog/shared/test"
+    assert env["STAGE_DIR"] == f"/srv/blog/shared/test/{RID}"
     assert env["DJANGO_SETTINGS_MODULE"] == "blog.settings.test"
     assert env["DATABASE_URL"] == database_url(mysql_db())
     assert unquote(urlsplit(env["DATABASE_URL"]).password) == password
@@ -41,16 +43,16 @@ def test_env_file_values_with_quotes_survive(monkeypatch, tmp_path):
     db = Database(name="test", engine="sqlite", path="/srv/it's a \"db\"/$HOME`x`.sqlite3")
     config, stage = make_config(db, {"settings": "it's \"$(odd)\""})
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage, RID))
     env = source_env_file(path)
     assert env["DATABASE_URL"] == "sqlite:///" + quote(db.path, safe="/")
     assert env["DJANGO_SETTINGS_MODULE"] == "it's \"$(odd)\""
-    assert set(env) >= set(env_values(Layout(config.project.deploy_root), config, stage))
+    assert set(env) >= set(env_values(Layout(config.project.deploy_root), config, stage, RID))
 
 
 def test_env_file_of_a_stage_without_database(tmp_path):
     config, stage = make_config(None)
-    assert "DATABASE_URL" not in env_values(Layout(config.project.deploy_root), config, stage)
+    assert "DATABASE_URL" not in env_values(Layout(config.project.deploy_root), config, stage, RID)
     path = tmp_path / "test.env"
-    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage))
-    assert source_env_file(path)["STAGE_DIR"] == "/srv/blog/shared/test"
+    path.write_bytes(env_file(Layout(config.project.deploy_root), config, stage, RID))
+    assert source_env_file(path)["STAGE_DIR"] == f"/srv/blog/shared/test/{RID}"

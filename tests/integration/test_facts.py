@@ -83,7 +83,7 @@ def test_stage_state_says_built_only_for_the_stage_and_a_private_env(host):
     from doit_stages.steps.environment import env_file
     own = Path(layout.env_version(RID, "test", "0123456789ab"))
     own.parent.mkdir()
-    own.write_bytes(env_file(layout, config, stage))
+    own.write_bytes(env_file(layout, config, stage, RID))
     os.chmod(own, 0o600)
     os.link(own, layout.release_env(RID, "test"))
     Path(layout.built_marker("test")).parent.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ CHECK = '''\
 def test_static_files_collected_for_the_stage(host, stage, layout, release, config):
     assert config.project.name == "blog"
     assert host.file(layout.release(release) + "/manage.py").exists
-    assert host.file(layout.stage_dir(stage.name) + "/static/posts/site.css").exists
+    assert host.file(layout.stage_dir(stage.name, release) + "/static/posts/site.css").exists
 '''
 
 BROKEN = '''\
@@ -106,7 +106,7 @@ def test_a_user_repository_goes_test_staging_prod_then_its_failing_check_stops_a
     srv = repo.path / ".demo/srv"
     first = os.readlink(srv / "sites/current")
     assert first == os.readlink(srv / "sites/staging") == os.readlink(srv / "sites/test")
-    assert (srv / "shared/prod/static/posts/site.css").is_file()
+    assert (srv / "shared/prod" / first.split("/")[-1] / "static/posts/site.css").is_file()   # its STAGE_DIR
     assert json.loads((srv / ".deploy/verified-prod").read_text()) == {"release": first.split("/")[-1], "ok": True}
 
     # a failing check of the project's own: verify:test fails, names it, and the release cannot go on

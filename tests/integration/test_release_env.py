@@ -71,15 +71,16 @@ def test_building_the_next_release_leaves_the_live_env_alone_and_the_switch_swap
     switch_link(t, layout, prod.link, a.id)
     own_a = Path(layout.release_env(a.id, "prod"))
     before = own_a.read_bytes()
-    assert before == env_file(layout, c1, prod) and published(layout, "prod") == before
+    assert before == env_file(layout, c1, prod, a.id) and published(layout, "prod") == before
     assert os.readlink(layout.env_file("prod")) == "../sites/current/.deploy-env/prod.env"
     assert stat.S_IMODE(own_a.stat().st_mode) == 0o600 and stat.S_IMODE(own_a.parent.stat().st_mode) == 0o700
 
     build_release(t, layout, c2, c2.stages["prod"], b, fresh_stage_dirs=True)       # the password changed meanwhile
     assert own_a.read_bytes() == before and published(layout, "prod") == before
-    assert Path(layout.release_env(b.id, "prod")).read_bytes() == env_file(layout, c2, c2.stages["prod"]) != before
+    own_b = Path(layout.release_env(b.id, "prod")).read_bytes()
+    assert own_b == env_file(layout, c2, c2.stages["prod"], b.id) != before
     switch_link(t, layout, prod.link, b.id)
-    assert published(layout, "prod") == env_file(layout, c2, c2.stages["prod"])
+    assert published(layout, "prod") == env_file(layout, c2, c2.stages["prod"], b.id)
     # an app command of a release reads that release's env, whichever is live and whatever stages.ini says:
     # the reload of a put-back gets the old one
     show = ["sh", "-c", 'printf %s "$DATABASE_URL"']
@@ -131,7 +132,7 @@ def test_is_built_asks_for_the_env_of_stages_ini_unless_a_rollback_keeps_the_rel
     # a rollback to a release without an env file for the stage writes one from stages.ini
     os.unlink(layout.release_env(a.id, "prod"))
     build_release(t, layout, c2, c2.stages["prod"], a, fresh_stage_dirs=False, keep_env=True)
-    assert Path(layout.release_env(a.id, "prod")).read_bytes() == env_file(layout, c2, c2.stages["prod"])
+    assert Path(layout.release_env(a.id, "prod")).read_bytes() == env_file(layout, c2, c2.stages["prod"], a.id)
 
 
 def test_a_plain_env_file_of_an_older_layout_moves_into_the_live_release(world):
@@ -169,7 +170,7 @@ def test_a_removed_release_takes_its_env_files_along(world):
         build_release(t, layout, config, prod, rel, fresh_stage_dirs=False)
     switch_link(t, layout, prod.link, b.id)
     assert clean_releases(t, layout, [prod.link], keep=1, venvs=False) == [a.id]
-    assert not Path(layout.release(a.id)).exists() and published(layout, "prod") == env_file(layout, config, prod)
+    assert not Path(layout.release(a.id)).exists() and published(layout, "prod") == env_file(layout, config, prod, b.id)
 
 
 def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_env(world):
@@ -185,7 +186,7 @@ def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_
     assert not is_built(t, layout, c2, c2.stages["prod"], a)
     build_release(t, layout, c2, c2.stages["prod"], a, fresh_stage_dirs=True, tokens=("0123456789ab", "ba9876543210"))
     assert live.read_bytes() == before and live.stat().st_ino == ino and published(layout, "prod") == before
-    assert Path(layout.env_version(a.id, "prod", "0123456789ab")).read_bytes() == env_file(layout, c2, prod)
+    assert Path(layout.env_version(a.id, "prod", "0123456789ab")).read_bytes() == env_file(layout, c2, prod, a.id)
     assert Path(layout.env_record(a.id, "prod")).read_text().split()[0] == "0123456789ab"
     assert is_built(t, layout, c2, c2.stages["prod"], a)
     # the app commands before the switch (a migration) see the new env; the live ones (reload) the old
@@ -203,3 +204,71 @@ def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_
         build_release(t, layout, c3, c3.stages["prod"], a, fresh_stage_dirs=True)
     assert sorted(os.listdir(live.parent)) == listing and not Path(layout.release(a.id), "marker").exists()
     assert not is_built(t, layout, c3, c3.stages["prod"], a)
+
+
+def stage_dir_of(env: bytes) -> str:
+    return next(line[len(b"STAGE_DIR="):].decode() for line in env.splitlines() if line.startswith(b"STAGE_DIR="))
+
+
+def files(top: Path) -> dict:
+    """Every file and dir under top with its bytes (None for a dir)."""
+    return {str(p.relative_to(top)): None if p.is_dir() else p.read_bytes() for p in sorted(top.rglob("*"))}
+
+
+def test_each_release_builds_its_own_stage_dirs_and_the_live_ones_stay_until_the_switch(world):
+    """stage_dirs: the release's own generation (shared/<stage>/<id>), built afresh while another release is
+    live; the live one's byte for byte untouched; the switch moves STAGE_DIR with the env; a rollback
+    (keep_env, not afresh) finds its files again; cleanup takes a release's generation with it."""
+    root, layout, t, a, b = world
+    config = make_config(root, P1)
+    config = replace(config, project=replace(config.project, stage_dirs=("cache", "tmp/x")))
+    prod = config.stages["prod"]
+    build_release(t, layout, config, prod, a, fresh_stage_dirs=True)
+    switch_link(t, layout, prod.link, a.id)
+    gen_a = Path(layout.stage_dir("prod", a.id))
+    assert stage_dir_of(published(layout, "prod")) == str(gen_a) and (gen_a / "tmp" / "x").is_dir()
+    (gen_a / "cache" / "site.css").write_bytes(b"a's collected css")
+    before = files(gen_a)
+    gen_b = Path(layout.stage_dir("prod", b.id))
+    (gen_b / "cache").mkdir(parents=True)
+    (gen_b / "cache" / "stale").write_text("a killed build's")
+    build_release(t, layout, config, prod, b, fresh_stage_dirs=True)
+    assert files(gen_a) == before and stage_dir_of(published(layout, "prod")) == str(gen_a)
+    assert files(gen_b) == {"cache": None, "tmp": None, "tmp/x": None}              # afresh
+    assert stage_dir_of(Path(layout.release_env(b.id, "prod")).read_bytes()) == str(gen_b)
+    switch_link(t, layout, prod.link, b.id)
+    assert stage_dir_of(published(layout, "prod")) == str(gen_b)
+    # rollback: A's env, so its generation, with its files; the build rolled back to never empties it
+    build_release(t, layout, config, prod, a, fresh_stage_dirs=False, keep_env=True)
+    assert files(gen_a) == before
+    switch_link(t, layout, prod.link, a.id)
+    assert stage_dir_of(published(layout, "prod")) == str(gen_a)
+    # a release that goes takes its generation along (and a killed copy's <id>.tmp); a kept one's stays,
+    # and so does what is not a generation
+    Path(f"{gen_b}.tmp").mkdir()
+    Path(layout.stage_dirs("prod"), "cache").mkdir()
+    assert clean_releases(t, layout, [prod.link], keep=1, venvs=False, stages=("prod", "staging")) == [b.id]
+    assert not gen_b.exists() and not Path(f"{gen_b}.tmp").exists() and files(gen_a) == before
+    assert Path(layout.stage_dirs("prod"), "cache").is_dir()
+
+
+def test_the_live_release_of_a_host_from_before_generations_keeps_its_stage_files(world):
+    """A host deployed before generations: the live release's env has STAGE_DIR=shared/<stage>. Built again
+    (a new env version), it gets a generation copied from there, so its switch serves the same files;
+    shared/<stage>/ itself is left as it was."""
+    root, layout, t, a, _ = world
+    config = make_config(root, P1)
+    config = replace(config, project=replace(config.project, stage_dirs=("cache",)))
+    prod = config.stages["prod"]
+    build_release(t, layout, config, prod, a, fresh_stage_dirs=True)
+    switch_link(t, layout, prod.link, a.id)
+    gen_a, top = Path(layout.stage_dir("prod", a.id)), Path(layout.stage_dirs("prod"))
+    shutil.rmtree(gen_a)
+    for rel, data in (("cache/site.css", b"css"), ("static/app.js", b"js")):
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_bytes(data)
+    legacy = files(top)
+    c2 = replace(config, databases={"prod": replace(config.databases["prod"], secret=P2)})
+    build_release(t, layout, c2, c2.stages["prod"], a, fresh_stage_dirs=True)      # live: no build_command
+    assert files(gen_a) == {"cache": None, "cache/site.css": b"css", "static": None, "static/app.js": b"js"}
+    assert {k: v for k, v in files(top).items() if not k.startswith(a.id)} == legacy

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from doit_stages.config import parse_host
 from doit_stages.remote_shell import (
     INLINE_MAX,
     RemoteShell,
@@ -20,6 +21,7 @@ from doit_stages.remote_shell import (
     ssh_argv,
     ssh_options,
 )
+from doit_stages.transport import SSHTransport
 
 
 # -- ssh's argv -----------------------------------------------------------------------------------------
@@ -224,3 +226,13 @@ def test_stream_gives_output_as_it_comes_and_takes_answers():
     with pytest.raises(CommandFailed) as err:
         bad.finish()
     assert err.value.retcode == 4 and "oops" in err.value.stderr
+
+
+# -- the host's address ({host} in health_url) ----------------------------------------------------------
+def test_a_host_reached_by_its_alias_has_the_hostname_ssh_connects_to_as_its_address(ssh_hosts):
+    t = SSHTransport(parse_host("ssh://web1"), ssh_config=ssh_hosts.ssh_config)
+    try:
+        assert t.run(["sh", "-c", "echo here"]) == "here\n"      # the alias leads to the host
+        assert t.address() == "127.0.0.1"                     # its HostName, as ssh -G says (not "web1")
+    finally:
+        t.close()

@@ -32,4 +32,6 @@ def test_database_url_without_password_and_sqlite():
 def test_option_file_path_is_exported(tmp_path):
     db = mysql_db(password_env="", option_file="~/.my.cnf")
     config, stage = make_config(db)
-    assert env_values(Layout(config.project.deploy_root), config, stage)["DATABASE_OPTION_FILE"] == "~/.my.cnf"
+    values = env_values(Layout(config.project.deploy_root), config, stage, "blog-2026-01-01-0000-0123456789ab")
+    assert values["DATABASE_OPTION_FILE"] == "~/.my.cnf"
+    assert values["STAGE_DIR"] == "/srv/blog/shared/test/blog-2026-01-01-0000-0123456789ab"

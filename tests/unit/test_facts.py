@@ -12,6 +12,7 @@ import pytest
 
 from doit_stages import hostside
 from doit_stages.steps import backup, build, cleanup, facts, leftovers, lock, switch, switch_state
+from doit_stages.transport import hostname_of
 
 FACTS = Path(__file__).parents[1] / "facts"
 STEPS = {"backup": backup, "cleanup": cleanup, "leftovers": leftovers}
@@ -29,11 +30,13 @@ PARSERS = {
     "leftovers": lambda text: list(leftovers.parse_listing(text)),
     "backup_list": lambda text, database: list(backup.parse_backup_list(text, database)),
     "facts": facts.parse_facts,
+    "ssh_hostname": hostname_of,
     "lock_state": lambda text: list(lock.parse_probe(text)),
 }
 # the script each fact's step sends (lock_probe.sh after watch_lib.sh's functions)
 SENT = {"switch_state": switch_state.STATE, "stage_state": build.STAGE_STATE, "scan": cleanup.SCAN,
-        "leftovers": leftovers.LIST, "backup_list": backup.LIST, "facts": facts.FACTS, "lock_state": lock.PROBE}
+        "leftovers": leftovers.LIST, "backup_list": backup.LIST, "facts": facts.FACTS, "lock_state": lock.PROBE,
+        "ssh_hostname": "ssh -G"}   # the deploying machine's own ssh (transport.SSHTransport.address)
 CASES = sorted((d.name, f) for d in FACTS.iterdir() for f in d.glob("*.json"))
 
 
@@ -45,6 +48,8 @@ def script_of(command: str) -> str:
     """"facts.sh": that file of tasks/hostside/ as sent; "steps/cleanup.py SCAN": that constant."""
     if command.endswith(".sh"):
         return hostside.script(command)
+    if command == "ssh -G":
+        return command
     path, _, name = command.partition(" ")
     return getattr(STEPS[path.removeprefix("steps/").removesuffix(".py")], name)
 

@@ -4,12 +4,13 @@ reported at once, not followed."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 
 import pytest
 
 from doit_stages.config import parse_host
-from doit_stages.steps.health import check_health, health_url
+from doit_stages.steps.health import check_health, health_url, unresolved
 
 
 class App(http.server.BaseHTTPRequestHandler):
@@ -69,14 +70,19 @@ def test_another_status_is_asked_again_until_the_timeout_and_says_what_is_accept
 # -- health ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec, url", [
     ("local", "http://127.0.0.1:8000/health/"),
-    ("ssh://deploy@web1:2222", "http://web1:8000/health/"),
     ("ssh://10.1.2.3", "http://10.1.2.3:8000/health/"),
 ])
 def test_health_url(spec, url):
-    assert health_url("http://{host}:8000/health/", parse_host(spec)) == url
+    assert health_url("http://{host}:8000/health/", parse_host(spec).address) == url
 
 
-def test_health_url_without_placeholder_or_twice():
-    host = parse_host("ssh://web1")
-    assert health_url("https://blog.example/health", host) == "https://blog.example/health"
-    assert health_url("http://{host}/?h={host}", host) == "http://web1/?h=web1"
+def test_health_url_without_placeholder_or_twice_or_ipv6():
+    assert health_url("https://blog.example/health", "web1.example") == "https://blog.example/health"
+    assert health_url("http://{host}/?h={host}", "web1.example") == "http://web1.example/?h=web1.example"
+    assert health_url("http://{host}:8000/", "fd00::7") == "http://[fd00::7]:8000/"
+
+
+def test_a_name_that_does_not_resolve_is_told_at_once():
+    assert unresolved(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert not unresolved(ConnectionRefusedError(111, "Connection refused"))
+    assert not unresolved(TimeoutError("timed out"))

@@ -70,7 +70,8 @@ def test_layout_paths():
     assert lay.live_env("sites/test", "test") == "/srv/blog/sites/test/.deploy-env/test.env"
     assert lay.env_file_target("sites/test", "test") == "../sites/test/.deploy-env/test.env"
     assert lay.env_file_target("a/b/live", "prod") == "../a/b/live/.deploy-env/prod.env"
-    assert lay.stage_dir("test") == "/srv/blog/shared/test"
+    assert lay.stage_dirs("test") == "/srv/blog/shared/test"
+    assert lay.stage_dir("test", r) == f"/srv/blog/shared/test/{r}"
     assert (lay.lock, lay.log) == ("/srv/blog/.deploy/lock", "/srv/blog/.deploy/releases.jsonl")
     assert lay.backups == "/srv/blog/db_backup"
     assert lay.artifact(r) == f"/srv/blog/.deploy/artifacts/{r}.tar.gz"
