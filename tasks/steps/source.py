@@ -55,9 +55,12 @@ def revision_args(scm: str, wanted: str) -> list[str]:
 
 
 def _is_repository(scm: str, source: Path) -> bool:
-    if scm == "git":
-        return _git(source, "rev-parse", "--git-dir").code == 0
-    return _hg(source, "root").code == 0
+    res = _git(source, "rev-parse", "--git-dir") if scm == "git" else _hg(source, "root")
+    if res.code == localcmd.NOT_FOUND:
+        program = "git" if scm == "git" else "hg"
+        raise StepError(f"archive: {program} is not installed on this machine (scm = {scm}); install it or "
+                        "change scm = in stages.ini")
+    return res.code == 0
 
 
 def resolve_revision(project: Project, wanted: str) -> Revision:

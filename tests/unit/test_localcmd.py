@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from doit_stages import localcmd
+from doit_stages.config import Project
+from doit_stages.errors import StepError
+from doit_stages.steps import source
 
 
 def test_the_argv_reaches_plumbum_word_for_word(tmp_path, monkeypatch):
@@ -28,3 +33,10 @@ def test_a_failure_says_its_last_line_of_stderr_else_of_stdout():
     assert localcmd.Done(1, b"first\n  second  \n", b"").last_line() == "second"
     assert localcmd.Done(1, b"", b"").last_line() == "?"
     assert localcmd.Done(0, b"caf\xc3\xa9 \xff\n", b"").stdout == "café \ufffd\n"
+
+
+def test_scm_named_but_not_installed_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))   # neither git nor hg here: nothing is started
+    for scm, program in (("git", "git"), ("hg", "hg")):
+        with pytest.raises(StepError, match=f"archive: {program} is not installed on this machine \\(scm = {scm}\\)"):
+            source.resolve_revision(Project(name="p", source=tmp_path, scm=scm), "")
