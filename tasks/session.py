@@ -21,8 +21,8 @@ from .config import Config, Database, Host, Stage
 from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
-from .steps.common import stamp
-from .steps.lock import holder_text, process_start, record_session, release_lock, take_lock
+from .runtime.common import stamp
+from .runtime.lock import holder_text, process_start, record_session, release_lock, take_lock
 from .transport import Transport
 
 
@@ -87,7 +87,7 @@ class Session:
         command = " ".join(a for a in self.argv[1:] if not a.startswith("-") and "/" not in a)
         info = {**stamp(), "pid": os.getpid(), "what": f"doit {command}", "token": self.token}
         start = process_start(os.getpid())
-        if start is not None:   # a reused pid is never taken for this run (steps/lock.py alive_here)
+        if start is not None:   # a reused pid is never taken for this run (runtime/lock.py alive_here)
             info["pid_start"] = start
         results = self.hosts.outcomes(todo, lambda t: self._take(t, info))
         for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work

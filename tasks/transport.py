@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import config_rules as rules
-from .config import Host
+from .config import Host, rules
 from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options  # noqa: F401 (re-exported)
 from .watchdog import Watched, parse_ident, watched
 

@@ -5,7 +5,7 @@ Standard library and Django only (that interpreter is the app's, not the tool's)
 package, except rehearsal_runner.py's of rehearsal_probe.py, its neighbour on the host.
 
     rehearsal_probe.py    the copy's schema, table sizes and the write probe (also imported here, by
-                          steps/rehearsal_copy.py, for password_env)
+                          steps/migration/rehearsal_copy.py, for password_env)
     rehearsal_runner.py   the rehearsal on a copy, and the applied/pending migrations for the guard
     migrate_runner.py     production's `manage.py migrate` with bounded lock waits
 """

@@ -21,11 +21,12 @@ import shlex
 
 from .. import failpoints
 from ..config import Config, Stage
+from ..errors import StepError
 from ..layout import TOOL_NAMES, Layout
+from ..runtime.common import last_line
 from ..transport import CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
-from .common import StepError, last_line
 from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, env_token, write_env_args
 from .facts import KEY_CODE
 from .links import remember_link

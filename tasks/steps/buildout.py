@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..config import Config, Stage
+from ..errors import StepError
 from ..layout import BUILDOUT_DIR, Layout
+from ..runtime.common import last_line, pack_wheelhouse
 from ..transport import Transport
 from .buildout_pins import (
     buildout_version,
@@ -37,7 +39,6 @@ from .buildout_pins import (
     versions_of,
     wheel_batches,
 )
-from .common import StepError, last_line, pack_wheelhouse
 from .environment import app_command
 from .facts import interpreter_key
 

@@ -8,9 +8,9 @@ import secrets
 
 from ..errors import StepError
 from ..layout import Layout
+from ..runtime.common import last_line
+from ..runtime.lock import LOST, LockLost
 from ..transport import CommandFailed, Transport
-from .common import last_line
-from .lock import LOST, LockLost
 
 # $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir; "" to remove the
 # link), $4 the link's dir, $5 a suffix of the temp names unique to this call, $6 the release's env file for
@@ -81,7 +81,7 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: t
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
     env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
     the same command. guard: a function making the command run only while this run holds the lock
-    (steps/lock.py guarded)."""
+    (runtime/lock.py guarded)."""
     if t.links is not None:
         t.links.pop(link, None)   # until the command says it is done
     argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Project
-from .common import StepError
+from ..errors import StepError
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import json
 from ..config import Stage
 from ..errors import StepError
 from ..layout import ENV_TOKEN_RE, is_release_id
+from ..runtime.common import last_line
+from ..runtime.lock import LOST, LockLost, guarded
 from ..transport import CommandFailed, Transport
-from .common import last_line
 from .environment import app_command
 from .links import UnsafeLink, release_of, set_link
-from .lock import LOST, LockLost, guarded
 from .releaselog import make_record
 from .switch_state import same_switch
 

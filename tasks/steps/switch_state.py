@@ -4,8 +4,8 @@ and any intent a switch left; and from the states of all hosts, the way back of 
 from __future__ import annotations
 
 from ..config import Stage
+from ..runtime.common import json_or_none
 from ..transport import Transport
-from .common import json_or_none
 from .environment import env_token
 from .links import known_link, release_of, remember_link
 

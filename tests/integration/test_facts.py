@@ -11,9 +11,10 @@ import pytest
 
 from doit_stages.config import Config, Host, Project, Stage
 from doit_stages.layout import Layout
-from doit_stages.steps import build, cleanup, leftovers, switch, upload
+from doit_stages.runtime import leftovers
+from doit_stages.steps import build, cleanup, switch, upload
 from doit_stages.steps.archive import Release
-from doit_stages.steps.backup import LIST, parse_backup_list
+from doit_stages.steps.database.backup import LIST, parse_backup_list
 from doit_stages.steps.facts import facts_argv, parse_facts
 from doit_stages.transport import LocalTransport
 
@@ -152,7 +153,7 @@ def test_retention_deletes_only_files_of_db_backup(host):
     """prune_backups on a real (local) host: with keep 1, the older backup goes; metadata that names a path is
     refused at the one place a path is made, even when a caller hands it over."""
     from doit_stages.errors import StepError
-    from doit_stages.steps.retention import prune_backups
+    from doit_stages.steps.database.retention import prune_backups
     t, layout, config, stage = host
     Path(layout.backups).mkdir()
     log = Path(layout.log)

@@ -1,10 +1,10 @@
-"""tasks/db.py on plain inputs: row counts read and compared, the client option file written (read back by
+"""tasks/steps/database/db.py on plain inputs: row counts read and compared, the client option file written (read back by
 MariaDB's own reader: tests/integration/test_db.py)."""
 from __future__ import annotations
 
 import pytest
 
-from doit_stages.db import counts_mismatch, option_file, parse_row_counts
+from doit_stages.steps.database.db import counts_mismatch, option_file, parse_row_counts
 from tests.lab.configs import mysql_db
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from doit_stages.steps import build, cleanup, leftovers, switch
-from doit_stages.steps.backup import parse_backup_list
+from doit_stages.runtime import leftovers
+from doit_stages.steps import build, cleanup, switch
+from doit_stages.steps.database.backup import parse_backup_list
 from doit_stages.steps.facts import parse_facts
 
 FACTS = Path(__file__).parents[1] / "facts"

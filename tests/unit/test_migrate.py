@@ -1,10 +1,10 @@
-"""steps/migrate.py: the check run before migrating, from the project's migrate_command."""
+"""steps/migration/migrate.py: the check run before migrating, from the project's migrate_command."""
 from __future__ import annotations
 
 import pytest
 
 from doit_stages.config import split_command
-from doit_stages.steps.migrate import check_argv
+from doit_stages.steps.migration.migrate import check_argv
 
 
 @pytest.mark.parametrize("command, check", [

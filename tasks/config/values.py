@@ -11,8 +11,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from . import config_rules as rules
-from .config_model import Host
+from . import rules
+from .model import Host
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from ..layout import Layout
-from ..transport import Transport
-from .common import json_or_none, read_text, write_file
+from ...layout import Layout
+from ...runtime.common import json_or_none, read_text, write_file
+from ...transport import Transport
 
 OUTCOMES = ("migrated", "restored", "abandoned")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ..layout import Layout
-from ..transport import Transport
+from ...layout import Layout
+from ...transport import Transport
 from .backupfiles import backup_path
 
 MIGRATION_RE = re.compile(r"^(?:before|after) migrate:(?P<stage>\S+) (?P<release>\S+)$")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from . import config_rules as rules
-from .config_model import Database, Host
-from .config_reader import Ini, Key, Problem, Section, boolean, checked, choice, duration, host, whole
+from . import rules
+from .model import Database, Host
+from .reader import Ini, Key, Problem, Section, boolean, checked, choice, duration, host, whole
 
 MAX_LOCK_TIMEOUT = 31536000  # a year: MySQL's own maximum of lock_wait_timeout
 MAX_LOCK_RETRIES = 100

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .config import Database
+from ...config import Database
 
 # One round trip: COUNT(*) of every base table (never information_schema's InnoDB estimates).
 ROW_COUNTS_SQL = (

@@ -27,10 +27,11 @@ import posixpath
 import secrets
 import socket
 
+from ..errors import StepError
 from ..layout import Layout
 from ..transport import Transport
 from ..watchdog import LIB, WAIT_BOUND, Ended, Watched, end_argv, parse_end
-from .common import StepError, read_text
+from .common import read_text
 
 LOST = 75   # the exit code of a guarded command whose run no longer holds the lock
 

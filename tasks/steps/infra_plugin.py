@@ -16,8 +16,8 @@ import pytest
 from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.host import Host as TestinfraHost
 
-from .config import Config, Host, Stage
-from .layout import Layout
+from ..config import Config, Host, Stage
+from ..layout import Layout
 
 CHECKS = pytest.StashKey["StageChecks"]()
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from .config_model import ConfigError, Host, split_command
-from .config_values import parse_duration, parse_headers, parse_host
+from .model import ConfigError, Host, split_command
+from .values import parse_duration, parse_headers, parse_host
 
 # a section header up to its first ']' (configparser's own runs to the last one, which a comment may hold)
 SECTION_HEADER = re.compile(r"\[(?P<header>[^\]]+)\]")

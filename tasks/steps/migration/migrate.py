@@ -14,12 +14,13 @@ import posixpath
 import re
 from typing import Sequence
 
-from ..config import Config, Stage
-from ..layout import Layout
-from ..transport import Transport
-from ..watchdog import let_finish
-from .common import StepError, last_line, read_text, write_file
-from .environment import app_command
+from ...config import Config, Stage
+from ...errors import StepError
+from ...layout import Layout
+from ...runtime.common import last_line, read_text, write_file
+from ...transport import Transport
+from ...watchdog import let_finish
+from ..environment import app_command
 
 # what a shell says of a process it saw end by a signal: the host-side watchdog ends its relay that way when
 # the program is done, so it can follow the program's own last line on stderr

@@ -7,8 +7,8 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ..errors import StepError
-from ..layout import Layout
+from ...errors import StepError
+from ...layout import Layout
 
 # a backup's name: what layout.backup_name makes (letters, digits, '_', '-', '.'), never a path
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

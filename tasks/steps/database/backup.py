@@ -16,13 +16,14 @@ import posixpath
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import Config, Database
-from ..db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
-from ..layout import Layout, backup_name
-from ..transport import CommandFailed, Transport
+from ...config import Config, Database
+from ...errors import StepError
+from ...layout import Layout, backup_name
+from ...runtime.common import json_or_none, write_file
+from ...runtime.leftovers import owner_tag, sweep_leftovers
+from ...transport import CommandFailed, Transport
 from .backupfiles import metadata_problem
-from .common import StepError, json_or_none, write_file
-from .leftovers import owner_tag, sweep_leftovers
+from .db import ROW_COUNTS_SQL, SQLITE_COUNTS_PY, option_file, parse_row_counts
 from .retention import prune_backups
 from .streaming import run_streaming
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import config_database
-from .config_checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
-from .config_database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
-from .config_model import (
+from . import database as config_database
+from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
+from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
+from .model import (
     BUCKET_RE,
     PREFIX_RE,
     Config,
@@ -33,10 +33,10 @@ from .config_model import (
     parse_store,
     split_command,
 )
-from .config_project import BUILDS, PROJECT, read_project
-from .config_reader import Ini
-from .config_stage import STAGE, read_hosts, read_stage
-from .config_values import (
+from .project import BUILDS, PROJECT, read_project
+from .reader import Ini
+from .stage import STAGE, read_hosts, read_stage
+from .values import (
     DURATION_RE,
     DURATION_UNITS,
     NAME_RE,

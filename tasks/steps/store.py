@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from .config import S3Store
-from .steps.archive import wheelhouse_path
-from .steps.common import StepError, sha256_file
-from .steps.download import StoreDownload
+from ..config import S3Store
+from ..errors import StepError
+from ..runtime.common import sha256_file
+from .archive import wheelhouse_path
+from .download import StoreDownload
 
 URL_SECONDS = 900        # a presigned URL is a bearer credential: short-lived, made right before its use
 MAX_URL_SECONDS = 3600   # never longer than this (SigV4 itself would allow 7 days)

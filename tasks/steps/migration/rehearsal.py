@@ -14,15 +14,16 @@ import time
 from datetime import datetime, timezone
 from typing import Sequence
 
-from ..config import Config, Database, Stage
-from ..layout import Layout
-from ..rehearsal import MigrateOutput, markdown
-from ..transport import CommandFailed, Transport
-from .common import StepError, json_or_none, read_text, write_file
-from .environment import app_command
-from .hostfiles import program, ship_programs
+from ...config import Config, Database, Stage
+from ...errors import StepError
+from ...layout import Layout
+from ...runtime.common import json_or_none, read_text, write_file
+from ...transport import CommandFailed, Transport
+from ..environment import app_command
+from ..hostfiles import program, ship_programs
 from .migrate import error_line, run_migrations
 from .rehearsal_copy import CopyProbe, reads_on_host
+from .rehearsal_report import MigrateOutput, markdown
 
 
 def runner_argv(migrate_argv: Sequence[str], mode: str = "rehearse", where: str = ".") -> list[str] | None:

@@ -21,11 +21,11 @@ import os
 import socket
 from pathlib import Path
 
-from ..config import Config, Stage, host_key
-from ..errors import StepError
-from ..rehearsal import Witness, other_rehearsal, record_of, refusal, stale, text_table, untrusted
-from .common import json_or_none, read_text, write_file
+from ...config import Config, Stage, host_key
+from ...errors import StepError
+from ...runtime.common import json_or_none, read_text, write_file
 from .rehearsal import production_plan, read_report_bytes, report_bytes, set_aside
+from .rehearsal_report import Witness, other_rehearsal, record_of, refusal, stale, text_table, untrusted
 
 
 def rehearsing_stage(config, stage: Stage) -> Stage | None:

@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import config_rules as rules
-from .config_model import Host, Stage
-from .config_project import buildout_config
-from .config_reader import Ini, Key, Problem, Section, checked, command, duration, headers, host, optional, whole
-from .config_values import host_key, split_list
+from . import rules
+from .model import Host, Stage
+from .project import buildout_config
+from .reader import Ini, Key, Problem, Section, checked, command, duration, headers, host, optional, whole
+from .values import host_key, split_list
 
 
 def hosts(value: str, sec: Section) -> tuple[Host, ...]:

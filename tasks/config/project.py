@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 
-from . import config_rules as rules
-from .config_model import Project, parse_store
-from .config_reader import Ini, Key, Problem, Section, boolean, checked, choice, command, duration, headers, whole
-from .config_values import NAME_RE, REGION_RE, check_endpoint, split_list
+from . import rules
+from .model import Project, parse_store
+from .reader import Ini, Key, Problem, Section, boolean, checked, choice, command, duration, headers, whole
+from .values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices (docs/configuration.md); any other is refused with a clear message, not faked.
 BUILDS = ("pip", "buildout", "command", "none")

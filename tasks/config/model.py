@@ -106,7 +106,7 @@ class Database:
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
     # mysql: how long the migration's session waits for a lock (metadata or row) before giving up, and how
-    # many times the migration is tried again after that (steps/migrate_bounded.py)
+    # many times the migration is tried again after that (steps/migration/migrate_bounded.py)
     migration_lock_timeout: int = 10
     migration_lock_retries: int = 3
     # The password, read from the environ given to load_config: never in a repr (doit and pytest print

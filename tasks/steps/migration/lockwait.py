@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
-from .rehearsal import APPLYING, MARK
+from .rehearsal_report import APPLYING, MARK
 from .sqlcheck import PlanCheck
 
 # server threads that hold no table lock of an app's

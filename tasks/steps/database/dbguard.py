@@ -3,12 +3,12 @@ database is in fact the source or a database a live stage runs on (another name 
 the same server passes the config check; it does not pass this one)."""
 from __future__ import annotations
 
-from ..config import Database
-from ..db import SERVER_IDENTITY_SQL, parse_server_identity
-from ..layout import Layout
-from ..transport import Transport
+from ...config import Database
+from ...errors import StepError
+from ...layout import Layout
+from ...transport import Transport
 from .backup import client_options
-from .common import StepError
+from .db import SERVER_IDENTITY_SQL, parse_server_identity
 
 
 def server_identity(t: Transport, layout: Layout, db: Database) -> tuple:

@@ -17,15 +17,15 @@ naming its "before" backup, the last one taken before that release's changes.
 """
 from __future__ import annotations
 
-from .. import failpoints
-from ..config import Database, Stage
-from ..errors import StepError
-from .backup import list_backups, take_backup
+from ... import failpoints
+from ...config import Database, Stage
+from ...errors import StepError
+from ..database.backup import list_backups, take_backup
+from ..database.restore import restore_in_place
 from .migrate import is_migrated
 from .migrate_bounded import LockGaveUp, run_bounded_migrations
 from .migration_record import adoptable, backup_ref, is_open, new_intent, now, pair, read_record, write_record
 from .rehearsal_guard import guard_production
-from .restore import restore_in_place
 
 
 def unfinished(session, stage: Stage) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import config_rules as rules
-from .config_model import Database, Host, Project, Stage
-from .config_reader import Ini
-from .config_values import host_key
+from . import rules
+from .model import Database, Host, Project, Stage
+from .reader import Ini
+from .values import host_key
 
 
 def check_stage_graph(ini: Ini, stages: dict[str, Stage]) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 
-from .. import livedb
-from ..config import Config, Database
-from ..errors import StepError
-from ..hostside.rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
-from ..rehearsal import attribute_stalls
-from ..sqlcheck import PlanCheck
-from ..sqltext import columns_from_mysql, columns_from_sqlite
-from ..transport import Transport
+from ...config import Config, Database
+from ...errors import StepError
+from ...hostside.rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
+from ...transport import Transport
+from ..database import livedb
+from .rehearsal_report import attribute_stalls
+from .sqlcheck import PlanCheck
+from .sqltext import columns_from_mysql, columns_from_sqlite
 
 INTERVAL = 0.05
 

@@ -9,7 +9,7 @@ reads and probes it there, through the app's own connection (hostside/rehearsal_
 """
 from __future__ import annotations
 
-from .config import Database
+from ...config import Database
 
 
 def credentials(db: Database) -> tuple[str, str]:

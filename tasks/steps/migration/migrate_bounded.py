@@ -14,14 +14,14 @@ import posixpath
 import time
 from typing import Sequence
 
-from ..config import Config, Stage
-from ..errors import StepError
-from ..layout import Layout
-from ..lockwait import failure_line, lock_event, retry_line
-from ..transport import Transport
-from ..watchdog import let_finish
-from .environment import app_command
-from .hostfiles import program, ship_programs
+from ...config import Config, Stage
+from ...errors import StepError
+from ...layout import Layout
+from ...transport import Transport
+from ...watchdog import let_finish
+from ..environment import app_command
+from ..hostfiles import program, ship_programs
+from .lockwait import failure_line, lock_event, retry_line
 from .migrate import migrate_failed, record_migrated, run_migrations
 
 EXIT_LOCKED = 75  # the runner's exit code when a statement gave up waiting for a lock

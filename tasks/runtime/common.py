@@ -12,7 +12,6 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import StepError  # noqa: F401  (steps raise it; its home is errors.py)
 from ..transport import Transport
 
 

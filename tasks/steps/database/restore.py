@@ -18,16 +18,17 @@ import posixpath
 import tempfile
 from pathlib import Path
 
-from .. import failpoints
-from ..config import Database, Stage
-from ..db import counts_mismatch
-from ..layout import Layout
-from ..transport import CommandFailed, Transport
+from ... import failpoints
+from ...config import Database, Stage
+from ...errors import StepError
+from ...layout import Layout
+from ...runtime.common import json_or_none, last_line, read_text, write_file
+from ...runtime.leftovers import owner_tag, sweep_leftovers
+from ...transport import CommandFailed, Transport
 from .backup import client_options, filter_source, row_counts, streams
 from .backupfiles import backup_path
-from .common import StepError, json_or_none, last_line, read_text, write_file
+from .db import counts_mismatch
 from .dbguard import refuse_protected_target, server_identity
-from .leftovers import owner_tag, sweep_leftovers
 from .streaming import run_streaming
 
 # $4 (if not empty) the client's --init-command: the session's lock waits bounded (restore_in_place)
