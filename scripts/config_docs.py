@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from doit_stages.config import DURATION_UNITS
-
 from doit_stages.config import database as config_database
 from doit_stages.config import project as config_project
 from doit_stages.config import stage as config_stage

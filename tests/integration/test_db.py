@@ -1,6 +1,6 @@
-"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/steps/database/db.py's client file with every
-nasty character, and a backup's client options that include the user's own file on the host (the local
-transport)."""
+"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/steps/database/db.py's client
+file with every nasty character, and a backup's client options that include the user's own file on the host
+(the local transport)."""
 from __future__ import annotations
 
 import shutil

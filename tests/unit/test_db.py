@@ -1,5 +1,5 @@
-"""tasks/steps/database/db.py on plain inputs: row counts read and compared, the client option file written (read back by
-MariaDB's own reader: tests/integration/test_db.py)."""
+"""tasks/steps/database/db.py on plain inputs: row counts read and compared, the client option file written
+(read back by MariaDB's own reader: tests/integration/test_db.py)."""
 from __future__ import annotations
 
 import pytest
