@@ -154,10 +154,9 @@ def switch_under_way(s: Session, stage: Stage, intents: list[dict]) -> dict | No
 def unfinished_migration(s: Session, stage: Stage) -> str:
     """"; UNFINISHED migration ..." when a run began to migrate the stage's live database and did not
     record its end (migration_record.py); "" otherwise, or when the backup host cannot be asked."""
-    from .doit_tasks import migrates  # (doit_tasks imports this module)
     from .steps.migration.migration_record import is_open, read_record
     db = s.config.stage_database(stage)
-    if db is None or stage.restore_from or db.backup_host is None or not migrates(s.config, stage):
+    if db is None or stage.restore_from or db.backup_host is None or not s.config.migrates(stage):
         return ""
     try:
         rec = s.hosts.one(db.backup_host, lambda t: read_record(t, s.layout, stage.name))

@@ -218,6 +218,11 @@ class Config:
     def stage_database(self, stage: Stage) -> Database | None:
         return self.databases[stage.database] if stage.database else None
 
+    def migrates(self, stage: Stage) -> bool:
+        """The stage has a migrate node: a database, not the one of the stage it is promoted from."""
+        src = self.stages.get(stage.promote_from) if stage.promote_from else None
+        return bool(stage.database) and (src is None or src.database != stage.database)
+
     def require_passwords(self, names) -> None:
         """ConfigError (one line: file, line, key, variable) for the first of these databases whose
         password_env variable was not set when the config was loaded."""
