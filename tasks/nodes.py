@@ -144,12 +144,9 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
 
 
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
-    """migrate:<stage> on a fresh copy of production: measured, reported. It rehearses on the copy
-    restore:<stage> made for this release (the backup that node named), unless a rehearsal already began on
-    that copy (it may be migrated, wholly or in part): then a new backup of production is taken and
-    restored first. Either way it says which backup and why. The report's sha256 is recorded before the
-    report is written (rehearsal_guard.record_rehearsal)."""
-    from .steps.database import backup as backup_step
+    """migrate:<stage> on a fresh copy of production (rehearsal.copy_to_rehearse): measured, reported; it
+    says which backup and why. The report's sha256 is recorded before the report is written
+    (rehearsal_guard.record_rehearsal)."""
     from .steps.database import restore as restore_step
     from .steps.migration import rehearsal as rehearsal_step
     from .steps.migration.rehearsal_guard import record_rehearsal
@@ -159,18 +156,9 @@ def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
     s.lock([first, s.backup_host(src), s.backup_host(db)], f"migrate:{stage.name}")
     if migrate_done(s, r, stage):
         return "nothing pending"
-    marker = restore_step.restored(s, db)
-    if restore_step.is_fresh(marker, rid):
-        why = f"the copy restore:{stage.name} made for {rid}, untouched since"
-    else:
-        was = (f"a rehearsal of {marker['release']} already began on the copy of {marker['backup']}"
-               if marker and marker.get("release") else f"{db.name} holds no copy restore:{stage.name} recorded")
-        _say_node(f"migrate:{stage.name}", f"{was}: taking a new backup of {src.name} and restoring it, "
-                                           "so that the rehearsal runs on a fresh copy")
-        backup_step.take_backup(s, src, reason=f"for the rehearsal of {rid}")
-        print(f"   {run_restore(s, r, stage)}", flush=True)
-        marker = restore_step.restored(s, db)
-        why = f"restored just now for {rid}"
+    marker, why = rehearsal_step.copy_to_rehearse(
+        s, stage, rid, restore=lambda: print(f"   {run_restore(s, r, stage)}", flush=True),
+        say=lambda text: _say_node(f"migrate:{stage.name}", text))
     backup = (marker or {}).get("backup")
     _say_node(f"migrate:{stage.name}", f"rehearsing on {db.name} := {backup} ({why})")
     report = s.hosts.one(first, lambda t: rehearsal_step.rehearse(

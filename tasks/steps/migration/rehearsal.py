@@ -4,7 +4,8 @@ and each migration's SQL, waits while the copy's schema and table sizes are read
 starts (from this machine, or for option_file on the host: rehearsal_copy.py), then runs Django's own
 migrate; its output is read as it comes and each migration timed on arrival here. The report goes to
 .deploy/rehearsals/<release>.json (+ .md) on that host; its sha256 is recorded first where that host cannot
-rewrite it (rehearsal_guard.py).
+rewrite it (rehearsal_guard.py). The copy is restore:<stage>'s for this release while no rehearsal began on
+it; else a new backup of production is restored first (copy_to_rehearse).
 """
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import contextlib
 import json
 import time
 from datetime import datetime, timezone
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ...config import Config, Database, Stage
 from ...errors import StepError
 from ...layout import Layout
 from ...runtime.common import json_or_none, read_text, write_file
+from ...session import Session
 from ...transport import CommandFailed, Transport
+from ..database import backup as backup_step
+from ..database import restore as restore_step
 from ..environment import app_command
 from ..hostfiles import program, ship_programs
 from .migrate import error_line, run_migrations
@@ -88,6 +92,23 @@ def write_report(t: Transport, layout: Layout, report: dict) -> None:
     t.run(["mkdir", "-p", "-m", "755", layout.rehearsals])
     write_file(t, layout.rehearsal_md(rid), markdown(report).encode(), "644")
     write_file(t, layout.rehearsal(rid), report_bytes(report), "644")
+
+
+def copy_to_rehearse(session: Session, stage: Stage, rid: str, restore: Callable[[], None],
+                     say: Callable[[str], None]) -> tuple[dict | None, str]:
+    """The restore marker of the copy to rehearse on, and why that copy: the one restore:<stage> made for
+    this release, unless a rehearsal already began on it (it may be migrated, wholly or in part); then a new
+    backup of production is taken and restore() restores it first."""
+    db, src = session.config.stage_database(stage), session.config.databases[stage.restore_from]
+    marker = restore_step.restored(session, db)
+    if restore_step.is_fresh(marker, rid):
+        return marker, f"the copy restore:{stage.name} made for {rid}, untouched since"
+    was = (f"a rehearsal of {marker['release']} already began on the copy of {marker['backup']}"
+           if marker and marker.get("release") else f"{db.name} holds no copy restore:{stage.name} recorded")
+    say(f"{was}: taking a new backup of {src.name} and restoring it, so that the rehearsal runs on a fresh copy")
+    backup_step.take_backup(session, src, reason=f"for the rehearsal of {rid}")
+    restore()
+    return restore_step.restored(session, db), f"restored just now for {rid}"
 
 
 def rehearse(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str, backup: str | None,
