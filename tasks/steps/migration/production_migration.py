@@ -20,6 +20,7 @@ from __future__ import annotations
 from ... import failpoints
 from ...config import Database, Stage
 from ...errors import StepError
+from ...session import Session
 from ..database.backup import list_backups, take_backup
 from ..database.restore import restore_in_place
 from .migrate import is_migrated
@@ -28,12 +29,12 @@ from .migration_record import adoptable, backup_ref, is_open, new_intent, now, p
 from .rehearsal_guard import guard_production
 
 
-def unfinished(session, stage: Stage) -> bool:
+def unfinished(session: Session, stage: Stage) -> bool:
     """Does an earlier run's migration of this stage's database lack its outcome (its "after" backup)?"""
     return is_open(_record(session, session.config.stage_database(stage), stage))
 
 
-def migration_backups(session, stage: Stage, rid: str) -> list[str]:
+def migration_backups(session: Session, stage: Stage, rid: str) -> list[str]:
     """The backups taken around this release's migration of the stage's database (for the release log):
     the true pair its record names; for a migration made before records were kept, the last two by reason."""
     db = session.config.stage_database(stage)
@@ -46,28 +47,56 @@ def migration_backups(session, stage: Stage, rid: str) -> list[str]:
     return [m["file"] for m in _backups(session, db) if m.get("reason", "").endswith(tag)][-2:]
 
 
-def migrate_production(session, stage: Stage, rid: str) -> str:
+def migrate_production(session: Session, stage: Stage, rid: str) -> str:
     """Guarded by the rehearsal (invariant 8) when a migration begins, never when one resumes: the run that
     began it was judged, and a half-applied plan would look stale to the guard. Returns the summary."""
     db = session.config.stage_database(stage)
     session.lock([stage.hosts[0], session.backup_host(db)], f"migrate:{stage.name}")
-    record = _record(session, db, stage)
-    if is_open(record) and record.get("restoring"):
-        _finish_restore(session, db, stage, record)
-    if is_open(record) and record["release"] != rid:
-        _abandon(session, db, stage, record, rid)
-        record = None
-    resumed, accepted = is_open(record) and bool(record.get("before")), ""
+    record = _open_record(session, db, stage, rid)
+    resumed, accepted = record is not None and bool(record.get("before")), ""
     migrated = session.hosts.one(stage.hosts[0],
                                  lambda t: is_migrated(t, session.layout, session.config, stage, rid))
     if not resumed:
         if migrated:
-            if is_open(record):  # begun, nothing changed, and nothing is pending now: no migration of ours
+            if record is not None:  # begun, nothing changed, and nothing is pending now: no migration of ours
                 _close(session, db, record, "abandoned")
             return "nothing pending"
-        accepted = guard_production(session, stage, rid)
-        if not is_open(record):
-            record = new_intent(stage.name, rid, db.name, session.token)
+        record, accepted = _begin(session, db, stage, rid, record)
+    before, after = _between_backups(session, db, stage, record, migrated, resumed)
+    pair_text = f"before {before['file']}, after {after['file']}"
+    if not resumed:
+        return f"migrated{accepted}; backups {pair_text}"
+    how = ("its migration had completed: took the missing after backup" if migrated
+           else "continued its migration, then took the after backup")
+    return (f"finished the migration of {rid} an earlier run left unfinished: {how}; backups {pair_text} "
+            "(before: taken before the first attempt)")
+
+
+def _open_record(session: Session, db: Database, stage: Stage, rid: str) -> dict | None:
+    """The record of an earlier run's migration of rid that lacks its outcome, else None. An unfinished
+    restore is finished first (and stops the run); an open intent for another release is closed."""
+    record = _record(session, db, stage)
+    if not is_open(record):
+        return None
+    if record.get("restoring"):
+        _finish_restore(session, db, stage, record)
+    if record["release"] != rid:
+        _abandon(session, db, stage, record, rid)
+        return None
+    return record
+
+
+def _begin(session: Session, db: Database, stage: Stage, rid: str, record: dict | None) -> tuple[dict, str]:
+    """A migration that begins: judged by the rehearsal guard, then its intent (or the open one that changed
+    nothing yet). Returns the record and what the guard accepted."""
+    accepted = guard_production(session, stage, rid)
+    return record or new_intent(stage.name, rid, db.name, session.token), accepted
+
+
+def _between_backups(session: Session, db: Database, stage: Stage, record: dict, migrated: bool,
+                     resumed: bool) -> tuple[dict, dict]:
+    """The intent saved, the "before" backup, the migration (unless nothing is pending), the "after" backup
+    and the outcome, each recorded as it happens. Returns the two backups' metadata."""
     record["runs"] = [*record.get("runs", []), session.token]
     _save(session, db, record)  # the intent: before the first change
     before = _before(session, db, stage, record)
@@ -76,14 +105,7 @@ def migrate_production(session, stage: Stage, rid: str) -> str:
         _migrate(session, db, stage, record, before, resumed)
         failpoints.hit("migrate.after_migrate")
     failpoints.hit("migrate.before_backup_after")
-    after = _after(session, db, stage, record, migrated)
-    pair_text = f"before {before['file']}, after {after['file']}"
-    if not resumed:
-        return f"migrated{accepted}; backups {pair_text}"
-    how = ("its migration had completed: took the missing after backup" if migrated
-           else "continued its migration, then took the after backup")
-    return (f"finished the migration of {rid} an earlier run left unfinished: {how}; backups {pair_text} "
-            "(before: taken before the first attempt)")
+    return before, _after(session, db, stage, record, migrated)
 
 
 def _before(session, db: Database, stage: Stage, record: dict) -> dict:
