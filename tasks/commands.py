@@ -52,7 +52,7 @@ def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
     if not text:
         raise StepError(f"release {rid} is gone or was never completed there; nothing to roll back to")
     release = Release.from_json(text)
-    if not is_built(t, s.layout, s.config, stage, release, keep_env=True):
+    if not is_built(t, s.layout, s.config, stage, release, keep_env=True, known=s.known_links):
         build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, keep_env=True)
 
 

@@ -79,8 +79,8 @@ def run_upload(s: Session, r: Releases, stage: Stage) -> str:
 
 def build_done(s: Session, r: Releases, stage: Stage) -> bool:
     release = r.of(stage)
-    return all(s.hosts.each(stage.hosts, lambda t: build_step.is_built(t, s.layout, s.config, stage, release),
-                            "build"))
+    return all(s.hosts.each(stage.hosts, lambda t: build_step.is_built(t, s.layout, s.config, stage, release,
+                                                                       known=s.known_links), "build"))
 
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
@@ -89,7 +89,7 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
     tokens = (env_token(), env_token())   # a new env version gets the same name on every host
 
     def one(t):
-        if not build_step.is_built(t, s.layout, s.config, stage, release):
+        if not build_step.is_built(t, s.layout, s.config, stage, release, known=s.known_links):
             build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=bool(stage.promote_from),
                                      tokens=tokens)
     with Progress(what, len(stage.hosts)) as progress:

@@ -22,6 +22,7 @@ from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
 from .runtime.common import stamp
+from .runtime.known_links import KnownLinks
 from .runtime.lock import holder_text, process_start, record_session, release_lock, take_lock
 from .transport import Transport
 
@@ -36,6 +37,7 @@ class Session:
         self.connections = Connections(config.project.ssh_config, on_connect=self._own,
                                        fast_kex=config.project.ssh_fast_kex)
         self.hosts = Executor(self.connections, config.project.parallel)
+        self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         self._locked: list[Host] = []
@@ -117,7 +119,7 @@ class Session:
         result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True))
         if result is None or isinstance(result, str):
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
-            t.links = {}   # from now on no other run moves the host's links: what this run reads of them holds
+            self.known_links.hold(t.host)   # no other run moves the host's links now: what this run reads holds
         return result
 
     def _own(self, host: Host, t: Transport) -> None:
@@ -127,7 +129,7 @@ class Session:
         if held and t.session is not None:
             record_session(t, self.layout, self.token, t.session)
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
-            t.links = {}
+            self.known_links.hold(host)
 
     def unlock_stage(self, hosts: list[Host], what: str) -> str:
         """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
@@ -158,7 +160,7 @@ class Session:
             self.hosts.outcomes(hosts, lambda t: self._release(t))
 
     def _release(self, t: Transport) -> None:
-        t.links = None   # another run may move the links once the lock is gone
+        self.known_links.drop(t.host)   # another run may move the links once the lock is gone
         release_lock(t, self.layout, self.token)
 
     # -- signals ---------------------------------------------------------------------------------------

@@ -41,9 +41,6 @@ class Transport:
     host: Host
     session: Watched | None = None   # the process on the host that runs this transport's commands (SSH)
     on_session: Callable[[Watched], None] | None = None   # told of each second channel (stream) started
-    # the stage links' targets this run read or wrote on the host while it holds the host's lock (no other
-    # run moves them then): {link: target or None}; None while the run does not hold the lock
-    links: dict[str, str | None] | None = None
 
     def run(self, argv: Sequence[str], input: bytes | None = None, check: bool = True) -> str:
         """Run argv; return its stdout as text. Raises CommandFailed when it exits non-zero (check)."""

@@ -139,7 +139,7 @@ def _go_live(sw: Switch, t: Transport) -> None:
     never_took = False     # the release's reload failed by its own exit status: it never took over
     try:
         switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, sw.plan[t.host]["env"]),
-                    guard=lock_guard(session))
+                    guard=lock_guard(session), known=session.known_links)
         failpoints.hit("switch.after_rename", t.host)
         if stage.reload_command:
             try:
@@ -271,5 +271,6 @@ def _log(session, stage: Stage, records: dict) -> dict:
                 if isinstance(r, Exception)}
     if not problems:
         session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
-                                                           venvs=project.build == "pip"), "release cleanup")
+                                                           venvs=project.build == "pip", known=session.known_links),
+                           "release cleanup")
     return problems

@@ -61,7 +61,7 @@ def put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, 
     for attempt in (1, 2):
         try:
             set_link(t, session.layout, stage.link, target, env_pair(session, stage, rid, env_before, True),
-                     guard=lock_guard(session))
+                     guard=lock_guard(session), known=session.known_links)
             old = release_of(target)
             if old and stage.reload_command:
                 try:

@@ -12,6 +12,7 @@ import pytest
 from doit_stages.config import Config, Host, Project, Stage
 from doit_stages.layout import Layout
 from doit_stages.runtime import leftovers
+from doit_stages.runtime.known_links import KnownLinks
 from doit_stages.steps import build, cleanup, switch, upload
 from doit_stages.steps.archive import Release
 from doit_stages.steps.database.backup import LIST, parse_backup_list
@@ -22,10 +23,11 @@ RID, OLD = "blog-2026-01-02-0304-aaaaaaaaaaaa", "blog-2026-01-01-0304-bbbbbbbbbb
 
 
 class FakeSession:
-    """What read_state needs of a run: a layout and the config (no connection: the transport is local)."""
+    """What read_state needs of a run: a layout, the config and its known links (none: no lock held; no
+    connection: the transport is local)."""
 
     def __init__(self, layout, config):
-        self.layout, self.config = layout, config
+        self.layout, self.config, self.known_links = layout, config, KnownLinks()
 
 
 @pytest.fixture
