@@ -92,7 +92,7 @@ def this_run() -> Run:
     session.lock_checks = runs_tasks(sys.argv)
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
-        session.warm_imports = ("pytest", f"{__package__}.infra_plugin", *PYTEST_LOADS)
+        session.warm_imports = ("pytest", f"{__package__}.steps.infra_plugin", *PYTEST_LOADS)
     return Run(config, session, Releases(session))
 
 
