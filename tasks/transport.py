@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from . import localcmd
 from .config import Host, rules
 from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options  # noqa: F401 (re-exported)
 from .watchdog import Watched, parse_ident, watched
@@ -210,7 +211,7 @@ class SSHTransport(Transport):
             raise CommandFailed(host, ["ssh"], 2, f"refused: {problem}")
         self._mutex = threading.Lock()
         self.opts = ssh_options(ssh_config, fast_kex)
-        self._cancels: list[subprocess.Popen] = []   # forwardings being cancelled, waited for at close
+        self._cancels: list[localcmd.PlumbumLocalPopen] = []   # `ssh -O cancel`s, waited for at close
         argv = ssh_argv(host.hostname, host.user, host.port, self.opts)
         try:
             self.shell = RemoteShell(argv, timeout=CONNECT_TIMEOUT)
@@ -251,22 +252,24 @@ class SSHTransport(Transport):
     @contextlib.contextmanager
     def tunnel(self, dhost, dport):
         """A local port forwarded to dhost:dport as the host sees it, by the run's master connection (`ssh
-        -O forward`); only ports and addresses are on the command line. Cancelled after use."""
+        -O forward`, a command of this machine: localcmd); only ports and addresses are on the command line.
+        Cancelled after use."""
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             lport = s.getsockname()[1]
         spec = f"127.0.0.1:{lport}:[{dhost}]:{dport}" if ":" in dhost else f"127.0.0.1:{lport}:{dhost}:{dport}"
         where = ssh_argv(self.host.hostname, self.host.user, self.host.port, [*self.opts, "-O", "forward", "-L", spec])
-        res = subprocess.run(where, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-        if res.returncode != 0:
-            raise CommandFailed(self.host, ["ssh", "-L", f"{dhost}:{dport}"], res.returncode, res.stderr)
+        res = localcmd.call(where, timeout=60)
+        if res.code != 0:
+            raise CommandFailed(self.host, ["ssh", "-L", f"{dhost}:{dport}"], res.code, res.stderr)
         try:
             yield "127.0.0.1", lport
         finally:
             cancel = ssh_argv(self.host.hostname, self.host.user, self.host.port,
                               [*self.opts, "-O", "cancel", "-L", spec])
-            self._cancels.append(subprocess.Popen(cancel, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL))
+            proc = localcmd.start(cancel)
+            if proc is not None:
+                self._cancels.append(proc)
 
     def stream_lines(self, argv, on_line):
         with self._mutex:

@@ -25,72 +25,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from .hostside import script
+
 # Shell functions shared by WATCH and END (Linux /proc; builtins only, except where a command is ended).
-LIB = r'''stat_of() { local l; l=; { read -r l <"/proc/$1/stat"; } 2>/dev/null; [ -n "$l" ] || return 1
-  l=${l##*) }; set -- $l; st=$1; t0=${20}; }
-kids_of() { local t c; ks=; for t in /proc/"$1"/task/*/children; do c=
-  { read -r c <"$t"; } 2>/dev/null; ks="$ks $c"; done; }
-freeze() { local p n c; for p; do stat_of "$p" || continue
-  case " $all " in *" $p:$t0 "*) continue;; esac
-  kill -STOP "$p" 2>/dev/null || continue; all="$all $p:$t0"
-  n=0; while moving "$p" && [ $n -lt 3000 ]; do n=$((n+1)); done
-  kids_of "$p"; c=$ks; freeze $c; done; }
-moving() { stat_of "$1" && [ "$st" != T ] && [ "$st" != t ] && [ "$st" != Z ]; }
-same() { stat_of "${1%%:*}" && [ "$t0" = "${1#*:}" ]; }
-signal_all() { local e; for e in $all; do same "$e" && kill -"$1" "${e%%:*}" 2>/dev/null; done; }
-any_alive() { local e; for e in $all; do same "$e" && [ "$st" != Z ] && return 0; done; return 1; }
-end_trees() { local n; all=; freeze "$@"; [ -n "$all" ] || return 0; signal_all TERM; signal_all CONT
-  n=0; while any_alive && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; signal_all KILL; }
-hup_ignored() { local k v; v=
-  { while read -r k v; do [ "$k" = SigIgn: ] && break; done <"/proc/$1/status"; } 2>/dev/null
-  case $v in *[13579bdfBDF]) return 0;; esac; return 1; }
-finishes() { hup_ignored "$1" && ! hup_ignored "$2"; }
-'''
+LIB = script("watch_lib.sh")
 
 # sh -c WATCH dst-watch [ARGV...]: no ARGV runs a session's sh.
-WATCH = LIB + r'''lost() { local me s c; { read -r me </proc/self/stat; } 2>/dev/null; set -- $me
-  [ "$4" = "$$" ] || return 0; me=$1; kids_of $$
-  for s in $ks; do [ "$s" != "$me" ] && break; s=; done; [ -n "$s" ] || return 0
-  kids_of "$s"; for c in $ks; do finishes "$c" "$s" || end_trees "$c"; done; }
-done_() { local me k; { read -r me </proc/self/stat; } 2>/dev/null; me=${me%% *}
-  kids_of $$; for k in $ks; do [ "$k" = "$me" ] || kill "$k" 2>/dev/null; done; exit "$1"; }
-stat_of $$; boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null
-printf 'dst-watch %s %s %s\n' "$$" "$t0" "$boot" >&2
-relay() { cat <&3 3<&-; exec 3<&- >&-; lost; }
-run() { exec 3<&-; [ $# -gt 0 ] || { [ -r /dev/stdin ] || exec sh
-  unset -f stat_of kids_of freeze moving same signal_all any_alive end_trees hup_ignored finishes lost done_ relay
-  unset st t0 boot; . /dev/stdin; exit; }; "$@"; done_ $?; }
-exec 3<&0
-relay </dev/null 2>/dev/null | run "$@" & wait $!'''
+WATCH = LIB + script("watch.sh")
 
 # $1 a lock's sessions file ("<pid> <start> <boot>" lines), $2 seconds to wait for what finishes alone.
 # Tab-separated lines: "waiting <pid> <pid shown> <command>" before the wait, then "waited <pid> <seconds>"
 # or, when it still runs after $2 s, "running <pid> <seconds>" and exit 3 (nothing ended); "ended <pid>
 # <command>". A command that is a bare `sh` (a script run by the session) is shown by its first child.
-END = LIB + r'''cmd_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | cut -c1-160; }
-what_of() { local p c k; p=$1; c=$(cmd_of "$1")
-  case $c in "sh "|"sh -c stat_of() "*) kids_of "$1"; for k in $ks; do p=$k; c=$(cmd_of "$k"); break; done;; esac
-  printf '%s\t%s' "$p" "$c"; }
-boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null; roots=
-while read -r p t b; do [ "$b" = "$boot" ] && stat_of "$p" && [ "$t0" = "$t" ] && [ "$st" != Z ] && roots="$roots $p"
-done 2>/dev/null <"$1"
-[ -n "$roots" ] || exit 0
-alone=; others=
-for o in $roots; do kids_of "$o"; for x in $ks; do kids_of "$x"; for y in $ks; do
-  [ "$(cat "/proc/$y/comm" 2>/dev/null)" = cat ] && continue
-  stat_of "$y" || continue
-  if finishes "$y" "$x"; then alone="$alone $y:$t0"; printf 'waiting\t%s\t%s\n' "$y" "$(what_of "$y")"
-  else others="$others $y"; fi
-done; done; done
-n=0; while :; do left=
-  for e in $alone; do same "$e" && [ "$st" != Z ] && left="$left $e"; done
-  [ -z "$left" ] && break
-  if [ $n -ge $(($2 * 10)) ]; then for e in $left; do printf 'running\t%s\t%s\n' "${e%%:*}" "$2"; done; exit 3; fi
-  sleep 0.1; n=$((n+1))
-done
-for e in $alone; do printf 'waited\t%s\t%s\n' "${e%%:*}" "$((n / 10))"; done
-for y in $others; do stat_of "$y" && printf 'ended\t%s\n' "$(what_of "$y")"; done
-end_trees $roots'''
+END = LIB + script("watch_end.sh")
 
 # ssh hands its command to the login shell, which may be fish or csh (no newline in quotes there): one line
 WATCH_LINE = WATCH.replace("\n", "; ")

@@ -1,16 +1,16 @@
-"""stages.ini -> frozen dataclasses. All validation lives here and in the config_* modules it reads with;
-every other module trusts the result and imports it from here.
+"""stages.ini -> frozen dataclasses. All validation lives here and in the modules of this package it reads
+with; every other module trusts the result and imports it from here.
 
 Every error is a ConfigError whose message is one line naming the file, line, section and key, and what
 to change. Nothing here touches a host or a database. The pieces:
 
-    config_model     the dataclasses (Config, Project, Database, Stage, Host, S3Store) and ConfigError
-    config_reader    the file, and one section read by its table of keys: Key(parse, default, doc)
-    config_project   [project]'s table        config_database  [database:<name>]'s tables (per engine)
-    config_stage     [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
-    config_checks    rules across sections: links, promote_from, restore targets, relative paths
-    config_values    pure parsers of one value (host, duration, list, S3 endpoint)
-    config_rules     what a value may look like before it reaches an argv, a host path or SQL
+    model       the dataclasses (Config, Project, Database, Stage, Host, S3Store) and ConfigError
+    reader      the file, and one section read by its table of keys: Key(parse, default, doc)
+    project     [project]'s table            database  [database:<name>]'s tables (per engine)
+    stage       [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
+    checks      rules across sections: links, promote_from, restore targets, relative paths
+    values      pure parsers of one value (host, duration, list, S3 endpoint)
+    rules       what a value may look like before it reaches an argv, a host path or SQL
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def sqlite_path(value: str, sec: Section) -> str:
 
 
 def required(kind: str):
-    """name, user: needed by mysql, and passed to its client, so checked by config_rules."""
+    """name, user: needed by mysql, and passed to its client, so checked by rules.py."""
     def parse(value: str, sec: Section) -> str:
         if not value:
             raise Problem(f"missing; engine = mysql needs {kind} =")

@@ -129,7 +129,7 @@ def optional(value: str, sec: Section) -> str | None:
 
 
 def checked(rule: Callable[[str], str | None]):
-    """A value a config_rules function accepts (None: fine, else the reason); an empty value passes."""
+    """A value a rules.py function accepts (None: fine, else the reason); an empty value passes."""
     def parse(value: str, sec: Section) -> str:
         problem = rule(value) if value else None
         if problem:

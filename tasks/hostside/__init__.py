@@ -1,8 +1,30 @@
-"""Programs that run on a host, by the app's own interpreter: each a real .py file here, shipped to the
-host as a file (steps/hostfiles.py) and run as `<python> <file> args...`.
+"""Code that runs on a host, kept here as files: linted and tested as code, not strings in a module.
 
-Standard library and Django only (that interpreter is the app's, not the tool's); no imports of this
-package, except rehearsal_runner.py's of rehearsal_probe.py, its neighbour on the host.
+Shell scripts, *.sh: POSIX sh, each sent as `sh -c SCRIPT sh ARGS...` (values only as "$1"...; the session
+runs it by its own shell: remote_shell.command_text), loaded once at import by script(). A file's header,
+its leading lines that start with "#" but not "#!" (what it is, who sends it, shellcheck's directives), is
+not sent: a host gets the rest, byte for byte. The hosts' /bin/sh must know `local` (dash, bash, busybox
+ash and mksh do; ksh93 does not), for watch_lib.sh's functions, which recurse; no other script uses it.
+tests/integration/test_hostside.py runs `shellcheck -s sh` and `sh -n` over every one of them.
+
+    facts.sh, build_stage_state.sh,     state readers, each pinned by canned output in tests/facts/
+      switch_state.sh, lock_probe.sh
+    watch_lib.sh, watch.sh, watch_end.sh  the watchdog around every session; a dead run's work ended
+    lock_take.sh, upload_receive.sh,    the steps' writes, one command each
+      build_unpack.sh, build_stage_files.sh (with env_write.sh in it), buildout_dispatchers.sh (which
+      writes buildout_dispatcher.sh), links_switch.sh, cleanup_remove.sh, backup_verify.sh,
+      hostfiles_ship.sh
+
+Short Python programs sent as `python3 -c PROGRAM ARGS...`, loaded by script() too:
+
+    interpreter.py      the host python3's marker environment (steps/facts.py)
+    sqlite_counts.py    a sqlite database's row counts (db.py)
+    sqlite_copy.py      a consistent copy of a sqlite database (steps/database/backup.py)
+
+Programs run by the app's own interpreter, each shipped to the host as a file (steps/hostfiles.py) and run
+as `<python> <file> args...`: PROGRAMS. Standard library and Django only (that interpreter is the app's,
+not the tool's); no imports of this package, except rehearsal_runner.py's of rehearsal_probe.py, its
+neighbour on the host.
 
     rehearsal_probe.py    the copy's schema, table sizes and the write probe (also imported here, by
                           steps/migration/rehearsal_copy.py, for password_env)
@@ -22,6 +44,16 @@ def source(name: str) -> str:
     if name not in PROGRAMS:
         raise KeyError(name)
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def script(name: str) -> str:
+    """The script tasks/hostside/<name> (a .sh, or a short .py sent by `python3 -c`) as a host gets it: the
+    file without its header."""
+    lines = resources.files(__package__).joinpath(name).read_text(encoding="utf-8").split("\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("#") and not lines[n].startswith("#!"):
+        n += 1
+    return "\n".join(lines[n:])
 
 
 def digest() -> str:

@@ -28,6 +28,7 @@ import secrets
 import socket
 
 from ..errors import StepError
+from ..hostside import script
 from ..layout import Layout
 from ..transport import Transport
 from ..watchdog import LIB, WAIT_BOUND, Ended, Watched, end_argv, parse_end
@@ -44,26 +45,7 @@ LOST = 75   # the exit code of a guarded command whose run no longer holds the l
 # first lock, ONE `mkdir -p` makes the lock's directory and $6 in it (the archives' directory, which the
 # upload needs next), on its way to the temporary lock through $6/..: those two with the login's umask, as
 # `mkdir -p` alone made them, the temporary lock with -m 755 (what umask 022 gives it).
-TAKE = r'''lock=$1; d=$3
-unwritable() {
-  p=$d; while [ ! -e "$p" ]; do p=$(dirname "$p"); done
-  printf 'unwritable\t%s\t%s\t%s\t%s\t%s\n' "$(id -un)" "$(stat -c %U -- "$p")" "$(stat -c %a -- "$p")" "$p" "$1"
-  exit 0
-}
-[ -e "$lock" ] && { echo held; exit 0; }   # a refused run writes nothing on the host
-tmp=$d/.lock.$4
-if [ -d "$d" ]; then
-  for x in "$d"/.lock.*; do
-    [ -e "$x" ] || [ -L "$x" ] || continue
-    find "$d" -maxdepth 1 -name '.lock.*' -mmin +60 -exec rm -rf {} + 2>/dev/null; break
-  done
-  umask 022; made=$(mkdir -- "$tmp" 2>&1) || unwritable "$made"
-else
-  made=$(mkdir -p -m 755 -- "$d/${6:+$6/../}.lock.$4" 2>&1) || unwritable "$made"; umask 022
-fi
-{ printf '%s' "$5" > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
-  rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
-if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi'''
+TAKE = script("lock_take.sh")
 
 # $1 lock dir, $2 this run's token: removed only when this run holds it
 RELEASE = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; '
@@ -78,11 +60,7 @@ HOLDS = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; case $o in *\'"
          '*) echo "this run no longer holds the lock $1" >&2; exit 75;; esac; shift 2; ')
 # $1 lock dir: "none" when there is no lock, else "owner <owner.json>" and "alive <pid>" for each session it
 # records that is alive (same pid, start time and boot)
-PROBE = LIB + r'''[ -e "$1" ] || [ -L "$1" ] || { echo none; exit 0; }
-o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; printf 'owner %s\n' "$o"
-boot=; { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null
-while read -r p t b; do [ "$b" = "$boot" ] && stat_of "$p" && [ "$t0" = "$t" ] && [ "$st" != Z ] && echo "alive $p"
-done 2>/dev/null <"$1/sessions"; true'''
+PROBE = LIB + script("lock_probe.sh")
 
 
 class LockLost(StepError):

@@ -22,6 +22,7 @@ import shlex
 from .. import failpoints
 from ..config import Config, Stage
 from ..errors import StepError
+from ..hostside import script
 from ..layout import TOOL_NAMES, Layout
 from ..runtime.common import last_line
 from ..runtime.known_links import KnownLinks
@@ -48,31 +49,7 @@ from .facts import KEY_CODE
 # venv is made only by that python3 ("python <key>" on stderr and exit 4 otherwise). The archive's own copies of
 # the tool's names (the ready marker above all) are never extracted (TOOL_NAMES), and the marker is
 # written only after tar said the whole archive is unpacked (a truncated gzip fails its CRC).
-UNPACK = r'''set -e
-rel=$1; art=$2; rev=$3; wheels=$4; meta=$5; venv=$6; venv_link=$7; ready=$8; metaf=$9; venv_done=${10}
-envd=${11}; want=${12}; keycode=${13}; shift 13
-if [ -d "$rel" ] && [ ! -f "$ready" ]; then chmod -R u+w "$rel" 2>/dev/null || true; rm -rf "$rel"; fi
-[ -f "$ready" ] && exit 0
-if [ -n "$venv" ] && [ ! -f "$venv_done" ]; then
-  if [ -n "$want" ]; then
-    have=$(python3 -I -S -c "$keycode") || have=
-    [ "$have" = "$want" ] || { echo "python ${have:-?}" >&2; exit 4; }
-  fi
-  rm -rf "$venv"; mkdir -p "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$wheels" \
-      -r "$wheels/requirements.txt"
-  : > "$venv_done"
-fi
-for d; do set -- "$@" "$d/.."; shift; done
-mkdir -p -m 700 -- "$envd" "$@"
-tar -xzf "$art" -C "$rel" --no-same-owner --no-overwrite-dir --anchored @EXCLUDES@
-if [ -d "$envd" ] && [ ! -L "$envd" ]; then echo "env_dir 700"; fi
-printf '%s\n' "$rev" > "$rel/REVISION"
-if [ -n "$venv" ]; then rm -rf "$rel/.venv"; ln -s "$venv_link" "$rel/.venv"; fi
-printf '%s\n' "$meta" > "$metaf"
-: > "$ready"
-'''.replace("@EXCLUDES@", " ".join(shlex.quote(f"--exclude={n}") for n in TOOL_NAMES))
+UNPACK = script("build_unpack.sh").replace("@EXCLUDES@", " ".join(shlex.quote(f"--exclude={n}") for n in TOOL_NAMES))
 
 # The stage-level build after the unpack, in ONE command (shell builtins where they serve: a program runs
 # only for what changes). $1 release dir, $2 the stage's link, $3 its target when this release is live, $4
@@ -87,39 +64,7 @@ printf '%s\n' "$meta" > "$metaf"
 # environment changed (no stage dir emptied, no buildout or build_command: the switch makes that env live),
 # recorded as done. Otherwise the record names the version with "-" while buildout or build_command still
 # run (FINISH writes it done, then the marker).
-STAGE_FILES = r'''set -e
-rel=$1; link=$2; want=$3; inputs=$4; more=$5; rec=$6; n=$7; shift 7
-live=; if [ -L "$link" ] && [ "$(readlink -- "$link")" = "$want" ]; then live=1; fi
-if [ -n "$live" ]; then
-  was=; { read -r x was < "$rec"; } 2>/dev/null || true
-  if [ -n "$was" ] && [ "$was" != - ] && [ "$was" != "$inputs" ]; then echo "live, built with $was"; exit 4; fi
-  more=
-fi
-while [ "$n" -gt 0 ]; do
-  kind=$1; path=$2; target=$3; shared=$4; shift 4; n=$((n - 1))
-  if [ "$kind" = d ]; then [ -d "$shared" ] || mkdir -p -- "$shared"
-  elif [ ! -e "$shared" ]; then echo "shared file $shared is missing; create it on this host" >&2; exit 3; fi
-  if [ -L "$rel/$path" ] && [ "$(readlink -- "$rel/$path")" = "$target" ]; then continue; fi
-  if [ -e "$rel/$path" ] || [ -L "$rel/$path" ]; then rm -rf -- "$rel/$path"; fi
-  case $path in */*) d=$rel/${path%/*};; *) d=$rel;; esac
-  [ -d "$d" ] || mkdir -p -- "$d"
-  ln -s -- "$target" "$rel/$path"
-done
-''' + WRITE_ENV + r'''fresh=$1; marker=$2; rid=$3; shift 3
-[ -z "$live" ] || fresh=
-if [ $# -gt 0 ]; then
-  if [ -n "$fresh" ]; then rm -rf -- "$@"; fi
-  mkdir -p -- "$@"
-fi
-(umask 077; printf '%s %s\n' "$ver" "${more:+-}${more:-$inputs}" > "$rec.tmp"); mv -f -- "$rec.tmp" "$rec"
-echo "env $ver"
-if [ -n "$live" ]; then echo live; fi
-[ -z "$more" ] || exit 0
-[ -d "${marker%/*}" ] || (umask 077; mkdir -p -- "${marker%/*}")
-if [ -e "$marker.tmp" ] || [ -L "$marker.tmp" ]; then rm -f -- "$marker.tmp"; fi
-(umask 133; printf '%s\n' "$rid" > "$marker.tmp")
-mv -f -- "$marker.tmp" "$marker"
-'''
+STAGE_FILES = script("build_stage_files.sh").replace("@WRITE_ENV@\n", WRITE_ENV)
 
 # After buildout and build_command: $1 the env record, $2 the version and the build settings' digest, $3
 # the built marker, $4 the release id. The record says done, then the marker: the build's last effect.
@@ -139,53 +84,7 @@ FINISH = ('(umask 077; printf "%s\\n" "$2" > "$1.tmp") && mv -f -- "$1.tmp" "$1"
 # follows); the env file of the right size is compared with stdin by the shell's read ("env_same 1": the
 # same bytes, since read drops only NULs and the sizes agree), else sha256sum says its digest. An answer not
 # of that form asks as before (and says nothing of the stage's link).
-STAGE_STATE = r'''rel=$1; ready=$2; marker=$3; d=$4; st=$5; pub=$6; link=$7; size=$8; shift 8
-[ -f "$ready" ] || exit 0
-echo ready
-built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
-tok=; inputs=; { read -r tok inputs < "$d/$st.built"; } 2>/dev/null
-case $tok in *[!0-9a-f]*) tok=;; esac; [ ${#tok} -eq 12 ] || tok=
-echo "record $tok $inputs"
-envf=$d/$st.$tok.env; [ -n "$tok" ] || envf=$d/.none
-if [ ! -e "$d/$st.env" ]; then echo "env_live -"; elif [ "$envf" -ef "$d/$st.env" ]; then echo "env_live 1"
-else echo "env_live 0"; fi
-nl='
-'
-mode=; fsize=; pubt=; both=
-if [ -e "$envf" ] && [ -L "$pub" ]; then
-  if [ -L "$link" ]; then
-    both=$(QUOTING_STYLE=literal stat -c '%a %s %N' -- "$envf" "$pub" "$link" 2>/dev/null) || both=
-  else
-    both=$(QUOTING_STYLE=literal stat -c '%a %s %N' -- "$envf" "$pub" 2>/dev/null) || both=
-  fi
-  mode=${both%% *}; r=${both#* }; fsize=${r%% *}; rest=${r#"$fsize $envf$nl"}
-  case $mode$fsize in ''|*[!0-9]*) both=;; esac
-  [ "$rest" != "$r" ] || both=
-  lt=
-  if [ -n "$both" ] && [ -L "$link" ]; then   # two lines left: neither target has a newline
-    case $rest in *"$nl"*"$nl"*) both=;; *"$nl"*) lt=${rest#*"$nl"}; rest=${rest%%"$nl"*};; *) both=;; esac
-    r=${lt#* }; r=${r#* }; lt=${r#"$link -> "}; [ "$lt" != "$r" ] || both=
-  fi
-  r=${rest#* }; r=${r#* }; pubt=${r#"$pub -> "}
-  [ "$pubt" != "$r" ] || both=
-fi
-if [ -z "$both" ]; then
-  mode=$(stat -c %a -- "$envf" 2>/dev/null); fsize=
-  pubt=; [ -L "$pub" ] && pubt=$(readlink -- "$pub")
-fi
-echo "env_mode $mode"
-same=
-if [ -n "$size" ] && [ "$fsize" = "$size" ] && [ -f "$envf" ]; then
-  want=; l=; while IFS= read -r l; do want="$want$l$nl"; done; want=$want$l
-  have=; l=; { while IFS= read -r l; do have="$have$l$nl"; done; have=$have$l; } < "$envf" 2>/dev/null
-  [ "$have" = "$want" ] && same=1
-fi
-if [ -n "$same" ]; then echo "env_same 1"
-else sum=; [ -e "$envf" ] && sum=$({ sha256sum < "$envf"; } 2>/dev/null); echo "env_sha256 ${sum%% *}"; fi
-echo "published $pubt"
-if [ -n "$both" ]; then echo "link $lt"; fi
-for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
-'''
+STAGE_STATE = script("build_stage_state.sh")
 
 
 def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:

@@ -16,7 +16,6 @@ import hashlib
 import io
 import posixpath
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -24,10 +23,12 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import localcmd
 from ..config import Config, Stage
 from ..errors import StepError
+from ..hostside import script
 from ..layout import BUILDOUT_DIR, Layout
-from ..runtime.common import last_line, pack_wheelhouse
+from ..runtime.common import pack_wheelhouse
 from ..transport import Transport
 from .buildout_pins import (
     buildout_version,
@@ -43,25 +44,9 @@ from .environment import app_command
 from .facts import interpreter_key
 
 # In releases/<id>/bin/: the same few lines for every script buildout made for some stage.
-DISPATCHER = '''#!/bin/sh
-# Written by doit-stages (build = buildout): runs this release's .buildout/$STAGE/bin/<this name>;
-# STAGE comes from shared/<stage>.env.
-exec "$(dirname "$0")/../.buildout/${STAGE:?is not set: load shared/STAGE.env first}/bin/${0##*/}" "$@"
-'''
+DISPATCHER = script("buildout_dispatcher.sh")
 # $1 release dir, $2 stage, $3 the dispatcher's text
-WRITE_DISPATCHERS = r'''set -e
-rel=$1; stage=$2; text=$3
-mkdir -p "$rel/bin"
-for f in "$rel/.buildout/$stage/bin"/*; do
-  [ -f "$f" ] || continue
-  d="$rel/bin/${f##*/}"
-  [ -f "$d" ] && [ "$(cat "$d")" = "$text" ] && continue
-  if [ -e "$d" ] || [ -L "$d" ]; then
-    echo "$d is the release's own file, and buildout made a script of that name; rename one of them" >&2; exit 3
-  fi
-  printf '%s\n' "$text" > "$d.tmp"; chmod 755 "$d.tmp"; mv -f "$d.tmp" "$d"
-done
-'''
+WRITE_DISPATCHERS = script("buildout_dispatchers.sh")
 
 
 # -- the wheelhouse, once, on the deploying machine --------------------------------------------------
@@ -141,11 +126,8 @@ def _build(target: Path, build_dir: Path, batches: list[list[str]], zc: str) -> 
 
 
 def _pip(*args: str) -> None:
-    res = subprocess.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        last = last_line(res.stderr)
-        raise StepError(f"archive: pip {args[0]} for the buildout wheelhouse failed: {last}")
+    localcmd.run([sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args],
+                 f"archive: pip {args[0]} for the buildout wheelhouse failed")
 
 
 # -- on a host, per stage -------------------------------------------------------------------------------

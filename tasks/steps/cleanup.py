@@ -5,6 +5,7 @@ What to keep is read from the links and the release log, never from counting dir
 """
 from __future__ import annotations
 
+from ..hostside import script
 from ..layout import Layout, is_release_id
 from ..runtime.known_links import KnownLinks
 from ..transport import Transport
@@ -21,16 +22,7 @@ SCAN = ('cd "$1" || exit 0; log=$2; shift 2; for l in "$@"; do readlink -- "$l" 
 # $1 releases dir, $2 venvs dir, then the paths to remove (release dirs and their artifacts). Then every
 # venv that no release left links as its .venv goes too (test -ef compares the link's target by inode):
 # one a kept release uses always stays, and so does one a half-built release links.
-REMOVE = r'''rels=$1; venvs=$2; shift 2
-for p in "$@"; do [ -d "$p" ] && chmod -R u+w "$p" 2>/dev/null; rm -rf "$p"; done
-[ -d "$venvs" ] || exit 0
-for v in "$venvs"/*; do
-  [ -d "$v" ] || continue
-  used=
-  for r in "$rels"/*; do [ "$r/.venv" -ef "$v" ] && used=1 && break; done
-  [ -n "$used" ] || rm -rf "$v"
-done
-'''
+REMOVE = script("cleanup_remove.sh")
 
 
 def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:

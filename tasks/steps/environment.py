@@ -18,6 +18,7 @@ import shlex
 from urllib.parse import quote
 
 from ..config import Config, Database, Stage
+from ..hostside import script
 from ..layout import Layout
 
 # $1 the release's env file for the stage (<stage>.env: what it runs with there), $2 the release,
@@ -56,50 +57,7 @@ def database_url(db: Database) -> str:
 # A host from before per-release env files has a plain shared/<stage>.env: the env of the release live
 # now, so it is moved into that release before the symlink replaces it. A shared/<stage>.env that is not
 # there yet is made by one symlink(2) (nothing to replace: no temporary link, no rename).
-WRITE_ENV = r'''d=$1; st=$2; how=$3; tok=$4; keep_tok=$5; pub=$6; target=$7; legacy=$8; made=$9; shift 9
-cur=$d/$st.env; rec=$d/$st.built
-if [ -d "$d" ]; then [ -n "$made" ] || chmod 700 "$d"; else (umask 077; mkdir -p "$d"); fi
-for x in "$d/.$st".*.tmp; do if [ -e "$x" ]; then rm -f -- "$x"; fi; done   # a killed build's
-if [ -f "$pub" ] && [ ! -L "$pub" ] && [ -d "${legacy%/*/*}" ] && [ ! -e "$legacy" ]; then
-  (umask 077; mkdir -p "${legacy%/*}"; cp -- "$pub" "$legacy.tmp"; mv -f -- "$legacy.tmp" "$legacy")
-fi
-curv=
-if [ -e "$cur" ]; then
-  for f in "$d/$st".*.env; do
-    v=${f#"$d/$st."}; v=${v%.env}
-    case $v in *[!0-9a-f]*) continue;; esac
-    if [ ${#v} -eq 12 ] && [ "$f" -ef "$cur" ]; then curv=$v; break; fi
-  done
-  if [ -z "$curv" ]; then ln -- "$cur" "$d/$st.$keep_tok.env"; curv=$keep_tok; fi
-fi
-old=; { read -r old x < "$rec"; } 2>/dev/null || true
-case $old in *[!0-9a-f]*) old=;; esac; [ ${#old} -eq 12 ] && [ -f "$d/$st.$old.env" ] || old=
-ver=
-if [ "$how" = keep ] && [ -n "$curv" ]; then cat > /dev/null; ver=$curv
-else
-  new=$d/.$st.$tok.tmp
-  if [ -e "$new" ] || [ -L "$new" ]; then rm -f -- "$new"; fi
-  if [ "$how" = r ]; then
-    (umask 077; c=; l=; while IFS= read -r l; do c="$c$l
-"; done; printf '%s' "$c$l" > "$new")
-  else
-    (umask 077; cat > "$new")
-  fi
-  if [ -n "$old" ] && cmp -s -- "$new" "$d/$st.$old.env"; then ver=$old
-  elif [ -n "$curv" ] && cmp -s -- "$new" "$cur"; then ver=$curv
-  else mv -f -- "$new" "$d/$st.$tok.env"; ver=$tok
-  fi
-  rm -f -- "$new"
-fi
-[ -e "$cur" ] || [ -n "$live" ] || ln -- "$d/$st.$ver.env" "$cur"
-if [ ! -L "$pub" ] || [ "$(readlink -- "$pub")" != "$target" ]; then
-  [ -d "${pub%/*}" ] || mkdir -p "${pub%/*}"
-  if [ -e "$pub" ] || [ -L "$pub" ] || ! ln -s -- "$target" "$pub" 2>/dev/null; then
-    if [ -e "$pub.tmp" ] || [ -L "$pub.tmp" ]; then rm -f -- "$pub.tmp"; fi
-    ln -s -- "$target" "$pub.tmp"; mv -fT -- "$pub.tmp" "$pub"
-  fi
-fi
-'''
+WRITE_ENV = script("env_write.sh")
 TEXT_MAX = 4096   # an env file up to this size, without NUL, is read by the shell's read (a byte a syscall)
 
 

@@ -22,12 +22,7 @@ from ..transport import Transport
 
 # $1 the directory, $2 a temporary suffix (this run's owner tag), then name/text pairs. A directory without
 # `complete` (not one this code made: it renames only whole ones into place) is replaced.
-SHIP = r'''d=$1; [ -f "$d/complete" ] && exit 0
-t=$d.tmp.$2; rm -rf -- "$t"; (umask 022; mkdir -p -- "$t") || exit
-shift 2; while [ $# -gt 1 ]; do printf '%s' "$2" > "$t/$1" || { rm -rf -- "$t"; exit 1; }; shift 2; done
-: > "$t/complete"
-if [ -e "$d" ]; then rm -rf -- "$d"; fi
-mv -T -- "$t" "$d" 2>/dev/null || { rm -rf -- "$t"; [ -f "$d/complete" ]; }'''
+SHIP = hostside.script("hostfiles_ship.sh")
 
 
 def ship_programs(t: Transport, layout: Layout) -> str:

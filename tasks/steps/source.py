@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import localcmd
 from ..config import Project
 from ..errors import StepError
 
@@ -22,13 +22,12 @@ class Revision:
     time: int
 
 
-def _git(source: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(source), *args], capture_output=True)
+def _git(source: Path, *args: str) -> localcmd.Done:
+    return localcmd.call(["git", "-C", str(source), *args])
 
 
-def _hg(source: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["hg", "--cwd", str(source), "--config", "ui.archivemeta=false", *args],
-                          capture_output=True)
+def _hg(source: Path, *args: str) -> localcmd.Done:
+    return localcmd.call(["hg", "--cwd", str(source), "--config", "ui.archivemeta=false", *args])
 
 
 def detect_scm(project: Project) -> str:
@@ -36,13 +35,10 @@ def detect_scm(project: Project) -> str:
         raise StepError(f"archive: [project] source {project.source} is not a directory; fix source = in stages.ini")
     if project.scm != "auto":
         return project.scm
-    if _git(project.source, "rev-parse", "--show-toplevel").returncode == 0:
+    if _git(project.source, "rev-parse", "--show-toplevel").code == 0:
         return "git"
-    try:
-        if _hg(project.source, "root").returncode == 0:
-            return "hg"
-    except FileNotFoundError:
-        pass
+    if _hg(project.source, "root").code == 0:   # exit 127 when hg is not installed here
+        return "hg"
     raise StepError(f"archive: {project.source} is neither a git nor a Mercurial repository; fix source =")
 
 
@@ -59,12 +55,9 @@ def revision_args(scm: str, wanted: str) -> list[str]:
 
 
 def _is_repository(scm: str, source: Path) -> bool:
-    try:
-        if scm == "git":
-            return _git(source, "rev-parse", "--git-dir").returncode == 0
-        return _hg(source, "root").returncode == 0
-    except FileNotFoundError:
-        return False
+    if scm == "git":
+        return _git(source, "rev-parse", "--git-dir").code == 0
+    return _hg(source, "root").code == 0
 
 
 def resolve_revision(project: Project, wanted: str) -> Revision:
@@ -76,10 +69,10 @@ def resolve_revision(project: Project, wanted: str) -> Revision:
         raise StepError(f"archive: [project] source {project.source} is no {name} repository (scm = {scm}); "
                         "fix source = or scm = in stages.ini")
     res = _git(project.source, *args) if scm == "git" else _hg(project.source, *args)
-    if res.returncode != 0 or not res.stdout.split():
+    if res.code != 0 or not res.out.split():
         raise StepError(f"archive: revision {wanted or 'HEAD'!r} not found in {project.source} ({scm}); "
                         "set DEPLOY_REVISION or [project] revision to an existing one")
-    commit, when = res.stdout.decode().split()[:2]
+    commit, when = res.stdout.split()[:2]
     if len(commit) != 40:
         raise StepError(f"archive: revision {wanted!r} is ambiguous in {project.source}")
     return Revision(scm, commit, int(when))
@@ -88,16 +81,13 @@ def resolve_revision(project: Project, wanted: str) -> Revision:
 def export_tree(project: Project, rev: Revision) -> bytes:
     if rev.scm == "git":
         return _git_tree(project.source, rev.commit, "")
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "a.tar"
-            res = _hg(project.source, "archive", "-r", rev.commit, "-t", "tar", "-p", ".", str(out))
-            if res.returncode == 0:  # hg archives the whole repository: keep the project's subtree
-                root = _hg(project.source, "root").stdout.decode().strip()
-                return _subtree(out.read_bytes(), root, project.source)
-    if res.returncode != 0:
-        raise StepError(f"archive: {rev.scm} archive failed: {res.stderr.decode().strip()[-300:]}")
-    return res.stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "a.tar"
+        res = _hg(project.source, "archive", "-r", rev.commit, "-t", "tar", "-p", ".", str(out))
+        if res.code == 0:  # hg archives the whole repository: keep the project's subtree
+            root = os.fsdecode(_hg(project.source, "root").out).strip()
+            return _subtree(out.read_bytes(), root, project.source)
+    raise StepError(f"archive: {rev.scm} archive failed: {res.last_line()}")
 
 
 def _subtree(raw: bytes, root: str, source: Path) -> bytes:
@@ -119,9 +109,9 @@ def _subtree(raw: bytes, root: str, source: Path) -> bytes:
 def submodules(source: Path, commit: str) -> list[tuple[str, str]]:
     """(path, commit) of every submodule (gitlink) in `commit`'s tree under source."""
     res = _git(source, "ls-tree", "-r", "-z", commit)
-    if res.returncode != 0:
-        raise StepError(f"archive: git ls-tree {commit[:12]} failed in {source}: {res.stderr.decode().strip()[-300:]}")
-    return parse_gitlinks(res.stdout.decode(errors="surrogateescape"))
+    if res.code != 0:
+        raise StepError(f"archive: git ls-tree {commit[:12]} failed in {source}: {res.last_line()}")
+    return parse_gitlinks(res.out.decode(errors="surrogateescape"))
 
 
 def parse_gitlinks(text: str) -> list[tuple[str, str]]:
@@ -139,18 +129,17 @@ def _git_tree(source: Path, commit: str, prefix: str) -> bytes:
     """`git archive` of commit, with each submodule's own tree at its recorded commit in its place (git
     archive alone leaves an empty directory there), recursively."""
     res = _git(source, "archive", "--format=tar", *([f"--prefix={prefix}"] if prefix else []), commit)
-    if res.returncode != 0:
-        raise StepError(f"archive: git archive failed: {res.stderr.decode().strip()[-300:]}")
+    if res.code != 0:
+        raise StepError(f"archive: git archive failed: {res.last_line()}")
     subs = submodules(source, commit)
     if not subs:
-        return res.stdout
-    trees = [res.stdout]
+        return res.out
+    trees = [res.out]
     for path, sub_commit in subs:
         where = source / path
         top = _git(where, "rev-parse", "--show-toplevel")
-        known = _git(where, "cat-file", "-e", f"{sub_commit}^{{commit}}") if top.returncode == 0 else top
-        if top.returncode != 0 or Path(top.stdout.decode().strip()).resolve() != where.resolve() \
-                or known.returncode != 0:
+        known = _git(where, "cat-file", "-e", f"{sub_commit}^{{commit}}") if top.code == 0 else top
+        if top.code != 0 or Path(os.fsdecode(top.out).strip()).resolve() != where.resolve() or known.code != 0:
             raise StepError(f"archive: submodule {prefix}{path} (commit {sub_commit[:12]}) is not checked out in "
                             f"{source}; run git submodule update --init --recursive there (the release ships each "
                             "submodule at the commit the revision records)")
@@ -176,22 +165,18 @@ def _concat(trees: list[bytes]) -> bytes:
 # -- what does not ship ----------------------------------------------------------------------------------
 def changed_paths(project: Project, scm: str) -> list[str]:
     """The working tree's uncommitted changes under source (modified, added, removed, untracked)."""
-    try:
-        if scm == "git":
-            res = _git(project.source, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--", ".")
-            entries, paths = res.stdout.decode(errors="replace").split("\0"), []
-            while entries:
-                entry = entries.pop(0)
-                if len(entry) > 3:
-                    paths.append(entry[3:])
-                    if entry[0] in "RC" and entries:
-                        entries.pop(0)   # a rename's or copy's source path
-            return paths if res.returncode == 0 else []
-        res = _hg(project.source, "status", "--print0", ".")
-        return [e[2:] for e in res.stdout.decode(errors="replace").split("\0") if len(e) > 2] \
-            if res.returncode == 0 else []
-    except FileNotFoundError:
-        return []
+    if scm == "git":
+        res = _git(project.source, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--", ".")
+        entries, paths = res.stdout.split("\0"), []
+        while entries:
+            entry = entries.pop(0)
+            if len(entry) > 3:
+                paths.append(entry[3:])
+                if entry[0] in "RC" and entries:
+                    entries.pop(0)   # a rename's or copy's source path
+        return paths if res.code == 0 else []
+    res = _hg(project.source, "status", "--print0", ".")
+    return [e[2:] for e in res.stdout.split("\0") if len(e) > 2] if res.code == 0 else []
 
 
 def dirty_note(project: Project, rev: Revision) -> str | None:

@@ -4,6 +4,7 @@ and any intent a switch left; and from the states of all hosts, the way back of 
 from __future__ import annotations
 
 from ..config import Stage
+from ..hostside import script
 from ..runtime.common import json_or_none
 from ..transport import Transport
 from .environment import env_token
@@ -17,27 +18,7 @@ from .links import release_of
 # its place, the readiness lines (ready 0|1, built <id>, env <version recorded> <version of <stage>.env:
 # "?" when no version is it>, missing <path>...) and, after a separator, the intent if any. Builtins but
 # readlink (and cat for an intent).
-STATE = r'''root=$1; link=$2; intent=$3; l=$1/$2; p=$1; t=
-set -f; IFS=/; for c in ${2%/*}; do p=$p/$c; if [ -L "$p" ]; then
-  unset IFS; echo "unsafe ${p#"$root/"} $(readlink -- "$p")"; break; fi; done; unset IFS; set +f
-case $4 in =*) t=${4#=};; -) ;; *) [ -L "$l" ] && t=$(readlink -- "$l");; esac
-echo "link $t"
-if [ -e "$l" ] && [ ! -L "$l" ]; then echo notlink; fi
-if [ $# -gt 4 ]; then
-  rel=$5; ready=$6; marker=$7; d=$8; st=$9; shift 9
-  [ -f "$ready" ] && echo "ready 1" || echo "ready 0"
-  built=; { IFS= read -r built < "$marker"; } 2>/dev/null; echo "built $built"
-  v=; { read -r v x < "$d/$st.built"; } 2>/dev/null; case $v in *[!0-9a-f]*) v=;; esac
-  [ ${#v} -eq 12 ] && [ -f "$d/$st.$v.env" ] || v=
-  cur=
-  if [ -e "$d/$st.env" ]; then cur=?
-    for f in "$d/$st".*.env; do w=${f#"$d/$st."}; w=${w%.env}; case $w in *[!0-9a-f]*) continue;; esac
-      if [ ${#w} -eq 12 ] && [ "$f" -ef "$d/$st.env" ]; then cur=$w; break; fi; done
-  fi
-  echo "env $v $cur"
-  for p in "$@"; do [ -L "$rel/$p" ] && [ -e "$rel/$p" ] || echo "missing $p"; done
-fi
-echo "--intent--"; if [ -e "$intent" ]; then cat -- "$intent" 2>/dev/null; fi; true'''
+STATE = script("switch_state.sh")
 KEYS = ("link", "ready", "built", "env", "missing", "unsafe", "notlink")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import failpoints
 from ..errors import StepError
+from ..hostside import script
 from ..layout import Layout
 from ..runtime.common import read_text, write_file
 from ..transport import CommandFailed, Transport
@@ -24,17 +25,7 @@ HAS_SCRIPT = ('p=; if IFS= read -r p < "$1"; then exit 0; fi 2>/dev/null; [ -n "
 # stdin: the archive. $1 artifact path, $2 its sha256, $3 proof path, $4 proof (release json) or "" to
 # leave the proof for later (the wheelhouse comes first). Prints the digest that arrived. It reads all of
 # stdin whatever happens (a second cat drains what a failed one left), so the session has nothing to drain.
-RECEIVE = r'''art=$1; sha=$2; proof=$3; meta=$4
-{ [ -d "${art%/*}" ] || mkdir -p "${art%/*}"; } && cat > "$art.partial" || { cat > /dev/null; exit 1; }
-set -e
-got=$(sha256sum "$art.partial"); got=${got%% *}
-echo "$got"
-[ "$got" = "$sha" ] || { rm -f "$art.partial"; exit 0; }
-mv -f "$art.partial" "$art"
-[ -n "$meta" ] || exit 0
-if [ -e "$proof.tmp" ] || [ -L "$proof.tmp" ]; then rm -f -- "$proof.tmp"; fi
-(umask 133; printf '%s' "$meta" > "$proof.tmp"); mv -f "$proof.tmp" "$proof"
-'''
+RECEIVE = script("upload_receive.sh")
 
 UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')

@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-import subprocess
 import sys
 import tarfile
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import localcmd
 from ..errors import StepError
 from ..runtime.common import last_line, pack_wheelhouse
 from ..transport import Transport
@@ -124,7 +124,7 @@ def read_interpreter(t: Transport, build: str = "pip") -> dict[str, str]:
 
 def local_interpreter() -> dict[str, str]:
     """This machine's: the interpreter whose pip builds the wheels."""
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", INTERPRETER], capture_output=True, text=True).stdout
+    out = localcmd.call([sys.executable, "-I", "-S", "-c", INTERPRETER]).stdout
     env = parse_interpreter(out)
     assert env is not None, out
     return env
@@ -170,8 +170,8 @@ def pip_index_args() -> list[str]:
     index-url, extra-index-url, find-links, no-index, constraint. An environment variable wins over a
     command's section ([wheel]), which wins over [global]. Like pip, uv then takes the best version from
     all the indexes (its own default stops at the first index that has the name)."""
-    res = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True)
-    return uv_args_of(res.stdout if res.returncode == 0 else "")
+    res = localcmd.call([sys.executable, "-m", "pip", "config", "list"])
+    return uv_args_of(res.stdout if res.code == 0 else "")
 
 
 def uv_args_of(listing: str) -> list[str]:
@@ -212,15 +212,14 @@ def build_wheelhouse(archive: Path, target: Path, top: str, env: dict[str, str])
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(src, filter="data")
         index = pip_index_args()
-        res = subprocess.run([uv_binary(), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
-                              "--python", sys.executable, "--python-version", env["python_full_version"],
-                              *index, "-o", str(pinned), top], cwd=src, capture_output=True, text=True)
-        if res.returncode != 0:
+        res = localcmd.call([uv_binary(), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+                             "--python", sys.executable, "--python-version", env["python_full_version"],
+                             *index, "-o", str(pinned), top], cwd=src)
+        if res.code != 0:
             raise StepError(failure_message(top, env, res.stdout, res.stderr))
-        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps",
-                              "--ignore-requires-python", "-w", str(wheels), "-r", str(pinned)],
-                             cwd=src, capture_output=True, text=True)
-        if res.returncode != 0:
+        res = localcmd.call([sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps",
+                             "--ignore-requires-python", "-w", str(wheels), "-r", str(pinned)], cwd=src)
+        if res.code != 0:
             raise StepError(failure_message(top, env, res.stdout, res.stderr))
         check_glibc(wheels, env)
         hosts_req = Path(tmp) / "requirements.txt"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ...config import Config, Database
 from ...errors import StepError
+from ...hostside import script
 from ...layout import Layout, backup_name
 from ...runtime.common import json_or_none, write_file
 from ...runtime.leftovers import owner_tag, sweep_leftovers
@@ -33,25 +34,9 @@ MYSQLDUMP = f'set -o pipefail; umask 077; {DUMP_ARGS} | gzip -1 -n -c > "$3"'
 # $4: dumpfilter.py's text; prints the backup's sha256, size and row counts as one JSON line
 MYSQLDUMP_STREAM = f'set -o pipefail; umask 077; {DUMP_ARGS} | python3 -c "$4" dump "$3"'
 HAS_PYTHON = ["python3", "-c", "import hashlib, json, threading, zlib"]
-SQLITE_COPY_PY = r'''
-import os, sqlite3, sys
-if not os.path.isfile(sys.argv[1]):
-    sys.exit("sqlite database %s does not exist" % sys.argv[1])
-src = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-dst = sqlite3.connect(sys.argv[2])
-src.backup(dst)
-ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
-dst.close()
-sys.exit(0 if ok == "ok" else "integrity_check: " + ok)
-'''
+SQLITE_COPY_PY = script("sqlite_copy.py")
 # $1 file, $2 "mysql" or "sqlite": prints sha256 and size, or fails naming what is wrong
-VERIFY = r'''set -e
-gzip -t "$1" || { echo "gzip integrity check failed" >&2; exit 4; }
-if [ "$2" = mysql ]; then
-  last=$(gzip -dc "$1" | tail -n 1)
-  case "$last" in "-- Dump completed"*) ;; *) echo "no completion line: the dump is incomplete" >&2; exit 4;; esac
-fi
-sha256sum "$1" | cut -d' ' -f1; stat -c %s "$1"'''
+VERIFY = script("backup_verify.sh")
 # each metadata file of $1: a line "\036<its file name>", then its content
 LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && printf "\\036%s\\n" "${f##*/}" && cat "$f" && echo; done; true'
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ...config import Database
+from ...hostside import script
 
 # One round trip: COUNT(*) of every base table (never information_schema's InnoDB estimates).
 ROW_COUNTS_SQL = (
@@ -22,14 +23,7 @@ ROW_COUNTS_SQL = (
 )
 
 # sqlite, run by python3 on the host: $1 database file -> "table<TAB>count" lines.
-SQLITE_COUNTS_PY = r'''
-import sqlite3, sys
-con = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' "
-                                     "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-for n in names:
-    print(n + "\t" + str(con.execute('SELECT COUNT(*) FROM "%s"' % n.replace('"', '""')).fetchone()[0]))
-'''
+SQLITE_COUNTS_PY = script("sqlite_counts.py")
 
 
 def option_file(db: Database, include: str | None = None) -> bytes:

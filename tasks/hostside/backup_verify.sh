@@ -1,0 +1,9 @@
+# shellcheck shell=sh
+# steps/database/backup.py VERIFY: a backup file's integrity, sha256 and size. Its arguments are documented there.
+set -e
+gzip -t "$1" || { echo "gzip integrity check failed" >&2; exit 4; }
+if [ "$2" = mysql ]; then
+  last=$(gzip -dc "$1" | tail -n 1)
+  case "$last" in "-- Dump completed"*) ;; *) echo "no completion line: the dump is incomplete" >&2; exit 4;; esac
+fi
+sha256sum "$1" | cut -d' ' -f1; stat -c %s "$1"
