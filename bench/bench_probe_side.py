@@ -69,9 +69,9 @@ def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> dict[str, li
     from doit_stages.config import load_config
     from doit_stages.executor import Connections
     from doit_stages.layout import Layout
-    from doit_stages.steps.common import write_file
+    from doit_stages.runtime.common import write_file
     from doit_stages.steps.environment import env_file
-    from doit_stages.steps.rehearsal import rehearse
+    from doit_stages.steps.migration.rehearsal import rehearse
 
     environ = dict(os.environ, **{PASSWORD_ENV: NASTY_PASSWORD})
     configs = {"T": load_config(p.ini, environ), "H": load_config(p.workdir / "stages-optfile.ini", environ)}

@@ -51,8 +51,8 @@ def measure(args, p: Project, db: MariaDB, prod: str, test: str) -> tuple[list[f
     os.environ[PASSWORD_ENV] = NASTY_PASSWORD
     from doit_stages.config import load_config
     from doit_stages.session import Session
-    from doit_stages.steps.migrate import run_migrations
-    from doit_stages.steps.rehearsal import rehearse
+    from doit_stages.steps.migration.migrate import run_migrations
+    from doit_stages.steps.migration.rehearsal import rehearse
 
     plan = Session(load_config(p.ini))
     stage = plan.config.stages["test"]

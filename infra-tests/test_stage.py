@@ -3,7 +3,7 @@
 Every fact of a host is read by ONE command (doit_stages.steps.facts' FACTS script and its parser, as
 pyinfra reads state) instead of a dozen testinfra probes: verify runs after every deploy, and this halves
 its time on many hosts.
-The fixtures (host, stage, release, layout, config) come from doit_stages.infra_plugin."""
+The fixtures (host, stage, release, layout, config) come from doit_stages.steps.infra_plugin."""
 import json
 
 import pytest

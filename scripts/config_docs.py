@@ -2,7 +2,7 @@
 its default, its doc and the parser that reads it. `scripts/gen-config-docs` writes the file;
 tests/unit/test_docs.py fails when the file is not what render() gives.
 
-The tables are Key(parse, default, doc) dicts (config_reader.Key); this reads them and nothing else."""
+The tables are Key(parse, default, doc) dicts (config/reader.py Key); this reads them and nothing else."""
 from __future__ import annotations
 
 import inspect
@@ -10,13 +10,9 @@ import sys
 from pathlib import Path
 
 from doit_stages.config import DURATION_UNITS
-
-try:   # the tables' modules: config/ as a package (project, stage, database), else config_*.py beside it
-    from doit_stages.config import database as config_database
-    from doit_stages.config import project as config_project
-    from doit_stages.config import stage as config_stage
-except ImportError:
-    from doit_stages import config_database, config_project, config_stage
+from doit_stages.config import database as config_database
+from doit_stages.config import project as config_project
+from doit_stages.config import stage as config_stage
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

@@ -7,12 +7,12 @@ from collections import Counter
 from .config import Stage
 from .errors import StepError
 from .releases import Releases
+from .runtime.common import read_text
+from .runtime.lock import alive_here, break_lock, holder_text, probe_lock
 from .session import Session
 from .steps.archive import Release
 from .steps.build import build_release, is_built
-from .steps.common import read_text
 from .steps.links import live_release, release_of
-from .steps.lock import alive_here, break_lock, holder_text, probe_lock
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_state, switch_stage
 from .steps.verify import verify_stage
@@ -53,7 +53,7 @@ def _rebuild_for_stage(t, s: Session, stage: Stage, rid: str) -> None:
     if not text:
         raise StepError(f"release {rid} is gone or was never completed there; nothing to roll back to")
     release = Release.from_json(text)
-    if not is_built(t, s.layout, s.config, stage, release, keep_env=True):
+    if not is_built(t, s.layout, s.config, stage, release, keep_env=True, known=s.known_links):
         build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=False, keep_env=True)
 
 
@@ -169,10 +169,9 @@ def switch_under_way(s: Session, stage: Stage, intents: list[dict]) -> dict | No
 def unfinished_migration(s: Session, stage: Stage) -> str:
     """"; UNFINISHED migration ..." when a run began to migrate the stage's live database and did not
     record its end (migration_record.py); "" otherwise, or when the backup host cannot be asked."""
-    from .doit_tasks import migrates  # (doit_tasks imports this module)
-    from .steps.migration_record import is_open, read_record
+    from .steps.migration.migration_record import is_open, read_record
     db = s.config.stage_database(stage)
-    if db is None or stage.restore_from or db.backup_host is None or not migrates(s.config, stage):
+    if db is None or stage.restore_from or db.backup_host is None or not s.config.migrates(stage):
         return ""
     try:
         rec = s.hosts.one(db.backup_host, lambda t: read_record(t, s.layout, stage.name))
@@ -194,9 +193,9 @@ def format_table(rows: list[list[str]]) -> str:
 def run_rehearsal_report(s: Session, r: Releases, stage: Stage) -> str:
     """The rehearsal report of the release the stage runs (for a promoted stage: the release it would
     receive, the one its source stage runs), read from the rehearsing stage's first host."""
-    from .rehearsal import text_table
-    from .steps.rehearsal import read_report
-    from .steps.rehearsal_guard import rehearsing_stage
+    from .steps.migration.rehearsal import read_report
+    from .steps.migration.rehearsal_guard import rehearsing_stage
+    from .steps.migration.rehearsal_report import text_table
     what = f"rehearsal:{stage.name}"
     rs = rehearsing_stage(s.config, stage)
     if rs is None:

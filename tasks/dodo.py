@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import doit_tasks as _w
 from . import nodes as _n
+from .config import Config
 
 __all__ = ["DOIT_CONFIG", "task_archive", "task_upload", "task_build", "task_migrate", "task_switch",
            "task_commands", "task_status", "task__hint"]
@@ -37,7 +38,7 @@ def task_build():
 def task_migrate():
     """migrate:<stage>: the release's migrations on the stage's database (backed up around it)."""
     yield from _w.per_stage(_w.this_run(), "migrate", "migrations on database {stage.database}", _n.run_migrate,
-                            _n.migrate_done, only=_w.migrates)
+                            _n.migrate_done, only=Config.migrates)
 
 
 def task_switch():

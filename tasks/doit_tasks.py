@@ -95,7 +95,7 @@ def this_run() -> Run:
     session.lock_checks = runs_tasks(sys.argv)
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
-        session.warm_imports = ("pytest", f"{__package__}.infra_plugin", *PYTEST_LOADS)
+        session.warm_imports = ("pytest", f"{__package__}.steps.infra_plugin", *PYTEST_LOADS)
     return Run(config, session, Releases(session))
 
 
@@ -204,11 +204,6 @@ def _node(run: Run, name: str, doc: str, work, done, *args, command: bool = Fals
     return {**task, "basename": name} if command else {**task, "name": name.split(":", 1)[1]}
 
 
-def migrates(config: Config, stage) -> bool:
-    src = config.stages.get(stage.promote_from) if stage.promote_from else None
-    return bool(stage.database) and (src is None or src.database != stage.database)
-
-
 def chain(config: Config, stage) -> list[str]:
     """The nodes deploy:<stage> or promote:<stage> runs, in order."""
     names = [] if stage.promote_from else ["archive"]
@@ -217,7 +212,7 @@ def chain(config: Config, stage) -> list[str]:
     names += [f"upload:{stage.name}", f"build:{stage.name}"]
     if stage.restore_from:
         names.append(f"restore:{stage.name}")
-    if migrates(config, stage):
+    if config.migrates(stage):
         names.append(f"migrate:{stage.name}")
     return names + [f"switch:{stage.name}", f"verify:{stage.name}"]
 

@@ -21,7 +21,7 @@ import os
 import signal
 import time
 
-from .steps.common import StepError
+from .errors import StepError
 
 ENV = "DEPLOY_FAILPOINTS"
 TRACE_ENV = "DEPLOY_FAILPOINTS_TRACE"

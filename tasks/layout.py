@@ -166,7 +166,7 @@ class Layout:
     def migration(self, stage: str) -> str:
         """The record of the stage's latest migration of its database, on the database's backup host: an
         intent written before the first change, its outcome after the verified "after" backup. An intent
-        without an outcome tells the next run to finish that migration (steps/production_migration.py)."""
+        without an outcome tells the next run to finish that migration (steps/migration/production_migration.py)."""
         return self.join(".deploy", f"migration-{stage}.json")
 
     def venv(self, digest: str) -> str:
@@ -184,7 +184,7 @@ class Layout:
 
     def rehearsal_record(self, rid: str) -> str:
         """On the backup host of the database a rehearsal copied: the sha256 of its report, written before
-        the report, where the rehearsing stage's hosts cannot rewrite it (steps/rehearsal_guard.py)."""
+        the report, where the rehearsing stage's hosts cannot rewrite it (steps/migration/rehearsal_guard.py)."""
         return self.join(".deploy", "rehearsals", f"{rid}.record.json")
 
     def rehearsal_md(self, rid: str) -> str:

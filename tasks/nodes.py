@@ -37,7 +37,7 @@ def run_archive(s: Session, r: Releases) -> str:
 
 # -- backup:<db> (fresh enough) --------------------------------------------------------------------
 def newest_of(s: Session, db: Database) -> dict | None:
-    from .steps import backup as backup_step
+    from .steps.database import backup as backup_step
     return s.hosts.one(s.backup_host(db), lambda t: backup_step.newest_backup(t, s.layout, db))
 
 
@@ -47,7 +47,7 @@ def backup_done(s: Session, r: Releases, db: Database) -> bool:
 
 
 def run_backup(s: Session, r: Releases, db: Database) -> dict:
-    from .steps import backup as backup_step
+    from .steps.database import backup as backup_step
     return backup_step.take_backup(s, db)
 
 
@@ -77,7 +77,7 @@ def run_upload(s: Session, r: Releases, stage: Stage) -> str:
     with Progress(what, len(stage.hosts)) as progress:
         source = None
         if s.config.project.store:
-            from .store import store_source  # imports boto3: only for runs that use a store
+            from .steps.store import store_source  # imports boto3: only for runs that use a store
             source = store_source(s.config, release, what, progress)
 
         def one(t):
@@ -90,8 +90,8 @@ def run_upload(s: Session, r: Releases, stage: Stage) -> str:
 
 def build_done(s: Session, r: Releases, stage: Stage) -> bool:
     release = r.of(stage)
-    return all(s.hosts.each(stage.hosts, lambda t: build_step.is_built(t, s.layout, s.config, stage, release),
-                            "build"))
+    return all(s.hosts.each(stage.hosts, lambda t: build_step.is_built(t, s.layout, s.config, stage, release,
+                                                                       known=s.known_links), "build"))
 
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
@@ -101,7 +101,7 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
     tokens = (env_token(), env_token())   # a new env version gets the same name on every host
 
     def one(t):
-        if not build_step.is_built(t, s.layout, s.config, stage, release):
+        if not build_step.is_built(t, s.layout, s.config, stage, release, known=s.known_links):
             # the release's own stage dirs (shared/<stage>/<id>), afresh: the live release's are never touched
             build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, tokens=tokens)
     with Progress(what, len(stage.hosts)) as progress:
@@ -111,14 +111,14 @@ def run_build(s: Session, r: Releases, stage: Stage) -> str:
 
 # -- restore:<stage> -------------------------------------------------------------------------------
 def restore_done(s: Session, r: Releases, stage: Stage) -> bool:
-    from .steps import restore as restore_step
+    from .steps.database import restore as restore_step
     newest = newest_of(s, s.config.databases[stage.restore_from])
     marker = restore_step.restored(s, s.config.stage_database(stage))
     return bool(newest and marker) and restore_step.holds(marker, newest["name"], r.of(stage).id)
 
 
 def run_restore(s: Session, r: Releases, stage: Stage) -> str:
-    from .steps import restore as restore_step
+    from .steps.database import restore as restore_step
     src, db = s.config.databases[stage.restore_from], s.config.stage_database(stage)
     s.lock([s.backup_host(db), *stage.hosts], f"restore:{stage.name}")
     newest = newest_of(s, src)
@@ -132,7 +132,7 @@ def run_restore(s: Session, r: Releases, stage: Stage) -> str:
 def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
     """Nothing pending; on a rehearsing stage (restore_from), also this release's report is there; on any
     other, also no migration of its database lacks its outcome, the "after" backup (production_migration)."""
-    from .steps import production_migration
+    from .steps.migration import production_migration
     rid = r.of(stage).id
     done = _migrated(s, stage, rid)
     if done and stage.restore_from:
@@ -141,7 +141,7 @@ def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 
 def _migrated(s: Session, stage: Stage, rid: str) -> bool:
-    from .steps import migrate as migrate_step
+    from .steps.migration import migrate as migrate_step
     return s.hosts.one(stage.hosts[0], lambda t: migrate_step.is_migrated(t, s.layout, s.config, stage, rid))
 
 
@@ -149,40 +149,28 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
     """A throwaway copy (restore_from) is rehearsed; any other database is guarded by its rehearsal
     (invariant 8), then migrated between two verified backups (invariant 3), recorded from its intent to
     its outcome, so that a run that died half way is finished by the next (invariant 7)."""
-    from .steps import production_migration
+    from .steps.migration import production_migration
     if stage.restore_from:
         return run_rehearsal(s, r, stage)
     return production_migration.migrate_production(s, stage, r.of(stage).id)
 
 
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
-    """migrate:<stage> on a fresh copy of production: measured, reported. It rehearses on the copy
-    restore:<stage> made for this release (the backup that node named), unless a rehearsal already began on
-    that copy (it may be migrated, wholly or in part): then a new backup of production is taken and
-    restored first. Either way it says which backup and why. The report's sha256 is recorded before the
-    report is written (rehearsal_guard.record_rehearsal)."""
-    from .rehearsal import text_table
-    from .steps import backup as backup_step
-    from .steps import rehearsal as rehearsal_step
-    from .steps import restore as restore_step
-    from .steps.rehearsal_guard import record_rehearsal
+    """migrate:<stage> on a fresh copy of production (rehearsal.copy_to_rehearse): measured, reported; it
+    says which backup and why. The report's sha256 is recorded before the report is written
+    (rehearsal_guard.record_rehearsal)."""
+    from .steps.database import restore as restore_step
+    from .steps.migration import rehearsal as rehearsal_step
+    from .steps.migration.rehearsal_guard import record_rehearsal
+    from .steps.migration.rehearsal_report import text_table
     rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.hosts[0]
     src = s.config.databases[stage.restore_from]
     s.lock([first, s.backup_host(src), s.backup_host(db)], f"migrate:{stage.name}")
     if migrate_done(s, r, stage):
         return "nothing pending"
-    marker = restore_step.restored(s, db)
-    if restore_step.is_fresh(marker, rid):
-        why = f"the copy restore:{stage.name} made for {rid}, untouched since"
-    else:
-        was = (f"a rehearsal of {marker['release']} already began on the copy of {marker['backup']}"
-               if marker and marker.get("release") else f"{db.name} holds no copy restore:{stage.name} recorded")
-        _say_node(f"migrate:{stage.name}", f"{was}: taking a new backup of {src.name} and restoring it, "
-                                           "so that the rehearsal runs on a fresh copy")
-        backup_step.take_backup(s, src, reason=f"for the rehearsal of {rid}")
-        print(f"   {run_restore(s, r, stage)}", flush=True)
-        marker = restore_step.restored(s, db)
-        why = f"restored just now for {rid}"
+    marker, why = rehearsal_step.copy_to_rehearse(
+        s, stage, rid, restore=lambda: print(f"   {run_restore(s, r, stage)}", flush=True),
+        say=lambda text: _say_node(f"migrate:{stage.name}", text))
     backup = (marker or {}).get("backup")
     _say_node(f"migrate:{stage.name}", f"rehearsing on {db.name} := {backup} ({why})")
     report = s.hosts.one(first, lambda t: rehearsal_step.rehearse(
@@ -211,6 +199,6 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
 def run_switch(s: Session, r: Releases, stage: Stage) -> str:
     release, backups = r.of(stage), []
     if s.config.stage_database(stage) and not stage.restore_from:   # else migration_backups has none
-        from .steps import production_migration
+        from .steps.migration import production_migration
         backups = production_migration.migration_backups(s, stage, release.id)
     return switch_stage(s, stage, release.id, release.revision, "ok", f"switch:{stage.name}", backups=backups)

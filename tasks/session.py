@@ -21,8 +21,9 @@ from .config import Config, Database, Host, Stage
 from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
-from .steps.common import stamp
-from .steps.lock import holder_text, process_start, record_session, release_lock, take_lock
+from .runtime.common import stamp
+from .runtime.known_links import KnownLinks
+from .runtime.lock import holder_text, process_start, record_session, release_lock, take_lock
 from .transport import Transport
 
 
@@ -36,6 +37,7 @@ class Session:
         self.connections = Connections(config.project.ssh_config, on_connect=self._own,
                                        fast_kex=config.project.ssh_fast_kex)
         self.hosts = Executor(self.connections, config.project.parallel)
+        self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         self._locked: list[Host] = []
@@ -87,7 +89,7 @@ class Session:
         command = " ".join(a for a in self.argv[1:] if not a.startswith("-") and "/" not in a)
         info = {**stamp(), "pid": os.getpid(), "what": f"doit {command}", "token": self.token}
         start = process_start(os.getpid())
-        if start is not None:   # a reused pid is never taken for this run (steps/lock.py alive_here)
+        if start is not None:   # a reused pid is never taken for this run (runtime/lock.py alive_here)
             info["pid_start"] = start
         results = self.hosts.outcomes(todo, lambda t: self._take(t, info))
         for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work
@@ -119,7 +121,7 @@ class Session:
         result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True))
         if result is None or isinstance(result, str):
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
-            t.links = {}   # from now on no other run moves the host's links: what this run reads of them holds
+            self.known_links.hold(t.host)   # no other run moves the host's links now: what this run reads holds
         return result
 
     def _own(self, host: Host, t: Transport) -> None:
@@ -129,7 +131,7 @@ class Session:
         if held and t.session is not None:
             record_session(t, self.layout, self.token, t.session)
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
-            t.links = {}
+            self.known_links.hold(host)
 
     def unlock_stage(self, hosts: list[Host], what: str) -> str:
         """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
@@ -160,7 +162,7 @@ class Session:
             self.hosts.outcomes(hosts, lambda t: self._release(t))
 
     def _release(self, t: Transport) -> None:
-        t.links = None   # another run may move the links once the lock is gone
+        self.known_links.drop(t.host)   # another run may move the links once the lock is gone
         release_lock(t, self.layout, self.token)
 
     # -- signals ---------------------------------------------------------------------------------------

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from . import config_rules as rules
 from . import localcmd
-from .config import Host
+from .config import Host, rules
 from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options  # noqa: F401 (re-exported)
 from .watchdog import Watched, parse_ident, watched
 
@@ -43,9 +42,6 @@ class Transport:
     host: Host
     session: Watched | None = None   # the process on the host that runs this transport's commands (SSH)
     on_session: Callable[[Watched], None] | None = None   # told of each second channel (stream) started
-    # the stage links' targets this run read or wrote on the host while it holds the host's lock (no other
-    # run moves them then): {link: target or None}; None while the run does not hold the lock
-    links: dict[str, str | None] | None = None
 
     def address(self) -> str:
         """The host's name as this machine reaches it other than by ssh ({host} in health_url)."""

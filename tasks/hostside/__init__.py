@@ -19,7 +19,7 @@ Short Python programs sent as `python3 -c PROGRAM ARGS...`, loaded by script() t
 
     interpreter.py      the host python3's marker environment (steps/facts.py)
     sqlite_counts.py    a sqlite database's row counts (db.py)
-    sqlite_copy.py      a consistent copy of a sqlite database (steps/backup.py)
+    sqlite_copy.py      a consistent copy of a sqlite database (steps/database/backup.py)
 
 Programs run by the app's own interpreter, each shipped to the host as a file (steps/hostfiles.py) and run
 as `<python> <file> args...`: PROGRAMS. Standard library and Django only (that interpreter is the app's,
@@ -27,7 +27,7 @@ not the tool's); no imports of this package, except rehearsal_runner.py's of reh
 neighbour on the host.
 
     rehearsal_probe.py    the copy's schema, table sizes and the write probe (also imported here, by
-                          steps/rehearsal_copy.py, for password_env)
+                          steps/migration/rehearsal_copy.py, for password_env)
     rehearsal_runner.py   the rehearsal on a copy, and the applied/pending migrations for the guard
     migrate_runner.py     production's `manage.py migrate` with bounded lock waits
 """

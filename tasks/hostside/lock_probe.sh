@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# steps/lock.py PROBE (after watch_lib.sh): the lock's holder and its live sessions. Its arguments are
+# runtime/lock.py PROBE (after watch_lib.sh): the lock's holder and its live sessions. Its arguments are
 # documented there.
 # SC2154: st, t0 are set by watch_lib.sh's stat_of, which comes first
 # shellcheck disable=SC2154

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
-# steps/lock.py TAKE: takes the host's deploy lock, or says who holds it. Its arguments are documented there.
-# SC2174: -m is meant for the deepest directory only (steps/lock.py)
+# runtime/lock.py TAKE: takes the host's deploy lock, or says who holds it. Its arguments are documented there.
+# SC2174: -m is meant for the deepest directory only (runtime/lock.py)
 # shellcheck disable=SC2174
 lock=$1; d=$3
 unwritable() {

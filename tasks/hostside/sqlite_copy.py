@@ -1,4 +1,4 @@
-# steps/backup.py SQLITE_COPY_PY: run as `python3 -c SQLITE_COPY_PY <database file> <copy>` on the host; a
+# steps/database/backup.py SQLITE_COPY_PY: run as `python3 -c SQLITE_COPY_PY <database file> <copy>` on the host; a
 # consistent copy by sqlite's backup API, checked by its integrity_check.
 import os
 import sqlite3

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config import Project
+from ..errors import StepError
 from ..layout import TOOL_NAMES, release_id
+from ..runtime.common import sha256_file
 from . import buildout as buildout_step
 from . import wheelhouse
-from .common import StepError, sha256_file
 from .facts import interpreter_key
 from .source import Revision, export_tree
 

@@ -23,15 +23,16 @@ import shlex
 
 from .. import failpoints
 from ..config import Config, Stage
+from ..errors import StepError
 from ..hostside import script
 from ..layout import RELEASE_GLOB, TOOL_NAMES, Layout
+from ..runtime.common import last_line
+from ..runtime.known_links import KnownLinks
 from ..transport import CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
-from .common import StepError, last_line
 from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, env_token, write_env_args
 from .facts import KEY_CODE
-from .links import remember_link
 
 # $1 release dir, $2 archive, $3 revision, $4 wheels dir or ""; $5 release json; $6 venv dir or "", $7 the
 # venv relative to the release dir (the target of its .venv link), $8 the release's ready marker, $9 the file
@@ -165,7 +166,7 @@ def stage_link_of(text: str) -> tuple[bool, str | None]:
 
 
 def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
-             keep_env: bool = False) -> bool:
+             keep_env: bool = False, known: KnownLinks | None = None) -> bool:
     """Ready, built for this stage with this release and these build settings, the env version its record
     names what it should be (mode 0600; with keep_env, a rollback's: the one the release runs with there,
     whatever it holds) and shared/<stage>.env the symlink through the link."""
@@ -177,9 +178,9 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
                  stage.name, layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "",
                  *names], input=env if compare else None, check=False)
     state = parse_stage_state(out)
-    known, target = stage_link_of(out)
-    if known:
-        remember_link(t, stage.link, target)
+    seen, target = stage_link_of(out)
+    if seen and known is not None:
+        known.remember(t.host, stage.link, target)
     if not state:
         return False
     token, _, inputs = state.pop("record").partition(" ")

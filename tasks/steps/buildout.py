@@ -25,8 +25,10 @@ from typing import Callable, Iterable
 
 from .. import localcmd
 from ..config import Config, Stage
+from ..errors import StepError
 from ..hostside import script
 from ..layout import BUILDOUT_DIR, Layout
+from ..runtime.common import pack_wheelhouse
 from ..transport import Transport
 from .buildout_pins import (
     buildout_version,
@@ -38,7 +40,6 @@ from .buildout_pins import (
     versions_of,
     wheel_batches,
 )
-from .common import StepError, pack_wheelhouse
 from .environment import app_command
 from .facts import interpreter_key
 

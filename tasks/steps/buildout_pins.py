@@ -7,7 +7,7 @@ import posixpath
 import re
 from typing import Callable, Iterable
 
-from .common import StepError
+from ..errors import StepError
 
 SECTION_RE = re.compile(r"\[\s*(?P<name>[^\s#[\]:;{}]+)\s*(:(?P<expr>[^#;]*))?\s*\]\s*([#;].*)?$")
 OPTION_RE = re.compile(r"(?P<name>[^\s{}[\]=:]+\s*[-+]?)=(?P<value>.*)$")

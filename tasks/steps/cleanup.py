@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ..hostside import script
 from ..layout import RELEASE_GLOB, Layout, is_release_id
+from ..runtime.known_links import KnownLinks
 from ..transport import Transport
-from .links import known_link, release_of
+from .links import release_of
 from .releaselog import good_releases, parse_log, rollback_target
 
 # $1 root, $2 the release log, then the links: prints every link target, then the release dirs, then the log
@@ -52,14 +53,14 @@ def parse_scan(text: str) -> tuple[set[str], list[str], list[dict]]:
 
 
 def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, venvs: bool = True,
-                   stages: tuple[str, ...] = ()) -> list[str]:
+                   stages: tuple[str, ...] = (), known: KnownLinks | None = None) -> list[str]:
     """Remove the releases nobody needs, the stages' stage-dir generations of releases that are gone (and,
     with venvs, the shared venvs no release left links)."""
-    # a link this run moved or read while it holds the lock is not read again (links.known_link)
-    known = [known_link(t, link) for link in links]
-    ask = [link for link, (k, _) in zip(links, known) if not k]
+    # a link this run moved or read while it holds the lock is not read again (runtime/known_links.py)
+    seen = [known.get(t.host, link) if known is not None else (False, None) for link in links]
+    ask = [link for link, (k, _) in zip(links, seen) if not k]
     linked, names, log = parse_scan(t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *ask]))
-    linked |= {release_of(target) for k, target in known if k} - {None}
+    linked |= {release_of(target) for k, target in seen if k} - {None}
     doomed = releases_to_remove(names, linked, log, keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact_proof(rid))]

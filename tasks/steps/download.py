@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Callable
 
+from ..errors import StepError
 from ..transport import Transport
-from .common import StepError
 
 # $1: where the file goes. curl's config (the URL) arrives on stdin. Prints the file's sha256.
 FETCH = ('curl -q --config - --fail --silent --show-error --globoff --proto =http,https --retry 2 '

@@ -17,8 +17,8 @@ import posixpath
 
 from .. import hostside
 from ..layout import Layout
+from ..runtime.leftovers import owner_tag
 from ..transport import Transport
-from .leftovers import owner_tag
 
 # $1 the directory, $2 a temporary suffix (this run's owner tag), then name/text pairs. A directory without
 # `complete` (not one this code made: it renames only whole ones into place) is replaced.

@@ -9,9 +9,10 @@ import secrets
 from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
+from ..runtime.common import last_line
+from ..runtime.known_links import KnownLinks
+from ..runtime.lock import LOST, LockLost
 from ..transport import CommandFailed, Transport
-from .common import last_line
-from .lock import LOST, LockLost
 
 # $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir; "" to remove the
 # link), $4 the link's dir, $5 a suffix of the temp names unique to this call, $6 the release's env file for
@@ -30,30 +31,15 @@ class UnsafeLink(StepError):
     """A directory on the way to a stage's link is a symlink: the link would be written elsewhere."""
 
 
-def read_link(t: Transport, layout: Layout, link: str) -> str | None:
-    known, target = known_link(t, link)
-    if known:
+def read_link(t: Transport, layout: Layout, link: str, known: KnownLinks | None = None) -> str | None:
+    seen, target = known.get(t.host, link) if known is not None else (False, None)
+    if seen:
         return target
     code, out, _ = t.call(["readlink", "--", layout.link(link)])
     target = out.strip() if code == 0 else None
-    remember_link(t, link, target)
+    if known is not None:
+        known.remember(t.host, link, target)
     return target
-
-
-def known_link(t: Transport, link: str) -> tuple[bool, str | None]:
-    """(True, target) when this run, holding the host's lock, read or wrote the link before; else (False, None)."""
-    links = t.links
-    return (True, links[link]) if links is not None and link in links else (False, None)
-
-
-def remember_link(t: Transport, link: str, target: str | None) -> None:
-    """What the link holds, as this run just read or wrote it (kept only while the run holds the lock, and
-    only a target that every reader reads alike: one line, no surrounding blanks)."""
-    if t.links is not None:
-        if target is None or (target == target.strip() and "\n" not in target):
-            t.links[link] = target
-        else:
-            t.links.pop(link, None)
 
 
 def release_of(target: str | None) -> str | None:
@@ -65,13 +51,13 @@ def release_of(target: str | None) -> str | None:
 
 
 def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: tuple[str, str] | None = None,
-             guard=None) -> None:
+             guard=None, known: KnownLinks | None = None) -> None:
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
     env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
     the same command. guard: a function making the command run only while this run holds the lock
-    (steps/lock.py guarded)."""
-    if t.links is not None:
-        t.links.pop(link, None)   # until the command says it is done
+    (runtime/lock.py guarded). known: the run's known links (runtime/known_links.py), kept up to date."""
+    if known is not None:
+        known.forget(t.host, link)
     argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",
             secrets.token_hex(4), *(env or ("", ""))]
     code, out, err = t.call(guard(argv) if guard else argv)
@@ -82,7 +68,8 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: t
         raise UnsafeLink(unsafe_message(t, layout, path, to))
     if code != 0:
         raise CommandFailed(t.host, argv, code, err)
-    remember_link(t, link, target)
+    if known is not None:
+        known.remember(t.host, link, target)
 
 
 def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
@@ -92,13 +79,13 @@ def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
 
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[str, str] | None = None,
-                guard=None) -> None:
-    set_link(t, layout, link, layout.link_target(link, rid), env, guard)
+                guard=None, known: KnownLinks | None = None) -> None:
+    set_link(t, layout, link, layout.link_target(link, rid), env, guard, known)
 
 
 def stage_releases(session, stage, what: str) -> list[str | None]:
     """The release each host of the stage runs (by its link), in host order; None where it has none."""
-    targets = session.hosts.each(stage.hosts, lambda t: read_link(t, session.layout, stage.link),
+    targets = session.hosts.each(stage.hosts, lambda t: read_link(t, session.layout, stage.link, session.known_links),
                                  f"{what}: reading {stage.link}")
     return [release_of(x) for x in targets]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 from ..layout import Layout
+from ..runtime.common import append_line, read_text, stamp
 from ..transport import Transport
-from .common import append_line, read_text, stamp
 
 
 def make_record(stage: str, release: str, revision: str, previous: str | None, result: str,

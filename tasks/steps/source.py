@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import localcmd
 from ..config import Project
-from .common import StepError
+from ..errors import StepError
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ back (put-back, undo, what each host runs) in switch_back.py.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from .. import failpoints
 from ..config import Stage
 from ..errors import StepError
 from ..progress import Progress
+from ..session import Session
 from ..transport import CommandFailed, Transport
 from .cleanup import clean_releases
 from .health import check_health, health_url
@@ -50,6 +52,8 @@ __all__ = ["read_state", "parse_state", "plan_hosts", "previous_links", "settle_
 # to keep it as when no version names it yet ("" ""): the way back for a put-back is a file that stays
 INTENT = ('[ -z "$3" ] || [ -e "$4" ] || ln -- "$3" "$4" || exit; umask 022; '
           'printf "%s" "$2" > "$1.tmp" && mv -f -- "$1.tmp" "$1"')
+
+
 class HostFailed(StepError):
     """A host's part of the switch failed; `back` says how its put-back went (None: back, and reloaded
     unless `note` says otherwise)."""
@@ -59,73 +63,126 @@ class HostFailed(StepError):
         self.back = back
 
 
-def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, what: str,
+@dataclass
+class Switch:
+    """One switch under way: the stage, the release and, once the hosts are checked, each host's plan (its
+    previous link, the env the release had and gets) and the release the stage ran before."""
+    session: Session
+    stage: Stage
+    rid: str
+    revision: str
+    result: str
+    what: str
+    plan: dict = field(default_factory=dict)
+    prev_rid: str | None = None
+
+
+def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result: str, what: str,
                  backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
     """Move the stage to rid on every host or none; result is what the release log records (ok, rollback)."""
-    session.lock(stage.hosts, what)
-    facts = _check_all(session, stage, rid, what)
-    note = settle_intents(session, stage, rid, what, facts)
-    if note.startswith("; undid"):  # the links moved back: read them again
-        facts = _check_all(session, stage, rid, what)
-    plan = plan_hosts(facts, rid)
-    prev_rid = release_of(next(iter(plan.values()))["previous"])
-    intent = {"stage": stage.name, "release": rid, "revision": revision, "result": result,
-              "token": session.token, "what": what}
-    session.hosts.each(stage.hosts, lambda t: _write_intent(session, stage, rid, t, {**intent, **plan[t.host]}),
-                       f"{what}: writing the intent")
-    failpoints.hit("switch.after_intent")
-
-    def back(t: Transport, never_took: bool = False) -> tuple[str | None, str]:
-        return put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"], never_took)
-
-    def go_live(t: Transport):
-        never_took = False     # the release's reload failed by its own exit status: it never took over
-        try:
-            switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, plan[t.host]["env"]),
-                        guard=lock_guard(session))
-            failpoints.hit("switch.after_rename", t.host)
-            if stage.reload_command:
-                try:
-                    reload_release(session, stage, t, rid)
-                except CommandFailed as exc:
-                    never_took = not exc.unreachable and 0 < exc.retcode < 126
-                    raise
-            failpoints.hit("switch.after_reload", t.host)
-            problem = check_health(health_url(stage.health_url, t.address()), stage.health_timeout,
-                                   stage.health_headers) if stage.health_url else None
-            if problem:
-                raise StepError(f"health check failed: {problem}")
-        except (StepError, CommandFailed) as exc:
-            raise HostFailed(exc, *back(t, never_took)) from None
-
-    done, failed = [], []
-    progress = Progress(what, len(stage.hosts))
+    sw = Switch(session, stage, rid, revision, result, what)
+    note = _check_and_settle(sw)
+    _write_intents(sw)
     with session.deferred_signals() as interrupted:
-        for batch in session.batches(stage):
-            with progress:
-                results = session.hosts.outcomes(batch, go_live, progress)
-            done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
-            failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
-            if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
-                backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
-                                        for b in session.hosts.outcomes(done, back)]))
-                went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in stage.hosts}
-                _undone(session, stage, rid, revision, prev_rid, what, failed, went, interrupted())
+        done, failed = _switch_batches(sw, interrupted)
         failpoints.hit("switch.before_log")
-        went = {h: _back_of(r) for h, r in failed}
-        ok = [make_record(stage.name, rid, revision, prev_rid, result, backups), *(extra_records or [])]
-        undone = [make_record(stage.name, rid, revision, prev_rid, "failed")]
-        unsettled = {h: b for h, b in went.items() if b is not None}
-        unsettled.update(_log(session, stage, {**{h: ok for h in done},
-                                               **{h: undone for h, b in went.items() if b is None}}))
-        if unsettled:
-            head = f"{what}: {_problems(failed)}; " if failed else f"{what}: "
-            raise StepError(head + not_settled(session, stage, unsettled))
+        _record_outcome(sw, done, failed, backups, extra_records)
         if interrupted():
             note += "; interrupted after every host had switched: the switch was finished, not undone"
     note += f"; {len(failed)} host(s) failed and stay on the previous release (max_fail = {stage.max_fail})" \
         if failed else ""
     return f"{stage.link} -> {rid} on {len(done)} host(s){note}"
+
+
+def _check_and_settle(sw: Switch) -> str:
+    """Every host locked and checked, an intent a dead run left finished or undone, each host's plan made."""
+    session, stage, rid, what = sw.session, sw.stage, sw.rid, sw.what
+    session.lock(stage.hosts, what)
+    facts = _check_all(session, stage, rid, what)
+    note = settle_intents(session, stage, rid, what, facts)
+    if note.startswith("; undid"):  # the links moved back: read them again
+        facts = _check_all(session, stage, rid, what)
+    sw.plan = plan_hosts(facts, rid)
+    sw.prev_rid = release_of(next(iter(sw.plan.values()))["previous"])
+    return note
+
+
+def _write_intents(sw: Switch) -> None:
+    """The intent on every host before any link moves: the next run finishes or undoes what it names."""
+    intent = {"stage": sw.stage.name, "release": sw.rid, "revision": sw.revision, "result": sw.result,
+              "token": sw.session.token, "what": sw.what}
+    sw.session.hosts.each(sw.stage.hosts,
+                          lambda t: _write_intent(sw.session, sw.stage, sw.rid, t, {**intent, **sw.plan[t.host]}),
+                          f"{sw.what}: writing the intent")
+    failpoints.hit("switch.after_intent")
+
+
+def _switch_batches(sw: Switch, interrupted) -> tuple[list, list]:
+    """(hosts switched, [(host, error)] of those put back), batch by batch. More than max_fail failures, or a
+    signal before the last batch: every host goes back and the run stops (_undo_all raises)."""
+    session, stage = sw.session, sw.stage
+    done, failed = [], []
+    progress = Progress(sw.what, len(stage.hosts))
+    for batch in session.batches(stage):
+        with progress:
+            results = session.hosts.outcomes(batch, lambda t: _go_live(sw, t), progress)
+        done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
+        failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
+        if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
+            _undo_all(sw, done, failed, interrupted())
+    return done, failed
+
+
+def _go_live(sw: Switch, t: Transport) -> None:
+    """One host: its link renamed, the release reloaded and health-checked; on any failure, put back at once."""
+    session, stage, rid = sw.session, sw.stage, sw.rid
+    never_took = False     # the release's reload failed by its own exit status: it never took over
+    try:
+        switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, sw.plan[t.host]["env"]),
+                    guard=lock_guard(session), known=session.known_links)
+        failpoints.hit("switch.after_rename", t.host)
+        if stage.reload_command:
+            try:
+                reload_release(session, stage, t, rid)
+            except CommandFailed as exc:
+                never_took = not exc.unreachable and 0 < exc.retcode < 126
+                raise
+        failpoints.hit("switch.after_reload", t.host)
+        problem = check_health(health_url(stage.health_url, t.address()), stage.health_timeout,
+                               stage.health_headers) if stage.health_url else None
+        if problem:
+            raise StepError(f"health check failed: {problem}")
+    except (StepError, CommandFailed) as exc:
+        raise HostFailed(exc, *_put_back(sw, t, never_took)) from None
+
+
+def _put_back(sw: Switch, t: Transport, never_took: bool = False) -> tuple[str | None, str]:
+    plan = sw.plan[t.host]
+    return put_back(sw.session, sw.stage, t, sw.rid, plan["previous"], plan["env_before"], never_took)
+
+
+def _undo_all(sw: Switch, done: list, failed: list, interrupted: bool) -> None:
+    """Every switched host put back; then _undone records what each host runs and raises."""
+    backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
+                            for b in sw.session.hosts.outcomes(done, lambda t: _put_back(sw, t))]))
+    went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in sw.stage.hosts}
+    _undone(sw.session, sw.stage, sw.rid, sw.revision, sw.prev_rid, sw.what, failed, went, interrupted)
+
+
+def _record_outcome(sw: Switch, done: list, failed: list, backups: list[str] | None,
+                    extra_records: list[dict] | None) -> None:
+    """The release log: `ok` (or the result asked) where the host switched, `failed` where it went back.
+    Raises naming each host that keeps its intent (not back, or not recorded)."""
+    stage, rid, revision, prev_rid = sw.stage, sw.rid, sw.revision, sw.prev_rid
+    went = {h: _back_of(r) for h, r in failed}
+    ok = [make_record(stage.name, rid, revision, prev_rid, sw.result, backups), *(extra_records or [])]
+    undone = [make_record(stage.name, rid, revision, prev_rid, "failed")]
+    unsettled = {h: b for h, b in went.items() if b is not None}
+    unsettled.update(_log(sw.session, stage, {**{h: ok for h in done},
+                                              **{h: undone for h, b in went.items() if b is None}}))
+    if unsettled:
+        head = f"{sw.what}: {_problems(failed)}; " if failed else f"{sw.what}: "
+        raise StepError(head + not_settled(sw.session, stage, unsettled))
 
 
 def _check_all(session, stage: Stage, rid: str, what: str) -> dict:
@@ -215,6 +272,7 @@ def _log(session, stage: Stage, records: dict) -> dict:
     if not problems:
         stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
         session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
-                                                           venvs=project.build == "pip", stages=stages),
+                                                           venvs=project.build == "pip", stages=stages,
+                                                           known=session.known_links),
                            "release cleanup")
     return problems

@@ -9,11 +9,11 @@ import json
 from ..config import Stage
 from ..errors import StepError
 from ..layout import ENV_TOKEN_RE, is_release_id
+from ..runtime.common import last_line
+from ..runtime.lock import LOST, LockLost, guarded
 from ..transport import CommandFailed, Transport
-from .common import last_line
 from .environment import app_command
 from .links import UnsafeLink, release_of, set_link
-from .lock import LOST, LockLost, guarded
 from .releaselog import make_record
 from .switch_state import same_switch
 
@@ -61,7 +61,7 @@ def put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, 
     for attempt in (1, 2):
         try:
             set_link(t, session.layout, stage.link, target, env_pair(session, stage, rid, env_before, True),
-                     guard=lock_guard(session))
+                     guard=lock_guard(session), known=session.known_links)
             old = release_of(target)
             if old and stage.reload_command:
                 try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from ..config import Stage
 from ..hostside import script
+from ..runtime.common import json_or_none
 from ..transport import Transport
-from .common import json_or_none
 from .environment import env_token
-from .links import known_link, release_of, remember_link
+from .links import release_of
 
 # $1 deploy_root, $2 the link (relative to it), $3 the intent file, $4 the link's target when this run knows
 # it ("=<target>", or "-": no link; then no readlink runs), "" to read it (readlink runs only for a symlink);
@@ -55,7 +55,7 @@ def parse_state(text: str) -> dict:
 def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
     """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
     layout = session.layout
-    known, target = known_link(t, stage.link)
+    known, target = session.known_links.get(t.host, stage.link)
     argv = ["sh", "-c", STATE, "sh", layout.root, stage.link, layout.intent(stage.name),
             ("-" if target is None else "=" + target) if known else ""]
     if rid:
@@ -66,7 +66,8 @@ def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> d
     facts = parse_state(out)
     head = out.partition("--intent--\n")[0].splitlines()
     if not facts["unsafe"] and all(line.partition(" ")[0] in KEYS for line in head):
-        remember_link(t, stage.link, facts["link"])   # (a target with a newline would show in another line)
+        # (a target with a newline would show in another line)
+        session.known_links.remember(t.host, stage.link, facts["link"])
     return facts
 
 

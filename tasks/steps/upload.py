@@ -12,9 +12,9 @@ from .. import failpoints
 from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
+from ..runtime.common import read_text, write_file
 from ..transport import CommandFailed, Transport
 from .archive import Release, wheelhouse_path
-from .common import read_text, write_file
 from .wheelhouse import check_interpreter
 
 # Prints "ok" when the artifact's proof ($1) holds exactly $3 (one line, no newline: read reaches the end

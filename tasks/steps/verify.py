@@ -16,12 +16,12 @@ from pathlib import Path
 from ..config import Config, Stage
 from ..errors import StepError
 from ..layout import Layout
+from ..runtime.common import json_or_none, last_line, read_text
 from ..transport import Transport
-from .common import json_or_none, last_line, read_text
 from .environment import app_command
 from .facts import facts_argv
 from .links import stage_releases
-from .migrate import check_argv
+from .migration.migrate import check_argv
 
 
 def verify_stage(session, stage: Stage) -> str:
@@ -94,7 +94,7 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
     Returns (passed, pytest's output, [(failed check's id, its assertion text)])."""
     import pytest  # only runs that verify pay for pytest's import
 
-    from .. import infra_plugin
+    from . import infra_plugin
 
     def call(host, argv):
         return session.hosts.one(host, lambda t: t.call(argv))

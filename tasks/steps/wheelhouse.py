@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import localcmd
+from ..errors import StepError
+from ..runtime.common import last_line, pack_wheelhouse
 from ..transport import Transport
-from .common import StepError, last_line, pack_wheelhouse
 from .facts import INTERPRETER, interpreter_argv, interpreter_key, interpreter_text, parse_interpreter
 
 # -r FILE, --requirement FILE, --requirement=FILE, -rFILE; likewise -c / --constraint

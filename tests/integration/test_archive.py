@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Project, load_config
+from doit_stages.errors import StepError
 from doit_stages.steps.archive import local_release, make_archive
-from doit_stages.steps.common import StepError
 from doit_stages.steps.source import Revision, resolve_revision
 from tests.lab.stages_ini import CODE_ONLY, THIS_MACHINE, stages_ini
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Config, Database, Project, parse_host
+from doit_stages.errors import StepError
 from doit_stages.layout import Layout
-from doit_stages.steps.backup import backup_database
-from doit_stages.steps.common import StepError
-from doit_stages.steps.leftovers import machine
-from doit_stages.steps.restore import restore_backup
+from doit_stages.runtime.leftovers import machine
+from doit_stages.steps.database.backup import backup_database
+from doit_stages.steps.database.restore import restore_backup
 from doit_stages.transport import LocalTransport
 from tests.lab.common import NASTY_PASSWORD
 from tests.lab.deployer import end, start_doit

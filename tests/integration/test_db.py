@@ -1,6 +1,6 @@
-"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/db.py's client file with every
-nasty character, and a backup's client options that include the user's own file on the host (the local
-transport)."""
+"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/steps/database/db.py's client
+file with every nasty character, and a backup's client options that include the user's own file on the host
+(the local transport)."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Host
-from doit_stages.db import option_file
+from doit_stages.steps.database.db import option_file
 from tests.lab.configs import NASTY, mysql_db
 
 
@@ -31,7 +31,7 @@ def test_option_file_quotes_every_nasty_character(monkeypatch, tmp_path):
 # -- option_file: the user's own file on the host, included, never read by the tool --------------------------
 def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, monkeypatch):
     from doit_stages.layout import Layout
-    from doit_stages.steps.backup import client_options
+    from doit_stages.steps.database.backup import client_options
     from doit_stages.transport import LocalTransport
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -50,9 +50,9 @@ def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, mon
 
 
 def test_client_options_with_a_missing_option_file(tmp_path):
+    from doit_stages.errors import StepError
     from doit_stages.layout import Layout
-    from doit_stages.steps.backup import client_options
-    from doit_stages.steps.common import StepError
+    from doit_stages.steps.database.backup import client_options
     from doit_stages.transport import LocalTransport
 
     db = mysql_db(password_env="", option_file=str(tmp_path / "nope.cnf"))

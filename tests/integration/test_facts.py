@@ -11,9 +11,11 @@ import pytest
 
 from doit_stages.config import Config, Host, Project, Stage
 from doit_stages.layout import Layout
-from doit_stages.steps import build, cleanup, leftovers, switch, upload
+from doit_stages.runtime import leftovers
+from doit_stages.runtime.known_links import KnownLinks
+from doit_stages.steps import build, cleanup, switch, upload
 from doit_stages.steps.archive import Release
-from doit_stages.steps.backup import LIST, parse_backup_list
+from doit_stages.steps.database.backup import LIST, parse_backup_list
 from doit_stages.steps.facts import facts_argv, parse_facts
 from doit_stages.transport import LocalTransport
 
@@ -21,10 +23,11 @@ RID, OLD = "blog-2026-01-02-0304-aaaaaaaaaaaa", "blog-2026-01-01-0304-bbbbbbbbbb
 
 
 class FakeSession:
-    """What read_state needs of a run: a layout and the config (no connection: the transport is local)."""
+    """What read_state needs of a run: a layout, the config and its known links (none: no lock held; no
+    connection: the transport is local)."""
 
     def __init__(self, layout, config):
-        self.layout, self.config = layout, config
+        self.layout, self.config, self.known_links = layout, config, KnownLinks()
 
 
 @pytest.fixture
@@ -152,7 +155,7 @@ def test_retention_deletes_only_files_of_db_backup(host):
     """prune_backups on a real (local) host: with keep 1, the older backup goes; metadata that names a path is
     refused at the one place a path is made, even when a caller hands it over."""
     from doit_stages.errors import StepError
-    from doit_stages.steps.retention import prune_backups
+    from doit_stages.steps.database.retention import prune_backups
     t, layout, config, stage = host
     Path(layout.backups).mkdir()
     log = Path(layout.log)

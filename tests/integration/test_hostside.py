@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from doit_stages import hostside, watchdog
-from doit_stages.steps import backup, build, cleanup, common, download, environment, leftovers, lock, upload
+from doit_stages.runtime import common, leftovers, lock
+from doit_stages.steps import build, cleanup, download, environment, upload
+from doit_stages.steps.database import backup
 
 HOSTSIDE = Path(hostside.__file__).parent
 SCRIPTS = sorted(p.name for p in HOSTSIDE.glob("*.sh"))

@@ -79,6 +79,9 @@ def test_the_wheel_holds_the_package_and_its_checks_and_no_tasks(installed, tmp_
                          cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
     assert all(p.startswith(str(installed)) for p in out), out
     assert (Path(out[1]) / "test_stage.py").is_file()
+    package = Path(out[0]).parent          # every module of tasks/, subpackages too (pyproject.toml's packages)
+    shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if "infra_tests" not in p.parts}
+    assert shipped == {p.relative_to(REPO / "tasks").as_posix() for p in (REPO / "tasks").rglob("*.py")}
     res = subprocess.run([py, "-c", "import tasks"], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode != 0 and "No module named 'tasks'" in res.stderr
 

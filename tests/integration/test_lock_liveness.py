@@ -1,4 +1,4 @@
-"""Who holds a lock, and is its run alive: the rule `doit unlock` follows (steps/lock.py), with a real dead
+"""Who holds a lock, and is its run alive: the rule `doit unlock` follows (runtime/lock.py), with a real dead
 process and on the local transport in a temp dir; and the guard that keeps a run whose lock was taken from it
 off the host (commands.live_runs on plain holders: tests/unit/test_lock_liveness.py)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from doit_stages.config import Host
 from doit_stages.layout import Layout
-from doit_stages.steps.lock import LOST, alive_here, guarded, parse_probe, probe_lock, process_start
+from doit_stages.runtime.lock import LOST, alive_here, guarded, parse_probe, probe_lock, process_start
 from doit_stages.transport import LocalTransport
 
 HERE = socket.gethostname()

@@ -160,7 +160,7 @@ def kill_during_slow_build(world, tag: str, watchdogs: bool = True) -> None:
 def test_the_lock_records_the_session_and_each_second_channel(ssh_hosts):
     from doit_stages.config import parse_host
     from doit_stages.layout import Layout
-    from doit_stages.steps.lock import record_session, release_lock, take_lock
+    from doit_stages.runtime.lock import record_session, release_lock, take_lock
     from doit_stages.transport import SSHTransport
 
     web1, layout, token = ssh_hosts["web1"], Layout("/srv/locks"), "a" * 32

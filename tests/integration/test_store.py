@@ -1,4 +1,4 @@
-"""tasks/store.py and tasks/steps/download.py against moto's real S3 HTTP API on 127.0.0.1, with real curl
+"""tasks/steps/store.py and tasks/steps/download.py against moto's real S3 HTTP API on 127.0.0.1, with real curl
 on the local transport. moto checks neither signatures nor expiry, so the rules about the presigned URL
 (that it never reaches a command line or a message) are checked here, on our code (how long it lives and
 the quoting, on plain inputs: tests/unit/test_store.py)."""
@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from doit_stages.config import Host, S3Store
-from doit_stages.steps.common import StepError
+from doit_stages.errors import StepError
 from doit_stages.steps.download import FETCH, StoreDownload
-from doit_stages.store import MAX_URL_SECONDS, URL_SECONDS, ArtifactStore, address_of
+from doit_stages.steps.store import MAX_URL_SECONDS, URL_SECONDS, ArtifactStore, address_of
 from doit_stages.transport import LocalTransport
 
 SECRET = "test-secret-" + secrets.token_hex(8)

@@ -192,7 +192,7 @@ def test_a_command_whose_wait_was_interrupted_does_not_confuse_the_next(shell):
 def test_lock_taken_with_its_owner_and_released_only_by_its_own_token(tmp_path):
     from doit_stages.config import Host
     from doit_stages.layout import Layout
-    from doit_stages.steps.lock import read_holder, release_lock, take_lock
+    from doit_stages.runtime.lock import read_holder, release_lock, take_lock
     from doit_stages.transport import LocalTransport
 
     t, layout = LocalTransport(Host("local")), Layout(str(tmp_path / "srv"))

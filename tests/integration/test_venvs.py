@@ -84,7 +84,7 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
 def test_a_venv_is_made_only_by_the_python3_its_wheelhouse_was_resolved_for(world):
     import subprocess
 
-    from doit_stages.steps.common import StepError
+    from doit_stages.errors import StepError
     from doit_stages.steps.facts import KEY_CODE
     config, stage, layout, t = world
     here = subprocess.run(["python3", "-I", "-S", "-c", KEY_CODE], capture_output=True, text=True).stdout.strip()

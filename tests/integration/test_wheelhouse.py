@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from doit_stages.errors import StepError
 from doit_stages.steps import facts, wheelhouse
-from doit_stages.steps.common import StepError
 from tests.lab.apprepo import AppRepo
 from tests.lab.common import HarnessError
 from tests.lab.project import DOIT, Project

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from doit_stages.config import Host
-from doit_stages.steps.common import StepError
+from doit_stages.errors import StepError
 from doit_stages.steps.source import revision_args
 from doit_stages.transport import CommandFailed, SSHTransport, destination_problem
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from doit_stages.config import Config, Host, Project, Stage
+from doit_stages.errors import StepError
 from doit_stages.layout import Layout
 from doit_stages.steps.buildout import buildout_argv, configs_of, failure_line
 from doit_stages.steps.buildout_pins import buildout_version, load_cfg, parse_cfg, versions_of, wheel_batches
-from doit_stages.steps.common import StepError
 
 BASE = """\
 # a comment

@@ -1,4 +1,4 @@
-"""tasks/config.py: stages.ini -> frozen dataclasses, and every mistake refused with a one-line message that
+"""tasks/config/__init__.py: stages.ini -> frozen dataclasses, and every mistake refused with a one-line message that
 names the file's line, the section and key, and what to change. Plain files in tmp dirs; no host touched."""
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ import dataclasses
 
 import pytest
 
-from doit_stages import config_database, config_project, config_stage
 from doit_stages.config import ConfigError, Database, Host, Project, Stage, load_config
-from doit_stages.config_reader import Ini, Key, Problem, Section, whole
+from doit_stages.config import database as config_database
+from doit_stages.config import project as config_project
+from doit_stages.config import stage as config_stage
+from doit_stages.config.reader import Ini, Key, Problem, Section, whole
 from tests.unit.inifile import LOCAL_INI, config_error, in_section, mysql_ini, set_key, write_ini
 
 TABLES = {"project": config_project.PROJECT, "stage": config_stage.STAGE, "database": config_database.DATABASE,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from doit_stages import config_rules as rules
-from doit_stages.config import load_config, parse_host
+from doit_stages.config import load_config, parse_host, rules
 from tests.unit.inifile import LOCAL_INI, config_error, in_section, line_of, mysql_servers_ini, set_key, write_ini
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from doit_stages import hostside
-from doit_stages.steps import backup, build, cleanup, facts, leftovers, lock, switch, switch_state
+from doit_stages.runtime import leftovers, lock
+from doit_stages.steps import build, cleanup, facts, switch, switch_state
+from doit_stages.steps.database import backup
 from doit_stages.transport import hostname_of
 
 FACTS = Path(__file__).parents[1] / "facts"
-STEPS = {"backup": backup, "cleanup": cleanup, "leftovers": leftovers}
+STEPS = {"steps/database/backup.py": backup, "steps/cleanup.py": cleanup, "runtime/leftovers.py": leftovers}
 
 
 def _scan(text):
@@ -51,7 +53,7 @@ def script_of(command: str) -> str:
     if command == "ssh -G":
         return command
     path, _, name = command.partition(" ")
-    return getattr(STEPS[path.removeprefix("steps/").removesuffix(".py")], name)
+    return getattr(STEPS[path], name)
 
 
 @pytest.mark.parametrize("fact, path", CASES, ids=[f"{n}/{p.stem}" for n, p in CASES])

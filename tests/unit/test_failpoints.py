@@ -7,7 +7,7 @@ import time
 import pytest
 
 from doit_stages import failpoints
-from doit_stages.steps.common import StepError
+from doit_stages.errors import StepError
 
 
 def test_parse_names_and_actions():

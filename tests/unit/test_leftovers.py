@@ -1,8 +1,8 @@
-"""The rule for leftovers of dead runs (steps/leftovers.py): whose a leftover is, and which go, on plain
+"""The rule for leftovers of dead runs (runtime/leftovers.py): whose a leftover is, and which go, on plain
 names and listings."""
 from __future__ import annotations
 
-from doit_stages.steps.leftovers import dead_leftovers, owner_of, parse_listing
+from doit_stages.runtime.leftovers import dead_leftovers, owner_of, parse_listing
 
 
 def test_owner_is_read_from_each_kind_of_name():

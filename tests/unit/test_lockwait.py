@@ -1,5 +1,5 @@
 """The pure parts of a migration's bounded lock wait: the runner's report read into the connections that hold
-the lock up (tasks/lockwait.py) on canned reports as MariaDB gives them, the runner's argv, and the
+the lock up (tasks/steps/migration/lockwait.py) on canned reports as MariaDB gives them, the runner's argv, and the
 [database:<name>] keys migration_lock_timeout and migration_lock_retries."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import pytest
 
 from doit_stages.config import ConfigError, load_config, split_command
-from doit_stages.lockwait import blockers, describe, failure_line, lock_event, processes, retry_line
-from doit_stages.steps.migrate_bounded import bounded_argv
+from doit_stages.steps.migration.lockwait import blockers, describe, failure_line, lock_event, processes, retry_line
+from doit_stages.steps.migration.migrate_bounded import bounded_argv
 from tests.lab.stages_ini import LOCAL, stages_ini
 
 MARK = "@@doit-stages "

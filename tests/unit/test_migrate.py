@@ -1,10 +1,10 @@
-"""steps/migrate.py: the check run before migrating, from the project's migrate_command."""
+"""steps/migration/migrate.py: the check run before migrating, from the project's migrate_command."""
 from __future__ import annotations
 
 import pytest
 
 from doit_stages.config import split_command
-from doit_stages.steps.migrate import check_argv
+from doit_stages.steps.migration.migrate import check_argv
 
 
 @pytest.mark.parametrize("command, check", [
@@ -25,7 +25,7 @@ def test_check_argv(command, check):
 
 def test_a_migration_refused_its_login_names_the_password_key_not_the_traceback():
     from doit_stages.config import Database
-    from doit_stages.steps.migrate import why_failed
+    from doit_stages.steps.migration.migrate import why_failed
     db = Database(name="test", engine="mysql", dbname="blog_test", user="blog", password_env="BLOG_TEST_DB_PASSWORD")
     err = ("Traceback (most recent call last):\n  ...\ndjango.db.utils.ProgrammingError: 1045 (28000): Access denied "
            "for user 'blog'@'localhost' (using password: YES)\n")

@@ -1,10 +1,10 @@
-"""steps/migration_record.py on plain inputs: when an intent is open, the pair a release log names, which
+"""steps/migration/migration_record.py on plain inputs: when an intent is open, the pair a release log names, which
 backup a dead run left unrecorded for the next run to adopt."""
 from __future__ import annotations
 
 import json
 
-from doit_stages.steps.migration_record import adoptable, is_open, new_intent, pair, parse_record
+from doit_stages.steps.migration.migration_record import adoptable, is_open, new_intent, pair, parse_record
 
 
 def test_an_intent_is_open_until_it_has_an_outcome():

@@ -106,8 +106,8 @@ def test_on_hosts_names_every_failed_host_once_and_counts_them():
     import pytest
 
     from doit_stages.config import Host
+    from doit_stages.errors import StepError
     from doit_stages.executor import Executor
-    from doit_stages.steps.common import StepError
     from doit_stages.transport import CommandFailed
     hosts = [Host(f"ssh://deploy@web{i}:22", f"web{i}", "deploy", 22) for i in range(1, 6)]
 

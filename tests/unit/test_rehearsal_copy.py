@@ -1,4 +1,4 @@
-"""Where the rehearsal reads the copy and probes it (steps/rehearsal_copy.py), on plain inputs: a database
+"""Where the rehearsal reads the copy and probes it (steps/migration/rehearsal_copy.py), on plain inputs: a database
 with option_file is read on the host (the runner is asked to probe; this machine opens no tunnel and never
 asks for the password), and the runner's data comes back as the same report as the deployer's own probe."""
 from __future__ import annotations
@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from doit_stages import hostside, livedb
+from doit_stages import hostside
 from doit_stages.config import Database, Host, load_config, split_command
-from doit_stages.rehearsal import MigrateOutput, refusal
-from doit_stages.steps import rehearsal_copy
-from doit_stages.steps.rehearsal import runner_argv
-from doit_stages.steps.rehearsal_copy import CopyProbe, reads_on_host
+from doit_stages.steps.database import livedb
+from doit_stages.steps.migration import rehearsal_copy
+from doit_stages.steps.migration.rehearsal import runner_argv
+from doit_stages.steps.migration.rehearsal_copy import CopyProbe, reads_on_host
+from doit_stages.steps.migration.rehearsal_report import MigrateOutput, refusal
 from doit_stages.transport import LocalTransport
 from tests.lab.stages_ini import CODE_ONLY, THIS_MACHINE, stages_ini
 
@@ -140,7 +141,7 @@ def test_an_existing_table_named_by_an_unread_migration_is_probed_and_its_execut
 
 def test_the_runner_imports_its_neighbour_the_probe_and_only_the_standard_library():
     probe_text, runner_text = hostside.source("rehearsal_probe.py"), hostside.source("rehearsal_runner.py")
-    assert probe_text == (Path(rehearsal_copy.__file__).parents[1] / "hostside" / "rehearsal_probe.py").read_text()
+    assert probe_text == (Path(rehearsal_copy.__file__).parents[2] / "hostside" / "rehearsal_probe.py").read_text()
     for name in hostside.PROGRAMS:
         compile(hostside.source(name), name, "exec")
     imports = [line for line in probe_text.splitlines() if line.startswith(("import ", "from "))]

@@ -1,7 +1,7 @@
-"""Retention's choice (steps/retention.py): which backups go, on plain metadata."""
+"""Retention's choice (steps/database/retention.py): which backups go, on plain metadata."""
 from __future__ import annotations
 
-from doit_stages.steps.retention import backups_to_remove
+from doit_stages.steps.database.retention import backups_to_remove
 
 
 def test_retention_keeps_migration_pairs_apart_from_refreshes():

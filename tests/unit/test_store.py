@@ -1,4 +1,4 @@
-"""tasks/store.py's and tasks/steps/download.py's rules on plain inputs: how long a presigned URL may live,
+"""tasks/steps/store.py's and tasks/steps/download.py's rules on plain inputs: how long a presigned URL may live,
 curl's config quoting the URL, an error scrubbed down to the store's address (against moto's real S3 API
 and real curl: tests/integration/test_store.py)."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from doit_stages.steps.download import curl_config, scrub
-from doit_stages.store import MAX_URL_SECONDS, url_seconds
+from doit_stages.steps.store import MAX_URL_SECONDS, url_seconds
 
 
 # -- the presigned URL ------------------------------------------------------------------------------

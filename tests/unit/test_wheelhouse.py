@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from doit_stages.errors import StepError
 from doit_stages.steps import facts, wheelhouse
 from doit_stages.steps.archive import Release
-from doit_stages.steps.common import StepError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 HOST = {"implementation_name": "cpython", "implementation_version": "3.11.2", "os_name": "posix",

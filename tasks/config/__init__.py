@@ -1,0 +1,114 @@
+"""stages.ini -> frozen dataclasses. All validation lives here and in the modules of this package it reads
+with; every other module trusts the result and imports it from here.
+
+Every error is a ConfigError whose message is one line naming the file, line, section and key, and what
+to change. Nothing here touches a host or a database. The pieces:
+
+    model       the dataclasses (Config, Project, Database, Stage, Host, S3Store) and ConfigError
+    reader      the file, and one section read by its table of keys: Key(parse, default, doc)
+    project     [project]'s table            database  [database:<name>]'s tables (per engine)
+    stage       [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
+    checks      rules across sections: links, promote_from, restore targets, relative paths
+    values      pure parsers of one value (host, duration, list, S3 endpoint)
+    rules       what a value may look like before it reaches an argv, a host path or SQL
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import database as config_database
+from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
+from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
+from .model import (
+    BUCKET_RE,
+    PREFIX_RE,
+    Config,
+    ConfigError,
+    Database,
+    Host,
+    Project,
+    S3Store,
+    Stage,
+    parse_store,
+    split_command,
+)
+from .project import BUILDS, PROJECT, read_project
+from .reader import Ini
+from .stage import STAGE, read_hosts, read_stage
+from .values import (
+    DURATION_RE,
+    DURATION_UNITS,
+    NAME_RE,
+    REGION_RE,
+    check_endpoint,
+    host_key,
+    parse_duration,
+    parse_host,
+    split_list,
+)
+
+__all__ = ["BUCKET_RE", "BUILDS", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS", "MAX_LOCK_RETRIES",
+           "MAX_LOCK_TIMEOUT", "NAME_RE", "PREFIX_RE", "PROJECT_KEYS", "REGION_RE", "STAGE_KEYS", "Config",
+           "ConfigError", "Database", "Host", "Project", "S3Store", "Stage", "check_endpoint", "config_path",
+           "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
+
+PROJECT_KEYS = set(PROJECT)
+DATABASE_KEYS = set(config_database.KEYS)
+STAGE_KEYS = set(STAGE)
+
+
+def config_path(environ: dict | None = None, base: str | Path | None = None) -> Path:
+    """$STAGES_INI, else ./stages.ini; a relative path is taken from `base` (where the user ran doit)."""
+    environ = os.environ if environ is None else environ
+    path = Path(environ.get("STAGES_INI") or "stages.ini")
+    return path if path.is_absolute() else Path(base or os.getcwd()).absolute() / path
+
+
+def load_config(path: Path | str | None = None, environ: dict | None = None) -> Config:
+    path = Path(path).absolute() if path else config_path(environ)
+    environ = os.environ if environ is None else environ
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; create a stages.ini or point STAGES_INI at one")
+    return read_config(Ini(path, read_utf8(path), environ))
+
+
+def read_utf8(path: Path) -> str:
+    """The file's text: UTF-8 (a BOM is allowed); anything else is one line naming the file and what to do."""
+    data = path.read_bytes()
+    fix = "save it as UTF-8 (in your editor's encoding setting, or: iconv -f <its encoding> -t UTF-8)"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise ConfigError(f"{path}: the file is UTF-16 (or another wide encoding), not UTF-8; {fix}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the file is not UTF-8 (byte 0x{data[exc.start]:02x}, e.g. Latin-1 "
+                          f"text); {fix}") from None
+
+
+def read_config(ini: Ini) -> Config:
+    """The sections in the order their defaults need: project, every stage's hosts, databases, stages."""
+    sections = ini.cp.sections()
+    for s in sections:
+        kind, _, name = s.partition(":")
+        if s != "project" and (kind not in ("database", "stage") or not NAME_RE.match(name)):
+            ini.fail(s, None, "unknown section; use [project], [database:<name>] or [stage:<name>]")
+    if "project" not in sections:
+        raise ConfigError(f"{ini.path.name}: no [project] section; add one with at least name = and source =")
+    project = read_project(ini)
+    stage_sections = [s for s in sections if s.startswith("stage:")]
+    for s in stage_sections:
+        ini.check_keys(s, STAGE)
+    stage_hosts = {s[6:]: read_hosts(ini, s) for s in stage_sections}
+    databases = {s[9:]: read_database(ini, s, stage_hosts) for s in sections if s.startswith("database:")}
+    check_host_spellings(ini, stage_hosts, databases)
+    stages = {n: read_stage(ini, f"stage:{n}", hosts, project, databases) for n, hosts in stage_hosts.items()}
+    if not stages:
+        raise ConfigError(f"{ini.path.name}: no [stage:<name>] section; add [stage:test] with hosts = local")
+    check_stage_graph(ini, stages)
+    check_restore_targets(ini, stages, databases)
+    all_local = all(h.local for st in stages.values() for h in st.hosts) and all(
+        d.backup_host is None or d.backup_host.local for d in databases.values())
+    project, databases = resolve_paths(ini, project, databases, all_local)
+    return Config(ini.path, project, databases, stages)

@@ -1,0 +1,231 @@
+"""The loaded stages.ini: frozen dataclasses that every other module trusts (built only by load_config).
+
+Project, Database and Stage hold one section each, Host one entry of `hosts` or `backup_host`, S3Store the
+parsed `artifact_store = s3://...`, Config the whole file. No parsing of the file here: see config.py.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# S3 bucket names (the rules every S3-compatible store accepts) and keys' safe characters
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+
+
+class ConfigError(Exception):
+    """A mistake in stages.ini (or its environment) that the user can fix."""
+
+
+def split_command(text: str) -> tuple[str, ...]:
+    """A command key's value -> the argv it runs (shlex's POSIX rules; no shell parses it); () for "".
+    Raises ValueError with the reason."""
+    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text):
+        raise ValueError("holds a control character (a NUL, a carriage return ...); remove it")
+    try:
+        argv = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ValueError(f"{text!r} cannot be split into arguments ({str(exc).lower()}); close the quote "
+                         "(a ' ;' outside quotes starts a comment)") from None
+    if argv and not argv[0]:
+        raise ValueError(f"{text!r} names an empty program")
+    return argv
+
+
+def _set_argvs(obj, **commands: str) -> None:
+    """The argv fields of a frozen dataclass, from its command texts (split once, when it is built)."""
+    for name, text in commands.items():
+        object.__setattr__(obj, name, split_command(text))
+
+
+@dataclass(frozen=True)
+class Host:
+    spec: str                # as written: 'local' or 'ssh://user@host:port'
+    hostname: str = "local"
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.spec == "local"
+
+    @property
+    def address(self) -> str:
+        """What {host} in health_url becomes when ssh names no other HostName (Transport.address)."""
+        return "127.0.0.1" if self.local else self.hostname
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+@dataclass(frozen=True)
+class S3Store:
+    """artifact_store = s3://bucket/prefix: where the deployer puts an artifact once, for hosts to pull."""
+    bucket: str
+    prefix: str = ""           # without leading or trailing '/'
+    endpoint: str = ""         # s3_endpoint: http(s)://host[:port] of a non-AWS store; "" for AWS
+    region: str = ""           # s3_region; "" = boto3's own (AWS_REGION, ~/.aws/config), else us-east-1
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def __str__(self) -> str:
+        return self.url + (f" at {self.endpoint}" if self.endpoint else "")
+
+
+def parse_store(text: str) -> tuple[str, str]:
+    """'s3://bucket[/prefix]' -> (bucket, prefix); raises ValueError with the reason."""
+    if not text.startswith("s3://"):
+        raise ValueError(f"{text!r} is neither push nor s3://bucket/prefix")
+    bucket, _, prefix = text[len("s3://"):].partition("/")
+    prefix = prefix.strip("/")
+    if not BUCKET_RE.match(bucket) or ".." in bucket or re.fullmatch(r"[\d.]+", bucket):
+        raise ValueError(f"bucket {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+    if not PREFIX_RE.match(prefix) or "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise ValueError(f"prefix {prefix!r} may hold only letters, digits, '/' and !_.*'()- (no '//', '.', '..')")
+    return bucket, prefix
+
+
+@dataclass(frozen=True)
+class Database:
+    name: str                # the section's name: [database:<name>]
+    engine: str              # mysql | sqlite
+    dbname: str = ""
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str = ""
+    password_env: str = ""
+    option_file: str = ""
+    path: str = ""           # sqlite: the file on the backup host
+    backup_host: Host | None = None
+    restore_on_failed_migration: bool = False
+    # mysql: how long the migration's session waits for a lock (metadata or row) before giving up, and how
+    # many times the migration is tried again after that (steps/migration/migrate_bounded.py)
+    migration_lock_timeout: int = 10
+    migration_lock_retries: int = 3
+    # The password, read from the environ given to load_config: never in a repr (doit and pytest print
+    # them), never compared or hashed. doit's dep file stores only what actions return, never the config.
+    secret: str = field(default="", repr=False, compare=False)
+    # password_env's variable unset: the one-line error of a command that needs the password (status, list
+    # and the commands that never log in to the database load without it; Config.require_passwords)
+    missing_password: str = field(default="", repr=False, compare=False)
+
+    def password(self) -> str:
+        """The password of password_env as the environment given to load_config had it ("" with option_file);
+        ConfigError when that variable was not set."""
+        if self.missing_password:
+            raise ConfigError(self.missing_password)
+        return self.secret
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    hosts: tuple[Host, ...]
+    link: str
+    settings: str = ""
+    database: str | None = None
+    restore_from: str | None = None
+    promote_from: str | None = None
+    health_url: str = ""
+    health_timeout: int = 30
+    reload_command: str = ""
+    batch: str = "100%"
+    max_fail: int = 0
+    buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
+    health_headers: tuple[tuple[str, str], ...] = ()   # (name, value) pairs sent with the health check
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, reload_argv=self.reload_command)
+
+    @property
+    def chain_task(self) -> str:
+        """The doit task that brings this stage up to date: promote:<name> or deploy:<name>."""
+        return f"{'promote' if self.promote_from else 'deploy'}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    source: Path
+    scm: str = "auto"
+    revision: str = ""
+    deploy_root: str = "/srv/app"
+    build: str = "pip"
+    build_command: str = ""
+    migrate_command: str = "python manage.py migrate --noinput"
+    reload_command: str = ""
+    health_url: str = ""
+    health_timeout: int = 30
+    keep_releases: int = 5
+    keep_backups: int = 10
+    backup_max_age: int = 86400
+    ssh_config: Path | None = None
+    ssh_fast_kex: bool = False   # curve25519 ahead of OpenSSH's post-quantum default (remote_shell.ssh_options)
+    parallel: int = 10
+    artifact_store: str = "push"
+    s3_endpoint: str = ""
+    s3_region: str = ""
+    shared_dirs: tuple[str, ...] = ()
+    shared_files: tuple[str, ...] = ()
+    stage_dirs: tuple[str, ...] = ()
+    infra_tests: Path | None = None   # the project's own testinfra checks, run by verify beside the built-in
+    max_write_stall: int = 5   # seconds; promote:staging refuses a rehearsal that measured a longer stall
+    buildout_config: str = "buildout.cfg"
+    requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
+    health_headers: tuple[tuple[str, str], ...] = ()
+    # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
+    build_argv: tuple[str, ...] = field(init=False, repr=False)
+    migrate_argv: tuple[str, ...] = field(init=False, repr=False)
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
+                   reload_argv=self.reload_command)
+
+    @property
+    def store(self) -> S3Store | None:
+        """The S3 store of artifact_store = s3://..., or None for push (validated when loaded)."""
+        if self.artifact_store == "push":
+            return None
+        bucket, prefix = parse_store(self.artifact_store)
+        return S3Store(bucket, prefix, self.s3_endpoint.rstrip("/"), self.s3_region)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    project: Project
+    databases: dict[str, Database] = field(default_factory=dict)
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+    @property
+    def workdir(self) -> Path:
+        """doit's dep file and build/ live next to the stages.ini in use."""
+        return self.path.parent
+
+    @property
+    def build_dir(self) -> Path:
+        return self.workdir / "build"
+
+    def stage_database(self, stage: Stage) -> Database | None:
+        return self.databases[stage.database] if stage.database else None
+
+    def migrates(self, stage: Stage) -> bool:
+        """The stage has a migrate node: a database, not the one of the stage it is promoted from."""
+        src = self.stages.get(stage.promote_from) if stage.promote_from else None
+        return bool(stage.database) and (src is None or src.database != stage.database)
+
+    def require_passwords(self, names) -> None:
+        """ConfigError (one line: file, line, key, variable) for the first of these databases whose
+        password_env variable was not set when the config was loaded."""
+        for name in names:
+            if self.databases[name].missing_password:
+                raise ConfigError(self.databases[name].missing_password)

@@ -1,0 +1,197 @@
+"""restore: a database refreshed from a verified backup (sha256 checked first, row counts checked after).
+
+With python3 on the host, one process reads the file: it hashes it first (about 0.1 s for 60 MB: nothing
+reaches the database when the file is damaged), then decompresses it straight into `mysql`, after the
+`DROP DATABASE; CREATE DATABASE; USE` it sends itself, so the database is dropped only once the file is
+known good. A file that then ends early (no gzip end, no completion line) fails the pipeline: the database is
+left half-loaded, the step fails, and the restore is not recorded.
+
+Used by restore:<stage> (the test database := the newest backup of production: guarded, right before the
+drop, by asking the servers themselves that the target is neither the source nor a live database; then
+recorded by a marker on the backup host, removed first and written last) and, when configured, to put
+production back after a failed migration.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import tempfile
+from pathlib import Path
+
+from ... import failpoints
+from ...config import Database, Stage
+from ...errors import StepError
+from ...layout import Layout
+from ...runtime.common import json_or_none, last_line, read_text, write_file
+from ...runtime.leftovers import owner_tag, sweep_leftovers
+from ...transport import CommandFailed, Transport
+from .backup import client_options, filter_source, row_counts, streams
+from .backupfiles import backup_path
+from .db import counts_mismatch
+from .dbguard import refuse_protected_target, server_identity
+from .streaming import run_streaming
+
+# $4 (if not empty) the client's --init-command: the session's lock waits bounded (restore_in_place)
+MYSQL_LOAD = 'set -o pipefail; gunzip -c "$1" | mysql --defaults-extra-file="$2" ${4:+"--init-command=$4"} -- "$3"'
+# $4 the expected sha256, $5 dumpfilter.py's text: the filter writes DROP/CREATE/USE of $3, then the dump;
+# $6 as MYSQL_LOAD's $4
+DAMAGED = 5            # the filter's exit code when the file's sha256 is not the metadata's
+MYSQL_LOAD_STREAM = ('set -o pipefail; python3 -c "$5" restore "$1" "$4" mysql "$3" | '
+                     'mysql --defaults-extra-file="$2" ${6:+"--init-command=$6"}')
+SQLITE_LOAD = ('set -e; umask 077; mkdir -p "$(dirname "$2")"; gunzip -c "$1" > "$2.restore"; '
+               'python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); '
+               'sys.exit(c.execute(\'PRAGMA integrity_check\').fetchone()[0] != \'ok\')" "$2.restore"')
+
+
+def restored(session, db: Database) -> dict | None:
+    """The marker of db's last restore: {"backup": name, "release": id, "fresh": bool}, or None. "fresh":
+    nothing has migrated the copy since (a rehearsal sets it false before its first change)."""
+    marker = session.layout.db_marker(db.name)
+    found = session.hosts.one(session.backup_host(db), lambda t: json_or_none(read_text(t, marker)))
+    return found if isinstance(found, dict) else None
+
+
+def holds(marker: dict | None, backup: str, rid: str) -> bool:
+    """Does the marker say the database holds this backup, restored for this release?"""
+    return bool(marker) and marker.get("backup") == backup and marker.get("release") == rid
+
+
+def is_fresh(marker: dict | None, rid: str) -> bool:
+    """Restored for this release and not migrated since (a marker of an older version says nothing: no)."""
+    return bool(marker) and marker.get("release") == rid and marker.get("fresh") is True
+
+
+def _write_marker(session, db: Database, t: Transport, marker: dict) -> None:
+    write_file(t, session.layout.db_marker(db.name), json.dumps(marker, sort_keys=True).encode())
+
+
+def mark_rehearsing(session, db: Database, marker: dict | None) -> None:
+    """Before a rehearsal's first change to the copy: it is no longer a fresh copy of its backup."""
+    if marker and marker.get("fresh") is not False:
+        session.hosts.one(session.backup_host(db), lambda t: _write_marker(session, db, t, {**marker, "fresh": False}))
+
+
+def restore_stage(session, stage: Stage, newest: dict, rid: str) -> str:
+    """restore:<stage>: the stage's database := the backup `newest` of its restore_from database. Returns
+    which backup, and why this one now."""
+    src, db = session.config.databases[stage.restore_from], session.config.stage_database(stage)
+    src_host, dst_host = session.backup_host(src), session.backup_host(db)
+    marker = session.layout.db_marker(db.name)
+    before = restored(session, db)
+
+    def load(dst: Transport):
+        # the marker goes first: a restore that fails half-way is never taken for a done one
+        dst.run(["rm", "-f", "--", marker])
+        path, temporary = stage_backup_file(session.connections.get(src_host), dst, session.layout, newest)
+        try:
+            _guard_target(session, stage, db)
+            failpoints.hit("restore.before_load", dst.host)
+            restore_backup(dst, session.layout, db, newest, path)
+        finally:
+            if temporary:
+                dst.call(["rm", "-f", "--", path])
+        _write_marker(session, db, dst, {"backup": newest["name"], "release": rid, "fresh": True})
+    session.hosts.one(dst_host, load)
+    return f"{db.name} := {newest['file']} ({why_restored(newest, src.name, before, rid)})"
+
+
+def why_restored(newest: dict, source: str, before: dict | None, rid: str) -> str:
+    """Pure: which backup a restore loaded and why now (the line restore:<stage> prints)."""
+    reason = f", {newest['reason']}" if newest.get("reason") else ""
+    what = f"the newest verified backup of {source}, taken {newest.get('time', '?')[:19]}Z{reason}"
+    if not before or not before.get("backup"):
+        return f"{what}; the database held no restore of ours"
+    if before.get("backup") != newest["name"]:
+        return f"{what}; it held the older {before['backup']}"
+    if before.get("release") != rid:
+        return f"{what}; it held it migrated by {before.get('release')}, and {rid} rehearses on a fresh copy"
+    return f"{what}; a rehearsal had begun on the copy"
+
+
+def restore_in_place(session, db: Database, meta: dict) -> None:
+    """db := one of its own backups (production after a failed migration). On MySQL/MariaDB its lock waits
+    are bounded like the migration's (all its attempts' worth): the transaction that held the migration up
+    would hold the restore's DROP up for the server's lock_wait_timeout, a day; the caller's record says the
+    restore is unfinished, so the next run finishes it."""
+    path = backup_path(session.layout, meta)
+    wait = db.migration_lock_timeout * (db.migration_lock_retries + 1)
+    session.hosts.one(session.backup_host(db),
+                      lambda t: restore_backup(t, session.layout, db, meta, path, lock_wait=wait))
+
+
+def _guard_target(session, stage: Stage, db: Database) -> None:
+    """Ask the servers, right before the drop, that db is neither the source nor a live stage's database."""
+    config = session.config
+    live = [s.database for s in config.stages.values() if s.database and not s.restore_from]
+    names = [n for n in dict.fromkeys([stage.restore_from, *live]) if n != db.name]
+
+    def identity(d: Database):
+        return session.hosts.one(session.backup_host(d), lambda t: server_identity(t, session.layout, d))
+    refuse_protected_target(stage.name, db, identity(db),
+                            [(config.databases[n], identity(config.databases[n])) for n in names])
+
+
+def stage_backup_file(src: Transport, dst: Transport, layout: Layout, meta: dict) -> tuple[str, bool]:
+    """The backup's path on dst; copied through this machine when it lives on another host.
+    Returns (path, is_temporary_copy)."""
+    path = backup_path(layout, meta)
+    if src.host == dst.host:
+        return path, False
+    sweep_leftovers(dst, layout)
+    # named by this run (leftovers.py): a killed run's copy is found and removed by the next run
+    incoming = posixpath.join(layout.incoming, f"{owner_tag()}.{meta['file']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / meta["file"]
+        src.get(path, local)
+        dst.run(["mkdir", "-p", "-m", "700", posixpath.dirname(incoming)])
+        dst.put(local, incoming)
+    return incoming, True
+
+
+def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path: str,
+                   lock_wait: int | None = None) -> None:
+    """Load the backup at path (on t) into db, replacing what it held; lock_wait: the most seconds its
+    session waits for a lock (MySQL/MariaDB), else the server's own setting."""
+    if db.engine == "mysql":
+        init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""
+        sweep_leftovers(t, layout)
+        with client_options(t, layout, db) as cnf:
+            if streams(t):
+                _load_streaming(t, db, meta, path, cnf, init)
+            else:
+                _check_sha(t, meta, path)
+                name = "`" + db.dbname.replace("`", "``") + "`"
+                t.run(["mysql", f"--defaults-extra-file={cnf}", *([f"--init-command={init}"] if init else []),
+                       "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"])
+                t.run(["bash", "-c", MYSQL_LOAD, "bash", path, cnf, db.dbname, init])
+            actual = row_counts(t, db, cnf)
+    else:
+        _check_sha(t, meta, path)
+        t.run(["sh", "-c", SQLITE_LOAD, "sh", path, db.path])
+        actual = row_counts(t, db, path=db.path + ".restore")
+    problems = counts_mismatch(meta["tables"], meta.get("tables_after"), actual)
+    if problems:
+        raise StepError(f"{t.host}: restore of {meta['file']} into {db.name} does not match the backup's "
+                        f"row counts ({'; '.join(problems[:5])}); the database is not usable")
+    if db.engine == "sqlite":
+        t.run(["mv", "-f", "--", db.path + ".restore", db.path])
+
+
+def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:
+    try:
+        run_streaming(t, ["bash", "-c", MYSQL_LOAD_STREAM, "bash", path, cnf, db.dbname, meta["sha256"],
+                          filter_source(), init], f"restore:{db.name}")
+    except CommandFailed as exc:
+        why = last_line(exc.stderr, str(exc))
+        if exc.retcode == DAMAGED:
+            raise StepError(f"{t.host}: backup {meta['file']} is damaged ({why}); {db.name} was not changed: "
+                            f"take a new backup (doit backup:{meta['database']})") from None
+        raise StepError(f"{t.host}: restore of {meta['file']} into {db.name} failed ({why}); the database is "
+                        "not usable") from None
+
+
+def _check_sha(t: Transport, meta: dict, path: str) -> None:
+    digest = t.run(["sha256sum", "--", path]).split()[0]
+    if digest != meta["sha256"]:
+        raise StepError(f"{t.host}: backup {meta['file']} has sha256 {digest[:12]}, its metadata says "
+                        f"{meta['sha256'][:12]}; it is damaged: take a new backup (doit backup:{meta['database']})")
