@@ -6,7 +6,10 @@ and any intent left there. Then an intent is written on every host (stage, relea
 host's previous link and the env the release had, the run's token), and each batch is switched by rename
 (links.py: the release's env file for the stage, then the link), reloaded and health-checked, per host. A
 host that fails any of these goes back to its previous release (and the release to its previous env) at
-once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back.
+once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back
+(a host where the stage had no release loses the link and shared/<stage>.env, and the error says so). A
+reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and SIGTERM are deferred
+(session.deferred_signals): the first names what it waits on, a second stops a reload as its timeout would.
 The release log gets the outcome on every host, and only then, once every host has its record, are the
 intents removed: a switch is done when its last effect is recorded (invariant 7).
 
@@ -33,6 +36,7 @@ from .links import UnsafeLink, release_of, set_link, switch_link, unsafe_message
 from .releaselog import make_record
 from .switch_back import (
     APPEND,
+    ReloadCutOff,
     env_pair,
     lock_guard,
     not_settled,
@@ -76,7 +80,8 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
     failpoints.hit("switch.after_intent")
 
     def back(t: Transport, never_took: bool = False) -> tuple[str | None, str]:
-        return put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"], never_took)
+        return put_back(session, stage, t, rid, plan[t.host]["previous"], plan[t.host]["env_before"], never_took,
+                        unpublish=True)
 
     def go_live(t: Transport):
         never_took = False     # the release's reload failed by its own exit status: it never took over
@@ -88,29 +93,35 @@ def switch_stage(session, stage: Stage, rid: str, revision: str, result: str, wh
                 try:
                     reload_release(session, stage, t, rid)
                 except CommandFailed as exc:
-                    never_took = not exc.unreachable and 0 < exc.retcode < 126
+                    never_took = not exc.unreachable and 0 < exc.retcode < 126 and not isinstance(exc, ReloadCutOff)
                     raise
             failpoints.hit("switch.after_reload", t.host)
-            problem = check_health(health_url(stage.health_url, t.host), stage.health_timeout,
-                                   stage.health_headers) if stage.health_url else None
+            problem = None
+            if stage.health_url:
+                url = health_url(stage.health_url, t.host)
+                with session.waits.on(t.host, "health check", url):
+                    problem = check_health(url, stage.health_timeout, stage.health_headers)
             if problem:
                 raise StepError(f"health check failed: {problem}")
         except (StepError, CommandFailed) as exc:
             raise HostFailed(exc, *back(t, never_took)) from None
 
     done, failed = [], []
-    progress = Progress(what, len(stage.hosts))
-    with session.deferred_signals() as interrupted:
+    progress = Progress(what, len(stage.hosts), waits=session.waits)
+    with session.deferred_signals(what) as interrupted:
         for batch in session.batches(stage):
             with progress:
                 results = session.hosts.outcomes(batch, go_live, progress)
             done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
             failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
-            if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
+            # a second signal asked to stop waiting: the switch is undone, as when a host failed
+            if len(failed) > stage.max_fail or interrupted() > 1 or (
+                    interrupted() and len(done) + len(failed) < len(stage.hosts)):
                 backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
                                         for b in session.hosts.outcomes(done, back)]))
                 went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in stage.hosts}
-                _undone(session, stage, rid, revision, prev_rid, what, failed, went, interrupted())
+                _undone(session, stage, rid, revision, prev_rid, what, failed, went, interrupted(),
+                        {h: plan[h]["previous"] for h in stage.hosts})
         failpoints.hit("switch.before_log")
         went = {h: _back_of(r) for h, r in failed}
         ok = [make_record(stage.name, rid, revision, prev_rid, result, backups), *(extra_records or [])]
@@ -173,19 +184,33 @@ def _problems(failed: list) -> str:
 
 
 def _undone(session, stage: Stage, rid: str, revision: str, prev_rid: str | None, what: str, failed: list,
-            back: dict, interrupted: bool) -> None:
+            back: dict, interrupted: int, previous: dict) -> None:
     """After a failed (or interrupted) switch: the hosts that are back get their `failed` record and lose
-    their intent; the others keep theirs. Raises the run's error, saying what each host runs."""
+    their intent; the others keep theirs. Raises the run's error, saying what each host runs (previous:
+    each host's link before the switch, None where the stage had none)."""
     records = {h: [make_record(stage.name, rid, revision, prev_rid, "failed")] for h, b in back.items() if b is None}
     unsettled = {h: b for h, b in back.items() if b is not None}
     unsettled.update(_log(session, stage, records))
-    head = f"{what}: interrupted" if interrupted else f"{what}: {_problems(failed)}"
+    head = f"{what}: " + "; ".join(x for x in ("interrupted" if interrupted else "", _problems(failed)) if x)
     if not unsettled:
-        if interrupted:
-            raise StepError(f"{head}; every host of {stage.name} that had switched was put back on its previous "
-                            "release (undone)")
-        raise StepError(f"{head}; every host of {stage.name} is back on its previous release")
+        raise StepError(f"{head}; {back_text(stage, rid, previous, bool(interrupted) and not failed)}")
     raise StepError(f"{head}; " + not_settled(session, stage, unsettled))
+
+
+def back_text(stage: Stage, rid: str, previous: dict, interrupted: bool = False) -> str:
+    """Where every host of the stage is after an undone switch, truly: on its previous release, or, where the
+    stage had none (its first switch), without one: its link was removed (rid stays built for a rerun)."""
+    none = [str(h) for h, target in previous.items() if release_of(target) is None]
+    if not none:
+        return (f"every host of {stage.name} that had switched was put back on its previous release (undone)"
+                if interrupted else f"every host of {stage.name} is back on its previous release")
+    kept = f"{rid} stays built, a rerun reuses it"
+    if len(none) == len(previous):
+        return (f"{stage.name} had no release before: its link {stage.link} was removed on every host, so the stage "
+                f"has no live release; {kept}")
+    back = [f"{h} is back on {release_of(target)}" for h, target in previous.items() if str(h) not in none]
+    return (f"{'; '.join(back)}; {', '.join(none)} had no release of {stage.name} before: its link {stage.link} was "
+            f"removed there, so {'it runs' if len(none) == 1 else 'they run'} none; {kept}")
 
 
 def _log(session, stage: Stage, records: dict) -> dict:
