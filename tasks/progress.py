@@ -38,7 +38,7 @@ class Waits:
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self._now: list[Wait] = []
-        self._mutex = threading.Lock()
+        self._mutex = threading.RLock()   # a signal handler reads it in the thread that may hold it
 
     @contextlib.contextmanager
     def on(self, host, step: str, command: str, stop: Callable[[], None] | None = None) -> Iterator[Wait]:

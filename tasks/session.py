@@ -203,7 +203,12 @@ class Session:
 
 
 def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """One line on stderr, from a signal handler: if the handler interrupted a write to stderr (a reentrant
+    write raises), a thread writes it once that write is done."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except RuntimeError:
+        threading.Thread(target=print, args=(text,), kwargs={"file": sys.stderr, "flush": True}).start()
 
 
 def _import_all(names) -> None:
