@@ -179,8 +179,8 @@ class Session:
             got.append(signum)
             if len(got) == 1:
                 waits = self.waits.text()
-                say(f"{what}: interrupted; " + (f"waiting on {waits}. " if waits else "") +
-                    "The switch is finished or undone on every host before the run stops; Ctrl-C again stops "
+                say(f"{what}: interrupted; " + (f"waiting on {waits}; " if waits else "") +
+                    "the switch is finished or undone on every host before the run stops; Ctrl-C again stops "
                     "waiting on a reload (it then counts as failed: every host goes back)")
                 return
             stopped = [w for w in self.waits.current() if w.stop is not None]
