@@ -1,5 +1,5 @@
 """One doit run: its token, connections and executor, the host locks it holds, the project's local lock,
-and the signals it defers while a switch is under way.
+what it waits on (progress.Waits), and the signals it defers while a switch is under way.
 
 A Session is made when doit loads the tasks and does nothing until a node asks it something, so `doit list`
 opens no connection and takes no lock. Which release each stage gets is not here (releases.py).
@@ -21,6 +21,7 @@ from .config import Config, Database, Host, Stage
 from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
+from .progress import Waits
 from .runtime.common import stamp
 from .runtime.known_links import KnownLinks
 from .runtime.lock import holder_text, process_start, record_session, release_lock, take_lock
@@ -38,6 +39,7 @@ class Session:
                                        fast_kex=config.project.ssh_fast_kex)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
+        self.waits = Waits()   # what the run waits on now, per host (a reload, a health check)
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         self._locked: list[Host] = []
@@ -167,24 +169,50 @@ class Session:
 
     # -- signals ---------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def deferred_signals(self):
-        """SIGINT and SIGTERM wait while a switch is under way: the caller asks `interrupted()` between
-        batches and finishes or undoes the switch on every host before the run stops."""
+    def deferred_signals(self, what: str):
+        """SIGINT and SIGTERM wait while a switch is under way: the caller asks `interrupted()` (how many
+        came) between batches and finishes or undoes the switch on every host before the run stops. The
+        first names what the run waits on; a second (and any later) stops the waits that can be stopped
+        (a reload, as its reload_timeout would: it fails, and the switch is undone)."""
         got: list[int] = []
         if threading.current_thread() is not threading.main_thread():
-            yield lambda: False
+            yield lambda: 0
             return
+
+        def on_signal(signum, _frame):
+            got.append(signum)
+            if len(got) == 1:
+                waits = self.waits.text()
+                say(f"{what}: interrupted; " + (f"waiting on {waits}; " if waits else "") +
+                    "the switch is finished or undone on every host before the run stops; Ctrl-C again stops "
+                    "waiting on a reload (it then counts as failed: every host goes back)")
+                return
+            stopped = [w for w in self.waits.current() if w.stop is not None]
+            if stopped:
+                say(f"{what}: stopped waiting on {self.waits.text(stopped)}: it counts as failed, every host goes "
+                    "back on the release it ran")
+            for w in stopped:
+                w.stop()
         old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in old:
-            signal.signal(sig, lambda signum, _frame: got.append(signum))
+            signal.signal(sig, on_signal)
         try:
-            yield lambda: bool(got)
+            yield lambda: len(got)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
         if got:
             raise StepError("interrupted by a signal after the switch was finished on every host and logged "
                             "(not undone); the stage runs the new release")
+
+
+def say(text: str) -> None:
+    """One line on stderr, from a signal handler: if the handler interrupted a write to stderr (a reentrant
+    write raises), a thread writes it once that write is done."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except RuntimeError:
+        threading.Thread(target=print, args=(text,), kwargs={"file": sys.stderr, "flush": True}).start()
 
 
 def _import_all(names) -> None:

@@ -136,6 +136,7 @@ class Stage:
     health_url: str = ""
     health_timeout: int = 30
     reload_command: str = ""
+    reload_timeout: int = 60   # seconds reload_command may run on a host (steps/switch_back.py)
     batch: str = "100%"
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
@@ -162,6 +163,7 @@ class Project:
     build_command: str = ""
     migrate_command: str = "python manage.py migrate --noinput"
     reload_command: str = ""
+    reload_timeout: int = 60
     health_url: str = ""
     health_timeout: int = 30
     keep_releases: int = 5

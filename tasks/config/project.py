@@ -9,7 +9,20 @@ import importlib.util
 
 from . import rules
 from .model import Project, parse_store
-from .reader import Ini, Key, Problem, Section, boolean, checked, choice, command, duration, headers, whole
+from .reader import (
+    Ini,
+    Key,
+    Problem,
+    Section,
+    boolean,
+    checked,
+    choice,
+    command,
+    duration,
+    headers,
+    timeout,
+    whole,
+)
 from .values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices (docs/configuration.md); any other is refused with a clear message, not faked.
@@ -133,6 +146,8 @@ PROJECT: dict[str, Key] = {
                          shell=True),
     "migrate_command": Key(command, Project.migrate_command, "the app's migrate command", shell=True),
     "reload_command": Key(command, "", "run on each host after a switch (per stage too)", shell=True),
+    "reload_timeout": Key(timeout, "60s", "how long reload_command may run on a host before it counts as failed "
+                          "(its process group is ended, every host goes back); per stage too"),
     "health_timeout": Key(duration, "30s", "how long the health check may take (per stage too)"),
     "health_headers": Key(headers, "", "sent with the health check (per stage too), e.g. Host: blog.example.com"),
     "keep_releases": Key(whole(1), "5", "the last N good releases of each stage kept on the hosts"),

@@ -161,6 +161,14 @@ def duration(value: str, sec: Section) -> int:
         raise Problem(str(exc)) from None
 
 
+def timeout(value: str, sec: Section) -> int:
+    """A duration that bounds a wait: at least one second (0 would fail every wait at once)."""
+    seconds = duration(value, sec)
+    if seconds < 1:
+        raise Problem(f"{value!r} is no time to wait; write at least 1s, e.g. {sec.default}")
+    return seconds
+
+
 def host(spec: str) -> Host:
     """One host of a stage's `hosts` or a database's `backup_host`."""
     try:

@@ -13,7 +13,20 @@ from typing import Any, Callable
 from . import rules
 from .model import Host, Stage
 from .project import buildout_config
-from .reader import Ini, Key, Problem, Section, checked, command, duration, headers, host, optional, whole
+from .reader import (
+    Ini,
+    Key,
+    Problem,
+    Section,
+    checked,
+    command,
+    duration,
+    headers,
+    host,
+    optional,
+    timeout,
+    whole,
+)
 from .values import host_key, split_list
 
 
@@ -83,7 +96,7 @@ def header_text(pairs: tuple[tuple[str, str], ...]) -> str:
 class FromProject:
     """The default of a key a stage may set and otherwise takes from [project]: the project's value."""
     key: str
-    unit: str = ""     # the text of an int value: health_timeout is seconds
+    unit: str = ""     # the text of an int value: health_timeout and reload_timeout are seconds
     text: Callable[[Any], str] = str   # the text of another value
 
     def __call__(self, sec: Section) -> str:
@@ -102,6 +115,8 @@ STAGE: dict[str, Key] = {
     "promote_from": Key(optional, "", "the stage whose release promote:<stage> takes"),
     "health_timeout": Key(duration, FromProject("health_timeout", "s"), "how long the health check may take"),
     "reload_command": Key(command, FromProject("reload_command"), "run on each host after a switch", shell=True),
+    "reload_timeout": Key(timeout, FromProject("reload_timeout", "s"),
+                          "how long reload_command may run on a host before it counts as failed"),
     "max_fail": Key(whole(0), "0", "hosts that may fail the switch and stay behind; more: all go back"),
     "buildout_config": Key(buildout_config, FromProject("buildout_config"),
                            "build = buildout: this stage's config"),

@@ -1,5 +1,6 @@
-"""cleanup: old releases removed, never one that a link points at or that a rollback could return to; with
-each, its generations of the stage dirs (shared/<stage>/<id>, the STAGE_DIR its env files name).
+"""cleanup: old releases removed, never one that a link points at or that a rollback could return to, nor
+the one a stage's last (failed) switch tried, which a rerun reuses; with each release, its generations of the
+stage dirs (shared/<stage>/<id>, the STAGE_DIR its env files name).
 
 What to keep is read from the links and the release log, never from counting directories or their mtimes
 (Capistrano #1907: failed releases counted toward keep_releases and the last good one was deleted).
@@ -31,17 +32,22 @@ REMOVE = script("cleanup_remove.sh").replace("@RID@", RELEASE_GLOB)
 
 def releases_to_remove(existing: list[str], linked: set[str], log: list[dict], keep: int) -> list[str]:
     """Pure: which release dirs may go. Kept: every linked release, and per stage the `keep` newest good
-    ones plus whatever rollback would return to."""
+    ones plus whatever rollback would return to, and the release of its last switch when that failed (the
+    run was undone: a rerun after the fix reuses the release, its venv and artifact instead of rebuilding)."""
     keep_set = set(linked)
     for stage in {r.get("stage") for r in log if r.get("stage")}:
         good = good_releases(log, stage)
         keep_set.update(good[-keep:])
+        last = next(r for r in reversed(log) if r.get("stage") == stage)
+        if last.get("result") == "failed" and last.get("release"):
+            keep_set.add(last["release"])
         current = next((r for r in reversed(log) if r.get("stage") == stage and r.get("result") in
                         ("ok", "rollback")), {}).get("release")
         target = rollback_target(log, stage, current)
         if target:
             keep_set.add(target)
-    # a release never switched (its deploy failed) or marked bad goes too, unless a link points at it
+    # a release never switched, whose failed switch is not its stage's last, or marked bad goes too, unless
+    # a link points at it
     return sorted(r for r in existing if is_release_id(r) and r not in keep_set)
 
 

@@ -6,7 +6,10 @@ and any intent left there. Then an intent is written on every host (stage, relea
 host's previous link and the env the release had, the run's token), and each batch is switched by rename
 (links.py: the release's env file for the stage, then the link), reloaded and health-checked, per host. A
 host that fails any of these goes back to its previous release (and the release to its previous env) at
-once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back.
+once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back
+(a host where the stage had no release loses the link and shared/<stage>.env, and the error says so). A
+reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and SIGTERM are deferred
+(session.deferred_signals): the first names what it waits on, a second stops a reload as its timeout would.
 The release log gets the outcome on every host, and only then, once every host has its record, are the
 intents removed: a switch is done when its last effect is recorded (invariant 7).
 
@@ -35,6 +38,7 @@ from .links import UnsafeLink, release_of, set_link, switch_link, unsafe_message
 from .releaselog import make_record
 from .switch_back import (
     APPEND,
+    ReloadCutOff,
     env_pair,
     lock_guard,
     not_settled,
@@ -83,7 +87,7 @@ def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result
     sw = Switch(session, stage, rid, revision, result, what)
     note = _check_and_settle(sw)
     _write_intents(sw)
-    with session.deferred_signals() as interrupted:
+    with session.deferred_signals(what) as interrupted:
         done, failed = _switch_batches(sw, interrupted)
         failpoints.hit("switch.before_log")
         _record_outcome(sw, done, failed, backups, extra_records)
@@ -122,13 +126,15 @@ def _switch_batches(sw: Switch, interrupted) -> tuple[list, list]:
     signal before the last batch: every host goes back and the run stops (_undo_all raises)."""
     session, stage = sw.session, sw.stage
     done, failed = [], []
-    progress = Progress(sw.what, len(stage.hosts))
+    progress = Progress(sw.what, len(stage.hosts), waits=session.waits)
     for batch in session.batches(stage):
         with progress:
             results = session.hosts.outcomes(batch, lambda t: _go_live(sw, t), progress)
         done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
         failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
-        if len(failed) > stage.max_fail or (interrupted() and len(done) + len(failed) < len(stage.hosts)):
+        # a second signal asked to stop waiting: the switch is undone, as when a host failed
+        if len(failed) > stage.max_fail or interrupted() > 1 or (
+                interrupted() and len(done) + len(failed) < len(stage.hosts)):
             _undo_all(sw, done, failed, interrupted())
     return done, failed
 
@@ -145,11 +151,14 @@ def _go_live(sw: Switch, t: Transport) -> None:
             try:
                 reload_release(session, stage, t, rid)
             except CommandFailed as exc:
-                never_took = not exc.unreachable and 0 < exc.retcode < 126
+                never_took = not exc.unreachable and 0 < exc.retcode < 126 and not isinstance(exc, ReloadCutOff)
                 raise
         failpoints.hit("switch.after_reload", t.host)
-        problem = check_health(health_url(stage.health_url, t.address()), stage.health_timeout,
-                               stage.health_headers) if stage.health_url else None
+        problem = None
+        if stage.health_url:
+            url = health_url(stage.health_url, t.address())
+            with session.waits.on(t.host, "health check", url):
+                problem = check_health(url, stage.health_timeout, stage.health_headers)
         if problem:
             raise StepError(f"health check failed: {problem}")
     except (StepError, CommandFailed) as exc:
@@ -158,15 +167,17 @@ def _go_live(sw: Switch, t: Transport) -> None:
 
 def _put_back(sw: Switch, t: Transport, never_took: bool = False) -> tuple[str | None, str]:
     plan = sw.plan[t.host]
-    return put_back(sw.session, sw.stage, t, sw.rid, plan["previous"], plan["env_before"], never_took)
+    return put_back(sw.session, sw.stage, t, sw.rid, plan["previous"], plan["env_before"], never_took,
+                    unpublish=True)
 
 
-def _undo_all(sw: Switch, done: list, failed: list, interrupted: bool) -> None:
+def _undo_all(sw: Switch, done: list, failed: list, interrupted: int) -> None:
     """Every switched host put back; then _undone records what each host runs and raises."""
     backs = dict(zip(done, [b if isinstance(b, Exception) else b[0]
                             for b in sw.session.hosts.outcomes(done, lambda t: _put_back(sw, t))]))
     went = {h: _back_of(backs[h] if h in backs else dict(failed).get(h)) for h in sw.stage.hosts}
-    _undone(sw.session, sw.stage, sw.rid, sw.revision, sw.prev_rid, sw.what, failed, went, interrupted)
+    _undone(sw.session, sw.stage, sw.rid, sw.revision, sw.prev_rid, sw.what, failed, went, interrupted,
+            {h: sw.plan[h]["previous"] for h in sw.stage.hosts})
 
 
 def _record_outcome(sw: Switch, done: list, failed: list, backups: list[str] | None,
@@ -230,19 +241,33 @@ def _problems(failed: list) -> str:
 
 
 def _undone(session, stage: Stage, rid: str, revision: str, prev_rid: str | None, what: str, failed: list,
-            back: dict, interrupted: bool) -> None:
+            back: dict, interrupted: int, previous: dict) -> None:
     """After a failed (or interrupted) switch: the hosts that are back get their `failed` record and lose
-    their intent; the others keep theirs. Raises the run's error, saying what each host runs."""
+    their intent; the others keep theirs. Raises the run's error, saying what each host runs (previous:
+    each host's link before the switch, None where the stage had none)."""
     records = {h: [make_record(stage.name, rid, revision, prev_rid, "failed")] for h, b in back.items() if b is None}
     unsettled = {h: b for h, b in back.items() if b is not None}
     unsettled.update(_log(session, stage, records))
-    head = f"{what}: interrupted" if interrupted else f"{what}: {_problems(failed)}"
+    head = f"{what}: " + "; ".join(x for x in ("interrupted" if interrupted else "", _problems(failed)) if x)
     if not unsettled:
-        if interrupted:
-            raise StepError(f"{head}; every host of {stage.name} that had switched was put back on its previous "
-                            "release (undone)")
-        raise StepError(f"{head}; every host of {stage.name} is back on its previous release")
+        raise StepError(f"{head}; {back_text(stage, rid, previous, bool(interrupted) and not failed)}")
     raise StepError(f"{head}; " + not_settled(session, stage, unsettled))
+
+
+def back_text(stage: Stage, rid: str, previous: dict, interrupted: bool = False) -> str:
+    """Where every host of the stage is after an undone switch, truly: on its previous release, or, where the
+    stage had none (its first switch), without one: its link was removed (rid stays built for a rerun)."""
+    none = [str(h) for h, target in previous.items() if release_of(target) is None]
+    if not none:
+        return (f"every host of {stage.name} that had switched was put back on its previous release (undone)"
+                if interrupted else f"every host of {stage.name} is back on its previous release")
+    kept = f"{rid} stays built, a rerun reuses it"
+    if len(none) == len(previous):
+        return (f"{stage.name} had no release before: its link {stage.link} was removed on every host, so the stage "
+                f"has no live release; {kept}")
+    back = [f"{h} is back on {release_of(target)}" for h, target in previous.items() if str(h) not in none]
+    return (f"{'; '.join(back)}; {', '.join(none)} had no release of {stage.name} before: its link {stage.link} was "
+            f"removed there, so {'it runs' if len(none) == 1 else 'they run'} none; {kept}")
 
 
 def _log(session, stage: Stage, records: dict) -> dict:

@@ -1,10 +1,19 @@
 """The way back of a switch: a host put back on its previous link, its release's env file back to the version
 it was, the previous release reloaded (through a new connection when the host's own died); an intent left
 by a dead run for another release undone; and, when a host cannot be settled, what each host runs. Every
-command here that changes a host runs only while this run holds the host's lock (lock.guarded)."""
+command here that changes a host runs only while this run holds the host's lock (lock.guarded).
+
+A reload runs at most the stage's reload_timeout, under coreutils' `timeout` on the host: its own process
+group, all of it ended when the time is up (SIGTERM, SIGKILL KILL_AFTER seconds later), so a reload_command
+that never returns (an app server started in the foreground) fails the host instead of hanging the run,
+and leaves nothing running. A second Ctrl-C ends it the same way, at once (session.deferred_signals).
+"""
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 
 from ..config import Stage
 from ..errors import StepError
@@ -18,6 +27,16 @@ from .releaselog import make_record
 from .switch_state import same_switch
 
 APPEND = 'printf "%s" "$2" >> "$1"'     # one write(2) with O_APPEND: appenders never interleave in a line
+KILL_AFTER = 5   # seconds between the SIGTERM of a reload that ran out of time and the SIGKILL
+RELOAD_PID = "dst-reload"   # the first stderr line of RELOAD: "dst-reload <pid>"
+# $1 reload_timeout, then the reload's argv: says which process runs it, then becomes coreutils' timeout (the
+# same pid), which puts the argv in a process group of its own and ends that whole group when the time is up
+# (exit 124; 137 when it had to SIGKILL). ($$ makes the session run it in a sh of its own, not by eval.)
+RELOAD = f'printf "{RELOAD_PID} %s\\n" "$$" >&2; exec timeout -k {KILL_AFTER} "$@"'
+# $1 that pid: while it is still the reload's timeout, its timer goes off now (SIGALRM): the same end
+STOP = '[ "$(cat "/proc/$1/comm" 2>/dev/null)" = timeout ] && kill -ALRM "$1"'
+# $1 shared/<stage>.env, $2 its target through the stage's link: removed when the link is (no dangling link)
+UNPUBLISH = 'if [ -L "$1" ] && [ "$(readlink -- "$1")" = "$2" ]; then rm -f -- "$1"; fi'
 
 
 def lock_guard(session):
@@ -46,22 +65,85 @@ def run_guarded(session, t: Transport, argv: list[str]) -> str:
     return out
 
 
+class ReloadCutOff(CommandFailed):
+    """A reload ended by its reload_timeout, or by a second Ctrl-C: it may have taken over partly."""
+
+    def __init__(self, host, argv, retcode: int, stderr: str, why: str):
+        super().__init__(host, argv, retcode, stderr)
+        self.args = (f"{host}: {why}",)
+
+
 def reload_release(session, stage: Stage, t: Transport, rid: str) -> None:
-    """The stage's reload_command in the release, with the env it now runs with there."""
-    run_guarded(session, t, app_command(session.layout, stage.name, rid, list(stage.reload_argv), live=True))
+    """The stage's reload_command in the release, with the env it now runs with there, for at most its
+    reload_timeout (then ReloadCutOff, nothing of it left running); while it runs, session.waits names it,
+    and can stop it."""
+    argv = ["sh", "-c", RELOAD, "sh", f"{stage.reload_timeout}s",
+            *app_command(session.layout, stage.name, rid, list(stage.reload_argv), live=True)]
+    cut = _Cut(t)
+    started = time.monotonic()
+    with session.waits.on(t.host, "reload", stage.reload_command, stop=cut.stop):
+        code, _, err = t.stream_lines(guarded(argv, session.layout.lock, session.token), cut.on_line)
+    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith(RELOAD_PID + " "))
+    if code == LOST:
+        raise LockLost(f"{t.host}: {last_line(err)}")
+    if code in (124, 137) and (cut.stopped or time.monotonic() - started >= stage.reload_timeout):
+        why = "stopped by a second Ctrl-C" if cut.stopped else \
+            f"did not finish within {stage.reload_timeout}s (reload_timeout)"
+        raise ReloadCutOff(t.host, argv, code, err, f"reload ({stage.reload_command}) {why}; its processes there "
+                           "were ended")
+    if code != 0:
+        raise CommandFailed(t.host, stage.reload_argv or argv, code, err)
+
+
+class _Cut:
+    """How a running reload is stopped from another thread: its pid comes on its first stderr line; stop()
+    (the signal handler's) sends STOP through a second channel, or as soon as the pid is known."""
+
+    def __init__(self, t: Transport):
+        self.t, self.pid, self.stopped = t, "", False
+        self._mutex = threading.Lock()
+
+    def on_line(self, stream: str, line: str) -> None:
+        if stream == "err" and line.startswith(RELOAD_PID + " ") and not self.pid:
+            with self._mutex:
+                self.pid = line.split()[1]
+                go = self.stopped
+            if go:
+                self._send()
+
+    def stop(self) -> None:
+        with self._mutex:
+            self.stopped, go = True, bool(self.pid)
+        if go:
+            threading.Thread(target=self._send, daemon=True).start()
+
+    def _send(self) -> None:
+        try:
+            proc = self.t.popen(["sh", "-c", STOP, "sh", self.pid])
+            proc.wait(timeout=30)   # its stdin stays open until it ended (a second channel ends when it closes)
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                f.close()
+        except Exception as exc:   # the reload's timeout still ends it
+            print(f"{self.t.host}: could not stop the reload ({exc}); it ends at its reload_timeout",
+                  file=sys.stderr, flush=True)
 
 
 def put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, env_before: str,
-              never_took: bool = False) -> tuple[str | None, str]:
+              never_took: bool = False, unpublish: bool = False) -> tuple[str | None, str]:
     """The host back on its previous link, rid's env file back to the version it was, and the previous
     release reloaded; through a new connection when the host's own is gone. (None, note) when that is done,
     else (what went wrong, "": the host stays as it is; its intent stays). A failed reload of the previous
     release leaves the host unsettled, unless rid's own reload had failed by its exit status (never_took: the
-    app never left the previous release): then it is back, and the note says so."""
+    app never left the previous release): then it is back, and the note says so. unpublish: where the stage
+    had no release (target None), shared/<stage>.env goes with the link (a switch undone for good; not the
+    undo of a dead run's, which the switch that follows publishes again)."""
     for attempt in (1, 2):
         try:
             set_link(t, session.layout, stage.link, target, env_pair(session, stage, rid, env_before, True),
                      guard=lock_guard(session), known=session.known_links)
+            if target is None and unpublish:   # no release here: what an app server would load goes too
+                run_guarded(session, t, ["sh", "-c", UNPUBLISH, "sh", session.layout.env_file(stage.name),
+                                         session.layout.env_file_target(stage.link, stage.name)])
             old = release_of(target)
             if old and stage.reload_command:
                 try:

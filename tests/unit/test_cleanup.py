@@ -17,10 +17,22 @@ def test_cleanup_keeps_linked_and_newest_good_per_stage():
 
 def test_cleanup_counts_a_release_once_and_ignores_failed_switches():
     r = [rid(i) for i in range(5)]
-    log = [rec("prod", r[0], "ok"), rec("prod", r[1], "ok"), rec("prod", r[1], "ok"), rec("prod", r[2], "failed")]
+    log = [rec("prod", r[0], "ok"), rec("prod", r[1], "ok"), rec("prod", r[2], "failed"), rec("prod", r[1], "ok")]
     assert releases_to_remove(r, linked=set(), log=log, keep=2) == sorted([r[2], r[3], r[4]])
     # keep=1 still keeps r0: it is what rollback would return to (invariant 6)
     assert releases_to_remove(r, linked={r[3]}, log=log, keep=1) == sorted([r[2], r[4]])
+
+
+def test_cleanup_keeps_the_release_of_a_stages_last_switch_when_it_failed():
+    """The undone switch's release (with its venv and artifact) stays for the rerun after the fix; once the
+    stage switched again it goes. A first deploy that failed has nothing else in the log."""
+    r = [rid(i) for i in range(4)]
+    first = [rec("test", r[0], "failed")]
+    assert releases_to_remove(r[:1], linked=set(), log=first, keep=3) == []
+    log = [rec("test", r[0], "ok"), rec("prod", r[0], "ok"), rec("test", r[1], "failed"), rec("prod", r[2], "failed")]
+    assert releases_to_remove(r, linked={r[0]}, log=log, keep=3) == [r[3]]
+    log += [rec("test", r[3], "ok")]
+    assert releases_to_remove(r, linked={r[3]}, log=log, keep=3) == [r[1]]
 
 
 def test_cleanup_keeps_a_rollback_target():

@@ -431,7 +431,17 @@ def test_non_integer_keep(tmp_path, key, value):
         "5" if key == "keep_releases" else "10")
 
 
-@pytest.mark.parametrize("key", ["backup_max_age", "health_timeout"])
+@pytest.mark.parametrize("section, value, problem", [
+    ("project", "0", "'0' is no time to wait; write at least 1s, e.g. 60s"),
+    ("stage:staging", "0s", "'0s' is no time to wait; write at least 1s, e.g. 60s"),
+    ("stage:staging", "forever", "'forever' is not a duration like 30s, 15m, 24h or 2d")])
+def test_a_reload_timeout_that_cannot_bound_a_wait_is_refused(tmp_path, section, value, problem):
+    text = in_section(LOCAL_INI, section, f"reload_timeout = {value}")
+    assert config_error(tmp_path, text) == \
+        f"stages.ini:{line_of(text, '^reload_timeout =')}: [{section}] reload_timeout: {problem}"
+
+
+@pytest.mark.parametrize("key", ["backup_max_age", "health_timeout", "reload_timeout"])
 def test_bad_duration(tmp_path, key):
     text = in_section(LOCAL_INI, "project", f"{key} = 24 hours")
     msg = config_error(tmp_path, text)

@@ -47,6 +47,7 @@ EXAMPLES = {
         "build_command": ("make assets", "make assets", {}),
         "migrate_command": ("./manage.py migrate", "./manage.py migrate", {}),
         "reload_command": ("systemctl reload app", "systemctl reload app", {}),
+        "reload_timeout": ("90s", 90, {}),
         "health_timeout": ("2m", 120, {}),
         "health_headers": ("Host: shop.example.com", (("Host", "shop.example.com"),), {}),
         "keep_releases": ("3", 3, {}),
@@ -68,6 +69,7 @@ EXAMPLES = {
         "promote_from": ("", None, {}),
         "health_timeout": ("10s", 10, {}),
         "reload_command": ("touch r", "touch r", {}),
+        "reload_timeout": ("5s", 5, {}),
         "max_fail": ("1", 1, {}),
         "buildout_config": ("stg.cfg", "stg.cfg", BUILDOUT),
         "health_headers": ("X-Forwarded-Proto: https, Host: stg.example.com",
@@ -169,8 +171,8 @@ def test_a_key_left_out_gets_the_dataclass_default(tmp_path, table):
 
 
 def test_the_inherited_keys_are_the_stage_keys_whose_default_is_the_projects():
-    assert config_stage.INHERITED == ("health_url", "health_timeout", "reload_command", "buildout_config",
-                                      "health_headers")
+    assert config_stage.INHERITED == ("health_url", "health_timeout", "reload_command", "reload_timeout",
+                                      "buildout_config", "health_headers")
     assert set(config_stage.INHERITED) <= set(config_project.PROJECT)
 
 

@@ -126,3 +126,33 @@ def test_on_hosts_names_every_failed_host_once_and_counts_them():
     assert msg == ("upload:prod: failed on 2 of 5 host(s): ssh://deploy@web2:22: upload: cannot download x; "
                    "ssh://deploy@web5:22: sh exited 3: no space left")
     assert "upload:prod  5/5 hosts, 2 failed" in out.getvalue()
+
+
+def test_a_lasting_wait_is_named_with_its_host_step_and_command():
+    from doit_stages.progress import WAIT_SHOWN, Waits
+    out, clock = Tty(), Clock()
+    waits = Waits(clock=clock)
+    with Progress("switch:prod", 2, stream=out, clock=clock, waits=waits) as p:
+        with waits.on("web1", "reload", "systemctl reload app"), waits.on("web2", "reload", "systemctl reload app"):
+            assert p.text() == "switch:prod  0/2 hosts"          # a short wait is not worth a word
+            clock.now += WAIT_SHOWN + 9
+            with waits.on("web3", "health check", "http://web3/up"):
+                assert p.text() == \
+                    "switch:prod  0/2 hosts, waiting on web1, web2: reload (systemctl reload app) for 12s"
+                assert waits.text() == ("web1, web2: reload (systemctl reload app) for 12s; "
+                                        "web3: health check (http://web3/up) for 0s")
+        assert waits.current() == [] and p.text() == "switch:prod  0/2 hosts"
+
+
+def test_not_a_terminal_a_wait_is_named_as_soon_as_it_lasts():
+    from doit_stages.progress import WAIT_SHOWN, Waits
+    out, clock = io.StringIO(), Clock()
+    waits = Waits(clock=clock)
+    with Progress("switch:prod", 1, stream=out, clock=clock, waits=waits, plain_every=3600):
+        with waits.on("web1", "reload", "sleep 1000"):
+            clock.now += WAIT_SHOWN
+            deadline = time.monotonic() + 5
+            while "waiting on" not in out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.05)                # the heartbeat ticks every second
+    assert out.getvalue().splitlines() == \
+        ["   switch:prod  0/1 hosts, waiting on web1: reload (sleep 1000) for 3s (3s)"]

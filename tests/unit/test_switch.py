@@ -45,3 +45,22 @@ def test_an_intent_for_another_env_version_is_not_this_switch():
     facts["web1"]["env"] = "aaaaaaaaaaaa"
     assert plan_hosts(facts, "blog-new")["web1"] == {"previous": OLD, "env": "aaaaaaaaaaaa",
                                                      "env_before": "bbbbbbbbbbbb", "keep": ""}
+
+
+def test_after_an_undone_switch_the_message_says_where_each_host_is():
+    from doit_stages.config import Stage
+    from doit_stages.steps.switch import back_text
+    st = Stage(name="test", hosts=("web1", "web2"), link="sites/test")
+    old = "../releases/blog-2026-01-01-0000-aaaaaaaaaaaa"
+    before = {"web1": old, "web2": old}
+    assert back_text(st, "new", before) == "every host of test is back on its previous release"
+    assert back_text(st, "new", before, interrupted=True) == \
+        "every host of test that had switched was put back on its previous release (undone)"
+    # a first deploy: there was no release to go back to, and nothing says there was
+    first = back_text(st, "new", {"web1": None, "web2": None})
+    assert "previous release" not in first
+    assert first == ("test had no release before: its link sites/test was removed on every host, so the stage has "
+                     "no live release; new stays built, a rerun reuses it")
+    mixed = back_text(st, "new", {"web1": before["web1"], "web2": None})
+    assert mixed == ("web1 is back on blog-2026-01-01-0000-aaaaaaaaaaaa; web2 had no release of test before: its link "
+                     "sites/test was removed there, so it runs none; new stays built, a rerun reuses it")
