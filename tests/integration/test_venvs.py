@@ -73,11 +73,11 @@ def test_one_venv_per_wheelhouse_digest_reused_rebuilt_when_half_built_and_clean
     # cleanup: a venv goes when no release left links it, never before
     Path(layout.venv("orphan")).mkdir()               # e.g. left by a build that died before linking it
     venvs = os.path.dirname(layout.venv("x"))
-    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, layout.release(c.id)])
+    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, "1", layout.release(c.id)])
     assert sorted(os.listdir(venvs)) == ["d1"]        # d2 went with c; d1 stays for a, b, d
-    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, layout.release(a.id), layout.release(b.id)])
+    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, "2", layout.release(a.id), layout.release(b.id)])
     assert sorted(os.listdir(venvs)) == ["d1"]        # d still links it
-    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, layout.release(d.id)])
+    t.run(["sh", "-c", REMOVE, "sh", layout.releases, venvs, "1", layout.release(d.id)])
     assert os.listdir(venvs) == [] and os.listdir(layout.releases) == []
 
 
