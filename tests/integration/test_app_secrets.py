@@ -11,12 +11,12 @@ import secrets
 import shlex
 import stat
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.lab.argv_recorder import recorded_argvs
+from tests.lab.common import CmdlineScan
 from tests.lab.project import DOIT, PASSWORD_ENV, REPO, tree
 
 ENV_VAR = "DST_APP_SECRET_KEY"
@@ -56,31 +56,6 @@ def world(blog_world):
     return {**blog_world, "values": values}
 
 
-class ProcScan:
-    """Every process's argv on this machine (the hosts' too: they share its pids) while a run goes on,
-    sampled as fast as /proc is read; a check beside the recorded argvs, which see every command."""
-
-    def __init__(self):
-        self.seen: set[bytes] = set()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop.is_set():
-            for pid in os.listdir("/proc"):
-                if pid.isdigit():
-                    try:
-                        self.seen.add(Path(f"/proc/{pid}/cmdline").read_bytes())
-                    except OSError:
-                        pass
-
-    def end(self) -> set[bytes]:
-        self.stop.set()
-        self.thread.join()
-        return self.seen
-
-
 def recorded_doit(p, log: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """doit args, as Project.doit runs it, under tests/lab/argv_recorder.py (every argv into log)."""
     environ = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password,
@@ -110,11 +85,8 @@ def env_of(host, link: str = "sites/test") -> Path:
 def test_a_deploy_puts_env_and_secrets_into_the_env_file_only(world, tmp_path):
     p, hosts, values = world["project"], world["hosts"], world["values"]
     log = tmp_path / "argv.jsonl"
-    scan = ProcScan()
-    try:
+    with CmdlineScan([v.encode() for v in values.values()]) as scan:   # every process here and on the hosts
         res = recorded_doit(p, log, "deploy:test", env={ENV_VAR: values["SECRET_KEY"]})
-    finally:
-        seen = scan.end()
     assert res.returncode == 0, res.stdout + res.stderr
     for h in hosts:
         env = env_of(h)
@@ -138,7 +110,7 @@ def test_a_deploy_puts_env_and_secrets_into_the_env_file_only(world, tmp_path):
         a[-2:] == ["get-token.sh", "the token"] for _, a in argvs)
     for where, argv in argvs:
         assert not any(v in word for word in argv for v in values.values()), (where, argv)
-    assert not any(v.encode() in cmdline for cmdline in seen for v in values.values())
+    assert scan.seen == []
     for name in os.listdir(p.workdir):
         if name.startswith(".doit-stages"):
             data = (p.workdir / name).read_bytes()
