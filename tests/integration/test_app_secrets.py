@@ -117,6 +117,10 @@ def test_a_deploy_puts_env_and_secrets_into_the_env_file_only(world, tmp_path):
             assert not any(v.encode() in data for v in values.values()), name
     assert (p.workdir / ".doit-stages.sqlite3").exists()
     assert not any(v in res.stdout + res.stderr for v in values.values())
+    # the migration rehearsal ran with that env: its report (on the hosts: scanned above) and its output
+    assert any(h.root.glob("blog/.deploy/rehearsals/*.json") for h in hosts)
+    report = p.ok("rehearsal:test", env={ENV_VAR: values["SECRET_KEY"]})
+    assert "rehears" in report.stdout and not any(v in report.stdout + report.stderr for v in values.values())
 
 
 def test_a_changed_secret_is_a_new_env_version_live_only_after_the_switch(world):
