@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from doit_stages.config import DURATION_UNITS
+from doit_stages.config import appenv as config_appenv
 from doit_stages.config import database as config_database
 from doit_stages.config import project as config_project
 from doit_stages.config import stage as config_stage
@@ -105,6 +106,25 @@ def render() -> str:
         "### engine = sqlite",
         "",
         *table(config_database.SQLITE, config_database),
+        "## `[env]`, `[secrets]`, `[env:<stage>]`, `[secrets:<stage>]`",
+        "",
+        "The app's own variables in every env file (`[env]`, `[secrets]`) or one stage's (`[env:<stage>]`,",
+        "`[secrets:<stage>]`, over the others). Their keys are the variables' names: letters, digits, `_`, not",
+        "starting with a digit; refused: " + ", ".join(f"`{n}`" for n in config_appenv.TOOL_NAMES)
+        + " (the tool's own).",
+        "`[env]` values are literal; a `[secrets]` value is its source, read on the deploying machine by the",
+        "commands that write an env file. No value may hold a line break or a NUL.",
+        "",
+        "| source | the value |",
+        "| --- | --- |",
+        "| `env:VAR` | the environment variable VAR of doit |",
+        "| `file:PATH` | the file's content without its last line end (`~` expanded; relative to this file; "
+        "refused when world-readable) |",
+        f"| `command:ARGV` | the command's stdout without its last line end (split like `command`, stdin "
+        f"`/dev/null`, at most {config_appenv.COMMAND_TIMEOUT} s; run in the directory of this file) |",
+        "",
+        "More: [app-environment.md](app-environment.md#the-apps-own-variables-env-and-secrets).",
+        "",
         "## How a value is parsed",
         "",
         "| parser | accepts |",

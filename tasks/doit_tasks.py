@@ -12,8 +12,9 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import commands, nodes
+from . import commands, localcmd, nodes
 from .config import Config, ConfigError, config_path, load_config
+from .config.appenv import read_secrets
 from .errors import StepError
 from .releases import Releases
 from .session import Session
@@ -33,6 +34,8 @@ VALUE_OPTIONS = ("-f", "--file", "-d", "--dir", "-v", "--verbosity", "-n", "--pr
 # the commands and nodes that never read a database password; any other of a stage needs those of its
 # database and its restore_from (build writes the env file; migrate, restore and backup log in)
 NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint")
+# the commands whose stage's env file they write (build:<stage>, in the chain or a rollback's)
+ENV_WRITERS = ("deploy", "promote", "build", "rollback")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
 FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
@@ -89,6 +92,8 @@ def this_run() -> Run:
             sys.exit(f"ERROR: {wrong}")
         if runs_tasks(sys.argv):   # a missing password_env variable stops only the commands that need it
             config.require_passwords(databases_needed(config, task_words(sys.argv)))
+            # the secrets likewise: read once, here, for the commands that write an env file
+            read_secrets(config, stages_writing_env(config, task_words(sys.argv)), localcmd.call)
     except ConfigError as exc:
         sys.exit(f"ERROR: {exc}")
     session = Session(config)
@@ -129,6 +134,12 @@ def databases_needed(config: Config, words: list[str]) -> list[str]:
         elif stage is not None:
             needed += [d for d in (stage.database, stage.restore_from) if d]
     return list(dict.fromkeys(needed))
+
+
+def stages_writing_env(config: Config, words: list[str]) -> list:
+    """The stages whose env file the named tasks write (so whose secrets they read): their builds."""
+    stages = [config.stages.get(word.partition(":")[2]) for word in words if word.partition(":")[0] in ENV_WRITERS]
+    return [s for s in dict.fromkeys(stages) if s is not None]
 
 
 def wrong_chain(config: Config, words: list[str]) -> str | None:

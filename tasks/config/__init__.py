@@ -9,14 +9,17 @@ to change. Nothing here touches a host or a database. The pieces:
     project     [project]'s table            database  [database:<name>]'s tables (per engine)
     stage       [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
     checks      rules across sections: links, promote_from, restore targets, relative paths
+    appenv      [env], [secrets] and their [env:<stage>], [secrets:<stage>]; reading the secrets' values
     values      pure parsers of one value (host, duration, list, S3 endpoint)
     rules       what a value may look like before it reaches an argv, a host path or SQL
 """
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from . import appenv
 from . import database as config_database
 from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
 from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
@@ -29,6 +32,7 @@ from .model import (
     Host,
     Project,
     S3Store,
+    Secret,
     Stage,
     parse_store,
     split_command,
@@ -50,7 +54,7 @@ from .values import (
 
 __all__ = ["BUCKET_RE", "BUILDS", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS", "MAX_LOCK_RETRIES",
            "MAX_LOCK_TIMEOUT", "NAME_RE", "PREFIX_RE", "PROJECT_KEYS", "REGION_RE", "STAGE_KEYS", "Config",
-           "ConfigError", "Database", "Host", "Project", "S3Store", "Stage", "check_endpoint", "config_path",
+           "ConfigError", "Database", "Host", "Project", "S3Store", "Secret", "Stage", "check_endpoint", "config_path",
            "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
 
 PROJECT_KEYS = set(PROJECT)
@@ -90,10 +94,13 @@ def read_utf8(path: Path) -> str:
 def read_config(ini: Ini) -> Config:
     """The sections in the order their defaults need: project, every stage's hosts, databases, stages."""
     sections = ini.cp.sections()
+    stage_names = [s[6:] for s in sections if s.startswith("stage:")]
     for s in sections:
         kind, _, name = s.partition(":")
-        if s != "project" and (kind not in ("database", "stage") or not NAME_RE.match(name)):
-            ini.fail(s, None, "unknown section; use [project], [database:<name>] or [stage:<name>]")
+        if s != "project" and not appenv.check_section(ini, s, stage_names) and (
+                kind not in ("database", "stage") or not NAME_RE.match(name)):
+            ini.fail(s, None, "unknown section; use [project], [database:<name>], [stage:<name>], [env], "
+                              "[secrets] or [env:<stage>], [secrets:<stage>]")
     if "project" not in sections:
         raise ConfigError(f"{ini.path.name}: no [project] section; add one with at least name = and source =")
     project = read_project(ini)
@@ -103,7 +110,9 @@ def read_config(ini: Ini) -> Config:
     stage_hosts = {s[6:]: read_hosts(ini, s) for s in stage_sections}
     databases = {s[9:]: read_database(ini, s, stage_hosts) for s in sections if s.startswith("database:")}
     check_host_spellings(ini, stage_hosts, databases)
-    stages = {n: read_stage(ini, f"stage:{n}", hosts, project, databases) for n, hosts in stage_hosts.items()}
+    app_env = appenv.read_app_env(ini, stage_hosts)
+    stages = {n: replace(read_stage(ini, f"stage:{n}", hosts, project, databases), env=app_env[n][0],
+                         secrets=app_env[n][1]) for n, hosts in stage_hosts.items()}
     if not stages:
         raise ConfigError(f"{ini.path.name}: no [stage:<name>] section; add [stage:test] with hosts = local")
     check_stage_graph(ini, stages)

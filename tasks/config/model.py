@@ -125,6 +125,18 @@ class Database:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """One key of [secrets] or [secrets:<stage>]: where the deploying machine reads its value (never the
+    value itself: that is read once per run, by config.appenv.read_secrets, into Config.secret_values)."""
+    name: str
+    kind: str                 # env | file | command
+    source: str               # the variable's name, the path as written, or the command as written
+    where: str                # "stages.ini:12: [secrets] SECRET_KEY": how its errors start
+    path: Path | None = None  # file: the path, ~ expanded, relative to stages.ini's directory
+    argv: tuple[str, ...] = ()  # command: the argv (shlex)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     hosts: tuple[Host, ...]
@@ -141,6 +153,9 @@ class Stage:
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
     health_headers: tuple[tuple[str, str], ...] = ()   # (name, value) pairs sent with the health check
+    # [env] with [env:<stage>] over it: (name, literal value) in file order; [secrets] likewise, the sources
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[Secret, ...] = ()
     reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
 
     def __post_init__(self) -> None:
@@ -207,6 +222,9 @@ class Config:
     project: Project
     databases: dict[str, Database] = field(default_factory=dict)
     stages: dict[str, Stage] = field(default_factory=dict)
+    # the secrets' values by stage, read once per run for the commands that write an env file
+    # (config.appenv.read_secrets): never in a repr, never compared
+    secret_values_read: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def workdir(self) -> Path:
@@ -224,6 +242,16 @@ class Config:
         """The stage has a migrate node: a database, not the one of the stage it is promoted from."""
         src = self.stages.get(stage.promote_from) if stage.promote_from else None
         return bool(stage.database) and (src is None or src.database != stage.database)
+
+    def secret_values(self, stage: Stage) -> dict[str, str]:
+        """The values of the stage's secrets, by name ({} when it has none); ConfigError when this run has
+        not read them (only the commands that write an env file do: appenv.read_secrets)."""
+        if not stage.secrets:
+            return {}
+        if stage.name not in self.secret_values_read:
+            raise ConfigError(f"the secrets of stage {stage.name} ([secrets]) were not read in this run; "
+                              f"run doit build:{stage.name} (or {stage.chain_task})")
+        return self.secret_values_read[stage.name]
 
     def require_passwords(self, names) -> None:
         """ConfigError (one line: file, line, key, variable) for the first of these databases whose

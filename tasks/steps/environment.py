@@ -7,8 +7,10 @@ release runs with on the stage. The build makes it only for a release that has n
 live there); otherwise only the switch moves it, by rename, with the link (steps/switch.py): a changed
 environment goes live by the switch and goes back with it, and a refused or failed run leaves every live
 env file byte for byte as it was. shared/<stage>.env (the path an app server loads) is a symlink through the
-stage's link to <stage>.env, so it switches with the link. The password travels only inside these files
-(URL-encoded in DATABASE_URL), never on a command line.
+stage's link to <stage>.env, so it switches with the link. The password and the values of [secrets]
+travel only inside these files (the password URL-encoded in DATABASE_URL), on the stdin of the command that
+writes one, never on a command line; the build compares them on the host, through stdin too (build.py
+STAGE_STATE), so no digest of them is kept anywhere.
 """
 from __future__ import annotations
 
@@ -89,6 +91,10 @@ def env_values(layout: Layout, config: Config, stage: Stage, rid: str) -> dict[s
         env["DATABASE_URL"] = database_url(db)
         if db.option_file:
             env["DATABASE_OPTION_FILE"] = db.option_file
+    # then the app's own: [env] and its [secrets] (their names never the tool's: refused at load); a secret
+    # is read once per run, before any host is touched (config.appenv.read_secrets)
+    env.update(stage.env)
+    env.update(config.secret_values(stage))
     return env
 
 

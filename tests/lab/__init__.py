@@ -14,6 +14,7 @@ service, plain helpers with no pytest in them (tests/integration/conftest.py mak
     rehearsal_migrations.py   the migrations of every kind the rehearsal judges
     configs.py      a run's config built as the dataclasses, for one step's tests on plain inputs
     releases.py     release ids and release-log records; a release's archive in a temp deploy_root
+    argv_recorder.py  doit run recording every argv it starts here and sends to a host
     deployer.py     a doit run stopped at a `pause` failpoint (tasks/failpoints.py), waited for without polling
     faults.py       the fault matrix's lab (tests/integration/test_fault_matrix.py)
 

@@ -145,7 +145,7 @@ def test_the_tables_name_every_field_of_the_dataclasses():
         return {f.name for f in dataclasses.fields(cls) if f.init}
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
     assert names["project"] == given(Project)
-    assert names["stage"] | {"name"} == given(Stage)
+    assert names["stage"] | {"name", "env", "secrets"} == given(Stage)   # [env], [secrets]: config/appenv.py
     assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
         given(Database)
 
