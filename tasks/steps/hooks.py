@@ -58,18 +58,18 @@ def command_of(argv: list[str], stage: Stage, default: str) -> str:
 
 def context(s, stage: Stage, release, what: str, result: str = "", error: str = "") -> Context:
     """release: the Release this run gives the stage, or None (then the one live on its first host)."""
-    previous = s.switched_from.get(stage.name, "") if stage.name in s.switched_from else None
+    switched = stage.name in s.switched_from
     live = None
-    if release is None or previous is None:
+    if release is None or not switched:
         try:
             live = stage_releases(s, stage, what)[0]
-        except StepError:
+        except (StepError, CommandFailed):
             live = None
-    rid = release.id if release is not None else live or ""
-    return Context(command=command_of(s.argv, stage, what), stage=stage.name, release=rid,
-                   revision=release.revision if release is not None else "",
-                   previous=(live or "") if previous is None else previous or "", user=stamp()["user"],
-                   result=result, error=error)
+    previous = s.switched_from[stage.name] if switched else live
+    return Context(command=command_of(s.argv, stage, what), stage=stage.name,
+                   release=release.id if release is not None else live or "",
+                   revision=release.revision if release is not None else "", previous=previous or "",
+                   user=stamp()["user"], result=result, error=error)
 
 
 def around(s, r, stage: Stage, node: str, work, rids=None):
@@ -89,7 +89,10 @@ def around(s, r, stage: Stage, node: str, work, rids=None):
         return context(s, stage, r.known(stage), what)
     if before is not None:
         s.lock(stage.hosts, what)
-        run_hook(s, stage, before.key, None if before.local else where(), make_context)
+        try:
+            run_hook(s, stage, before.key, None if before.local else where(), make_context)
+        except StepError as exc:
+            raise StepError(f"{exc}; {what} changed nothing") from None
     summary = work()
     if after is not None:
         run_hook(s, stage, after.key, None if after.local else where(), make_context)
@@ -107,7 +110,7 @@ def run_hook(s, stage: Stage, key: str, rids, make_context) -> None:
         run_local(s.config.workdir, hook, make_context(), what)
         return
     per_host = rids if isinstance(rids, dict) else {h: rids for h in stage.hosts}
-    s.hosts.each(stage.hosts, lambda t: run_on_host(t, s.layout, stage, hook, per_host.get(t.host)), f"{what} failed")
+    s.hosts.each(stage.hosts, lambda t: run_on_host(t, s.layout, stage, hook, per_host.get(t.host)), what)
 
 
 def run_local(workdir, hook: Hook, ctx: Context, what: str) -> None:
@@ -115,7 +118,7 @@ def run_local(workdir, hook: Hook, ctx: Context, what: str) -> None:
     for line in (done.stdout + done.stderr).splitlines():
         say("local", line)
     if done.code != 0:
-        raise StepError(f"{what} failed here (exit {done.code}): {done.last_line()}")
+        raise StepError(f"{what} failed here: {exit_text(done.code, done.stderr, done.stdout)}")
 
 
 def run_on_host(t: Transport, layout, stage: Stage, hook: Hook, rid: str | None) -> None:
@@ -124,7 +127,13 @@ def run_on_host(t: Transport, layout, stage: Stage, hook: Hook, rid: str | None)
             str(len(prefix)), *prefix, *hook.argv]
     code, out, err = t.stream_lines(argv, lambda _stream, line: say(t.host, line))
     if code != 0:
-        raise StepError(f"{t.host}: exit {code}: {last_line(err, out)}")
+        raise StepError(f"{t.host}: {exit_text(code, err, out)}")
+
+
+def exit_text(code: int, err: str, out: str) -> str:
+    """`exit 3: <its last line>`, or `exit 3` when it printed nothing."""
+    last = last_line(err, out)
+    return f"exit {code}" if last == "?" and not (err + out).strip() else f"exit {code}: {last}"
 
 
 def host_hook(s, stage: Stage, key: str, rid: str):
@@ -139,7 +148,8 @@ def host_hook(s, stage: Stage, key: str, rid: str):
         try:
             run_on_host(t, s.layout, stage, hook, rid)
         except StepError as exc:
-            raise StepError(f"{key} ({hook.command}) failed: {exc}") from None
+            raise StepError(f"{t.host}: {key} ({hook.command}) failed: {str(exc).removeprefix(f'{t.host}: ')}") \
+                from None
     return one
 
 

@@ -136,3 +136,8 @@ def test_a_failing_hook_on_a_host_names_the_host_its_exit_and_last_line():
         hooks.run_on_host(Recording(3, ["a", "disk almost full"]), Layout("/srv/blog"), st, st.hook("before_switch"),
                           "rid-1")
     assert str(info.value) == "ssh://deploy@web1:22: exit 3: disk almost full"
+
+
+def test_a_hook_that_printed_nothing_fails_with_its_exit_status_alone():
+    assert hooks.exit_text(1, "", "\n") == "exit 1"
+    assert hooks.exit_text(2, "no space left\n", "copying\n") == "exit 2: no space left"
