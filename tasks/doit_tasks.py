@@ -61,11 +61,18 @@ class Reporter(ConsoleReporter):
 
 
 def run_outcome_hooks(failures: list[dict], runtime_errors: list[str]) -> None:
-    """on_success / on_failure once, after a command that runs tasks (DEPLOY_ERROR: the run's first error)."""
+    """on_success / on_failure once, after a command that runs tasks (DEPLOY_ERROR: the run's first error).
+    doit reports the run's end from a `finally`: a run stopped by Ctrl-C or SIGTERM is still propagating."""
     if not runs_tasks(sys.argv):
         return
-    error = ""
-    if failures:
+    error, stopped = "", sys.exc_info()[1]
+    if isinstance(stopped, KeyboardInterrupt):
+        error = "interrupted (Ctrl-C)"
+    elif isinstance(stopped, SystemExit):
+        error = f"stopped (exit {stopped.code})"
+    elif stopped is not None:
+        error = f"{type(stopped).__name__}: {stopped}".splitlines()[0]
+    elif failures:
         name, exc = failures[0]["task"].name, failures[0]["exception"]
         msg = (exc.message if isinstance(exc, TaskFailed) else exc.get_msg()).strip().splitlines() or ["?"]
         error = msg[0] if msg[0].startswith(name) else f"{name}: {msg[0]}"
