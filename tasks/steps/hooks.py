@@ -28,8 +28,6 @@ from .links import stage_releases
 # while there is none yet).
 WHERE = ('r=$1; d=$2; n=$3; shift 3; if [ -n "$r" ] && [ -e "$r" ]; then exec "$@"; fi; '
          'cd -- "$d" 2>/dev/null || cd || exit 97; shift "$n"; exec "$@"')
-
-
 # the commands and nodes whose stage's on_success / on_failure run at the end of the run
 OUTCOME_KINDS = ("deploy", "promote", "rollback", "upload", "build", "migrate", "switch", "verify")
 
@@ -178,5 +176,3 @@ def run_outcome_hooks(s, r, words: list[str], error: str) -> None:
 
 def say(host, line: str) -> None:
     print(f"   {host}: {line}", flush=True)
-
-

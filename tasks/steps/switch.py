@@ -1,18 +1,17 @@
 """switch: a stage moved to a release (and its env version) on all its hosts, batch by batch, or on none.
 
 Every host is checked first (release ready and built for the stage, an env version recorded for it, shared
-links in place, no directory on the way to the link a symlink), by one command that also reads its link
-and any intent left there. Then an intent is written on every host (stage, release, env version, that
-host's previous link and the env the release had, the run's token), and each batch is switched by rename
-(links.py: the release's env file for the stage, then the link), reloaded, its after_switch hook run, and
-health-checked, per host. A
-host that fails any of these goes back to its previous release (and the release to its previous env) at
-once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back
-(a host where the stage had no release loses the link and shared/<stage>.env, and the error says so). A
-reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and SIGTERM are deferred
-(session.deferred_signals): the first names what it waits on, a second stops a reload as its timeout would.
-The release log gets the outcome on every host, and only then, once every host has its record, are the
-intents removed: a switch is done when its last effect is recorded (invariant 7).
+links in place, no directory on the way to the link a symlink), by one command that also reads its link and
+any intent left there. Then an intent is written on every host (stage, release, env version, that host's
+previous link and the env the release had, the run's token), and each batch is switched by rename (links.py:
+the release's env file for the stage, then the link), reloaded, its after_switch hook run (see hooks.py) and
+health-checked, per host. A host that fails any of these goes back to its previous release (and the release to
+its previous env) at once, through a new connection if its own died; when more than max_fail hosts failed,
+every host goes back (a host where the stage had no release loses the link and shared/<stage>.env, and the
+error says so). A reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and
+SIGTERM are deferred (session.deferred_signals): the first names what it waits on, a second stops a reload as
+its timeout would. The release log gets the outcome on every host, and only then, once every host has its
+record, are the intents removed: a switch is done when its last effect is recorded (invariant 7).
 
 Every command that changes a host runs only while this run still holds the host's lock (lock.guarded): a
 run whose lock was taken from it (`doit unlock --force`) touches that host no more. A host that could not
