@@ -7,6 +7,7 @@ import pytest
 
 from doit_stages.config import HOOKS, Hook, Stage, load_config
 from doit_stages.config.hooks import HOOK_NODES
+from doit_stages.errors import StepError
 from doit_stages.layout import Layout
 from doit_stages.steps import hooks
 from doit_stages.steps.environment import app_command
@@ -132,7 +133,7 @@ def test_a_hook_on_a_host_runs_through_app_command_where_the_release_is_built_el
 
 def test_a_failing_hook_on_a_host_names_the_host_its_exit_and_last_line():
     st = stage(before_switch="./check")
-    with pytest.raises(Exception) as info:
+    with pytest.raises(StepError) as info:
         hooks.run_on_host(Recording(3, ["a", "disk almost full"]), Layout("/srv/blog"), st, st.hook("before_switch"),
                           "rid-1")
     assert str(info.value) == "ssh://deploy@web1:22: exit 3: disk almost full"
@@ -141,3 +142,48 @@ def test_a_failing_hook_on_a_host_names_the_host_its_exit_and_last_line():
 def test_a_hook_that_printed_nothing_fails_with_its_exit_status_alone():
     assert hooks.exit_text(1, "", "\n") == "exit 1"
     assert hooks.exit_text(2, "no space left\n", "copying\n") == "exit 2: no space left"
+
+
+class Run:
+    """What around() asks of a Session and a Releases, recording the order of what happened."""
+
+    def __init__(self, failing: str = ""):
+        from types import SimpleNamespace
+        self.seen: list[str] = []
+        self.failing = failing
+        self.releases = SimpleNamespace(of=lambda st: SimpleNamespace(id="rid-1"), known=lambda st: None)
+
+    def lock(self, hosts, what):
+        self.seen.append(f"lock {what}")
+
+    def run_hook(self, s, st, key, rids, make_context):
+        self.seen.append(f"{key} in {rids}")
+        if key == self.failing:
+            raise StepError(f"{key} (./x): failed on 1 of 1 host(s): local: exit 1")
+
+
+@pytest.mark.parametrize("node", ["upload", "build", "migrate", "verify"])
+def test_a_nodes_work_runs_between_its_hooks_after_the_lock(monkeypatch, node):
+    run = Run()
+    monkeypatch.setattr(hooks, "run_hook", run.run_hook)
+    st = stage(**{f"before_{node}": "./before", f"after_{node}": "local: ./after"})
+    out = hooks.around(run, run.releases, st, node, lambda: run.seen.append("work") or "done")
+    assert out == "done"
+    assert run.seen == [f"lock {node}:test", f"before_{node} in rid-1", "work", f"after_{node} in None"]
+
+
+def test_a_failing_before_hook_fails_the_node_before_its_work(monkeypatch):
+    run = Run(failing="before_switch")
+    monkeypatch.setattr(hooks, "run_hook", run.run_hook)
+    with pytest.raises(StepError) as info:
+        hooks.around(run, run.releases, stage(before_switch="./check", after_switch="./never-here"), "switch",
+                     lambda: run.seen.append("work"))
+    assert run.seen == ["lock switch:test", "before_switch in rid-1"]    # after_switch: the switch's own
+    assert str(info.value).endswith("local: exit 1; switch:test changed nothing")
+
+
+def test_a_node_without_hooks_runs_its_work_alone(monkeypatch):
+    run = Run()
+    monkeypatch.setattr(hooks, "run_hook", run.run_hook)
+    assert hooks.around(run, run.releases, stage(on_success="local: ./tell"), "build", lambda: "built") == "built"
+    assert run.seen == []
