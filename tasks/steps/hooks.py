@@ -7,7 +7,7 @@ build_command runs) where the release is built for the stage; where it is not (t
 before_build, an on_failure before the build), in deploy_root, without the app's env. `local:`: once on this
 machine, in the directory of stages.ini, with DEPLOY_* (Context) in its environment. Every line a hook
 prints is shown as it comes (a local hook's when it ends), after its host. A failing hook raises one
-StepError naming the key, the command, the host and its last line.
+StepError naming the key (not its command, which may hold a token), the host, its exit status and last line.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def run_hook(s, stage: Stage, key: str, rids, make_context) -> None:
     hook = stage.hook(key)
     if hook is None:
         return
-    what = f"{key} ({hook.command})"
+    what = key   # not the command: a token written into it would be in every error and DEPLOY_ERROR
     if hook.local:
         run_local(s.config.workdir, hook, make_context(), what)
         return
@@ -146,8 +146,7 @@ def host_hook(s, stage: Stage, key: str, rid: str):
         try:
             run_on_host(t, s.layout, stage, hook, rid)
         except StepError as exc:
-            raise StepError(f"{t.host}: {key} ({hook.command}) failed: {str(exc).removeprefix(f'{t.host}: ')}") \
-                from None
+            raise StepError(f"{t.host}: {key} failed: {str(exc).removeprefix(f'{t.host}: ')}") from None
     return one
 
 

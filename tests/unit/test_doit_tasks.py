@@ -45,7 +45,7 @@ def test_a_node_with_an_after_hook_is_done_only_once_its_hook_passed_for_the_rel
     hooked = _after_hook(run, "build", stage, task)
     action, uptodate = hooked["actions"][0], hooked["uptodate"][0]
     assert action() == {"after_build": "rid-2"}
-    outcome[0] = TaskFailed("build:test: after_build (./check) failed on 1 of 1 host(s): local: exit 1")
+    outcome[0] = TaskFailed("build:test: after_build: failed on 1 of 1 host(s): local: exit 1")
     assert action() is outcome[0]
     assert uptodate(None, {"after_build": "rid-2"}) and not uptodate(None, {"after_build": "rid-1"})
     assert not uptodate(None, {})

@@ -159,7 +159,7 @@ class Run:
     def run_hook(self, s, st, key, rids, make_context):
         self.seen.append(f"{key} in {rids}")
         if key == self.failing:
-            raise StepError(f"{key} (./x): failed on 1 of 1 host(s): local: exit 1")
+            raise StepError(f"{key}: failed on 1 of 1 host(s): local: exit 1")
 
 
 @pytest.mark.parametrize("node", ["upload", "build", "migrate", "verify"])
