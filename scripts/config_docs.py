@@ -12,6 +12,7 @@ from pathlib import Path
 from doit_stages.config import DURATION_UNITS
 from doit_stages.config import appenv as config_appenv
 from doit_stages.config import database as config_database
+from doit_stages.config import hooks as config_hooks
 from doit_stages.config import project as config_project
 from doit_stages.config import stage as config_stage
 
@@ -33,6 +34,8 @@ def default_text(spec) -> str:
     default = spec.default
     if isinstance(default, config_stage.FromProject):
         return f"[project] {default.key}"
+    if default is config_hooks.inherited:
+        return ""
     return default(AnySection) if callable(default) else default
 
 
@@ -90,6 +93,15 @@ def render() -> str:
         "One section per stage. A default `[project] <key>` is the project's value of that key.",
         "",
         *table(config_stage.STAGE, config_stage),
+        "## Hooks: keys of `[project]` and `[stage:<name>]`",
+        "",
+        "Each is a command run on every host of the stage (in the release, with its env, where the release is",
+        "built for the stage; else in deploy_root), or, prefixed `local:`, once on this machine in the directory",
+        "of `stages.ini` with `DEPLOY_*` variables. A stage takes the project's hook of a key unless it writes",
+        "the key (empty: none). No default. `<key>.<role>` is refused: roles do not exist yet.",
+        "How they run: [hooks.md](hooks.md).",
+        "",
+        *table(config_hooks.HOOKS, config_hooks),
         "## `[database:<name>]`",
         "",
         "One section per database: the keys of both engines, then those of its `engine`; a key of the other",
@@ -133,6 +145,7 @@ def render() -> str:
         f"| `duration` | a whole number with an optional unit ({units}; none: seconds), e.g. `30s`, `24h` |",
         "| `whole(n)` | a whole number, at least n |",
         "| `choice(...)` | one of the words listed |",
+        "| `hook` | `local: ` and a command, or a command; the command as `command` |",
         "| `command` | split into an argv by POSIX shell rules (`shlex`) at load, run with no shell; a ` ;` "
         "inside quotes is not a comment ([stages-ini.md](stages-ini.md#command-keys)) |",
         "| `headers` | `Name: value, Name: value` ([stages-ini.md](stages-ini.md#the-health-check)) |",

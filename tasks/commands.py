@@ -10,9 +10,10 @@ from .releases import Releases
 from .runtime.common import read_text
 from .runtime.lock import alive_here, break_lock, holder_text, probe_lock
 from .session import Session
+from .steps import hooks
 from .steps.archive import Release
 from .steps.build import build_release, is_built
-from .steps.links import live_release, release_of
+from .steps.links import live_release, release_of, stage_releases
 from .steps.releaselog import last_switch, make_record, read_log, rollback_target
 from .steps.switch import read_state, switch_stage
 from .steps.verify import verify_stage
@@ -20,7 +21,10 @@ from .transport import CommandFailed
 
 
 def run_verify(s: Session, r: Releases, stage: Stage) -> str:
-    return verify_stage(s, stage)
+    """verify:<stage>, between its before_verify and after_verify, which run in the release each host runs."""
+    def live() -> dict:
+        return dict(zip(stage.hosts, stage_releases(s, stage, f"verify:{stage.name}")))
+    return hooks.around(s, r, stage, "verify", lambda: verify_stage(s, stage), rids=live)
 
 
 def run_rollback(s: Session, r: Releases, stage: Stage) -> str:

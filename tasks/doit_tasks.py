@@ -18,6 +18,7 @@ from .config.appenv import read_secrets
 from .errors import StepError
 from .releases import Releases
 from .session import Session
+from .steps import hooks
 from .transport import CommandFailed
 
 NODE_GROUPS = ("upload", "build", "migrate", "switch")
@@ -56,8 +57,32 @@ class Reporter(ConsoleReporter):
             super()._write_failure(result, write_exception)
 
     def complete_run(self):
+        """The run's end: the on_success or on_failure hooks of the stages the command names, then doit's own."""
+        run_outcome_hooks(self.failures, self.runtime_errors)
         self.failures = [f for f in self.failures if not isinstance(f["exception"], TaskFailed)]
         super().complete_run()
+
+
+def run_outcome_hooks(failures: list[dict], runtime_errors: list[str]) -> None:
+    """on_success / on_failure once, after a command that runs tasks (DEPLOY_ERROR: the run's first error).
+    doit reports the run's end from a `finally`: a run stopped by Ctrl-C or SIGTERM is still propagating."""
+    if not runs_tasks(sys.argv):
+        return
+    error, stopped = "", sys.exc_info()[1]
+    if isinstance(stopped, KeyboardInterrupt):
+        error = "interrupted (Ctrl-C)"
+    elif isinstance(stopped, SystemExit):
+        error = f"stopped (exit {stopped.code})"
+    elif stopped is not None:
+        error = f"{type(stopped).__name__}: {stopped}".splitlines()[0]
+    elif failures:
+        name, exc = failures[0]["task"].name, failures[0]["exception"]
+        msg = (exc.message if isinstance(exc, TaskFailed) else exc.get_msg()).strip().splitlines() or ["?"]
+        error = msg[0] if msg[0].startswith(name) else f"{name}: {msg[0]}"
+    elif runtime_errors:
+        error = (runtime_errors[0].strip().splitlines() or ["?"])[0]
+    run = this_run()
+    hooks.run_outcome_hooks(run.session, run.releases, task_words(sys.argv), error)
 
 
 def ini_path() -> Path:
@@ -236,7 +261,32 @@ def archive(run: Run) -> dict:
 def per_stage(run: Run, kind: str, doc: str, work, done, only=None):
     for s in run.config.stages.values():
         if only is None or only(run.config, s):
-            yield _node(run, f"{kind}:{s.name}", doc.format(stage=s), work, done, s)
+            yield _after_hook(run, kind, s, _node(run, f"{kind}:{s.name}", doc.format(stage=s), work, done, s))
+
+
+def _after_hook(run: Run, kind: str, stage, task: dict) -> dict:
+    """A node with an after_<kind> hook is done only when, besides its real state, its after hook passed for
+    this release: the action returns {after_<kind>: release}, which doit keeps only when the action succeeded.
+    So a rerun after a failed after hook does the node (whose steps skip what is there) and the hook again.
+    (after_switch runs inside the switch: a failure there puts the hosts back, so the switch is not done.)"""
+    key = f"after_{kind}"
+    if kind == "switch" or stage.hook(key) is None:
+        return task
+    act, check = task["actions"][0], task["uptodate"][0]
+
+    def release() -> str | None:
+        try:
+            return run.releases.of(stage).id
+        except (StepError, CommandFailed, ConfigError):
+            return None
+
+    def action():
+        failed = act()
+        return failed if failed is not None else {key: release()}
+
+    def uptodate(task, values):
+        return check() and release() is not None and values.get(key) == release()
+    return {**task, "actions": [action], "uptodate": [uptodate]}
 
 
 def commands_(run: Run):

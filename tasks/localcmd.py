@@ -55,13 +55,15 @@ def command(argv: Sequence[str]) -> BaseCommand | None:
     return local[program][list(argv[1:])]
 
 
-def call(argv: Sequence[str], cwd: str | os.PathLike | None = None, timeout: float | None = None) -> Done:
+def call(argv: Sequence[str], cwd: str | os.PathLike | None = None, timeout: float | None = None,
+         env: dict[str, str] | None = None) -> Done:
     """Run argv here and wait: its exit code and output. A missing program is exit 127, no end within
-    timeout seconds is exit 124 (the command killed), each with a line on stderr saying so."""
+    timeout seconds is exit 124 (the command killed), each with a line on stderr saying so. env: variables
+    set for it, over this process's environment."""
     cmd = command(argv)
     if cmd is None:
         return Done(NOT_FOUND, b"", f"{argv[0]}: command not found".encode())
-    proc = cmd.popen(stdin=subprocess.DEVNULL, cwd=cwd, env=dict(os.environ))
+    proc = cmd.popen(stdin=subprocess.DEVNULL, cwd=cwd, env={**os.environ, **(env or {})})
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -15,6 +15,7 @@ from .progress import Progress
 from .releases import Releases
 from .session import Session
 from .steps import build as build_step
+from .steps import hooks
 from .steps.archive import local_release
 from .steps.environment import env_token
 from .steps.links import release_of
@@ -68,6 +69,10 @@ def check_shared_files(s: Session, stage: Stage, what: str) -> None:
 
 
 def run_upload(s: Session, r: Releases, stage: Stage) -> str:
+    return hooks.around(s, r, stage, "upload", lambda: _upload(s, r, stage))
+
+
+def _upload(s: Session, r: Releases, stage: Stage) -> str:
     release, what, build_dir = r.of(stage), f"upload:{stage.name}", s.config.build_dir
     if local_release(build_dir, release.id) is None:
         raise StepError(f"{what}: build/{release.id}.tar.gz is missing or damaged; run doit archive")
@@ -95,6 +100,10 @@ def build_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
+    return hooks.around(s, r, stage, "build", lambda: _build(s, r, stage))
+
+
+def _build(s: Session, r: Releases, stage: Stage) -> str:
     release, what = r.of(stage), f"build:{stage.name}"
     check_shared_files(s, stage, what)
     s.lock(stage.hosts, what)
@@ -151,8 +160,9 @@ def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
     its outcome, so that a run that died half way is finished by the next (invariant 7)."""
     from .steps.migration import production_migration
     if stage.restore_from:
-        return run_rehearsal(s, r, stage)
-    return production_migration.migrate_production(s, stage, r.of(stage).id)
+        return hooks.around(s, r, stage, "migrate", lambda: run_rehearsal(s, r, stage))
+    return hooks.around(s, r, stage, "migrate",
+                        lambda: production_migration.migrate_production(s, stage, r.of(stage).id))
 
 
 def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
@@ -197,8 +207,20 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
 
 
 def run_switch(s: Session, r: Releases, stage: Stage) -> str:
-    release, backups = r.of(stage), []
+    return hooks.around(s, r, stage, "switch", lambda: _switch(s, r, stage))
+
+
+def _switch(s: Session, r: Releases, stage: Stage) -> str:
+    """after_switch: on each host inside the switch (a failure is a failed reload), or, local:, once when
+    every host switched (a failure puts every host back)."""
+    release, backups, what = r.of(stage), [], f"switch:{stage.name}"
     if s.config.stage_database(stage) and not stage.restore_from:   # else migration_backups has none
         from .steps.migration import production_migration
         backups = production_migration.migration_backups(s, stage, release.id)
-    return switch_stage(s, stage, release.id, release.revision, "ok", f"switch:{stage.name}", backups=backups)
+    after = stage.hook("after_switch")
+    once = None
+    if after is not None and after.local:
+        def once():
+            hooks.run_hook(s, stage, "after_switch", release.id, lambda: hooks.context(s, stage, release, what))
+    return switch_stage(s, stage, release.id, release.revision, "ok", what, backups=backups,
+                        after_host=hooks.host_hook(s, stage, "after_switch", release.id), after_all=once)

@@ -80,6 +80,11 @@ class Releases:
                 self._by_stage[stage.name] = self._find(stage)
             return self._by_stage[stage.name]
 
+    def known(self, stage) -> Release | None:
+        """What `stage` is getting, if this run found it already (never builds or asks anything)."""
+        with self._mutex:
+            return self._by_stage.get(stage.name)
+
     def _find(self, stage) -> Release:
         if not stage.promote_from:
             return self.built_release() or self.make_archive()

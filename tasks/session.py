@@ -40,6 +40,8 @@ class Session:
         self.hosts = Executor(self.connections, config.project.parallel)
         self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
         self.waits = Waits()   # what the run waits on now, per host (a reload, a health check)
+        # stage -> the release it ran before this run's switch of it (None: none): hooks' DEPLOY_PREVIOUS
+        self.switched_from: dict[str, str | None] = {}
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         self._locked: list[Host] = []

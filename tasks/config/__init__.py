@@ -8,6 +8,7 @@ to change. Nothing here touches a host or a database. The pieces:
     reader      the file, and one section read by its table of keys: Key(parse, default, doc)
     project     [project]'s table            database  [database:<name>]'s tables (per engine)
     stage       [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
+    hooks       the hook keys of both (before_<node>, after_<node>, on_success, on_failure)
     checks      rules across sections: links, promote_from, restore targets, relative paths
     appenv      [env], [secrets] and their [env:<stage>], [secrets:<stage>]; reading the secrets' values
     values      pure parsers of one value (host, duration, list, S3 endpoint)
@@ -23,12 +24,14 @@ from . import appenv
 from . import database as config_database
 from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
 from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
+from .hooks import HOOK_NODES, HOOKS, role_keys
 from .model import (
     BUCKET_RE,
     PREFIX_RE,
     Config,
     ConfigError,
     Database,
+    Hook,
     Host,
     Project,
     S3Store,
@@ -52,10 +55,11 @@ from .values import (
     split_list,
 )
 
-__all__ = ["BUCKET_RE", "BUILDS", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS", "MAX_LOCK_RETRIES",
-           "MAX_LOCK_TIMEOUT", "NAME_RE", "PREFIX_RE", "PROJECT_KEYS", "REGION_RE", "STAGE_KEYS", "Config",
-           "ConfigError", "Database", "Host", "Project", "S3Store", "Secret", "Stage", "check_endpoint", "config_path",
-           "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command", "split_list"]
+__all__ = ["BUCKET_RE", "BUILDS", "Config", "ConfigError", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS",
+           "Database", "HOOKS", "HOOK_NODES", "Hook", "Host", "MAX_LOCK_RETRIES", "MAX_LOCK_TIMEOUT", "NAME_RE",
+           "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "S3Store", "STAGE_KEYS", "Secret", "Stage",
+           "check_endpoint", "config_path", "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command",
+           "split_list"]
 
 PROJECT_KEYS = set(PROJECT)
 DATABASE_KEYS = set(config_database.KEYS)
@@ -106,7 +110,7 @@ def read_config(ini: Ini) -> Config:
     project = read_project(ini)
     stage_sections = [s for s in sections if s.startswith("stage:")]
     for s in stage_sections:
-        ini.check_keys(s, STAGE)
+        ini.check_keys(s, {**STAGE, **HOOKS}, role_keys(ini, s))
     stage_hosts = {s[6:]: read_hosts(ini, s) for s in stage_sections}
     databases = {s[9:]: read_database(ini, s, stage_hosts) for s in sections if s.startswith("database:")}
     check_host_spellings(ini, stage_hosts, databases)

@@ -1,7 +1,8 @@
 """The loaded stages.ini: frozen dataclasses that every other module trusts (built only by load_config).
 
-Project, Database and Stage hold one section each, Host one entry of `hosts` or `backup_host`, S3Store the
-parsed `artifact_store = s3://...`, Config the whole file. No parsing of the file here: see config.py.
+Project, Database and Stage hold one section each, Hook one hook key, Host one entry of `hosts` or
+`backup_host`, S3Store the parsed `artifact_store = s3://...`, Config the whole file. No parsing of the file
+here: see config.py.
 """
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ def _set_argvs(obj, **commands: str) -> None:
     """The argv fields of a frozen dataclass, from its command texts (split once, when it is built)."""
     for name, text in commands.items():
         object.__setattr__(obj, name, split_command(text))
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One hook key (before_build, on_success, ...): a command run on every host of the stage, or, written
+    with the `local:` prefix, once on the deploying machine (config/hooks.py; steps/hooks.py runs it)."""
+    key: str
+    command: str                 # as written, `local:` included
+    local: bool
+    argv: tuple[str, ...]        # the command without its prefix, split (shlex) at load
 
 
 @dataclass(frozen=True)
@@ -156,10 +167,14 @@ class Stage:
     # [env] with [env:<stage>] over it: (name, literal value) in file order; [secrets] likewise, the sources
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[Secret, ...] = ()
+    hooks: tuple[Hook, ...] = ()   # the stage's own, else the project's, key by key (config/hooks.py)
     reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
 
     def __post_init__(self) -> None:
         _set_argvs(self, reload_argv=self.reload_command)
+
+    def hook(self, key: str) -> Hook | None:
+        return next((h for h in self.hooks if h.key == key), None)
 
     @property
     def chain_task(self) -> str:
@@ -198,6 +213,7 @@ class Project:
     buildout_config: str = "buildout.cfg"
     requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
     health_headers: tuple[tuple[str, str], ...] = ()
+    hooks: tuple[Hook, ...] = ()   # the hook keys of [project], which every stage takes unless it sets its own
     # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
     build_argv: tuple[str, ...] = field(init=False, repr=False)
     migrate_argv: tuple[str, ...] = field(init=False, repr=False)
@@ -206,6 +222,9 @@ class Project:
     def __post_init__(self) -> None:
         _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
                    reload_argv=self.reload_command)
+
+    def hook(self, key: str) -> Hook | None:
+        return next((h for h in self.hooks if h.key == key), None)
 
     @property
     def store(self) -> S3Store | None:

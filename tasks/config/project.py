@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 
 from . import rules
+from .hooks import HOOKS, read_hooks, role_keys
 from .model import Project, parse_store
 from .reader import (
     Ini,
@@ -162,5 +163,5 @@ PROJECT: dict[str, Key] = {
 
 
 def read_project(ini: Ini) -> Project:
-    ini.check_keys("project", PROJECT)
-    return Project(**Section(ini, "project", PROJECT).read())
+    ini.check_keys("project", {**PROJECT, **HOOKS}, role_keys(ini, "project"))
+    return Project(**Section(ini, "project", PROJECT).read(), hooks=read_hooks(ini, "project"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import rules
+from .hooks import read_hooks
 from .model import Host, Stage
 from .project import buildout_config
 from .reader import (
@@ -135,4 +136,4 @@ def read_hosts(ini: Ini, section: str) -> tuple[Host, ...]:
 def read_stage(ini: Ini, section: str, hosts: tuple[Host, ...], project, databases) -> Stage:
     name = section.partition(":")[2]
     sec = Section(ini, section, STAGE, {"hosts": hosts}, stage=name, project=project, databases=databases)
-    return Stage(name=name, **sec.read())
+    return Stage(name=name, **sec.read(), hooks=read_hooks(ini, section, project))

@@ -1,17 +1,17 @@
 """switch: a stage moved to a release (and its env version) on all its hosts, batch by batch, or on none.
 
 Every host is checked first (release ready and built for the stage, an env version recorded for it, shared
-links in place, no directory on the way to the link a symlink), by one command that also reads its link
-and any intent left there. Then an intent is written on every host (stage, release, env version, that
-host's previous link and the env the release had, the run's token), and each batch is switched by rename
-(links.py: the release's env file for the stage, then the link), reloaded and health-checked, per host. A
-host that fails any of these goes back to its previous release (and the release to its previous env) at
-once, through a new connection if its own died; when more than max_fail hosts failed, every host goes back
-(a host where the stage had no release loses the link and shared/<stage>.env, and the error says so). A
-reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and SIGTERM are deferred
-(session.deferred_signals): the first names what it waits on, a second stops a reload as its timeout would.
-The release log gets the outcome on every host, and only then, once every host has its record, are the
-intents removed: a switch is done when its last effect is recorded (invariant 7).
+links in place, no directory on the way to the link a symlink), by one command that also reads its link and
+any intent left there. Then an intent is written on every host (stage, release, env version, that host's
+previous link and the env the release had, the run's token), and each batch is switched by rename (links.py:
+the release's env file for the stage, then the link), reloaded, its after_switch hook run (see hooks.py) and
+health-checked, per host. A host that fails any of these goes back to its previous release (and the release to
+its previous env) at once, through a new connection if its own died; when more than max_fail hosts failed,
+every host goes back (a host where the stage had no release loses the link and shared/<stage>.env, and the
+error says so). A reload runs at most reload_timeout (switch_back.py); while the switch waits, SIGINT and
+SIGTERM are deferred (session.deferred_signals): the first names what it waits on, a second stops a reload as
+its timeout would. The release log gets the outcome on every host, and only then, once every host has its
+record, are the intents removed: a switch is done when its last effect is recorded (invariant 7).
 
 Every command that changes a host runs only while this run still holds the host's lock (lock.guarded): a
 run whose lock was taken from it (`doit unlock --force`) touches that host no more. A host that could not
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .. import failpoints
 from ..config import Stage
@@ -79,16 +80,28 @@ class Switch:
     what: str
     plan: dict = field(default_factory=dict)
     prev_rid: str | None = None
+    after_host: Callable[[Transport], None] | None = None   # after_switch on a host (steps/hooks.py)
+    after_all: Callable[[], None] | None = None             # a local: after_switch, once
 
 
 def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result: str, what: str,
-                 backups: list[str] | None = None, extra_records: list[dict] | None = None) -> str:
-    """Move the stage to rid on every host or none; result is what the release log records (ok, rollback)."""
-    sw = Switch(session, stage, rid, revision, result, what)
+                 backups: list[str] | None = None, extra_records: list[dict] | None = None,
+                 after_host=None, after_all=None) -> str:
+    """Move the stage to rid on every host or none; result is what the release log records (ok, rollback).
+    after_host: the after_switch hook, run on each host after its reload and before its health check, a
+    failure a failed reload; after_all: a local: one, run once when every batch switched, a failure puts
+    every host back."""
+    sw = Switch(session, stage, rid, revision, result, what, after_host=after_host, after_all=after_all)
     note = _check_and_settle(sw)
+    session.switched_from.setdefault(stage.name, sw.prev_rid)
     _write_intents(sw)
     with session.deferred_signals(what) as interrupted:
         done, failed = _switch_batches(sw, interrupted)
+        if sw.after_all is not None and done:
+            try:
+                sw.after_all()
+            except StepError as exc:
+                _undo_all(sw, done, [*failed, ("local", exc)], 0)
         failpoints.hit("switch.before_log")
         _record_outcome(sw, done, failed, backups, extra_records)
         if interrupted():
@@ -154,6 +167,8 @@ def _go_live(sw: Switch, t: Transport) -> None:
                 never_took = not exc.unreachable and 0 < exc.retcode < 126 and not isinstance(exc, ReloadCutOff)
                 raise
         failpoints.hit("switch.after_reload", t.host)
+        if sw.after_host is not None:
+            sw.after_host(t)
         problem = None
         if stage.health_url:
             url = health_url(stage.health_url, t.address())

@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from doit_stages.config import ConfigError, Database, Host, Project, Stage, load_config
+from doit_stages.config import HOOKS, ConfigError, Database, Host, Project, Stage, load_config
 from doit_stages.config import database as config_database
 from doit_stages.config import project as config_project
 from doit_stages.config import stage as config_stage
@@ -140,12 +140,13 @@ def test_every_key_has_a_one_line_doc(table, key):
 
 
 def test_the_tables_name_every_field_of_the_dataclasses():
-    """Every field given when a dataclass is built (not the argv fields, split from the commands then)."""
+    """Every field given when a dataclass is built (not the argv fields, split from the commands then);
+    hooks: the hook keys' table (test_hooks.py)."""
     def given(cls):
         return {f.name for f in dataclasses.fields(cls) if f.init}
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
-    assert names["project"] == given(Project)
-    assert names["stage"] | {"name", "env", "secrets"} == given(Stage)   # [env], [secrets]: config/appenv.py
+    assert names["project"] | {"hooks"} == given(Project)
+    assert names["stage"] | {"name", "hooks", "env", "secrets"} == given(Stage)   # [env], [secrets]: config/appenv.py
     assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
         given(Database)
 
@@ -192,7 +193,7 @@ def test_a_stage_takes_an_inherited_key_from_the_project_unless_it_sets_its_own(
                                             ("database", "database:prod")])
 def test_an_unknown_key_lists_exactly_the_tables_keys(tmp_path, table, section):
     msg = config_error(tmp_path, in_section(LOCAL_INI, section, "colour = blue"))
-    keys = config_database.KEYS if table == "database" else TABLES[table]
+    keys = config_database.KEYS if table == "database" else {**TABLES[table], **HOOKS}
     assert msg.endswith(f"[{section}] colour: unknown key; known keys: {', '.join(sorted(keys))}")
 
 

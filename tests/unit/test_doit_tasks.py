@@ -23,3 +23,31 @@ def test_deploy_of_a_promoted_stage_says_to_promote_it(tmp_path):
         "run doit promote:staging")
     assert wrong_chain(config, ["deploy:test", "promote:test"]).endswith("run doit deploy:test")
     assert wrong_chain(config, ["deploy:test", "promote:staging", "deploy:nosuch", "status"]) is None
+
+
+def test_a_node_with_an_after_hook_is_done_only_once_its_hook_passed_for_the_release():
+    """doit keeps what an action returns only when it succeeded: a failed after_build leaves no record of
+    this release, so the rerun does build:<stage> (and its hooks) again although the hosts are built."""
+    from types import SimpleNamespace
+
+    from doit.exceptions import TaskFailed
+
+    from doit_stages.config import Hook, Host, Stage
+    from doit_stages.doit_tasks import _after_hook
+    hook = Hook("after_build", "./check", False, ("./check",))
+    stage = Stage("test", (Host("local"),), "sites/test", hooks=(hook,))
+    run = SimpleNamespace(releases=SimpleNamespace(of=lambda st: SimpleNamespace(id="rid-2")))
+    outcome, built = [None], [True]
+    task = {"actions": [lambda: outcome[0]], "uptodate": [lambda: built[0]], "name": "test"}
+    assert _after_hook(run, "build", Stage("test", (Host("local"),), "sites/test"), task) is task
+    assert _after_hook(run, "switch", Stage("test", (Host("local"),), "sites/test", hooks=(
+        Hook("after_switch", "x", False, ("x",)),)), task) is task     # the switch runs its own
+    hooked = _after_hook(run, "build", stage, task)
+    action, uptodate = hooked["actions"][0], hooked["uptodate"][0]
+    assert action() == {"after_build": "rid-2"}
+    outcome[0] = TaskFailed("build:test: after_build: failed on 1 of 1 host(s): local: exit 1")
+    assert action() is outcome[0]
+    assert uptodate(None, {"after_build": "rid-2"}) and not uptodate(None, {"after_build": "rid-1"})
+    assert not uptodate(None, {})
+    built[0] = False
+    assert not uptodate(None, {"after_build": "rid-2"})
