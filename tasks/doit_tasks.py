@@ -63,7 +63,8 @@ class Reporter(ConsoleReporter):
         self._began.setdefault(task.name, time.monotonic())
 
     def execute_task(self, task):
-        self.nodes.setdefault(task.name, {"status": None, "seconds": None})
+        if _is_node(task):
+            self.nodes.setdefault(task.name, {"status": None, "seconds": None})
         super().execute_task(task)
 
     def skip_uptodate(self, task):
@@ -80,6 +81,8 @@ class Reporter(ConsoleReporter):
         super().add_failure(task, fail)
 
     def _end(self, task, status: str) -> None:
+        if not _is_node(task):   # a chain (deploy:test) or the hint: no work of its own
+            return
         began = self._began.get(task.name)
         self.nodes[task.name] = {"status": status,
                                  "seconds": None if began is None else round(time.monotonic() - began, 3)}
@@ -96,6 +99,10 @@ class Reporter(ConsoleReporter):
         super().complete_run()
         if runs_tasks(sys.argv):
             write_report(this_run(), self)
+
+
+def _is_node(task) -> bool:
+    return bool(task.actions) and not task.name.startswith("_")
 
 
 def error_line(name: str, fail) -> str:
@@ -134,8 +141,9 @@ def stop_early(message: str) -> None:
     the command runs tasks and the report's directory exists."""
     if runs_tasks(sys.argv) and os.environ.get("DEPLOY_REPORT"):
         base = initial_workdir()
-        summary = report.build_report(" ".join(task_words(sys.argv)), None, None, [], message, time.time(),
-                                      time.time())
+        words = task_words(sys.argv)
+        summary = report.build_report(" ".join(words), report.named_stage(words), None, [], message,
+                                      time.time(), time.time())
         if report.output_path(os.environ, "DEPLOY_REPORT", base).parent.is_dir():
             report.emit(os.environ, base, summary)
     sys.exit(f"ERROR: {message}")

@@ -61,6 +61,11 @@ def run_order(tasks: dict, selected: list[str]) -> list[str]:
     return [n for n in out if tasks[n].actions and not n.startswith("_")]
 
 
+def named_stage(words: list[str]) -> str | None:
+    """The stage a command line names, read before the config is (backup:<database> names none)."""
+    return next((w.partition(":")[2] for w in words if ":" in w and not w.startswith("backup:")), None)
+
+
 def command_stage(config: Config, words: list[str]):
     """The stage the command acts on: the first `<kind>:<stage>` naming one (backup:<database> names none)."""
     for word in words:
@@ -137,7 +142,7 @@ def markdown(report: dict) -> str:
     if report["nodes"]:
         out += ["| node | status | seconds | hosts |", "|---|---|---|---|"]
         out += [f"| `{n['name']}` | {n['status']} | {_seconds(n['seconds'])} | "
-                + ", ".join(f"`{h}`" for h in n["hosts"]) + " |" for n in report["nodes"]]
+                + (", ".join(f"`{h}`" for h in n["hosts"]) or "this machine") + " |" for n in report["nodes"]]
         out.append("")
     return "\n".join(out) + "\n"
 
@@ -170,8 +175,8 @@ def emit(environ, base: Path, report: dict, rehearsal_markdown: list[str] = ()) 
     path = output_path(environ, "GITHUB_STEP_SUMMARY", base)
     if path is not None:
         try:
-            with open(path, "a") as f:
-                f.write("\n".join([markdown(report), *rehearsal_markdown]))
+            with open(path, "a") as f:   # each part ends in a blank line: the next one starts a block
+                f.write("".join(part.rstrip("\n") + "\n\n" for part in [markdown(report), *rehearsal_markdown]))
         except OSError as exc:
             problems.append(f"GITHUB_STEP_SUMMARY={environ['GITHUB_STEP_SUMMARY']}: not written: "
                             f"{exc.strerror or exc}")

@@ -90,7 +90,7 @@ def test_the_report_is_written_whole_and_the_summary_appended(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "summary.md"]   # no temporary file left
     md = (tmp_path / "summary.md").read_text()
     assert md.count("### ✅ `doit deploy:test`: ok") == 2 and md.count("Migration rehearsal of `blog-1`") == 1
-    assert "Stage `test`, release `blog-1`, 12.5 s." in md
+    assert "Stage `test`, release `blog-1`, 12.5 s." in md and "`blog-1`\n\n### ✅" in md   # blocks apart
     assert "| `upload:test` | ran | 1.3 | `ssh://deploy@web1` |" in md
     env = {"DEPLOY_REPORT": str(tmp_path / "gone" / "r.json")}
     assert report.emit(env, tmp_path, rep)[0].startswith(f"DEPLOY_REPORT={tmp_path}/gone/r.json: not written")
