@@ -110,8 +110,9 @@ def error_line(name: str, fail) -> str:
     if isinstance(fail, TaskFailed) and not fail.traceback:
         msg = fail.message
         return msg if msg.startswith(name) else f"{name}: {msg}"
-    lines = [ln for ln in fail.get_msg().splitlines() if ln.strip()]
-    return f"{name}: {fail.get_name()}: {lines[-1].strip() if lines else 'failed'}"
+    tb = fail.traceback if isinstance(fail.traceback, list) else []
+    lines = (tb[-1] if tb else fail.message or "failed").strip().splitlines() or ["failed"]
+    return f"{name}: {fail.get_name()}: {lines[0]}"   # a bug: the exception's own line (the traceback is above)
 
 
 def initial_workdir() -> Path:

@@ -145,3 +145,13 @@ def test_an_output_in_no_directory_stops_before_anything(world):
     assert (rep["command"], rep["stage"], rep["result"], rep["error"], rep["nodes"]) == (
         "promote:prod", "prod", "failed", line[7:], [])
     assert p.links("sites/current") == before
+
+
+def test_a_command_refused_at_load_still_reports(world):
+    p = world["project"]
+    res = p.doit("deploy:staging", env=ci_env(world))
+    assert res.returncode == 1 and res.stderr.strip().startswith("ERROR: deploy:staging: stage staging is promoted")
+    rep, summary = outputs(world)
+    assert (rep["command"], rep["stage"], rep["result"], rep["nodes"]) == ("deploy:staging", "staging", "failed", [])
+    assert res.stderr.strip() == f"ERROR: {rep['error']}"
+    assert summary.rstrip().endswith(f"```\n{rep['error']}\n```")

@@ -23,3 +23,16 @@ def test_deploy_of_a_promoted_stage_says_to_promote_it(tmp_path):
         "run doit promote:staging")
     assert wrong_chain(config, ["deploy:test", "promote:test"]).endswith("run doit deploy:test")
     assert wrong_chain(config, ["deploy:test", "promote:staging", "deploy:nosuch", "status"]) is None
+
+
+def test_a_failed_nodes_line_is_named_by_the_node_once():
+    from doit.exceptions import TaskError, TaskFailed
+
+    from doit_stages.doit_tasks import error_line
+    assert error_line("build:test", TaskFailed("web1: pip failed")) == "build:test: web1: pip failed"
+    assert error_line("verify:test", TaskFailed("verify:test: infra-tests failed")) == "verify:test: infra-tests failed"
+    try:
+        raise ValueError("a bug\nwith two lines")
+    except ValueError as exc:
+        bug = TaskError("PythonAction Error", exc)
+    assert error_line("switch:test", bug) == "switch:test: TaskError: ValueError: a bug"
