@@ -5,8 +5,10 @@ each failed check's <failure> holds its assertion: the message as its `message`,
 its text. Pure: the checks' outcomes come from steps/infra_plugin.py."""
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -53,3 +55,14 @@ def document(suites: list[Suite]) -> str:
     root.extend(element(s) for s in suites)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(path: Path, suites: list[Suite]) -> None:
+    """The whole document or none: written beside the file, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(document(suites))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -55,10 +55,8 @@ def write_junit(session, suite: Suite) -> None:
     path = session.outputs.get("DEPLOY_JUNIT_XML")
     if path is None:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(junit.document(session.verify_suites))
-        os.replace(tmp, path)
+        junit.write(path, session.verify_suites)
     except OSError as exc:
         raise StepError(f"DEPLOY_JUNIT_XML={path}: not written: {exc.strerror or exc}") from None
 

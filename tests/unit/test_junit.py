@@ -28,3 +28,12 @@ def test_a_failed_check_carries_its_assertion():
     assert cases["test_db[ssh://deploy@web1]"].find("error").get("message") == "fixture 'db' not found"
     assert cases["test_later"].find("skipped") is not None
     assert root[1].get("tests") == "0"
+
+
+def test_the_file_is_written_whole(tmp_path):
+    from doit_stages.junit import write
+    path = tmp_path / "verify.xml"
+    path.write_text("an older run's")
+    write(path, [Suite("verify:test release blog-1", [Case("test_stage.py::test_link[local]")])])
+    assert ET.parse(path).getroot()[0][0].get("name") == "test_link[local]"
+    assert [p.name for p in tmp_path.iterdir()] == ["verify.xml"]
