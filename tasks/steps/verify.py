@@ -37,9 +37,9 @@ def verify_stage(session, stage: Stage) -> str:
     failures, summaries = [], []
     for rid, hosts in groups.items():
         ok, output, failed, cases = run_infra_tests(session, stage, rid, hosts)
-        write_junit(session, Suite(f"{what} release {rid}", cases or pytest_error(ok, output)))
         session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
                            f"{what}: recording the result")
+        write_junit(session, Suite(f"{what} release {rid}", cases or pytest_error(ok, output)))
         summaries.append(f"{rid}: {last_line(output)}")
         if not ok:
             print(failure_report(what, rid, failed, output), flush=True)
