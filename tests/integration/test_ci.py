@@ -155,3 +155,13 @@ def test_a_command_refused_at_load_still_reports(world):
     assert (rep["command"], rep["stage"], rep["result"], rep["nodes"]) == ("deploy:staging", "staging", "failed", [])
     assert res.stderr.strip() == f"ERROR: {rep['error']}"
     assert summary.rstrip().endswith(f"```\n{rep['error']}\n```")
+
+
+def test_no_password_in_what_ci_keeps(world):
+    from tests.lab.common import NASTY_PASSWORD
+    work = world["project"].workdir
+    kept = [work / "ci-out/report.json", work / "ci-out/verify.xml", world["summary"],
+            *(work / "build/rehearsals").glob("*.md")]
+    assert all(p.is_file() for p in kept)
+    for path in kept:
+        assert NASTY_PASSWORD not in path.read_text(), path
