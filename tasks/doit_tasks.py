@@ -5,14 +5,16 @@ connection and takes no lock: a command that runs tasks takes them at its first 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import commands, localcmd, nodes
+from . import commands, localcmd, nodes, report
 from .config import Config, ConfigError, config_path, load_config
 from .config.appenv import read_secrets
 from .errors import StepError
@@ -46,13 +48,53 @@ UNLOCK_FORCE = {"name": "force", "long": "force", "type": bool, "default": False
 
 
 class Reporter(ConsoleReporter):
-    """A failed step is one line on stderr naming the task and what to do; tracebacks stay for bugs."""
+    """A failed step is one line on stderr naming the task and what to do; tracebacks stay for bugs. It also
+    notes each node's status and time, for DEPLOY_REPORT and GITHUB_STEP_SUMMARY (report.py), written when
+    the run ends, however it ends (doit calls complete_run in a finally)."""
+
+    def __init__(self, outstream, options):
+        super().__init__(outstream, options)
+        self.started = time.time()
+        self.order: list[str] = []                      # the nodes the command runs, in doit's order
+        self.nodes: dict[str, dict] = {}                # name -> {"status", "seconds"} (no status: under way)
+        self._began: dict[str, float] = {}
+        self.error: str | None = None
+
+    def initialize(self, tasks, selected_tasks):
+        self.order = report.run_order(tasks, selected_tasks)
+
+    def get_status(self, task):
+        self._began.setdefault(task.name, time.monotonic())
+
+    def execute_task(self, task):
+        if _is_node(task):
+            self.nodes.setdefault(task.name, {"status": None, "seconds": None})
+        super().execute_task(task)
+
+    def skip_uptodate(self, task):
+        self._end(task, "up to date")
+        super().skip_uptodate(task)
+
+    def add_success(self, task):
+        self._end(task, "ran")
+        super().add_success(task)
+
+    def add_failure(self, task, fail):
+        self._end(task, "failed")
+        self.error = self.error or error_line(task.name, fail)
+        super().add_failure(task, fail)
+
+    def _end(self, task, status: str) -> None:
+        if not _is_node(task):   # a chain (deploy:test) or the hint: no work of its own
+            return
+        began = self._began.get(task.name)
+        self.nodes[task.name] = {"status": status,
+                                 "seconds": None if began is None else round(time.monotonic() - began, 3)}
 
     def _write_failure(self, result, write_exception=True):
         exc = result["exception"]
         if isinstance(exc, TaskFailed) and not exc.traceback:
-            name, msg = result["task"].name, exc.message
-            sys.stderr.write(f"ERROR: {msg}\n" if msg.startswith(name) else f"ERROR: {name}: {msg}\n")
+            sys.stderr.write(f"ERROR: {error_line(result['task'].name, exc)}\n")
         else:
             super()._write_failure(result, write_exception)
 
@@ -61,6 +103,28 @@ class Reporter(ConsoleReporter):
         run_outcome_hooks(self.failures, self.runtime_errors)
         self.failures = [f for f in self.failures if not isinstance(f["exception"], TaskFailed)]
         super().complete_run()
+        if runs_tasks(sys.argv):
+            write_report(this_run(), self)
+
+
+def _is_node(task) -> bool:
+    return bool(task.actions) and not task.name.startswith("_")
+
+
+def error_line(name: str, fail) -> str:
+    """The one line a failed node leaves (after `ERROR: `): its message, named by the node."""
+    if isinstance(fail, TaskFailed) and not fail.traceback:
+        msg = fail.message
+        return msg if msg.startswith(name) else f"{name}: {msg}"
+    tb = fail.traceback if isinstance(fail.traceback, list) else []
+    lines = (tb[-1] if tb else fail.message or "failed").strip().splitlines() or ["failed"]
+    return f"{name}: {fail.get_name()}: {lines[0]}"   # a bug: the exception's own line (the traceback is above)
+
+
+def initial_workdir() -> Path:
+    """Where the user ran doit (doit itself moves to dodo.py's dir): relative paths are relative to it."""
+    from doit import get_initial_workdir
+    return Path(get_initial_workdir())
 
 
 def run_outcome_hooks(failures: list[dict], runtime_errors: list[str]) -> None:
@@ -86,9 +150,32 @@ def run_outcome_hooks(failures: list[dict], runtime_errors: list[str]) -> None:
 
 
 def ini_path() -> Path:
-    """The stages.ini in use; relative to where the user ran doit (doit itself moves to dodo.py's dir)."""
-    from doit import get_initial_workdir
-    return config_path(base=get_initial_workdir())
+    """The stages.ini in use."""
+    return config_path(base=str(initial_workdir()))
+
+
+def write_report(run: Run, rep: Reporter) -> None:
+    """DEPLOY_REPORT and GITHUB_STEP_SUMMARY (report.py), at the end of a run that ran tasks."""
+    if not ({"DEPLOY_REPORT", "GITHUB_STEP_SUMMARY"} & set(run.session.outputs)):
+        return
+    summary = report.summarize(run.config, run.session, run.releases, task_words(sys.argv), rep.order, rep.nodes,
+                               rep.error, rep.started)
+    rehearsals = [p.read_text() for p in run.session.rehearsal_reports if p.is_file()]
+    for problem in report.emit(os.environ, initial_workdir(), summary, rehearsals):
+        sys.stderr.write(f"ERROR: {problem}\n")
+
+
+def stop_early(message: str) -> None:
+    """Stop with the one-line error before any task runs (exit status 1), written to DEPLOY_REPORT too when
+    the command runs tasks and the report's directory exists."""
+    if runs_tasks(sys.argv) and os.environ.get("DEPLOY_REPORT"):
+        base = initial_workdir()
+        words = task_words(sys.argv)
+        summary = report.build_report(" ".join(words), report.named_stage(words), None, [], message,
+                                      time.time(), time.time())
+        if report.output_path(os.environ, "DEPLOY_REPORT", base).parent.is_dir():
+            report.emit(os.environ, base, summary)
+    sys.exit(f"ERROR: {message}")
 
 
 def doit_config() -> dict:
@@ -107,21 +194,29 @@ class Run:
 
 @functools.cache
 def this_run() -> Run:
-    """The run of this doit process, made when doit first asks for tasks: a bad config or a bare node
-    group stops here with one line, before anything touches a host."""
+    """The run of this doit process, made when doit first asks for tasks: a bad config, a bare node group
+    or an output file (DEPLOY_REPORT, ...) in no directory stops here with one line, before anything
+    touches a host (DEPLOY_REPORT, when it can be, says so too)."""
     refuse_bare_groups(sys.argv)
     try:
         config = load_config(ini_path())
         wrong = wrong_chain(config, task_words(sys.argv)) if runs_tasks(sys.argv) else None
         if wrong:
-            sys.exit(f"ERROR: {wrong}")
+            stop_early(wrong)
+        outputs = report.check_outputs(os.environ, initial_workdir()) if runs_tasks(sys.argv) else None
+        if outputs:
+            stop_early(outputs)
         if runs_tasks(sys.argv):   # a missing password_env variable stops only the commands that need it
             config.require_passwords(databases_needed(config, task_words(sys.argv)))
             # the secrets likewise: read once, here, for the commands that write an env file
             read_secrets(config, stages_writing_env(config, task_words(sys.argv)), localcmd.call)
     except ConfigError as exc:
-        sys.exit(f"ERROR: {exc}")
+        stop_early(str(exc))
     session = Session(config)
+    for name in report.OUTPUTS:
+        path = report.output_path(os.environ, name, initial_workdir())
+        if path is not None:
+            session.outputs[name] = path
     session.lock_checks = runs_tasks(sys.argv)
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts

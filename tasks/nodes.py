@@ -171,7 +171,7 @@ def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
     (rehearsal_guard.record_rehearsal)."""
     from .steps.database import restore as restore_step
     from .steps.migration import rehearsal as rehearsal_step
-    from .steps.migration.rehearsal_guard import record_rehearsal
+    from .steps.migration.rehearsal_guard import keep_markdown, record_rehearsal
     from .steps.migration.rehearsal_report import text_table
     rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.hosts[0]
     src = s.config.databases[stage.restore_from]
@@ -187,6 +187,7 @@ def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
         t, s.layout, s.config, stage, rid, backup, begin=lambda: restore_step.mark_rehearsing(s, db, marker)))
     record_rehearsal(s, stage, report)
     s.hosts.one(first, lambda t: rehearsal_step.write_report(t, s.layout, report))
+    s.rehearsal_reports.append(keep_markdown(s.config, report))
     return f"rehearsed on a copy of {stage.restore_from}: {s.layout.rehearsal(rid)} on {first}\n" + text_table(report)
 
 

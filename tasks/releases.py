@@ -73,6 +73,12 @@ class Releases:
         self._by_stage.clear()
         return release
 
+    def known_id(self, stage) -> str | None:
+        """The release `stage` is getting in this run, if this run found it already (asks nothing)."""
+        with self._mutex:
+            found = self._by_stage.get(stage.name)
+        return found.id if found else None
+
     def of(self, stage) -> Release:
         """What `stage` is getting in this run."""
         with self._mutex:

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import uuid
+from pathlib import Path
 
 from .config import Config, Database, Host, Stage
 from .errors import StepError
@@ -44,6 +45,12 @@ class Session:
         self.switched_from: dict[str, str | None] = {}
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
+        # for CI (report.py, junit.py): the files the run writes, by variable (DEPLOY_REPORT, DEPLOY_JUNIT_XML,
+        # GITHUB_STEP_SUMMARY; set by doit_tasks where doit was run), the verify results so far, the
+        # Markdown rehearsal reports this machine wrote
+        self.outputs: dict[str, Path] = {}
+        self.verify_suites: list = []
+        self.rehearsal_reports: list[Path] = []
         self._locked: list[Host] = []
         self._project_lock = None
         self._mutex = threading.Lock()

@@ -58,8 +58,8 @@ from .values import (
 __all__ = ["BUCKET_RE", "BUILDS", "Config", "ConfigError", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS",
            "Database", "HOOKS", "HOOK_NODES", "Hook", "Host", "MAX_LOCK_RETRIES", "MAX_LOCK_TIMEOUT", "NAME_RE",
            "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "S3Store", "STAGE_KEYS", "Secret", "Stage",
-           "check_endpoint", "config_path", "host_key", "load_config", "parse_duration", "parse_host", "parse_store", "split_command",
-           "split_list"]
+           "check_endpoint", "config_path", "host_key", "load_config", "parse_duration", "parse_host", "parse_store",
+           "split_command", "split_list"]
 
 PROJECT_KEYS = set(PROJECT)
 DATABASE_KEYS = set(config_database.KEYS)

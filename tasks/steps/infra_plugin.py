@@ -17,6 +17,7 @@ from testinfra.backend.base import BaseBackend, CommandResult
 from testinfra.host import Host as TestinfraHost
 
 from ..config import Config, Host, Stage
+from ..junit import Case
 from ..layout import Layout
 
 CHECKS = pytest.StashKey["StageChecks"]()
@@ -55,6 +56,7 @@ class StageChecks:
     call: Any                                             # (host, argv) -> (code, stdout, stderr)
     prefetched: dict[Host, dict[str, tuple[int, str, str]]] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)   # (check's id, why it failed), in order
+    cases: dict[str, Case] = field(default_factory=dict)   # every check's outcome, for DEPLOY_JUNIT_XML
 
     def pytest_configure(self, config) -> None:
         config.stash[CHECKS] = self
@@ -68,10 +70,24 @@ class StageChecks:
     def pytest_runtest_logreport(self, report) -> None:
         if report.failed:
             self.failures.append((check_id(report.nodeid), failure_text(report)))
+        self._note(check_id(report.nodeid), report)
 
     def pytest_collectreport(self, report) -> None:
         if report.failed:
             self.failures.append((check_id(report.nodeid) or "collecting the checks", failure_text(report)))
+            self._note(check_id(report.nodeid) or "collecting the checks", report)
+
+    def _note(self, check: str, report) -> None:
+        """The check's outcome over its phases: its call's, unless its setup or teardown failed."""
+        case = self.cases.setdefault(check, Case(check))
+        case.seconds += getattr(report, "duration", 0.0) or 0.0
+        when = getattr(report, "when", "collect")
+        if report.failed and case.outcome == "passed":
+            case.outcome = "failed" if when == "call" else "error"
+            case.message, case.text = failure_text(report), report.longreprtext
+        elif report.skipped and case.outcome == "passed":
+            case.outcome = "skipped"
+            case.message = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else "skipped"
 
     def pytest_generate_tests(self, metafunc) -> None:
         if "_testinfra_host" in metafunc.fixturenames:

@@ -13,8 +13,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from .. import junit
 from ..config import Config, Stage
 from ..errors import StepError
+from ..junit import Case, Suite
 from ..layout import Layout
 from ..runtime.common import json_or_none, last_line, read_text
 from ..transport import Transport
@@ -34,9 +36,10 @@ def verify_stage(session, stage: Stage) -> str:
         groups.setdefault(rid, []).append(host)
     failures, summaries = [], []
     for rid, hosts in groups.items():
-        ok, output, failed = run_infra_tests(session, stage, rid, hosts)
+        ok, output, failed, cases = run_infra_tests(session, stage, rid, hosts)
         session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
                            f"{what}: recording the result")
+        write_junit(session, Suite(f"{what} release {rid}", cases or pytest_error(ok, output)))
         summaries.append(f"{rid}: {last_line(output)}")
         if not ok:
             print(failure_report(what, rid, failed, output), flush=True)
@@ -44,6 +47,26 @@ def verify_stage(session, stage: Stage) -> str:
     if failures:
         raise StepError(f"{what}: infra-tests failed for " + " / ".join(failures))
     return "; ".join(summaries)
+
+
+def write_junit(session, suite: Suite) -> None:
+    """DEPLOY_JUNIT_XML: every verify of this run so far, the file rewritten whole (tmp + rename)."""
+    session.verify_suites.append(suite)
+    path = session.outputs.get("DEPLOY_JUNIT_XML")
+    if path is None:
+        return
+    try:
+        junit.write(path, session.verify_suites)
+    except OSError as exc:
+        raise StepError(f"DEPLOY_JUNIT_XML={path}: not written: {exc.strerror or exc}") from None
+
+
+def pytest_error(ok: bool, output: str) -> list[Case]:
+    """No check ran: pytest itself failed (a usage error, no checks found); its last lines as one case."""
+    if ok:
+        return []
+    lines = output.strip().splitlines()
+    return [Case("pytest", "error", message=lines[-1] if lines else "pytest failed", text="\n".join(lines[-20:]))]
 
 
 def failure_report(what: str, rid: str, failed: list[tuple[str, str]], output: str) -> str:
@@ -88,10 +111,11 @@ def pytest_args(config: Config) -> list[str]:
             "-p", "no:legacypath", "--no-header", *dirs]
 
 
-def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, str, list[tuple[str, str]]]:
+def run_infra_tests(session, stage: Stage, release: str,
+                    hosts) -> tuple[bool, str, list[tuple[str, str]], list[Case]]:
     """pytest in this process (no second interpreter), its testinfra hosts riding on the run's own sessions.
     The commands every host answers (the facts, the database check) are sent to all hosts at once first.
-    Returns (passed, pytest's output, [(failed check's id, its assertion text)])."""
+    Returns (passed, pytest's output, [(failed check's id, its assertion text)], every check's outcome)."""
     import pytest  # only runs that verify pay for pytest's import
 
     from . import infra_plugin
@@ -105,7 +129,7 @@ def run_infra_tests(session, stage: Stage, release: str, hosts) -> tuple[bool, s
         code = pytest.main(pytest_args(session.config), plugins=[infra_plugin, checks])
     if code == pytest.ExitCode.INTERRUPTED:   # Ctrl-C: no verdict to record, the run stops
         raise KeyboardInterrupt
-    return code == 0, out.getvalue(), checks.failures
+    return code == 0, out.getvalue(), checks.failures, list(checks.cases.values())
 
 
 def prefetch(session, stage: Stage, release: str, hosts) -> dict:

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import _posixsubprocess
 import os
+import platform
 import socket
 import subprocess
 
 import pytest
 
 DATABASE_PORTS = {3306, 5432}      # MariaDB, PostgreSQL
+
+# plumbum reads platform.uname() when it is imported, and platform asks `uname -p` once and caches it: asked
+# here, before the guard, so that a test file run alone imports the package as it does in the whole run
+platform.uname().processor
 
 
 def _refused(what: str):

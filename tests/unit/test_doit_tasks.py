@@ -51,3 +51,16 @@ def test_a_node_with_an_after_hook_is_done_only_once_its_hook_passed_for_the_rel
     assert not uptodate(None, {})
     built[0] = False
     assert not uptodate(None, {"after_build": "rid-2"})
+
+
+def test_a_failed_nodes_line_is_named_by_the_node_once():
+    from doit.exceptions import TaskError, TaskFailed
+
+    from doit_stages.doit_tasks import error_line
+    assert error_line("build:test", TaskFailed("web1: pip failed")) == "build:test: web1: pip failed"
+    assert error_line("verify:test", TaskFailed("verify:test: infra-tests failed")) == "verify:test: infra-tests failed"
+    try:
+        raise ValueError("a bug\nwith two lines")
+    except ValueError as exc:
+        bug = TaskError("PythonAction Error", exc)
+    assert error_line("switch:test", bug) == "switch:test: TaskError: ValueError: a bug"

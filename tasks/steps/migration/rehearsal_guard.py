@@ -25,7 +25,7 @@ from ...config import Config, Stage, host_key
 from ...errors import StepError
 from ...runtime.common import json_or_none, read_text, write_file
 from .rehearsal import production_plan, read_report_bytes, report_bytes, set_aside
-from .rehearsal_report import Witness, other_rehearsal, record_of, refusal, stale, text_table, untrusted
+from .rehearsal_report import Witness, markdown, other_rehearsal, record_of, refusal, stale, text_table, untrusted
 
 
 def rehearsing_stage(config, stage: Stage) -> Stage | None:
@@ -44,6 +44,17 @@ def rehearsing_stage(config, stage: Stage) -> Stage | None:
 def local_record(config: Config, rid: str) -> Path:
     """This deploying machine's record of a rehearsal it ran (beside stages.ini, like doit's dep file)."""
     return config.build_dir / "rehearsals" / f"{rid}.json"
+
+
+def keep_markdown(config: Config, report: dict) -> Path:
+    """build/rehearsals/<id>.md: the report as Markdown on this machine too, for CI (GITHUB_STEP_SUMMARY,
+    an artifact); nothing trusts it (the guard reads the JSON on the host)."""
+    path = local_record(config, report["release"]).with_suffix(".md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(markdown(report))
+    os.replace(tmp, path)
+    return path
 
 
 def record_rehearsal(session, rs: Stage, report: dict) -> None:
