@@ -12,7 +12,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import commands, nodes
+from . import commands, nodes, operate
 from .config import Config, ConfigError, config_path, load_config
 from .errors import StepError
 from .releases import Releases
@@ -32,7 +32,10 @@ VALUE_OPTIONS = ("-f", "--file", "-d", "--dir", "-v", "--verbosity", "-n", "--pr
                  "--failure-verbosity")
 # the commands and nodes that never read a database password; any other of a stage needs those of its
 # database and its restore_from (build writes the env file; migrate, restore and backup log in)
-NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint")
+NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint", "run", "console",
+               "logs")
+# the operator commands (operate.py): no title line (a console's or a command's output is theirs alone)
+OPERATORS = ("run:", "console:", "logs:")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
 # backup is never taken by accident as part of deploy:test, where backup:prod is a dependency).
 FORCE = {"name": "force", "long": "force", "type": bool, "default": False,
@@ -43,6 +46,10 @@ UNLOCK_FORCE = {"name": "force", "long": "force", "type": bool, "default": False
 
 class Reporter(ConsoleReporter):
     """A failed step is one line on stderr naming the task and what to do; tracebacks stay for bugs."""
+
+    def execute_task(self, task):
+        if not task.name.startswith(OPERATORS):
+            super().execute_task(task)
 
     def _write_failure(self, result, write_exception=True):
         exc = result["exception"]
@@ -100,14 +107,29 @@ def this_run() -> Run:
 
 
 def task_words(argv: list[str]) -> list[str]:
-    """doit's command and task names on its command line: no option, option value or var=value."""
-    words, skip = [], False
-    for a in argv[1:]:
+    """doit's command and task names on its command line: no option, option value or var=value. What
+    follows run:<stage> is its command (doit's pos_arg), not task names."""
+    return [a for _, a in _task_words(argv)]
+
+
+def _task_words(argv: list[str]):
+    skip = False
+    for i, a in enumerate(argv[1:], 1):
         if skip or a.startswith("-") or "=" in a:
             skip = not skip and a in VALUE_OPTIONS
             continue
-        words.append(a)
-    return words
+        yield i, a
+        if a.startswith("run:"):
+            return
+
+
+def command_after(argv: list[str], word: str) -> list[str]:
+    """The command given after `word` (run:<stage>) on doit's command line, as typed: doit's own pos_arg
+    drops every word holding '=' (it sets a doit variable of each). A leading `--` is doit's, not the
+    command's."""
+    at = next((i for i, a in _task_words(argv) if a == word), None)
+    rest = [] if at is None else argv[at + 1:]
+    return rest[1:] if rest[:1] == ["--"] else rest
 
 
 def runs_tasks(argv: list[str]) -> bool:
@@ -270,3 +292,36 @@ def hint(run: Run) -> dict:
     first = [s.name for s in run.config.stages.values() if not s.promote_from]
     return {"actions": [lambda: print("doit-stages: `doit list` shows the commands, e.g. doit deploy:"
                                       + (first[0] if first else "<stage>"))], "verbosity": 2}
+
+
+def _exit_status(run: Run, fn, *args):
+    """An operator command's action: its exit status is doit's (the worst host's: doit alone knows only 0-3)."""
+    try:
+        code = fn(run.session, *args)
+    except (StepError, CommandFailed, ConfigError) as exc:
+        return TaskFailed(str(exc))
+    if code:
+        sys.stdout.flush()
+        sys.exit(code)
+
+
+def operators(run: Run):
+    """run:<stage> CMD, console:<stage> and logs:<stage> of each stage (operate.py): no lock, no password."""
+    for s in run.config.stages.values():
+        base = {"io": {"capture": False}, "verbosity": 2, "title": lambda t: t.name}
+
+        def run_cmd(argv, s=s):   # argv (doit's pos_arg) lacks any word with '=': doit took it for a variable
+            return _exit_status(run, operate.run_command, s, command_after(run.session.argv, f"run:{s.name}"))
+
+        def console(s=s):
+            return _exit_status(run, operate.open_console, s)
+
+        def logs(s=s):
+            return _exit_status(run, operate.follow_logs, s)
+        yield {**base, "basename": f"run:{s.name}", "actions": [run_cmd], "pos_arg": "argv",
+               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its first host "
+                      "(DEPLOY_HOSTS=all or host,host: those), lines prefixed by host"}
+        yield {**base, "basename": f"console:{s.name}", "actions": [console],
+               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its first host"}
+        yield {**base, "basename": f"logs:{s.name}", "actions": [logs],
+               "doc": f"follow log_command on every {s.name} host, lines prefixed by host, until Ctrl-C"}

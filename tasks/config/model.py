@@ -141,10 +141,16 @@ class Stage:
     max_fail: int = 0
     buildout_config: str = "buildout.cfg"   # build = buildout: the config this stage's buildout runs
     health_headers: tuple[tuple[str, str], ...] = ()   # (name, value) pairs sent with the health check
-    reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
+    console_command: str = "python manage.py shell"   # doit console:<stage> (operate.py)
+    log_command: str = ""                              # doit logs:<stage>; none: logs refuses, naming the key
+    # the command keys split (shlex), at load
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+    console_argv: tuple[str, ...] = field(init=False, repr=False)
+    log_argv: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _set_argvs(self, reload_argv=self.reload_command)
+        _set_argvs(self, reload_argv=self.reload_command, console_argv=self.console_command,
+                   log_argv=self.log_command)
 
     @property
     def chain_task(self) -> str:
@@ -183,14 +189,18 @@ class Project:
     buildout_config: str = "buildout.cfg"
     requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
     health_headers: tuple[tuple[str, str], ...] = ()
+    console_command: str = "python manage.py shell"
+    log_command: str = ""
     # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
     build_argv: tuple[str, ...] = field(init=False, repr=False)
     migrate_argv: tuple[str, ...] = field(init=False, repr=False)
     reload_argv: tuple[str, ...] = field(init=False, repr=False)
+    console_argv: tuple[str, ...] = field(init=False, repr=False)
+    log_argv: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
-                   reload_argv=self.reload_command)
+                   reload_argv=self.reload_command, console_argv=self.console_command, log_argv=self.log_command)
 
     @property
     def store(self) -> S3Store | None:
