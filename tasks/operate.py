@@ -101,16 +101,24 @@ def live_releases(s: Session, stage: Stage, hosts: Sequence[Host], what: str) ->
 
 
 class Lines:
-    """Whole lines of many hosts, each prefixed by its host: stdout's to stdout, stderr's to stderr."""
+    """Whole lines of many hosts, each prefixed by its host: stdout's to stdout, stderr's to stderr. Once
+    closed (Ctrl-C), none: what the hosts' shells say while their commands are ended ("Terminated") is not
+    the commands' output."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
+        self._closed = False
 
     def put(self, stream: str, label: str, line: str) -> None:
         out = sys.stdout if stream == "out" else sys.stderr
         with self._mutex:
-            out.write(prefixed(label, line) + "\n")
-            out.flush()
+            if not self._closed:
+                out.write(prefixed(label, line) + "\n")
+                out.flush()
+
+    def close(self) -> None:
+        with self._mutex:
+            self._closed = True
 
 
 @dataclass
@@ -158,6 +166,7 @@ def follow(s: Session, stage: Stage, hosts: Sequence[Host], argv_of: Callable[[H
         for ch in channels:
             ch.proc.wait()
     except KeyboardInterrupt:
+        lines.close()
         left = stop(channels)
         print(f"{what}: interrupted; {name} ended on every host" if not left else
               f"{what}: interrupted; {name} may still run on {', '.join(left)} (its ssh did not end within "
