@@ -9,6 +9,8 @@ running there. console: is `ssh -t` with the run's own ssh options (the framed s
 """
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 import threading
@@ -155,7 +157,8 @@ def follow(s: Session, stage: Stage, hosts: Sequence[Host], argv_of: Callable[[H
     """argv_of(host) on each host at once, its lines printed as they come, until every one ended: the
     worst exit status (a line on stderr for each host that failed); None when Ctrl-C stopped them."""
     labels, lines = host_labels(stage.hosts), Lines()
-    started = s.hosts.outcomes(list(hosts), lambda t: _start(t, argv_of(t.host), labels[t.host], lines))
+    with deferred_interrupt() as interrupted:   # a Ctrl-C while the channels start: each is stopped after
+        started = s.hosts.outcomes(list(hosts), lambda t: _start(t, argv_of(t.host), labels[t.host], lines))
     channels = [c for c in started if isinstance(c, Channel)]
     failed = [f"{h}: {x}" if not str(x).startswith(f"{h}: ") else str(x)
               for h, x in zip(hosts, started) if isinstance(x, Exception)]
@@ -163,6 +166,8 @@ def follow(s: Session, stage: Stage, hosts: Sequence[Host], argv_of: Callable[[H
         stop(channels)
         raise StepError(f"{what}: " + "; ".join(failed) + "; stopped on every host")
     try:
+        if interrupted():
+            raise KeyboardInterrupt
         for ch in channels:
             ch.proc.wait()
     except KeyboardInterrupt:
@@ -180,6 +185,21 @@ def follow(s: Session, stage: Stage, hosts: Sequence[Host], argv_of: Callable[[H
         if ch.proc.returncode:
             print(f"{what}: {ch.label} exited {ch.proc.returncode}", file=sys.stderr, flush=True)
     return worst([ch.proc.returncode for ch in channels])
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """SIGINT noted, not raised, inside the block (a channel half started is never lost): yields a function
+    telling whether one came."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    old = signal.signal(signal.SIGINT, lambda signum, _frame: got.append(signum))
+    try:
+        yield lambda: bool(got)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def stop(channels: Sequence[Channel]) -> list[str]:

@@ -4,13 +4,17 @@ logs:<stage> followed on every host until SIGINT, after which no tail is left on
 and a real MariaDB; the stage ships code only (build = none) with a database, so its env holds a password."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import pty
 import queue
 import re
 import secrets
+import select
 import signal
 import subprocess
+import termios
 import threading
 import time
 from pathlib import Path
@@ -18,9 +22,11 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.lab.apprepo import AppRepo
 from tests.lab.common import NASTY_PASSWORD
 from tests.lab.project import DOIT, PASSWORD_ENV
 from tests.lab.sshd import mount_ns, pids_in_mount_ns
+from tests.lab.stages_ini import CODE_ONLY, THIS_MACHINE, stages_ini
 from tests.lab.world import open_world
 
 # one stage, test, on web1 and web2: code only (nothing built), on the test database (its env: DATABASE_URL
@@ -172,3 +178,91 @@ def test_logs_follows_every_host_until_sigint_and_leaves_no_tail_behind(world):
     for h in hosts:
         assert procs(h, token) == [], f"left running on {h.name}"
     assert not [ln for ln in out.seen if not re.match(r"\[127\.0\.0\.1:\d+\] ", ln)], out.seen
+
+
+def test_a_console_on_a_terminal_gets_a_terminal_on_the_host_and_keeps_its_ctrl_c(world):
+    p = world["project"]
+    environ = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password, "TERM": "dumb"}
+    master, slave = pty.openpty()
+    # the pty is doit's controlling terminal, as an operator's is: a Ctrl-C that ssh did not take would
+    # interrupt doit itself
+    proc = subprocess.Popen([*DOIT, "console:test"], cwd=p.workdir, env=environ, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True,
+                            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+    seen = b""
+
+    def until(text: bytes, timeout: float = 120) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while text not in seen:
+            ready, _, _ = select.select([master], [], [], max(0.01, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {text!r} within {timeout}s; got {seen!r}")
+            try:
+                seen += os.read(master, 4096)
+            except OSError:   # the terminal's other side is closed: doit ended
+                raise AssertionError(f"doit ended before {text!r}; got {seen!r}") from None
+    try:
+        until(b">>> ")              # python3's prompt: its stdin on the host is a terminal
+        os.write(master, b"import time; time.sleep(600)\r")
+        time.sleep(0.5)
+        os.write(master, b"\x03")   # Ctrl-C reaches the console on the host, not doit
+        until(b"KeyboardInterrupt")
+        os.write(master, b"print(6 * 7)\r")
+        until(b"42")
+        os.write(master, b"exit()\r")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+
+
+def test_on_a_local_stage_run_console_and_logs_work_here(tmp_path):
+    AppRepo(tmp_path / "blog")
+    (tmp_path / "work").mkdir()
+    ini = tmp_path / "work" / "stages.ini"
+    ini.write_text(stages_ini(CODE_ONLY, THIS_MACHINE, {"project": {
+        "source": "../blog", "deploy_root": "srv", "console_command": "python3",
+        "log_command": "tail -n 1 -F shared/app.log"}}))
+    environ = {**{k: v for k, v in os.environ.items() if k != "DEPLOY_HOSTS"}, "STAGES_INI": str(ini)}
+
+    def local(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*DOIT, *args], cwd=ini.parent, env=environ, capture_output=True, text=True,
+                              input=input, timeout=300)
+    assert local("deploy:test").returncode == 0
+    release = os.readlink(ini.parent / "srv" / "sites" / "test").rsplit("/", 1)[1]
+    res = local("run:test", "sh", "-c", 'echo "$STAGE in ${PWD##*/}"; exit 5')
+    assert (res.returncode, res.stdout) == (5, f"[local] test in {release}\n"), res.stderr
+    res = local("console:test", input="import os; print(2 + 2, os.environ['STAGE'])\n")
+    assert (res.returncode, res.stdout) == (0, "4 test\n"), res.stderr
+    log = ini.parent / "srv" / "shared" / "app.log"
+    log.write_text("hello here\n")
+    proc = subprocess.Popen([*DOIT, "logs:test"], cwd=ini.parent, env=environ, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        Lines(proc).expect("[local] hello here")
+        srv = f"{ini.parent / 'srv'}/"   # log_command runs in deploy_root
+        tails = [pid for pid in os.listdir("/proc") if pid.isdigit() and _cwd(pid) == srv]
+        assert tails
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not [pid for pid in tails if Path(f"/proc/{pid}").exists() and _state(pid) != "Z"]
+
+
+def _cwd(pid: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd") + "/"
+    except OSError:
+        return ""
+
+
+def _state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
