@@ -266,3 +266,18 @@ def _state(pid: str) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_a_host_without_a_live_release_stops_run_before_anything_runs_anywhere(world):
+    p, web1, web2 = world["project"], *world["hosts"]
+    link, aside = web2.path("/srv/blog/sites/test"), web2.path("/srv/blog/sites/test.aside")
+    os.rename(link, aside)
+    try:
+        res = doit(p, "run:test", "touch", "/srv/blog/shared/ran", env={"DEPLOY_HOSTS": "all"})
+    finally:
+        os.rename(aside, link)
+    assert res.returncode == 1 and res.stdout == "", res.stdout
+    assert res.stderr.strip().splitlines() == [
+        f"ERROR: run:test: {web2.url}: stage test has no live release there (sites/test is missing); run doit "
+        "deploy:test; nothing was run (DEPLOY_HOSTS can leave a host out)"], res.stderr
+    assert not web1.path("/srv/blog/shared/ran").exists() and not web2.path("/srv/blog/shared/ran").exists()
