@@ -9,7 +9,6 @@ running there. console: is `ssh -t` with the run's own ssh options (the framed s
 """
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
@@ -155,51 +154,65 @@ def _pump(pipe, stream: str, label: str, lines: Lines, ident: bool) -> None:
 def follow(s: Session, stage: Stage, hosts: Sequence[Host], argv_of: Callable[[Host], list[str]], what: str,
            name: str) -> int | None:
     """argv_of(host) on each host at once, its lines printed as they come, until every one ended: the
-    worst exit status (a line on stderr for each host that failed); None when Ctrl-C stopped them."""
-    labels, lines = host_labels(stage.hosts), Lines()
-    with deferred_interrupt() as interrupted:   # a Ctrl-C while the channels start: each is stopped after
-        started = s.hosts.outcomes(list(hosts), lambda t: _start(t, argv_of(t.host), labels[t.host], lines))
-    channels = [c for c in started if isinstance(c, Channel)]
-    failed = [f"{h}: {x}" if not str(x).startswith(f"{h}: ") else str(x)
-              for h, x in zip(hosts, started) if isinstance(x, Exception)]
-    if failed:
-        stop(channels)
-        raise StepError(f"{what}: " + "; ".join(failed) + "; stopped on every host")
-    try:
-        if interrupted():
-            raise KeyboardInterrupt
-        for ch in channels:
-            ch.proc.wait()
-    except KeyboardInterrupt:
-        lines.close()
-        left = stop(channels)
-        print(f"{what}: interrupted; {name} ended on every host" if not left else
-              f"{what}: interrupted; {name} may still run on {', '.join(left)} (its ssh did not end within "
-              f"{STOP_WAIT:g}s and was killed)", file=sys.stderr, flush=True)
-        return None
-    finally:
-        for ch in channels:
-            for th in ch.pumps:
-                th.join(timeout=5)
+    worst exit status (a line on stderr for each host that failed); None when Ctrl-C (or SIGTERM, a
+    cancelled CI job) stopped them."""
+    labels, lines, signals = host_labels(stage.hosts), Lines(), Interrupts()
+    channels: list[Channel] = []
+    with signals:
+        try:
+            started = s.hosts.outcomes(list(hosts), lambda t: _start(t, argv_of(t.host), labels[t.host], lines))
+            channels = [c for c in started if isinstance(c, Channel)]
+            failed = [f"{h}: {x}" if not str(x).startswith(f"{h}: ") else str(x)
+                      for h, x in zip(hosts, started) if isinstance(x, Exception)]
+            if failed:
+                stop(channels)
+                raise StepError(f"{what}: " + "; ".join(failed) + "; stopped on every host")
+            signals.arm()   # a signal that came while the channels started (each is stopped now) raises here
+            for ch in channels:
+                ch.proc.wait()
+        except KeyboardInterrupt:
+            signals.armed = False   # another signal now waits for the channels' end as this one does
+            lines.close()
+            left = stop(channels)
+            print(f"{what}: interrupted; {name} ended on every host" if not left else
+                  f"{what}: interrupted; {name} may still run on {', '.join(left)} (its ssh did not end within "
+                  f"{STOP_WAIT:g}s and was killed)", file=sys.stderr, flush=True)
+            return None
+        finally:
+            for ch in channels:
+                for th in ch.pumps:
+                    th.join(timeout=5)
     for ch in channels:
         if ch.proc.returncode:
             print(f"{what}: {ch.label} exited {ch.proc.returncode}", file=sys.stderr, flush=True)
     return worst([ch.proc.returncode for ch in channels])
 
 
-@contextlib.contextmanager
-def deferred_interrupt():
-    """SIGINT noted, not raised, inside the block (a channel half started is never lost): yields a function
-    telling whether one came."""
-    got: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    old = signal.signal(signal.SIGINT, lambda signum, _frame: got.append(signum))
-    try:
-        yield lambda: bool(got)
-    finally:
-        signal.signal(signal.SIGINT, old)
+class Interrupts:
+    """SIGINT and SIGTERM while channels run: noted while they start (a channel half started is never lost),
+    KeyboardInterrupt once armed. Only the main thread handles signals; elsewhere this does nothing."""
+
+    def __init__(self) -> None:
+        self.got, self.armed, self._old = False, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._on) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _on(self, signum, _frame) -> None:
+        self.got = True
+        if self.armed:
+            raise KeyboardInterrupt
+
+    def arm(self) -> None:
+        self.armed = True
+        if self.got:
+            raise KeyboardInterrupt
 
 
 def stop(channels: Sequence[Channel]) -> list[str]:
@@ -218,7 +231,7 @@ def stop(channels: Sequence[Channel]) -> list[str]:
     for ch in channels:
         try:
             ch.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):   # a second Ctrl-C: stop waiting
+        except subprocess.TimeoutExpired:
             ch.proc.kill()
             ch.proc.wait()
             left.append(ch.label)

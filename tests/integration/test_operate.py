@@ -144,7 +144,8 @@ def procs(host, needle: str) -> list[str]:
     return found
 
 
-def test_logs_follows_every_host_until_sigint_and_leaves_no_tail_behind(world):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])   # Ctrl-C, and a cancelled CI job
+def test_logs_follows_every_host_until_sigint_and_leaves_no_tail_behind(world, sig):
     p, hosts = world["project"], world["hosts"]
     res = doit(p, "logs:test")
     assert res.returncode == 1 and res.stderr.strip().splitlines() == [
@@ -167,7 +168,7 @@ def test_logs_follows_every_host_until_sigint_and_leaves_no_tail_behind(world):
             f.write("a request on web2\n")
         out.expect(f"[{label(hosts[1])}] a request on web2")
         assert all(procs(h, token) for h in hosts)   # the tails run there now
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
