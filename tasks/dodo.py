@@ -13,7 +13,7 @@ from . import nodes as _n
 from .config import Config
 
 __all__ = ["DOIT_CONFIG", "task_archive", "task_upload", "task_build", "task_migrate", "task_switch",
-           "task_commands", "task_status", "task__hint"]
+           "task_commands", "task_operate", "task_status", "task__hint"]
 
 DOIT_CONFIG = _w.doit_config()
 
@@ -50,6 +50,11 @@ def task_switch():
 def task_commands():
     """deploy:/promote:<stage> and the commands beside them (backup, restore, verify, rollback, unlock, ...)."""
     yield from _w.commands_(_w.this_run())
+
+
+def task_operate():
+    """run:<stage> CMD, console:<stage>, logs:<stage>: the operator's commands on the live release."""
+    yield from _w.operators(_w.this_run())
 
 
 def task_status():

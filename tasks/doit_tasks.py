@@ -14,7 +14,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import commands, localcmd, nodes, report
+from . import commands, localcmd, nodes, operate, report
 from .config import Config, ConfigError, config_path, load_config
 from .config.appenv import read_secrets
 from .errors import StepError
@@ -36,7 +36,10 @@ VALUE_OPTIONS = ("-f", "--file", "-d", "--dir", "-v", "--verbosity", "-n", "--pr
                  "--failure-verbosity")
 # the commands and nodes that never read a database password; any other of a stage needs those of its
 # database and its restore_from (build writes the env file; migrate, restore and backup log in)
-NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint")
+NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint", "run", "console",
+               "logs")
+# the operator commands (operate.py): no title line (a console's or a command's output is theirs alone)
+OPERATORS = ("run:", "console:", "logs:")
 # the commands whose stage's env file they write (build:<stage>, in the chain or a rollback's)
 ENV_WRITERS = ("deploy", "promote", "build", "rollback")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
@@ -69,7 +72,8 @@ class Reporter(ConsoleReporter):
     def execute_task(self, task):
         if _is_node(task):
             self.nodes.setdefault(task.name, {"status": None, "seconds": None})
-        super().execute_task(task)
+        if not task.name.startswith(OPERATORS):   # an operator command's output is its own: no title line
+            super().execute_task(task)
 
     def skip_uptodate(self, task):
         self._end(task, "up to date")
@@ -225,14 +229,29 @@ def this_run() -> Run:
 
 
 def task_words(argv: list[str]) -> list[str]:
-    """doit's command and task names on its command line: no option, option value or var=value."""
-    words, skip = [], False
-    for a in argv[1:]:
+    """doit's command and task names on its command line: no option, option value or var=value. What
+    follows run:<stage> is its command (doit's pos_arg), not task names."""
+    return [a for _, a in _task_words(argv)]
+
+
+def _task_words(argv: list[str]):
+    skip = False
+    for i, a in enumerate(argv[1:], 1):
         if skip or a.startswith("-") or "=" in a:
             skip = not skip and a in VALUE_OPTIONS
             continue
-        words.append(a)
-    return words
+        yield i, a
+        if a.startswith("run:"):
+            return
+
+
+def command_after(argv: list[str], word: str) -> list[str]:
+    """The command given after `word` (run:<stage>) on doit's command line, as typed: doit's own pos_arg
+    drops every word holding '=' (it sets a doit variable of each). A leading `--` is doit's, not the
+    command's."""
+    at = next((i for i, a in _task_words(argv) if a == word), None)
+    rest = [] if at is None else argv[at + 1:]
+    return rest[1:] if rest[:1] == ["--"] else rest
 
 
 def runs_tasks(argv: list[str]) -> bool:
@@ -426,3 +445,36 @@ def hint(run: Run) -> dict:
     first = [s.name for s in run.config.stages.values() if not s.promote_from]
     return {"actions": [lambda: print("doit-stages: `doit list` shows the commands, e.g. doit deploy:"
                                       + (first[0] if first else "<stage>"))], "verbosity": 2}
+
+
+def _exit_status(run: Run, fn, *args):
+    """An operator command's action: its exit status is doit's (the worst host's: doit alone knows only 0-3)."""
+    try:
+        code = fn(run.session, *args)
+    except (StepError, CommandFailed, ConfigError) as exc:
+        return TaskFailed(str(exc))
+    if code:
+        sys.stdout.flush()
+        sys.exit(code)
+
+
+def operators(run: Run):
+    """run:<stage> CMD, console:<stage> and logs:<stage> of each stage (operate.py): no lock, no password."""
+    for s in run.config.stages.values():
+        base = {"io": {"capture": False}, "verbosity": 2, "title": lambda t: t.name}
+
+        def run_cmd(argv, s=s):   # argv (doit's pos_arg) lacks any word with '=': doit took it for a variable
+            return _exit_status(run, operate.run_command, s, command_after(run.session.argv, f"run:{s.name}"))
+
+        def console(s=s):
+            return _exit_status(run, operate.open_console, s)
+
+        def logs(s=s):
+            return _exit_status(run, operate.follow_logs, s)
+        yield {**base, "basename": f"run:{s.name}", "actions": [run_cmd], "pos_arg": "argv",
+               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its first host "
+                      "(DEPLOY_HOSTS=all or host,host: those), lines prefixed by host"}
+        yield {**base, "basename": f"console:{s.name}", "actions": [console],
+               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its first host"}
+        yield {**base, "basename": f"logs:{s.name}", "actions": [logs],
+               "doc": f"follow log_command on every {s.name} host, lines prefixed by host, until Ctrl-C"}

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 from typing import NamedTuple, Sequence
 
 from plumbum import local
@@ -89,3 +92,24 @@ def start(argv: Sequence[str]) -> PlumbumLocalPopen | None:
         return None
     return cmd.popen(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      env=dict(os.environ))
+
+
+def interactive(argv: Sequence[str]) -> int:
+    """argv here with this process's terminal (stdin, stdout and stderr as they are: a console); its exit
+    status (a shell's: 128 + N when killed by signal N). Ctrl-C belongs to it while it runs: this process
+    lets it pass (the program, or ssh's remote end, decides what it means)."""
+    cmd = command(argv)
+    if cmd is None:
+        print(f"{argv[0]}: command not found", file=sys.stderr)
+        return NOT_FOUND
+    sys.stdout.flush()
+    sys.stderr.flush()
+    main = threading.current_thread() is threading.main_thread()
+    # a handler, not SIG_IGN: an ignored signal stays ignored across exec, a caught one is reset to default
+    old = signal.signal(signal.SIGINT, lambda *_: None) if main else None
+    try:
+        code = cmd.popen(stdin=None, stdout=None, stderr=None, env=dict(os.environ)).wait()
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+    return 128 - code if code < 0 else code

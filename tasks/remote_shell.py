@@ -66,10 +66,11 @@ def _chooses_kex(ssh_config: Path | None) -> bool:
 
 
 def ssh_argv(hostname: str, user: str | None, port: int | None, options: Sequence[str],
-             remote: Sequence[str] = ()) -> list[str]:
+             remote: Sequence[str] = (), tty: bool = False) -> list[str]:
     """ssh's argv. The user goes with -l and the port with -p (each the argument of its option), and `--`
-    ends the options before the host name: a host or user starting with '-' is never read as an option."""
-    argv = ["ssh", *options, "-T"]
+    ends the options before the host name: a host or user starting with '-' is never read as an option.
+    tty: a terminal on the host (-t, an interactive console) instead of none (-T)."""
+    argv = ["ssh", *options, "-t" if tty else "-T"]
     if user:
         argv += ["-l", user]
     if port:

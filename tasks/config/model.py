@@ -168,10 +168,16 @@ class Stage:
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[Secret, ...] = ()
     hooks: tuple[Hook, ...] = ()   # the stage's own, else the project's, key by key (config/hooks.py)
-    reload_argv: tuple[str, ...] = field(init=False, repr=False)   # reload_command split (shlex), at load
+    console_command: str = "python manage.py shell"   # doit console:<stage> (operate.py)
+    log_command: str = ""                              # doit logs:<stage>; none: logs refuses, naming the key
+    # the command keys split (shlex), at load
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+    console_argv: tuple[str, ...] = field(init=False, repr=False)
+    log_argv: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _set_argvs(self, reload_argv=self.reload_command)
+        _set_argvs(self, reload_argv=self.reload_command, console_argv=self.console_command,
+                   log_argv=self.log_command)
 
     def hook(self, key: str) -> Hook | None:
         return next((h for h in self.hooks if h.key == key), None)
@@ -214,14 +220,18 @@ class Project:
     requirements: str = "requirements.txt"   # build = pip: the file pip reads, inside the release
     health_headers: tuple[tuple[str, str], ...] = ()
     hooks: tuple[Hook, ...] = ()   # the hook keys of [project], which every stage takes unless it sets its own
+    console_command: str = "python manage.py shell"
+    log_command: str = ""
     # the command keys split into argv (shlex), when the config is built: a bad one fails the load, not a switch
     build_argv: tuple[str, ...] = field(init=False, repr=False)
     migrate_argv: tuple[str, ...] = field(init=False, repr=False)
     reload_argv: tuple[str, ...] = field(init=False, repr=False)
+    console_argv: tuple[str, ...] = field(init=False, repr=False)
+    log_argv: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _set_argvs(self, build_argv=self.build_command, migrate_argv=self.migrate_command,
-                   reload_argv=self.reload_command)
+                   reload_argv=self.reload_command, console_argv=self.console_command, log_argv=self.log_command)
 
     def hook(self, key: str) -> Hook | None:
         return next((h for h in self.hooks if h.key == key), None)

@@ -149,6 +149,10 @@ PROJECT: dict[str, Key] = {
     "reload_command": Key(command, "", "run on each host after a switch (per stage too)", shell=True),
     "reload_timeout": Key(timeout, "60s", "how long reload_command may run on a host before it counts as failed "
                           "(its process group is ended, every host goes back); per stage too"),
+    "console_command": Key(command, "python manage.py shell", "doit console:<stage>: the interactive command run "
+                           "in the live release, with its env (per stage too)", shell=True),
+    "log_command": Key(command, "", "doit logs:<stage>: the command followed on every host, in deploy_root, e.g. "
+                       "tail -F shared/log/app.log (per stage too)", shell=True),
     "health_timeout": Key(duration, "30s", "how long the health check may take (per stage too)"),
     "health_headers": Key(headers, "", "sent with the health check (per stage too), e.g. Host: blog.example.com"),
     "keep_releases": Key(whole(1), "5", "the last N good releases of each stage kept on the hosts"),

@@ -118,6 +118,10 @@ STAGE: dict[str, Key] = {
     "reload_command": Key(command, FromProject("reload_command"), "run on each host after a switch", shell=True),
     "reload_timeout": Key(timeout, FromProject("reload_timeout", "s"),
                           "how long reload_command may run on a host before it counts as failed"),
+    "console_command": Key(command, FromProject("console_command"),
+                           "doit console:<stage>: the interactive command run in the live release", shell=True),
+    "log_command": Key(command, FromProject("log_command"), "doit logs:<stage>: the command followed on every "
+                       "host, in deploy_root", shell=True),
     "max_fail": Key(whole(0), "0", "hosts that may fail the switch and stay behind; more: all go back"),
     "buildout_config": Key(buildout_config, FromProject("buildout_config"),
                            "build = buildout: this stage's config"),

@@ -48,6 +48,8 @@ EXAMPLES = {
         "migrate_command": ("./manage.py migrate", "./manage.py migrate", {}),
         "reload_command": ("systemctl reload app", "systemctl reload app", {}),
         "reload_timeout": ("90s", 90, {}),
+        "console_command": ("python manage.py shell_plus", "python manage.py shell_plus", {}),
+        "log_command": ("tail -F shared/log/app.log", "tail -F shared/log/app.log", {}),
         "health_timeout": ("2m", 120, {}),
         "health_headers": ("Host: shop.example.com", (("Host", "shop.example.com"),), {}),
         "keep_releases": ("3", 3, {}),
@@ -70,6 +72,8 @@ EXAMPLES = {
         "health_timeout": ("10s", 10, {}),
         "reload_command": ("touch r", "touch r", {}),
         "reload_timeout": ("5s", 5, {}),
+        "console_command": ("bin/shell --stage staging", "bin/shell --stage staging", {}),
+        "log_command": ("journalctl -fu gunicorn", "journalctl -fu gunicorn", {}),
         "max_fail": ("1", 1, {}),
         "buildout_config": ("stg.cfg", "stg.cfg", BUILDOUT),
         "health_headers": ("X-Forwarded-Proto: https, Host: stg.example.com",
@@ -173,7 +177,7 @@ def test_a_key_left_out_gets_the_dataclass_default(tmp_path, table):
 
 def test_the_inherited_keys_are_the_stage_keys_whose_default_is_the_projects():
     assert config_stage.INHERITED == ("health_url", "health_timeout", "reload_command", "reload_timeout",
-                                      "buildout_config", "health_headers")
+                                      "console_command", "log_command", "buildout_config", "health_headers")
     assert set(config_stage.INHERITED) <= set(config_project.PROJECT)
 
 
