@@ -1,0 +1,129 @@
+"""plan:<stage> (issue 21) on two real sshd hosts and a real MariaDB: what deploy:test / promote:staging would do,
+node by node, on a fresh stage, after a deploy, after a new commit, and for a promotion with pending
+migrations; and every time, a scan before and after proves the plan changed nothing: the hosts' trees under
+deploy_root (paths, modes, sizes, mtimes, link targets), both databases (tables, row counts, checksums), and
+everything beside stages.ini on this machine (doit's dep file and the run lock, byte for byte, and their
+mtimes; no lock file appears). The tests run in order on one project."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def world(blog_world):
+    return blog_world
+
+
+def files(root: Path) -> dict:
+    """Every path under root: type and mode, size, mtime, link target, and a regular file's sha256."""
+    out = {}
+    if not root.exists():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            digest = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() and not p.is_symlink() else None
+            out[str(p.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns,
+                                              os.readlink(p) if p.is_symlink() else None, digest)
+    return out
+
+
+def scan(world) -> dict:
+    db = world["mariadb"]
+    return {"hosts": [files(h.path("/srv")) for h in world["hosts"]],
+            "here": files(world["project"].workdir),
+            "dbs": [(db.tables(n), db.row_counts(n), db.checksums(n)) for n in (world["prod"], world["test"])]}
+
+
+def plan(world, stage: str = "test") -> dict[str, str]:
+    """plan:<stage>, checked to change nothing; {node: what it says (with its detail lines)}."""
+    p = world["project"]
+    before = scan(world)
+    res = p.doit(f"plan:{stage}")
+    print(res.stdout, res.stderr)   # shown when a test fails
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = scan(world)
+    assert after == before
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith(f"plan:{stage}: ") and lines[-1].endswith("nothing was changed"), res.stdout
+    out: dict[str, str] = {}
+    last = None
+    for ln in lines[1:-1]:
+        word = ln.split()[0] if ln.strip() else ""
+        if ln.startswith("  ") and not ln.startswith("   "):
+            last = word
+            out[last] = ln.strip()[len(word):].strip()
+        elif last:
+            out[last] += "\n" + ln.strip()
+    return out
+
+
+def rid(link):
+    return link.rsplit("/", 1)[-1] if link else None
+
+
+def test_a_fresh_stage_would_do_everything(world):
+    p = world["project"]
+    said = plan(world)
+    assert said["archive"].startswith("would archive blog-"), said
+    assert said["backup:prod"].startswith("would back up prod"), said
+    assert said["upload:test"].startswith("would upload blog-") and "not archived yet" in said["upload:test"]
+    assert said["build:test"].startswith("would build blog-"), said
+    assert said["restore:test"].startswith("would restore"), said
+    assert said["migrate:test"].startswith("would rehearse"), said
+    assert said["switch:test"].startswith("would switch sites/test:") and "(none) -> blog-" in said["switch:test"]
+    assert said["verify:test"].startswith("would run infra-tests")
+    # nothing appeared beside stages.ini: no dep file, no lock, no build/
+    assert sorted(os.listdir(p.workdir)) == ["stages.ini"]
+
+
+def test_after_deploy_every_node_is_up_to_date(world):
+    p = world["project"]
+    p.ok("deploy:test")
+    release = rid(p.link(world["hosts"][0]))
+    said = plan(world)
+    for node in ("archive", "backup:prod", "upload:test", "build:test", "restore:test", "migrate:test",
+                 "switch:test"):
+        assert said[node].startswith("up to date"), (node, said)
+    assert f"sites/test -> {release}" in said["switch:test"]
+
+
+def test_a_new_commit_would_archive_upload_build_and_switch(world):
+    p, repo = world["project"], world["repo"]
+    old = rid(p.link(world["hosts"][0]))
+    repo.commit("a change", {"PLAN_NOTE.txt": "plan\n"})
+    said = plan(world)
+    assert said["archive"].startswith("would archive"), said
+    new = said["archive"].split()[2]
+    assert new != old
+    assert said["upload:test"].startswith(f"would upload {new}")
+    assert said["build:test"].startswith(f"would build {new}")
+    assert said["restore:test"].startswith("would restore"), said   # the copy was restored for the old release
+    assert said["switch:test"].startswith("would switch sites/test:")
+    assert f"{old} -> {new}" in said["switch:test"]
+
+
+def test_promote_plan_names_pending_migrations_with_the_rehearsals_figures(world):
+    p, web1 = world["project"], world["hosts"][0]
+    p.ok("deploy:test")
+    release = rid(p.link(web1))
+    report = web1.path(f"/srv/blog/.deploy/rehearsals/{release}.json").read_text()
+    said = plan(world, "staging")
+    assert said["upload:staging"].startswith("up to date"), said   # staging runs on the same hosts as test
+    migrate = said["migrate:staging"]
+    assert migrate.startswith("would migrate prod"), migrate
+    names = [m["name"] for m in json.loads(report)["migrations"]]
+    assert names and all(n in migrate for n in names), migrate
+    assert "write stall" in migrate and "the guard would" in migrate, migrate
+    assert said["switch:staging"].startswith("would switch sites/staging:"), said
+    # after the promotion, nothing is pending on production
+    p.ok("promote:staging")
+    said = plan(world, "staging")
+    for node in ("upload:staging", "build:staging", "migrate:staging", "switch:staging"):
+        assert said[node].startswith("up to date"), (node, said)
