@@ -144,6 +144,7 @@ class Planner:
         self.notes: list[str] = []
         self.stop: str | None = None    # why the command would stop before its nodes (a promote refused)
         self.restores = False          # restore:<stage> would refresh the copy first
+        self.rehearsed: list[str] | None = None   # the migrations the release's last rehearsal lists
 
     # which release --------------------------------------------------------------------------------------
     def archive(self, node: str) -> Step:
@@ -324,6 +325,10 @@ class Planner:
         if open_record:
             details.insert(0, f"an earlier migration of {db.name} lacks its outcome (its after backup): it is "
                               "finished first")
+        if isinstance(plan, str) and self.rehearsed is not None:
+            return Step(node, False, f"would migrate {db.name} between two verified backups of it: its rehearsal "
+                                     f"lists {len(self.rehearsed)} migration(s): {', '.join(self.rehearsed) or 'none'} "
+                                     f"(pending on {db.name} not checked: {plan})", tuple(details))
         if isinstance(plan, str):
             return Step(node, False, f"would migrate {db.name} between two verified backups of it, if anything is "
                                      f"pending (not checked: {plan})", tuple(details))
@@ -348,6 +353,7 @@ class Planner:
         report = json_or_none(data.decode(errors="replace"))
         if not isinstance(report, dict):
             return ["the guard would refuse: the rehearsal report is not a JSON object"]
+        self.rehearsed = [str(m.get("name")) for m in report.get("migrations") or [] if isinstance(m, dict)]
         applied, pending = (None, None) if isinstance(plan, str) else plan
         problem = (other_rehearsal(report, rid, stage.database) or untrusted(data, witnesses(s, rs, rid))
                    or stale(report, rid, applied, pending))

@@ -127,3 +127,18 @@ def test_promote_plan_names_pending_migrations_with_the_rehearsals_figures(world
     said = plan(world, "staging")
     for node in ("upload:staging", "build:staging", "migrate:staging", "switch:staging"):
         assert said[node].startswith("up to date"), (node, said)
+
+
+def test_promote_plan_reads_whats_pending_on_production_once_the_release_is_built_for_staging(world):
+    p, repo = world["project"], world["repo"]
+    repo.add_data_migration()
+    p.ok("deploy:test")
+    said = plan(world, "staging")
+    assert "its rehearsal lists 1 migration(s): posts.0004_rehearsed (pending on prod not checked: " in \
+        said["migrate:staging"], said
+    p.ok("build:staging")
+    said = plan(world, "staging")
+    migrate = said["migrate:staging"]
+    assert migrate.startswith("would migrate prod between two verified backups of it: 1 pending migration(s): "
+                              "posts.0004_rehearsed"), migrate
+    assert "\nthe guard would pass" in migrate and "staleness not checked" not in migrate, migrate
