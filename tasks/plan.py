@@ -162,13 +162,13 @@ class Planner:
         """The release promote:<stage> would take: the one live on promote_from, verified there. Read from
         build/ or from its proof on the source's first host (a promote would fetch it: a plan does not)."""
         s, src = self.s, self.config.stages[self.stage.promote_from]
-        what = f"plan:{self.stage.name}"
+        what = self.stage.chain_task
         rid = self.rid = live_release(s, src, what)
         states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name), what)
         bad = [str(h) for h, st in zip(src.hosts, states) if not st or st.get("release") != rid or not st.get("ok")]
         if bad:
-            self.stop = (f"{self.stage.chain_task} would stop: release {rid} has not passed verify:{src.name} on "
-                         f"{', '.join(bad)}; run doit verify:{src.name} first")
+            self.stop = (f"release {rid} has not passed verify:{src.name} on {', '.join(bad)}; run doit "
+                         f"verify:{src.name} first")
         self.release = local_release(self.config.build_dir, rid)
         if self.release is None:
             text = s.hosts.one(src.hosts[0], lambda t: read_text(t, s.layout.artifact_proof(rid)))
@@ -177,8 +177,7 @@ class Planner:
             except (ValueError, TypeError):
                 self.release = None
             if self.release is None:
-                self.stop = self.stop or (f"{self.stage.chain_task} would stop: {src.hosts[0]} holds no archive "
-                                          f"of {rid}; deploy it again")
+                self.stop = self.stop or f"{src.hosts[0]} holds no archive of {rid}; deploy it again"
             else:
                 self.notes.append(f"would fetch {rid}'s archive from {src.hosts[0]} into build/")
 
@@ -376,11 +375,12 @@ def plan_stage(s: Session, r: Releases, stage: Stage, chain: Sequence[str]) -> t
         try:
             p.promoted()
         except (StepError, CommandFailed, ConfigError) as exc:
-            p.stop = f"{stage.chain_task} would stop: {failed_text(exc)}"
+            text = failed_text(exc)
+            p.stop = text[len(stage.chain_task) + 2:] if text.startswith(f"{stage.chain_task}: ") else text
     steps = [_checked(p, node, *node.partition(":")[::2]) for node in chain]
     title = f"plan:{stage.name}: {stage.chain_task} with {p.rid or '?'}"
     if p.stop:
-        title += f"\n  {p.stop}"
+        title += f"\n  {stage.chain_task} would stop before its first node: {p.stop}"
     title += "".join(f"\n  {n}" for n in p.notes)
     return title, steps
 
@@ -389,10 +389,10 @@ def _checked(p: Planner, node: str, kind: str, name: str) -> Step:
     try:
         if kind == "archive":
             return p.archive(node)
-        if p.rid is None and kind != "verify":
+        if p.stop:
+            return Step(node, None, f"not checked: {p.stage.chain_task} would stop first")
+        if p.rid is None:
             return Step(node, None, "not checked: the release is not known")
-        if p.stop and kind != "verify":
-            return Step(node, None, "not checked: " + p.stop.split(": ", 1)[1])
         if kind == "backup":
             return p.backup(node, p.config.databases[name])
         return getattr(p, kind)(node)

@@ -90,6 +90,14 @@ def test_a_fresh_stage_would_do_everything(world):
     assert said["verify:test"].startswith("would run infra-tests")
     # nothing appeared beside stages.ini: no dep file, no lock, no build/
     assert sorted(os.listdir(p.workdir)) == ["stages.ini"]
+    # a promotion from a stage that runs nothing yet would stop before its first node
+    res = p.doit("plan:staging")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[1].startswith("  promote:staging would stop before its first node: stage test has no release"), \
+        res.stdout
+    assert all("not checked: promote:staging would stop first" in ln for ln in lines[2:-1]), res.stdout
+    assert sorted(os.listdir(p.workdir)) == ["stages.ini"]
 
 
 def test_after_deploy_every_node_is_up_to_date(world):
