@@ -1,9 +1,9 @@
-"""plan:<stage>'s pure parts (tasks/plan.py): the read-only migration command and its parser, the backup and
+"""plan:<stage>'s pure parts (tasks/plan_text.py): the read-only migration command and its parser, the backup and
 switch verdicts, the text."""
 from __future__ import annotations
 
 from doit_stages.config import Host
-from doit_stages.plan import (
+from doit_stages.plan_text import (
     Step,
     age_text,
     backup_step,
