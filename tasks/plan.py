@@ -19,6 +19,7 @@ from .plan_text import (
     backup_step,
     failed_text,
     format_plan,
+    host_failure,
     hosts_text,
     parse_showmigrations,
     showmigrations_argv,
@@ -59,7 +60,12 @@ class Planner:
         rid = self.rid = self.r.source_release_id()
         rev = self.r.revision().commit[:12]
         here = local_release(self.config.build_dir, rid)
-        self.release = self.r.built_release() if here else None
+        try:
+            self.release = self.r.built_release() if here else None
+        except (StepError, CommandFailed) as exc:   # the hosts' python3 not read: the archive is still here
+            self.release = here
+            return Step(node, None, f"not checked: build/{rid}.tar.gz is there, but its wheelhouse's python3 was "
+                                    f"not compared with the hosts' ({failed_text(exc)})")
         if self.release is not None:
             return Step(node, True, f"up to date: build/{rid}.tar.gz (sha256 {self.release.sha256[:12]})")
         why = ("its wheelhouse is for another python3 than the hosts'" if here else
@@ -148,7 +154,7 @@ class Planner:
     def switch(self, node: str) -> Step:
         stage = self.stage
         found = self.s.hosts.outcomes(list(stage.hosts), lambda t: read_state(t, self.s, stage, self.rid))
-        failed = [f"{self.labels[h]}: {failed_text(x)}" for h, x in zip(stage.hosts, found) if isinstance(x, Exception)]
+        failed = [host_failure(self.labels[h], h, x) for h, x in zip(stage.hosts, found) if isinstance(x, Exception)]
         if failed:
             return Step(node, None, "not checked: " + "; ".join(failed))
         return switch_step(node, stage.link, self.rid, dict(zip(stage.hosts, found)), self.labels)
@@ -157,14 +163,15 @@ class Planner:
         return Step(node, False, f"would run infra-tests against {len(self.stage.hosts)} host(s) (it always runs)")
 
     def _per_host(self, node: str, found: list, would: str, done: str) -> Step:
-        failed = [f"{self.labels[h]}: {failed_text(x)}" for h, x in zip(self.stage.hosts, found)
+        failed = [host_failure(self.labels[h], h, x) for h, x in zip(self.stage.hosts, found)
                   if isinstance(x, Exception)]
         lacking = [h for h, x in zip(self.stage.hosts, found) if x is False]
         if lacking:
             return Step(node, False, would.format(hosts_text(lacking, self.labels, len(self.stage.hosts))),
                         tuple(f"not checked on {f}" for f in failed))
         if failed:
-            return Step(node, None, "not checked: " + "; ".join(failed))
+            rest = "; up to date on the other host(s)" if len(failed) < len(found) else ""
+            return Step(node, None, "not checked: " + "; ".join(failed) + rest)
         return Step(node, True, done)
 
     # migrate ---------------------------------------------------------------------------------------------

@@ -105,5 +105,11 @@ def format_plan(title: str, steps: Sequence[Step]) -> str:
     return "\n".join(lines)
 
 
+def host_failure(label: str, host: Host, exc: Exception) -> str:
+    """`<label>: what failed`, the host named once (a transport's error names it itself)."""
+    text = failed_text(exc)
+    return f"{label}: {text[len(str(host)) + 2:] if text.startswith(f'{host}: ') else text}"
+
+
 def failed_text(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

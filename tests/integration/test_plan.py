@@ -163,3 +163,17 @@ def test_promote_plan_reads_whats_pending_on_production_once_the_release_is_buil
     assert migrate.startswith("would migrate prod between two verified backups of it: 1 pending migration(s): "
                               "posts.0004_rehearsed"), migrate
     assert "\nthe guard would pass" in migrate and "staleness not checked" not in migrate, migrate
+
+
+def test_a_host_that_cannot_be_reached_is_named_and_the_plan_goes_on(world):
+    web2 = world["hosts"][1]
+    web2.kill()
+    try:
+        said = plan(world)
+    finally:
+        web2.start()
+    # the archive is here; the hosts' python3 (its wheelhouse is for) is not read from web2
+    assert said["archive"].startswith("not checked: build/blog-") and f":{web2.port}" in said["archive"], said
+    assert said["backup:prod"].startswith("up to date"), said   # prod's backup host is web1
+    for node in ("upload:test", "build:test", "switch:test"):
+        assert said[node].startswith("not checked: ") and f"127.0.0.1:{web2.port}" in said[node], (node, said)

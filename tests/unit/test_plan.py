@@ -99,3 +99,11 @@ def test_only_a_command_of_plans_keeps_doits_memory_in_memory():
     stage = SimpleNamespace(database="test", restore_from="prod")
     config = SimpleNamespace(stages={"test": stage}, databases={})
     assert databases_needed(config, ["plan:test"]) == [] and databases_needed(config, ["build:test"])
+
+
+def test_host_failure_names_the_host_once():
+    from doit_stages.errors import StepError
+    from doit_stages.plan_text import host_failure
+    assert host_failure("web1", WEB1, StepError(f"{WEB1}: cannot reach the host")) == "web1: cannot reach the host"
+    assert host_failure("web1", WEB1, StepError("python3 is not on the host's PATH\nmore")) == \
+        "web1: python3 is not on the host's PATH"
