@@ -3,7 +3,7 @@ node by node, on a fresh stage, after a deploy, after a new commit, and for a pr
 migrations; and every time, a scan before and after proves the plan changed nothing: the hosts' trees under
 deploy_root (paths, modes, sizes, mtimes, link targets), both databases (tables, row counts, checksums), and
 everything beside stages.ini on this machine (doit's dep file and the run lock, byte for byte, and their
-mtimes; no lock file appears). The tests run in order on one project."""
+mtimes; no lock file appears) and the app's repository's .git. The tests run in order on one project."""
 from __future__ import annotations
 
 import hashlib
@@ -41,6 +41,7 @@ def scan(world) -> dict:
     db = world["mariadb"]
     return {"hosts": [files(h.path("/srv")) for h in world["hosts"]],
             "here": files(world["project"].workdir),
+            "source": files(world["repo"].path / ".git"),   # git status refreshes no index
             "dbs": [(db.tables(n), db.row_counts(n), db.checksums(n)) for n in (world["prod"], world["test"])]}
 
 
