@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.project import DOIT, PASSWORD_ENV
+from tests.lab.rehearsal_migrations import migration
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,13 @@ def scan(world) -> dict:
             "dbs": [(db.tables(n), db.row_counts(n), db.checksums(n)) for n in (world["prod"], world["test"])]}
 
 
-def plan(world, stage: str = "test", password: bool = True) -> dict[str, str]:
+def plan(world, stage: str = "test", password: bool = True, env: dict | None = None) -> dict[str, str]:
     """plan:<stage>, checked to change nothing; {node: what it says (with its detail lines)}. password:
     BLOG_DB_PASSWORD is set (else not in the environment at all)."""
     p = world["project"]
     before = scan(world)
     if password:
-        res = p.doit(f"plan:{stage}")
+        res = p.doit(f"plan:{stage}", env=env)
     else:
         env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
         res = subprocess.run([*DOIT, f"plan:{stage}"], cwd=p.workdir, env={**env, "STAGES_INI": str(p.ini)},
@@ -178,3 +179,18 @@ def test_a_host_that_cannot_be_reached_is_named_and_the_plan_goes_on(world):
     assert said["backup:prod"].startswith("up to date"), said   # prod's backup host is web1
     for node in ("upload:test", "build:test", "switch:test"):
         assert said[node].startswith("not checked: ") and f"127.0.0.1:{web2.port}" in said[node], (node, said)
+
+
+def test_promote_plan_says_the_guard_would_refuse_a_flagged_migration_unless_it_is_allowed(world):
+    p, repo = world["project"], world["repo"]
+    repo.commit("rename", {"posts/migrations/0005_rename_body.py": migration(
+        "0004_rehearsed", "        migrations.RenameField('post', 'body', 'text'),\n")})
+    p.ok("deploy:test")
+    p.ok("build:staging")
+    release = rid(p.link(world["hosts"][0]))
+    migrate = plan(world, "staging")["migrate:staging"]
+    assert "2 pending migration(s): posts.0004_rehearsed, posts.0005_rename_body" in migrate, migrate
+    assert "rename_column posts_post" in migrate, migrate   # the rehearsal's flag, in its table
+    assert "the guard would refuse: posts.0005_rename_body is unsafe: rename_column" in migrate, migrate
+    allowed = plan(world, "staging", env={"DEPLOY_ALLOW_UNSAFE": release})["migrate:staging"]
+    assert f"the guard would pass: its flags are accepted by DEPLOY_ALLOW_UNSAFE={release}" in allowed, allowed
