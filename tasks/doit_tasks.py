@@ -384,7 +384,7 @@ def _after_hook(run: Run, kind: str, stage, task: dict) -> dict:
     So a rerun after a failed after hook does the node (whose steps skip what is there) and the hook again.
     (after_switch runs inside the switch: a failure there puts the hosts back, so the switch is not done.)"""
     key = f"after_{kind}"
-    if kind == "switch" or stage.hook(key) is None:
+    if kind == "switch" or not stage.has_hook(key):
         return task
     act, check = task["actions"][0], task["uptodate"][0]
 

@@ -222,6 +222,7 @@ def _switch(s: Session, r: Releases, stage: Stage) -> str:
     once = None
     if after is not None and after.local:
         def once():
-            hooks.run_hook(s, stage, "after_switch", release.id, lambda: hooks.context(s, stage, release, what))
+            hooks.run_hook(s, stage, "after_switch", release.id, lambda: hooks.context(s, stage, release, what),
+                           on_hosts=False)
     return switch_stage(s, stage, release.id, release.revision, "ok", what, backups=backups,
                         after_host=hooks.host_hook(s, stage, "after_switch", release.id), after_all=once)

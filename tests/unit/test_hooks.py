@@ -164,7 +164,7 @@ class Run:
         self.seen.append(f"lock {what}")
 
     def run_hook(self, s, st, key, rids, make_context):
-        self.seen.append(f"{key} in {rids}")
+        self.seen.append(f"{key} in {rids() if callable(rids) else rids}")
         if key == self.failing:
             raise StepError(f"{key}: failed on 1 of 1 host(s): local: exit 1")
 
@@ -176,7 +176,7 @@ def test_a_nodes_work_runs_between_its_hooks_after_the_lock(monkeypatch, node):
     st = stage(**{f"before_{node}": "./before", f"after_{node}": "local: ./after"})
     out = hooks.around(run, run.releases, st, node, lambda: run.seen.append("work") or "done")
     assert out == "done"
-    assert run.seen == [f"lock {node}:test", f"before_{node} in rid-1", "work", f"after_{node} in None"]
+    assert run.seen == [f"lock {node}:test", f"before_{node} in rid-1", "work", f"after_{node} in rid-1"]
 
 
 def test_a_failing_before_hook_fails_the_node_before_its_work(monkeypatch):
