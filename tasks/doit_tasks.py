@@ -472,9 +472,9 @@ def operators(run: Run):
         def logs(s=s):
             return _exit_status(run, operate.follow_logs, s)
         yield {**base, "basename": f"run:{s.name}", "actions": [run_cmd], "pos_arg": "argv",
-               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its first host "
+               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its primary host "
                       "(DEPLOY_HOSTS=all or host,host: those), lines prefixed by host"}
         yield {**base, "basename": f"console:{s.name}", "actions": [console],
-               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its first host"}
+               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its primary host"}
         yield {**base, "basename": f"logs:{s.name}", "actions": [logs],
                "doc": f"follow log_command on every {s.name} host, lines prefixed by host, until Ctrl-C"}

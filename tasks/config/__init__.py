@@ -26,7 +26,6 @@ from . import database as config_database
 from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
 from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
 from .hooks import HOOK_NODES, HOOKS
-from .roles import PER_ROLE, ROLE_KEYS, allowed_role_keys, role_key_problems
 from .model import (
     BUCKET_RE,
     PREFIX_RE,
@@ -45,6 +44,7 @@ from .model import (
 )
 from .project import BUILDS, PROJECT, read_project
 from .reader import Ini
+from .roles import PER_ROLE, ROLE_KEYS, allowed_role_keys, role_key_problems
 from .stage import STAGE, read_hosts, read_stage
 from .values import (
     DURATION_RE,
@@ -60,7 +60,8 @@ from .values import (
 
 __all__ = ["BUCKET_RE", "BUILDS", "Config", "ConfigError", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS",
            "Database", "HOOKS", "HOOK_NODES", "Hook", "Host", "MAX_LOCK_RETRIES", "MAX_LOCK_TIMEOUT", "NAME_RE",
-           "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "ROLE_KEYS", "Role", "S3Store", "STAGE_KEYS", "Secret", "Stage",
+           "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "ROLE_KEYS", "Role", "S3Store", "STAGE_KEYS",
+           "Secret", "Stage",
            "check_endpoint", "config_path", "host_key", "load_config", "parse_duration", "parse_host", "parse_store",
            "split_command", "split_list"]
 

@@ -9,7 +9,6 @@ import importlib.util
 
 from . import rules
 from .hooks import HOOKS, read_hooks
-from .roles import allowed_role_keys, role_key_problems
 from .model import Project, parse_store
 from .reader import (
     Ini,
@@ -25,6 +24,7 @@ from .reader import (
     timeout,
     whole,
 )
+from .roles import allowed_role_keys, role_key_problems
 from .values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices (docs/configuration.md); any other is refused with a clear message, not faked.

@@ -193,7 +193,8 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
         state["env_sha256"] = want["env_sha256"]   # the host compared the very bytes
     if keep_env and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
         want["env_sha256"] = state["env_sha256"]    # a rollback: the env file the release has, whatever it holds
-    return bool(token) and inputs == build_inputs(config, stage, t.host) and (live != "0" or not keep_env) and state == want
+    return (bool(token) and inputs == build_inputs(config, stage, t.host) and (live != "0" or not keep_env)
+            and state == want)
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,

@@ -2,11 +2,12 @@
 inside the node's action: nodes.py; after_switch per host inside the switch: switch.py) and after a
 command (on_success, on_failure: doit_tasks.py, when doit's run ends).
 
-On the hosts: every host of the stage at once (each its role's `key.<role>` where the stage has one), in the release with its env for the stage (app_command, as
-build_command runs) where the release is built for the stage; where it is not (the upload's hooks,
-before_build, an on_failure before the build), in deploy_root, without the app's env. `local:`: once on this
-machine, in the directory of stages.ini, with DEPLOY_* (Context) in its environment. Every line a hook
-prints is shown as it comes (a local hook's when it ends), after its host. A failing hook raises one
+On the hosts: every host of the stage at once (each its role's `key.<role>` where the stage has one), in the
+release with its env for the stage (app_command, as build_command runs) where the release is built for the
+stage; where it is not (the upload's hooks, before_build, an on_failure before the build), in deploy_root,
+without the app's env. `local:`: once on this machine, in the directory of stages.ini, with DEPLOY_* (Context)
+in its environment. Every line a hook prints is shown as it comes (a local hook's when it ends), after its host.
+A failing hook raises one
 StepError naming the key (not its command, which may hold a token), the host, its exit status and last line.
 """
 from __future__ import annotations
