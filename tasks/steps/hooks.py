@@ -7,7 +7,8 @@ release with its env for the stage (app_command, as build_command runs) where th
 stage; where it is not (the upload's hooks, before_build, an on_failure before the build), in deploy_root,
 without the app's env. `local:`: once on this machine, in the directory of stages.ini, with DEPLOY_* (Context)
 in its environment. Every line a hook prints is shown as it comes (a local hook's when it ends), after its host.
-A failing hook raises one StepError naming the key (not its command, which may hold a token), the host, its exit status and last line.
+A failing hook raises one StepError naming the key (not its command, which may hold a token), the host, its
+exit status and last line.
 """
 from __future__ import annotations
 
