@@ -39,6 +39,8 @@ def batch(value: str, sec: Section) -> str:
 
 def role_hosts(value: str, sec: Section) -> tuple[Host, ...]:
     """`hosts.<role>`: like `hosts`, and no host of another role."""
+    if not split_list(value):
+        raise Problem(f"missing; list the role's hosts, e.g. {sec.key} = ssh://deploy@worker1:22, or remove the key")
     found = hosts(value, sec)
     for other, other_hosts in sec.scope["taken"].items():
         keys = {host_key(h): h for h in other_hosts}

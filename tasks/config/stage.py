@@ -1,8 +1,8 @@
 """[stage:<name>]: its keys, each with its parser, default and doc; the hosts of a stage; read_stage.
 
-A stage is read in two passes: its `hosts` first (read_hosts, for every stage, since a database's
-backup_host defaults to the first host of the first stage using it), then the rest (read_stage), with the
-project and the databases in scope. The keys of INHERITED default to the project's value (FromProject).
+A stage is read in two passes: its `hosts` and `hosts.<role>` first (read_hosts, for every stage, since a
+database's backup_host defaults to the first host of the first stage using it), then the rest (read_stage),
+with the project and the databases in scope, and its roles last (config/roles.py). The keys of INHERITED default to the project's value (FromProject).
 """
 from __future__ import annotations
 

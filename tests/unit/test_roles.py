@@ -83,7 +83,7 @@ def test_the_projects_role_hook_applies_to_stages_with_that_role(tmp_path):
     ("hosts.cron = ssh://deploy@web2", "hosts.cron", "ssh://deploy@web2 is already in hosts; a host has one role: "
                                                      "list it in one of them"),
     ("hosts.cron = ssh://deploy@WORKER1:22", None, None),
-    ("hosts.cron =", "hosts.cron", "missing; list the stage's hosts"),
+    ("hosts.cron =", "hosts.cron", "missing; list the role's hosts, e.g. hosts.cron = ssh://"),
     ("primary = ssh://deploy@db1", "primary", "ssh://deploy@db1 is not one of the stage's hosts; name one listed in "
                                               "hosts or hosts.<role>"),
     ("reload_command.cron = x", "reload_command.cron", "the stage has no role cron; add hosts.cron = <its hosts>, "
