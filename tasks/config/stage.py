@@ -2,7 +2,8 @@
 
 A stage is read in two passes: its `hosts` and `hosts.<role>` first (read_hosts, for every stage, since a
 database's backup_host defaults to the first host of the first stage using it), then the rest (read_stage),
-with the project and the databases in scope, and its roles last (config/roles.py). The keys of INHERITED default to the project's value (FromProject).
+with the project and the databases in scope, and its roles last (config/roles.py). The keys of INHERITED
+default to the project's value (FromProject).
 """
 from __future__ import annotations
 
