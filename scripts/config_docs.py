@@ -14,6 +14,7 @@ from doit_stages.config import appenv as config_appenv
 from doit_stages.config import database as config_database
 from doit_stages.config import hooks as config_hooks
 from doit_stages.config import project as config_project
+from doit_stages.config import roles as config_roles
 from doit_stages.config import stage as config_stage
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -93,12 +94,18 @@ def render() -> str:
         "One section per stage. A default `[project] <key>` is the project's value of that key.",
         "",
         *table(config_stage.STAGE, config_stage),
+        "### Roles within a stage",
+        "",
+        "`hosts` is the role `app`; `hosts.<role>` adds one. A `<key>.<role>` overrides the stage's key for that",
+        "role's hosts ([stages-ini.md](stages-ini.md#roles-within-a-stage)).",
+        "",
+        *table(config_roles.ROLE_KEYS, config_roles),
         "## Hooks: keys of `[project]` and `[stage:<name>]`",
         "",
         "Each is a command run on every host of the stage (in the release, with its env, where the release is",
         "built for the stage; else in deploy_root), or, prefixed `local:`, once on this machine in the directory",
         "of `stages.ini` with `DEPLOY_*` variables. A stage takes the project's hook of a key unless it writes",
-        "the key (empty: none). No default. `<key>.<role>` is refused: roles do not exist yet.",
+        "the key (empty: none). No default. `<key>.<role>`: that role's hosts' hook instead (empty: none).",
         "How they run: [hooks.md](hooks.md).",
         "",
         *table(config_hooks.HOOKS, config_hooks),

@@ -34,7 +34,7 @@ def run_rollback(s: Session, r: Releases, stage: Stage) -> str:
     logs = s.hosts.each(stage.hosts, lambda t: read_log(t, s.layout), f"{what}: reading the release log")
     target = rollback_target(logs[0], stage.name, current)
     if not target:
-        raise StepError(f"{what}: the release log of {stage.hosts[0]} names no earlier good release of "
+        raise StepError(f"{what}: the release log of {stage.primary} names no earlier good release of "
                         f"{stage.name} than {current}; nothing to roll back to")
     rec = last_switch(logs[0], stage.name, target) or {}
     s.lock(stage.hosts, what)
@@ -155,10 +155,19 @@ def status_rows(s: Session) -> list[list[str]]:
                       f"{holder_text(holder)}" if holder else
                       f"; HALF-DONE switch to {intents[0].get('release')} on {len(intents)} host(s) (its run "
                       f"died): the next deploy/promote of {stage.name} finishes or undoes it")
-        agree += unfinished_migration(s, stage)
+        agree += unfinished_migration(s, stage) + roles_text(stage)
         rows.append([stage.name, main, (rec or {}).get("revision", "")[:12], (rec or {}).get("time", ""),
                      f"{rec['user']}@{rec['deployer']}" if rec else "", agree])
     return rows
+
+
+def roles_text(stage: Stage) -> str:
+    """`; roles: app web1 web2 (primary web1), worker worker1`: each host's role, when the stage has roles."""
+    if len(stage.roles) < 2:
+        return ""
+    return "; roles: " + ", ".join(
+        f"{r.name} " + " ".join(f"{h}{' (primary)' if h == stage.primary else ''}" for h in r.hosts)
+        for r in stage.roles)
 
 
 def switch_under_way(s: Session, stage: Stage, intents: list[dict]) -> dict | None:
@@ -196,7 +205,7 @@ def format_table(rows: list[list[str]]) -> str:
 
 def run_rehearsal_report(s: Session, r: Releases, stage: Stage) -> str:
     """The rehearsal report of the release the stage runs (for a promoted stage: the release it would
-    receive, the one its source stage runs), read from the rehearsing stage's first host."""
+    receive, the one its source stage runs), read from the rehearsing stage's primary host."""
     from .steps.migration.rehearsal import read_report
     from .steps.migration.rehearsal_guard import rehearsing_stage
     from .steps.migration.rehearsal_report import text_table
@@ -212,8 +221,8 @@ def run_rehearsal_report(s: Session, r: Releases, stage: Stage) -> str:
             rid = live_release(s, stage, what)
         except StepError:
             rid = r.source_release_id()
-    report = s.hosts.one(rs.hosts[0], lambda t: read_report(t, s.layout, rid))
+    report = s.hosts.one(rs.primary, lambda t: read_report(t, s.layout, rid))
     if report is None:
-        raise StepError(f"{what}: release {rid} has no rehearsal report on {rs.hosts[0]} "
+        raise StepError(f"{what}: release {rid} has no rehearsal report on {rs.primary} "
                         f"({s.layout.rehearsal(rid)}); run doit deploy:{rs.name}")
-    return f"{s.layout.rehearsal(rid)} on {rs.hosts[0]}\n" + text_table(report)
+    return f"{s.layout.rehearsal(rid)} on {rs.primary}\n" + text_table(report)

@@ -395,7 +395,7 @@ def _after_hook(run: Run, kind: str, stage, task: dict) -> dict:
     So a rerun after a failed after hook does the node (whose steps skip what is there) and the hook again.
     (after_switch runs inside the switch: a failure there puts the hosts back, so the switch is not done.)"""
     key = f"after_{kind}"
-    if kind == "switch" or stage.hook(key) is None:
+    if kind == "switch" or not stage.has_hook(key):
         return task
     act, check = task["actions"][0], task["uptodate"][0]
 
@@ -484,10 +484,10 @@ def operators(run: Run):
         def logs(s=s):
             return _exit_status(run, operate.follow_logs, s)
         yield {**base, "basename": f"run:{s.name}", "actions": [run_cmd], "pos_arg": "argv",
-               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its first host "
+               "doc": f"doit run:{s.name} CMD ...: CMD in the live {s.name} release with its env, on its primary host "
                       "(DEPLOY_HOSTS=all or host,host: those), lines prefixed by host"}
         yield {**base, "basename": f"console:{s.name}", "actions": [console],
-               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its first host"}
+               "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its primary host"}
         yield {**base, "basename": f"logs:{s.name}", "actions": [logs],
                "doc": f"follow log_command on every {s.name} host, lines prefixed by host, until Ctrl-C"}
 

@@ -145,13 +145,13 @@ def migrate_done(s: Session, r: Releases, stage: Stage) -> bool:
     rid = r.of(stage).id
     done = _migrated(s, stage, rid)
     if done and stage.restore_from:
-        return s.hosts.one(stage.hosts[0], lambda t: t.exists(s.layout.rehearsal(rid)))
+        return s.hosts.one(stage.primary, lambda t: t.exists(s.layout.rehearsal(rid)))
     return done and not production_migration.unfinished(s, stage)
 
 
 def _migrated(s: Session, stage: Stage, rid: str) -> bool:
     from .steps.migration import migrate as migrate_step
-    return s.hosts.one(stage.hosts[0], lambda t: migrate_step.is_migrated(t, s.layout, s.config, stage, rid))
+    return s.hosts.one(stage.primary, lambda t: migrate_step.is_migrated(t, s.layout, s.config, stage, rid))
 
 
 def run_migrate(s: Session, r: Releases, stage: Stage) -> str:
@@ -173,7 +173,7 @@ def run_rehearsal(s: Session, r: Releases, stage: Stage) -> str:
     from .steps.migration import rehearsal as rehearsal_step
     from .steps.migration.rehearsal_guard import keep_markdown, record_rehearsal
     from .steps.migration.rehearsal_report import text_table
-    rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.hosts[0]
+    rid, db, first = r.of(stage).id, s.config.stage_database(stage), stage.primary
     src = s.config.databases[stage.restore_from]
     s.lock([first, s.backup_host(src), s.backup_host(db)], f"migrate:{stage.name}")
     if migrate_done(s, r, stage):
@@ -222,6 +222,7 @@ def _switch(s: Session, r: Releases, stage: Stage) -> str:
     once = None
     if after is not None and after.local:
         def once():
-            hooks.run_hook(s, stage, "after_switch", release.id, lambda: hooks.context(s, stage, release, what))
+            hooks.run_hook(s, stage, "after_switch", release.id, lambda: hooks.context(s, stage, release, what),
+                           on_hosts=False)
     return switch_stage(s, stage, release.id, release.revision, "ok", what, backups=backups,
                         after_host=hooks.host_hook(s, stage, "after_switch", release.id), after_all=once)

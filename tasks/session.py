@@ -62,10 +62,9 @@ class Session:
         return db.backup_host
 
     def batches(self, stage: Stage) -> list[list[Host]]:
-        n = len(stage.hosts)
-        size = math.ceil(n * int(stage.batch[:-1]) / 100) if stage.batch.endswith("%") else int(stage.batch)
-        size = max(1, min(n, size))
-        return [list(stage.hosts[i:i + size]) for i in range(0, n, size)]
+        """The switch's batches: each role's hosts cut by its batch, the n-th batch of every role together."""
+        cuts = [_cut(role.hosts, role.batch) for role in stage.roles]
+        return [[h for cut in cuts if i < len(cut) for h in cut[i]] for i in range(max(map(len, cuts)))]
 
     # -- the project's local lock ----------------------------------------------------------------------
     def hold_project_lock(self) -> None:
@@ -237,3 +236,10 @@ def _exit_on_sigterm():
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def _cut(hosts, batch: str) -> list[list[Host]]:
+    n = len(hosts)
+    size = math.ceil(n * int(batch[:-1]) / 100) if batch.endswith("%") else int(batch)
+    size = max(1, min(n, size))
+    return [list(hosts[i:i + size]) for i in range(0, n, size)]

@@ -8,6 +8,7 @@ to change. Nothing here touches a host or a database. The pieces:
     reader      the file, and one section read by its table of keys: Key(parse, default, doc)
     project     [project]'s table            database  [database:<name>]'s tables (per engine)
     stage       [stage:<name>]'s table, hosts, and the keys a stage inherits from [project]
+    roles       hosts.<role>, primary and the per-role keys KEY.<role>
     hooks       the hook keys of both (before_<node>, after_<node>, on_success, on_failure)
     checks      rules across sections: links, promote_from, restore targets, relative paths
     appenv      [env], [secrets] and their [env:<stage>], [secrets:<stage>]; reading the secrets' values
@@ -24,7 +25,7 @@ from . import appenv
 from . import database as config_database
 from .checks import check_host_spellings, check_restore_targets, check_stage_graph, resolve_paths
 from .database import MAX_LOCK_RETRIES, MAX_LOCK_TIMEOUT, read_database
-from .hooks import HOOK_NODES, HOOKS, role_keys
+from .hooks import HOOK_NODES, HOOKS
 from .model import (
     BUCKET_RE,
     PREFIX_RE,
@@ -34,6 +35,7 @@ from .model import (
     Hook,
     Host,
     Project,
+    Role,
     S3Store,
     Secret,
     Stage,
@@ -42,6 +44,7 @@ from .model import (
 )
 from .project import BUILDS, PROJECT, read_project
 from .reader import Ini
+from .roles import PER_ROLE, ROLE_KEYS, allowed_role_keys, role_key_problems
 from .stage import STAGE, read_hosts, read_stage
 from .values import (
     DURATION_RE,
@@ -57,7 +60,8 @@ from .values import (
 
 __all__ = ["BUCKET_RE", "BUILDS", "Config", "ConfigError", "DATABASE_KEYS", "DURATION_RE", "DURATION_UNITS",
            "Database", "HOOKS", "HOOK_NODES", "Hook", "Host", "MAX_LOCK_RETRIES", "MAX_LOCK_TIMEOUT", "NAME_RE",
-           "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "S3Store", "STAGE_KEYS", "Secret", "Stage",
+           "PREFIX_RE", "PROJECT_KEYS", "Project", "REGION_RE", "ROLE_KEYS", "Role", "S3Store", "STAGE_KEYS",
+           "Secret", "Stage",
            "check_endpoint", "config_path", "host_key", "load_config", "parse_duration", "parse_host", "parse_store",
            "split_command", "split_list"]
 
@@ -110,7 +114,9 @@ def read_config(ini: Ini) -> Config:
     project = read_project(ini)
     stage_sections = [s for s in sections if s.startswith("stage:")]
     for s in stage_sections:
-        ini.check_keys(s, {**STAGE, **HOOKS}, role_keys(ini, s))
+        suffixed = (*PER_ROLE, *HOOKS)
+        ini.check_keys(s, {**STAGE, **HOOKS, "primary": None, **dict.fromkeys(allowed_role_keys(ini, s, suffixed))},
+                       role_key_problems(ini, s, suffixed))
     stage_hosts = {s[6:]: read_hosts(ini, s) for s in stage_sections}
     databases = {s[9:]: read_database(ini, s, stage_hosts) for s in sections if s.startswith("database:")}
     check_host_spellings(ini, stage_hosts, databases)

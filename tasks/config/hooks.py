@@ -1,8 +1,8 @@
 """The hook keys of [project] and [stage:<name>]: before_<node> and after_<node> for node in HOOK_NODES, and
 on_success, on_failure. A value is a command (split like every *_command key), run on every host of the
 stage, or, prefixed `local:`, once on the deploying machine. A stage takes the project's hook of a key unless
-it writes the key itself (`before_build =` with nothing: no hook for that stage). The `.<role>` suffix of the
-design needs roles, which do not exist yet: such a key is refused with one line (role_keys).
+it writes the key itself (`before_build =` with nothing: no hook for that stage). `<key>.<role>` is that
+role's hosts' hook instead (config/roles.py; empty: none for that role), never a `local:` one.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from .reader import Ini, Key, Problem, Section
 
 HOOK_NODES = ("upload", "build", "migrate", "switch", "verify")
 LOCAL = "local:"
-NOT_YET = "roles are not supported yet: a hook runs on every host of the stage; write {key} instead"
 
 DOCS = {
     "before": "run before {node}:<stage> changes anything; a failure fails the node",
@@ -21,9 +20,12 @@ DOCS = {
 
 def hook(value: str, sec: Section) -> Hook | None:
     """`command args` (on every host) or `local: command args` (here), split at load; "" is no hook."""
+    key, _, role = sec.key.partition(".")
     if not value:
-        return None
+        return Hook(key, "", False, (), role) if role and sec.written(sec.key) else None
     local = value.startswith(LOCAL)
+    if local and role:
+        raise Problem(f"a local: hook runs once on this machine, for no role; write it as {key}")
     text = value[len(LOCAL):].strip() if local else value
     try:
         argv = split_command(text)
@@ -31,13 +33,14 @@ def hook(value: str, sec: Section) -> Hook | None:
         raise Problem(str(exc)) from None
     if not argv:
         raise Problem("local: names no command; write local: <command>, or leave the key empty for no hook")
-    return Hook(sec.key, value, local, argv)
+    return Hook(key, value, local, argv, role)
 
 
 def inherited(sec: Section) -> str:
-    """A stage's default: the project's hook of the key, as written."""
+    """A stage's default: the project's hook of the key (of `key.<role>`: that role's), as written."""
     project = sec.scope.get("project")
-    found = project.hook(sec.key) if project is not None else None
+    key, _, role = sec.key.partition(".")
+    found = next((h for h in project.hooks if h.key == key and h.role == role), None) if project else None
     return found.command if found else ""
 
 
@@ -58,17 +61,14 @@ HOOKS["after_switch"] = Key(hook, inherited, "run on each host after its switch 
                             shell=True)
 
 
-def role_keys(ini: Ini, section: str) -> dict[str, str]:
-    """Each `<hook key>.<role>` of the section, with the one line that refuses it."""
-    out = {}
-    for key in ini.cp[section]:
-        base, dot, _ = key.partition(".")
-        if dot and base in HOOKS:
-            out[key] = NOT_YET.format(key=base)
-    return out
-
-
-def read_hooks(ini: Ini, section: str, project=None) -> tuple[Hook, ...]:
-    """The section's hooks (a stage's: its own, else the project's), in the table's order."""
-    values = Section(ini, section, HOOKS, project=project).read()
+def read_hooks(ini: Ini, section: str, project=None, roles=None) -> tuple[Hook, ...]:
+    """The section's hooks (a stage's: its own, else the project's), in the table's order, then the role
+    hooks: a stage's for each of its roles (its own `key.<role>`, else the project's); the project's, every
+    `key.<role>` it writes."""
+    if roles is None:
+        suffixed = [k for k in ini.cp[section] if k.partition(".")[0] in HOOKS and "." in k]
+    else:
+        suffixed = [f"{k}.{r}" for r in roles for k in HOOKS]
+    table = {**HOOKS, **{k: HOOKS[k.partition(".")[0]] for k in suffixed}}
+    values = Section(ini, section, table, project=project).read()
     return tuple(h for h in values.values() if h is not None)

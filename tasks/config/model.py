@@ -49,6 +49,8 @@ class Hook:
     command: str                 # as written, `local:` included
     local: bool
     argv: tuple[str, ...]        # the command without its prefix, split (shlex) at load
+    role: str = ""               # `<key>.<role>`: that role's hosts only ("" the stage's other hosts); an empty
+                                 # argv there: no hook for that role
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,28 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Role:
+    """One role of a stage (`hosts` is role "app", `hosts.<name>` the role <name>): its hosts and the per-role
+    keys, each its own `KEY.<role>` where written, else the stage's KEY (build_command: None, the project's)."""
+    name: str
+    hosts: tuple[Host, ...]
+    reload_command: str = ""
+    health_url: str = ""
+    batch: str = "100%"
+    build_command: str | None = None
+    reload_argv: tuple[str, ...] = field(init=False, repr=False)
+    build_argv: tuple[str, ...] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _set_argvs(self, reload_argv=self.reload_command)
+        object.__setattr__(self, "build_argv",
+                           None if self.build_command is None else split_command(self.build_command))
+
+
+APP_ROLE = "app"   # the role of the plain `hosts`
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     hosts: tuple[Host, ...]
@@ -170,6 +194,9 @@ class Stage:
     hooks: tuple[Hook, ...] = ()   # the stage's own, else the project's, key by key (config/hooks.py)
     console_command: str = "python manage.py shell"   # doit console:<stage> (operate.py)
     log_command: str = ""                              # doit logs:<stage>; none: logs refuses, naming the key
+    # hosts in roles (hosts: every host, role "app"'s first; config/stage.py); () is one role "app" of all hosts
+    roles: tuple[Role, ...] = ()
+    primary: Host | None = None   # migrations and one-off commands run there; None: the first host
     # the command keys split (shlex), at load
     reload_argv: tuple[str, ...] = field(init=False, repr=False)
     console_argv: tuple[str, ...] = field(init=False, repr=False)
@@ -178,9 +205,30 @@ class Stage:
     def __post_init__(self) -> None:
         _set_argvs(self, reload_argv=self.reload_command, console_argv=self.console_command,
                    log_argv=self.log_command)
+        if not self.roles:
+            object.__setattr__(self, "roles", (Role(APP_ROLE, tuple(self.hosts), self.reload_command,
+                                                    self.health_url, self.batch),))
+        if self.primary is None and self.hosts:
+            object.__setattr__(self, "primary", self.hosts[0])
 
-    def hook(self, key: str) -> Hook | None:
-        return next((h for h in self.hooks if h.key == key), None)
+    def role_of(self, host) -> Role:
+        """The role of one of the stage's hosts (a Host or its spec)."""
+        spec = str(host)
+        return next((r for r in self.roles if any(str(h) == spec for h in r.hosts)), self.roles[0])
+
+    def hook(self, key: str, host=None) -> Hook | None:
+        """The stage's hook of key; with a host, that host's: its role's `key.<role>` where written (an empty
+        one: none), else the key's."""
+        if host is not None:
+            role = self.role_of(host).name
+            own = next((h for h in self.hooks if h.key == key and h.role == role), None)
+            if own is not None:
+                return own if own.argv else None
+        return next((h for h in self.hooks if h.key == key and not h.role), None)
+
+    def has_hook(self, key: str) -> bool:
+        """Any host (or this machine) runs a hook of key."""
+        return any(h.key == key and h.argv for h in self.hooks)
 
     @property
     def chain_task(self) -> str:
@@ -263,6 +311,13 @@ class Config:
     @property
     def build_dir(self) -> Path:
         return self.workdir / "build"
+
+    def build_command(self, stage: Stage, host) -> tuple[str, tuple[str, ...]]:
+        """(build_command as written, its argv) for one host of the stage: its role's, else the project's."""
+        role = stage.role_of(host)
+        if role.build_command is None:
+            return self.project.build_command, self.project.build_argv
+        return role.build_command, role.build_argv
 
     def stage_database(self, stage: Stage) -> Database | None:
         return self.databases[stage.database] if stage.database else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 
 from . import rules
-from .hooks import HOOKS, read_hooks, role_keys
+from .hooks import HOOKS, read_hooks
 from .model import Project, parse_store
 from .reader import (
     Ini,
@@ -24,6 +24,7 @@ from .reader import (
     timeout,
     whole,
 )
+from .roles import allowed_role_keys, role_key_problems
 from .values import NAME_RE, REGION_RE, check_endpoint, split_list
 
 # Implemented choices (docs/configuration.md); any other is refused with a clear message, not faked.
@@ -167,5 +168,8 @@ PROJECT: dict[str, Key] = {
 
 
 def read_project(ini: Ini) -> Project:
-    ini.check_keys("project", {**PROJECT, **HOOKS}, role_keys(ini, "project"))
+    # [project] may write `<hook key>.<role>` (for every stage with that role), no other role key
+    suffixed = {k for k in allowed_role_keys(ini, "project", tuple(HOOKS)) if not k.startswith("hosts.")}
+    ini.check_keys("project", {**PROJECT, **HOOKS, **dict.fromkeys(suffixed)},
+                   role_key_problems(ini, "project", tuple(HOOKS), declared=False))
     return Project(**Section(ini, "project", PROJECT).read(), hooks=read_hooks(ini, "project"))

@@ -1,12 +1,12 @@
 """[stage:<name>]: its keys, each with its parser, default and doc; the hosts of a stage; read_stage.
 
-A stage is read in two passes: its `hosts` first (read_hosts, for every stage, since a database's
-backup_host defaults to the first host of the first stage using it), then the rest (read_stage), with the
-project and the databases in scope. The keys of INHERITED default to the project's value (FromProject).
+A stage is read in two passes: its `hosts` and `hosts.<role>` first (read_hosts, for every stage, since a
+database's backup_host defaults to the first host of the first stage using it), then the rest (read_stage),
+with the project and the databases in scope, and its roles last (config/roles.py). The keys of INHERITED
+default to the project's value (FromProject).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,26 +23,11 @@ from .reader import (
     command,
     duration,
     headers,
-    host,
     optional,
     timeout,
     whole,
 )
-from .values import host_key, split_list
-
-
-def hosts(value: str, sec: Section) -> tuple[Host, ...]:
-    specs = split_list(value)
-    if not specs:
-        raise Problem("missing; list the stage's hosts, e.g. hosts = ssh://deploy@web1:22 (or local)")
-    found: dict[tuple, Host] = {}
-    for h in map(host, specs):
-        other = found.setdefault(host_key(h), h)
-        if other is not h:
-            raise Problem(f"{h} is listed twice; list each host once" if other.spec == h.spec else
-                          f"{other} and {h} are one host (the same login, port and machine: localhost, 127.0.0.1 "
-                          "and ::1 are this machine's one name); list it once")
-    return tuple(found.values())
+from .roles import PER_ROLE, batch, hosts, read_role_hosts, read_roles
 
 
 def database(value: str, sec: Section) -> str | None:
@@ -79,12 +64,6 @@ def settings(value: str, sec: Section) -> str:
         raise Problem(problem)
     if sec.values["database"] and not value:
         raise Problem("missing; name the DJANGO_SETTINGS_MODULE this stage runs with")
-    return value
-
-
-def batch(value: str, sec: Section) -> str:
-    if not re.fullmatch(r"\d+%?", value) or int(value.rstrip("%")) == 0:
-        raise Problem(f"{value!r} is not a number of hosts or a share like 50%")
     return value
 
 
@@ -133,11 +112,20 @@ INHERITED = tuple(k for k, spec in STAGE.items() if isinstance(spec.default, Fro
 
 
 def read_hosts(ini: Ini, section: str) -> tuple[Host, ...]:
+    """Every host of the stage: `hosts` (role app) first, then each `hosts.<role>`'s (config/roles.py)."""
+    return tuple(h for hs in _role_hosts(ini, section).values() for h in hs)
+
+
+def _role_hosts(ini: Ini, section: str) -> dict[str, tuple[Host, ...]]:
     sec = Section(ini, section, {"hosts": STAGE["hosts"]})
-    return sec.read()["hosts"]
+    return read_role_hosts(ini, section, sec.read()["hosts"])
 
 
 def read_stage(ini: Ini, section: str, hosts: tuple[Host, ...], project, databases) -> Stage:
     name = section.partition(":")[2]
     sec = Section(ini, section, STAGE, {"hosts": hosts}, stage=name, project=project, databases=databases)
-    return Stage(name=name, **sec.read(), hooks=read_hooks(ini, section, project))
+    values = sec.read()
+    roles, primary = read_roles(ini, section, _role_hosts(ini, section),
+                                {k: values[k] for k in PER_ROLE if k != "build_command"}, project)
+    return Stage(name=name, **values, hooks=read_hooks(ini, section, project, roles=[r.name for r in roles]),
+                 roles=roles, primary=primary)

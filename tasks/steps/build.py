@@ -130,11 +130,13 @@ def shared_links(layout: Layout, config: Config, rel: str) -> list[str]:
     return args
 
 
-def build_inputs(config: Config, stage: Stage) -> str:
-    """A digest of the settings the stage-level build runs with (build, build_command, buildout_config): a
-    change makes build:<stage> not up to date. No secret in them (a password is refused in stages.ini)."""
+def build_inputs(config: Config, stage: Stage, host=None) -> str:
+    """A digest of the settings the stage-level build runs with on a host (build, its role's build_command,
+    buildout_config; no host: the primary's): a change makes build:<stage> not up to date there. No secret
+    in them (a password is refused in stages.ini)."""
     p = config.project
-    settings = (p.build, p.build_command, stage.buildout_config if p.build == "buildout" else "")
+    command = config.build_command(stage, stage.primary if host is None else host)[0]
+    settings = (p.build, command, stage.buildout_config if p.build == "buildout" else "")
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
@@ -191,7 +193,8 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
         state["env_sha256"] = want["env_sha256"]   # the host compared the very bytes
     if keep_env and re.fullmatch(r"[0-9a-f]{64}", state["env_sha256"]):
         want["env_sha256"] = state["env_sha256"]    # a rollback: the env file the release has, whatever it holds
-    return bool(token) and inputs == build_inputs(config, stage) and (live != "0" or not keep_env) and state == want
+    return (bool(token) and inputs == build_inputs(config, stage, t.host) and (live != "0" or not keep_env)
+            and state == want)
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
@@ -228,8 +231,9 @@ def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, rele
     stage gets only the env version."""
     rel = layout.release(release.id)
     links = shared_links(layout, config, rel)
-    more = config.project.build == "buildout" or bool(config.project.build_command)
-    inputs = build_inputs(config, stage)
+    command, build_argv = config.build_command(stage, t.host)
+    more = config.project.build == "buildout" or bool(command)
+    inputs = build_inputs(config, stage, t.host)
     env = env_file(layout, config, stage, release.id)
     code, out, err = t.call(["sh", "-c", STAGE_FILES, "sh", rel, layout.link(stage.link),
                              layout.link_target(stage.link, release.id), inputs, "1" if more else "",
@@ -252,8 +256,8 @@ def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, rele
     if config.project.build == "buildout":
         buildout_step.run_buildout(t, layout, config, stage, release.id,
                                    layout.wheels(release.wheels) if release.wheels else "")
-    if config.project.build_command:
-        code, out, err = t.call(app_command(layout, stage.name, release.id, list(config.project.build_argv)))
+    if command:
+        code, out, err = t.call(app_command(layout, stage.name, release.id, list(build_argv)))
         if code != 0:
             last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")

@@ -2,12 +2,13 @@
 inside the node's action: nodes.py; after_switch per host inside the switch: switch.py) and after a
 command (on_success, on_failure: doit_tasks.py, when doit's run ends).
 
-On the hosts: every host of the stage at once, in the release with its env for the stage (app_command, as
-build_command runs) where the release is built for the stage; where it is not (the upload's hooks,
-before_build, an on_failure before the build), in deploy_root, without the app's env. `local:`: once on this
-machine, in the directory of stages.ini, with DEPLOY_* (Context) in its environment. Every line a hook
-prints is shown as it comes (a local hook's when it ends), after its host. A failing hook raises one
-StepError naming the key (not its command, which may hold a token), the host, its exit status and last line.
+On the hosts: every host of the stage at once (each its role's `key.<role>` where the stage has one), in the
+release with its env for the stage (app_command, as build_command runs) where the release is built for the
+stage; where it is not (the upload's hooks, before_build, an on_failure before the build), in deploy_root,
+without the app's env. `local:`: once on this machine, in the directory of stages.ini, with DEPLOY_* (Context)
+in its environment. Every line a hook prints is shown as it comes (a local hook's when it ends), after its host.
+A failing hook raises one StepError naming the key (not its command, which may hold a token), the host, its
+exit status and last line.
 """
 from __future__ import annotations
 
@@ -78,37 +79,46 @@ def around(s, r, stage: Stage, node: str, work, rids=None):
     node that is up to date runs neither (doit runs no action). after_switch is run by the switch itself.
     r: the run's Releases; rids: a function giving where hooks on hosts run (default: this run's release)."""
     what = f"{node}:{stage.name}"
-    before, after = stage.hook(f"before_{node}"), stage.hook(f"after_{node}") if node != "switch" else None
-    if before is None and after is None:
+    before, after = f"before_{node}", f"after_{node}"
+    has_before, has_after = stage.has_hook(before), node != "switch" and stage.has_hook(after)
+    if not has_before and not has_after:
         return work()
     where = rids or (lambda: r.of(stage).id)
 
     def make_context():
         return context(s, stage, r.known(stage), what)
-    if before is not None:
+    if has_before:
         s.lock(stage.hosts, what)
         try:
-            run_hook(s, stage, before.key, None if before.local else where(), make_context)
+            run_hook(s, stage, before, where, make_context)
         except StepError as exc:
             raise StepError(f"{exc}; {what} changed nothing") from None
     summary = work()
-    if after is not None:
-        run_hook(s, stage, after.key, None if after.local else where(), make_context)
+    if has_after:
+        run_hook(s, stage, after, where, make_context)
     return summary
 
 
-def run_hook(s, stage: Stage, key: str, rids, make_context) -> None:
-    """The stage's hook of `key`, if it has one. rids: the release each host runs the hook in ({host: id}, or
-    one id for all; None: deploy_root); make_context: the Context of a local hook (asked only for one)."""
-    hook = stage.hook(key)
-    if hook is None:
-        return
+def run_hook(s, stage: Stage, key: str, rids, make_context, on_hosts: bool = True) -> None:
+    """The stage's hooks of `key`: a `local:` one once here, and on each host its own (its role's `key.<role>`,
+    else the key's). rids: the release each host runs it in ({host: id}, one id for all, None: deploy_root;
+    or a function giving one of those, asked only when a host runs a hook); make_context: the Context of a
+    local hook (asked only for one). on_hosts=False: the local one only."""
     what = key   # not the command: a token written into it would be in every error and DEPLOY_ERROR
-    if hook.local:
+    hook = stage.hook(key)
+    if hook is not None and hook.local:
         run_local(s.config.workdir, hook, make_context(), what)
+    hosts = [h for h in stage.hosts if _remote(stage.hook(key, h))] if on_hosts else []
+    if not hosts:
         return
+    rids = rids() if callable(rids) else rids
     per_host = rids if isinstance(rids, dict) else {h: rids for h in stage.hosts}
-    s.hosts.each(stage.hosts, lambda t: run_on_host(t, s.layout, stage, hook, per_host.get(t.host)), what)
+    s.hosts.each(hosts, lambda t: run_on_host(t, s.layout, stage, stage.hook(key, t.host), per_host.get(t.host)),
+                 what)
+
+
+def _remote(hook: Hook | None) -> bool:
+    return hook is not None and not hook.local
 
 
 def run_local(workdir, hook: Hook, ctx: Context, what: str) -> None:
@@ -138,11 +148,13 @@ def host_hook(s, stage: Stage, key: str, rid: str):
     """A hook on hosts as a step runs it itself, one host at a time (after_switch, inside the switch of each
     host): a function of the host's Transport that raises StepError; None when the stage has none (or a
     `local:` one: that runs once, by run_hook)."""
-    hook = stage.hook(key)
-    if hook is None or hook.local:
+    if not any(_remote(stage.hook(key, h)) for h in stage.hosts):
         return None
 
     def one(t: Transport) -> None:
+        hook = stage.hook(key, t.host)
+        if not _remote(hook):
+            return
         try:
             run_on_host(t, s.layout, stage, hook, rid)
         except StepError as exc:
@@ -159,13 +171,13 @@ def run_outcome_hooks(s, r, words: list[str], error: str) -> None:
     for word in words:
         kind, _, name = word.partition(":")
         stage = s.config.stages.get(name)
-        if kind in OUTCOME_KINDS and stage is not None and stage.hook(key) and stage not in stages:
+        if kind in OUTCOME_KINDS and stage is not None and stage.has_hook(key) and stage not in stages:
             stages.append(stage)
     for stage in stages:
-        what, hook, release = command_of(s.argv, stage, stage.chain_task), stage.hook(key), r.known(stage)
+        what, release = command_of(s.argv, stage, stage.chain_task), r.known(stage)
         try:
             rids = None
-            if not hook.local:
+            if any(_remote(stage.hook(key, h)) for h in stage.hosts):
                 s.lock(stage.hosts, f"{key} of {stage.name}")
                 rids = release.id if release else dict(zip(stage.hosts, stage_releases(s, stage, what)))
             run_hook(s, stage, key, rids, lambda: context(s, stage, release, what, result, error))

@@ -51,11 +51,11 @@ def host_labels(hosts: Sequence[Host]) -> dict[Host, str]:
 
 def select_hosts(stage: Stage, value: str | None, what: str, every: bool) -> tuple[Host, ...]:
     """The hosts DEPLOY_HOSTS (`value`) names, in the stage's order: `all`, or a comma-separated list; unset
-    or empty: every host (every) or the stage's first host, its primary. StepError for a name that is no
-    host of the stage, or that names more than one."""
+    or empty: every host (every) or the stage's primary (primary =; default its first host). StepError for a
+    name that is no host of the stage, or that names more than one."""
     value = (value or "").strip()
     if not value:
-        return stage.hosts if every else stage.hosts[:1]
+        return stage.hosts if every else (stage.primary,)
     if value == ALL:
         return stage.hosts
     chosen: set[Host] = set()

@@ -1,4 +1,6 @@
 """switch: a stage moved to a release (and its env version) on all its hosts, batch by batch, or on none.
+Every role of the stage switches with it (session.batches: each role's batch); each host reloads and is
+health-checked with its role's keys, and a failure puts every host of every role back (max_fail: the stage's).
 
 Every host is checked first (release ready and built for the stage, an env version recorded for it, shared
 links in place, no directory on the way to the link a symlink), by one command that also reads its link and
@@ -155,12 +157,13 @@ def _switch_batches(sw: Switch, interrupted) -> tuple[list, list]:
 def _go_live(sw: Switch, t: Transport) -> None:
     """One host: its link renamed, the release reloaded and health-checked; on any failure, put back at once."""
     session, stage, rid = sw.session, sw.stage, sw.rid
+    role = stage.role_of(t.host)   # its reload_command and health_url: the role's own, else the stage's
     never_took = False     # the release's reload failed by its own exit status: it never took over
     try:
         switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, sw.plan[t.host]["env"]),
                     guard=lock_guard(session), known=session.known_links)
         failpoints.hit("switch.after_rename", t.host)
-        if stage.reload_command:
+        if role.reload_command:
             try:
                 reload_release(session, stage, t, rid)
             except CommandFailed as exc:
@@ -170,8 +173,8 @@ def _go_live(sw: Switch, t: Transport) -> None:
         if sw.after_host is not None:
             sw.after_host(t)
         problem = None
-        if stage.health_url:
-            url = health_url(stage.health_url, t.address())
+        if role.health_url:
+            url = health_url(role.health_url, t.address())
             with session.waits.on(t.host, "health check", url):
                 problem = check_health(url, stage.health_timeout, stage.health_headers)
         if problem:

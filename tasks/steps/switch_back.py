@@ -77,11 +77,12 @@ def reload_release(session, stage: Stage, t: Transport, rid: str) -> None:
     """The stage's reload_command in the release, with the env it now runs with there, for at most its
     reload_timeout (then ReloadCutOff, nothing of it left running); while it runs, session.waits names it,
     and can stop it."""
+    role = stage.role_of(t.host)   # the host's role's reload_command
     argv = ["sh", "-c", RELOAD, "sh", f"{stage.reload_timeout}s",
-            *app_command(session.layout, stage.name, rid, list(stage.reload_argv), live=True)]
+            *app_command(session.layout, stage.name, rid, list(role.reload_argv), live=True)]
     cut = _Cut(t)
     started = time.monotonic()
-    with session.waits.on(t.host, "reload", stage.reload_command, stop=cut.stop):
+    with session.waits.on(t.host, "reload", role.reload_command, stop=cut.stop):
         code, _, err = t.stream_lines(guarded(argv, session.layout.lock, session.token), cut.on_line)
     err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith(RELOAD_PID + " "))
     if code == LOST:
@@ -89,10 +90,10 @@ def reload_release(session, stage: Stage, t: Transport, rid: str) -> None:
     if code in (124, 137) and (cut.stopped or time.monotonic() - started >= stage.reload_timeout):
         why = "stopped by a second Ctrl-C" if cut.stopped else \
             f"did not finish within {stage.reload_timeout}s (reload_timeout)"
-        raise ReloadCutOff(t.host, argv, code, err, f"reload ({stage.reload_command}) {why}; its processes there "
+        raise ReloadCutOff(t.host, argv, code, err, f"reload ({role.reload_command}) {why}; its processes there "
                            "were ended")
     if code != 0:
-        raise CommandFailed(t.host, stage.reload_argv or argv, code, err)
+        raise CommandFailed(t.host, role.reload_argv or argv, code, err)
 
 
 class _Cut:
@@ -145,7 +146,7 @@ def put_back(session, stage: Stage, t: Transport, rid: str, target: str | None, 
                 run_guarded(session, t, ["sh", "-c", UNPUBLISH, "sh", session.layout.env_file(stage.name),
                                          session.layout.env_file_target(stage.link, stage.name)])
             old = release_of(target)
-            if old and stage.reload_command:
+            if old and stage.role_of(t.host).reload_command:
                 try:
                     reload_release(session, stage, t, old)
                 except CommandFailed as exc:

@@ -150,7 +150,7 @@ def test_the_tables_name_every_field_of_the_dataclasses():
         return {f.name for f in dataclasses.fields(cls) if f.init}
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
     assert names["project"] | {"hooks"} == given(Project)
-    assert names["stage"] | {"name", "hooks", "env", "secrets"} == given(Stage)   # [env], [secrets]: config/appenv.py
+    assert names["stage"] | {"name", "hooks", "env", "secrets", "roles", "primary"} == given(Stage)  # appenv, roles
     assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
         given(Database)
 
@@ -198,6 +198,7 @@ def test_a_stage_takes_an_inherited_key_from_the_project_unless_it_sets_its_own(
 def test_an_unknown_key_lists_exactly_the_tables_keys(tmp_path, table, section):
     msg = config_error(tmp_path, in_section(LOCAL_INI, section, "colour = blue"))
     keys = config_database.KEYS if table == "database" else {**TABLES[table], **HOOKS}
+    keys = {**keys, "primary": None} if table == "stage" else keys
     assert msg.endswith(f"[{section}] colour: unknown key; known keys: {', '.join(sorted(keys))}")
 
 

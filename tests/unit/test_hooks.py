@@ -68,12 +68,19 @@ def test_a_bad_hook_is_one_line_naming_its_line_section_and_key(tmp_path, sectio
     assert why in msg and "\n" not in msg
 
 
-@pytest.mark.parametrize("section", ["project", "stage:staging"])
-def test_a_hook_for_one_role_is_refused_until_roles_exist(tmp_path, section):
-    text = in_section(LOCAL_INI, section, "after_switch.worker = sudo systemctl restart celery")
+def test_a_hook_for_a_role_the_stage_lacks_is_one_line(tmp_path):
+    text = in_section(LOCAL_INI, "stage:staging", "after_switch.worker = sudo systemctl restart celery")
     msg = config_error(tmp_path, text)
-    assert msg == (f"stages.ini:{line_of(text, r'^after_switch.worker', section)}: [{section}] after_switch.worker: "
-                   "roles are not supported yet: a hook runs on every host of the stage; write after_switch instead")
+    assert msg == (f"stages.ini:{line_of(text, r'^after_switch.worker', 'stage:staging')}: [stage:staging] "
+                   "after_switch.worker: the stage has no role worker; add hosts.worker = <its hosts>, or fix the "
+                   "name (roles: app)")
+
+
+@pytest.mark.parametrize("section", ["project", "stage:staging"])
+def test_a_local_hook_for_one_role_is_refused(tmp_path, section):
+    text = in_section(LOCAL_INI, section, "after_switch.app = local: ./notify")
+    assert config_error(tmp_path, text).endswith(
+        f"[{section}] after_switch.app: a local: hook runs once on this machine, for no role; write it as after_switch")
 
 
 def test_a_dotted_key_that_is_no_hook_is_unknown(tmp_path):
@@ -157,7 +164,7 @@ class Run:
         self.seen.append(f"lock {what}")
 
     def run_hook(self, s, st, key, rids, make_context):
-        self.seen.append(f"{key} in {rids}")
+        self.seen.append(f"{key} in {rids() if callable(rids) else rids}")
         if key == self.failing:
             raise StepError(f"{key}: failed on 1 of 1 host(s): local: exit 1")
 
@@ -169,7 +176,7 @@ def test_a_nodes_work_runs_between_its_hooks_after_the_lock(monkeypatch, node):
     st = stage(**{f"before_{node}": "./before", f"after_{node}": "local: ./after"})
     out = hooks.around(run, run.releases, st, node, lambda: run.seen.append("work") or "done")
     assert out == "done"
-    assert run.seen == [f"lock {node}:test", f"before_{node} in rid-1", "work", f"after_{node} in None"]
+    assert run.seen == [f"lock {node}:test", f"before_{node} in rid-1", "work", f"after_{node} in rid-1"]
 
 
 def test_a_failing_before_hook_fails_the_node_before_its_work(monkeypatch):

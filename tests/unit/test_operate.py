@@ -33,6 +33,7 @@ def test_unset_or_empty_deploy_hosts_is_the_primary_for_run_and_every_host_for_l
     assert select_hosts(s, "  ", "run:prod", every=False) == (WEB1,)
     assert select_hosts(s, None, "logs:prod", every=True) == (WEB1, WEB2, WEB3)
     assert select_hosts(s, "all", "run:prod", every=False) == (WEB1, WEB2, WEB3)
+    assert select_hosts(stage(WEB1, WEB2, WEB3, primary=WEB3), None, "console:prod", every=False) == (WEB3,)
 
 
 def test_deploy_hosts_names_hosts_as_written_or_shorter_and_keeps_the_stage_order():

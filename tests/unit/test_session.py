@@ -22,3 +22,15 @@ def test_batches(batch, sizes):
     batches = Session(config, environ={}, argv=["doit"]).batches(stage)
     assert [len(b) for b in batches] == sizes
     assert [h for b in batches for h in b] == list(HOSTS3)      # every host once, in order
+
+
+def test_each_role_is_cut_by_its_own_batch_and_the_nth_batches_go_together():
+    from doit_stages.config import Role
+    web, worker = HOSTS3[:2], (parse_host("ssh://deploy@worker1:22"), parse_host("ssh://deploy@worker2:22"))
+    stage = Stage(name="prod", hosts=(*web, *worker, HOSTS3[2]), link="sites/current", batch="1",
+                  roles=(Role("app", web, batch="1"), Role("worker", worker, batch="100%"),
+                         Role("cron", HOSTS3[2:], batch="1")))
+    config = Config(Path("/nonexistent/stages.ini"), Project(name="blog", source=Path("/nonexistent")), {},
+                    {"prod": stage})
+    batches = Session(config, environ={}, argv=["doit"]).batches(stage)
+    assert batches == [[web[0], *worker, HOSTS3[2]], [web[1]]]

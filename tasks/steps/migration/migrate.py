@@ -1,4 +1,4 @@
-"""migrate: the release's migrations applied to the stage's database, run once, on the stage's first host.
+"""migrate: the release's migrations applied to the stage's database, run once, on the stage's primary host.
 
 A database that is not a throwaway copy (the stage has no restore_from) is migrated between two verified
 backups, from a recorded intent to its outcome (production_migration.py), with bounded lock waits

@@ -51,10 +51,10 @@ def migrate_production(session: Session, stage: Stage, rid: str) -> str:
     """Guarded by the rehearsal (invariant 8) when a migration begins, never when one resumes: the run that
     began it was judged, and a half-applied plan would look stale to the guard. Returns the summary."""
     db = session.config.stage_database(stage)
-    session.lock([stage.hosts[0], session.backup_host(db)], f"migrate:{stage.name}")
+    session.lock([stage.primary, session.backup_host(db)], f"migrate:{stage.name}")
     record = _open_record(session, db, stage, rid)
     resumed, accepted = record is not None and bool(record.get("before")), ""
-    migrated = session.hosts.one(stage.hosts[0],
+    migrated = session.hosts.one(stage.primary,
                                  lambda t: is_migrated(t, session.layout, session.config, stage, rid))
     if not resumed:
         if migrated:
@@ -129,7 +129,7 @@ def _before(session, db: Database, stage: Stage, record: dict) -> dict:
 def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, resumed: bool) -> None:
     rid = record["release"]
     try:
-        session.hosts.one(stage.hosts[0],
+        session.hosts.one(stage.primary,
                           lambda t: run_bounded_migrations(t, session.layout, session.config, stage, rid))
     except LockGaveUp as exc:
         if exc.changed:

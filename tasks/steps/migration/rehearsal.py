@@ -1,5 +1,5 @@
 """rehearsal: migrate:<stage> on a fresh copy of production, measured. One Python process on the stage's
-first host (hostside/rehearsal_runner.py, run as a file through the app wrapper) reports the pending plan
+primary host (hostside/rehearsal_runner.py, run as a file through the app wrapper) reports the pending plan
 and each migration's SQL, waits while the copy's schema and table sizes are read and the write probe
 starts (from this machine, or for option_file on the host: rehearsal_copy.py), then runs Django's own
 migrate; its output is read as it comes and each migration timed on arrival here. The report goes to

@@ -2,7 +2,7 @@
 fresh copy of production is missing, not the one its rehearsal wrote, stale, unsafe or stalls writes too
 long (the last two unless DEPLOY_ALLOW_UNSAFE names the release).
 
-The report lives on the rehearsing stage's first host (test), which testers may write to. So the guard
+The report lives on the rehearsing stage's primary host (test), which testers may write to. So the guard
 trusts it only when its sha256 is one the rehearsal recorded, before it wrote the report, where that host
 cannot rewrite it:
   - this deploying machine: build/rehearsals/<id>.json beside stages.ini, when this machine rehearsed;
@@ -60,7 +60,7 @@ def keep_markdown(config: Config, report: dict) -> Path:
 def record_rehearsal(session, rs: Stage, report: dict) -> None:
     """The report's sha256, here and on the copied database's backup host: written before the report."""
     config, rid = session.config, report["release"]
-    record = record_of(report, report_bytes(report), str(rs.hosts[0]),
+    record = record_of(report, report_bytes(report), str(rs.primary),
                        f"{getpass.getuser()}@{socket.gethostname()}")
     text = json.dumps(record, sort_keys=True).encode() + b"\n"
     path = local_record(config, rid)
@@ -93,14 +93,14 @@ def guard_production(session, stage: Stage, rid: str) -> str:
     rs = rehearsing_stage(config, stage)
     if rs is None:
         return ""
-    first = rs.hosts[0]
+    first = rs.primary
     what = f"migrate:{stage.name}: refused to migrate database {stage.database}"
     again = f"run doit deploy:{rs.name} again (it rehearses {rid} on a fresh copy of {stage.database})"
     data = session.hosts.one(first, lambda t: read_report_bytes(t, layout, rid))
     if data is None:
         raise StepError(f"{what}: release {rid} has no migration rehearsal ({first}:{layout.rehearsal(rid)} "
                         f"is missing); {again}")
-    plan = session.hosts.one(stage.hosts[0], lambda t: production_plan(t, layout, config, stage, rid))
+    plan = session.hosts.one(stage.primary, lambda t: production_plan(t, layout, config, stage, rid))
     applied, pending = plan if plan is not None else (None, None)
     report = json_or_none(data.decode(errors="replace"))
     if not isinstance(report, dict):
