@@ -192,7 +192,7 @@ class Planner:
 
     def marker_step(self, node: str) -> Step:
         """A migrate_command that is not Django's: the marker of the release last migrated on the stage."""
-        s, host = self.s, self.stage.hosts[0]
+        s, host = self.s, self.stage.primary
         last = (s.hosts.one(host, lambda t: read_text(t, s.layout.migrated_marker(self.stage.name))) or "").strip()
         if last == self.rid:
             return Step(node, True, f"up to date: {self.rid} was migrated on this stage")
@@ -203,7 +203,7 @@ class Planner:
         return self.rehearse(node) if self.stage.restore_from else self.migrate_production(node)
 
     def rehearse(self, node: str) -> Step:
-        s, stage, rid, first = self.s, self.stage, self.rid, self.stage.hosts[0]
+        s, stage, rid, first = self.s, self.stage, self.rid, self.stage.primary
         src = stage.restore_from
         if showmigrations_argv(self.config.project.migrate_argv) is None:
             return self.marker_step(node)
@@ -231,7 +231,7 @@ class Planner:
         db = self.config.stage_database(stage)
         if showmigrations_argv(self.config.project.migrate_argv) is None:
             return self.marker_step(node)
-        plan = self.pending(stage.hosts[0])
+        plan = self.pending(stage.primary)
         open_record = unfinished(s, stage)
         if not isinstance(plan, str) and not plan[1] and not open_record:
             return Step(node, True, f"up to date: nothing pending on {db.name}")
@@ -260,7 +260,7 @@ class Planner:
         rs = rehearsing_stage(self.config, stage)
         if rs is None:
             return []
-        first = rs.hosts[0]
+        first = rs.primary
         data = s.hosts.one(first, lambda t: read_report_bytes(t, s.layout, rid))
         if data is None:
             return [f"the guard would refuse: {rid} has no rehearsal ({first}:{s.layout.rehearsal(rid)} is missing)"]
