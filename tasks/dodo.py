@@ -53,7 +53,7 @@ def task_commands():
 
 
 def task_operate():
-    """run:<stage> CMD, console:<stage>, logs:<stage>: the operator's commands on the live release."""
+    """run:<stage> CMD, console:<stage>, logs:<stage>, plan:<stage>: the operator's commands."""
     yield from _w.operators(_w.this_run())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 
-from . import commands, localcmd, nodes, operate, report
+from . import commands, localcmd, nodes, operate, plan, report
 from .config import Config, ConfigError, config_path, load_config
 from .config.appenv import read_secrets
 from .errors import StepError
@@ -37,9 +37,9 @@ VALUE_OPTIONS = ("-f", "--file", "-d", "--dir", "-v", "--verbosity", "-n", "--pr
 # the commands and nodes that never read a database password; any other of a stage needs those of its
 # database and its restore_from (build writes the env file; migrate, restore and backup log in)
 NO_PASSWORD = ("status", "unlock", "verify", "rehearsal", "upload", "switch", "archive", "_hint", "run", "console",
-               "logs")
+               "logs", "plan")
 # the operator commands (operate.py): no title line (a console's or a command's output is theirs alone)
-OPERATORS = ("run:", "console:", "logs:")
+OPERATORS = ("run:", "console:", "logs:", "plan:")
 # the commands whose stage's env file they write (build:<stage>, in the chain or a rollback's)
 ENV_WRITERS = ("deploy", "promote", "build", "rollback")
 # `doit backup:prod --force`: a backup now, however young the newest is (a task parameter, so a forced
@@ -184,8 +184,13 @@ def stop_early(message: str) -> None:
 
 def doit_config() -> dict:
     """doit's dep file lives next to the stages.ini in use, in the sqlite3 backend (dbm here is dbm.dumb).
-    The config is read here, when dodo.py is imported: a bad one stops before doit creates its dep file."""
-    return {"backend": "sqlite3", "dep_file": str(this_run().config.path.parent / ".doit-stages.sqlite3"),
+    The config is read here, when dodo.py is imported: a bad one stops before doit creates its dep file.
+    A command of plan:<stage> tasks only keeps doit's memory in memory: a plan writes no file (doit would
+    record the plan's success in the dep file, and make one where there is none)."""
+    dep_file = str(this_run().config.path.parent / ".doit-stages.sqlite3")
+    if only_plans(sys.argv):
+        dep_file = ":memory:"
+    return {"backend": "sqlite3", "dep_file": dep_file,
             "verbosity": 2, "reporter": Reporter, "default_tasks": ["_hint"]}
 
 
@@ -252,6 +257,12 @@ def command_after(argv: list[str], word: str) -> list[str]:
     at = next((i for i, a in _task_words(argv) if a == word), None)
     rest = [] if at is None else argv[at + 1:]
     return rest[1:] if rest[:1] == ["--"] else rest
+
+
+def only_plans(argv: list[str]) -> bool:
+    """Does this doit command run plan:<stage> tasks and nothing else?"""
+    words = task_words(argv)
+    return bool(words) and all(w.startswith("plan:") for w in words)
 
 
 def runs_tasks(argv: list[str]) -> bool:
@@ -459,7 +470,8 @@ def _exit_status(run: Run, fn, *args):
 
 
 def operators(run: Run):
-    """run:<stage> CMD, console:<stage> and logs:<stage> of each stage (operate.py): no lock, no password."""
+    """run:<stage> CMD, console:<stage>, logs:<stage> (operate.py) and plan:<stage> (plan.py) of each stage: no
+    lock, no password."""
     for s in run.config.stages.values():
         base = {"io": {"capture": False}, "verbosity": 2, "title": lambda t: t.name}
 
@@ -478,3 +490,9 @@ def operators(run: Run):
                "doc": f"console_command ({s.console_command or '-'}) in the live {s.name} release, on its primary host"}
         yield {**base, "basename": f"logs:{s.name}", "actions": [logs],
                "doc": f"follow log_command on every {s.name} host, lines prefixed by host, until Ctrl-C"}
+
+        def show_plan(s=s):
+            return _exit_status(run, plan.show_plan, run.releases, s, chain(run.config, s))
+        yield {**base, "basename": f"plan:{s.name}", "actions": [show_plan],
+               "doc": f"what {s.chain_task} would do now, node by node (up to date, or would ... and why); "
+                      "writes nothing, takes no lock"}

@@ -173,7 +173,7 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
     names what it should be (mode 0600; with keep_env, a rollback's: the one the release runs with there,
     whatever it holds) and shared/<stage>.env the symlink through the link."""
     names = [*config.project.shared_dirs, *config.project.shared_files]
-    env = env_file(layout, config, stage, release.id)
+    env = b"" if keep_env else env_file(layout, config, stage, release.id)   # keep_env: whatever it holds
     compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
     out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
                  layout.built_marker(stage.name), posixpath.dirname(layout.release_env(release.id, stage.name)),

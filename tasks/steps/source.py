@@ -23,7 +23,9 @@ class Revision:
 
 
 def _git(source: Path, *args: str) -> localcmd.Done:
-    return localcmd.call(["git", "-C", str(source), *args])
+    # GIT_OPTIONAL_LOCKS=0: `git status` leaves the repository's index as it is (no stat refresh written
+    # back): reading the source writes nothing there (plan:<stage> promises so)
+    return localcmd.call(["git", "-C", str(source), *args], env={"GIT_OPTIONAL_LOCKS": "0"})
 
 
 def _hg(source: Path, *args: str) -> localcmd.Done:
