@@ -70,7 +70,8 @@ def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, ve
     doomed = releases_to_remove(names, linked, log, keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact_proof(rid))]
-    if doomed or venvs or stages:
+    # an orphan generation (its release removed by a killed run) waits for the next cleanup that runs REMOVE
+    if doomed or venvs:
         t.run(["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, str(len(paths)), *paths,
                *[layout.stage_dirs(name) for name in stages]])
     return doomed

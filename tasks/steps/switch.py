@@ -174,7 +174,8 @@ def _go_live(sw: Switch, t: Transport) -> None:
             sw.after_host(t)
         problem = None
         if role.health_url:
-            url = health_url(role.health_url, t.address())
+            # `ssh -G` (a local process) only when the url names {host}
+            url = health_url(role.health_url, t.address()) if "{host}" in role.health_url else role.health_url
             with session.waits.on(t.host, "health check", url):
                 problem = check_health(url, stage.health_timeout, stage.health_headers)
         if problem:
