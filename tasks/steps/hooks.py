@@ -13,6 +13,7 @@ exit status and last line.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 
 from .. import localcmd
@@ -185,5 +186,10 @@ def run_outcome_hooks(s, r, words: list[str], error: str) -> None:
             print(f"WARNING: {what}: {exc} (the result of {what} stands: {result})", file=sys.stderr, flush=True)
 
 
+_SAY = threading.Lock()   # hosts' hooks print from the executor's threads: a line is never cut by another
+
+
 def say(host, line: str) -> None:
-    print(f"   {host}: {line}", flush=True)
+    with _SAY:
+        sys.stdout.write(f"   {host}: {line}\n")
+        sys.stdout.flush()
