@@ -18,8 +18,10 @@ tests/integration/test_hostside.py runs `shellcheck -s sh` and `sh -n` over ever
 Short Python programs sent as `python3 -c PROGRAM ARGS...`, loaded by script() too:
 
     interpreter.py      the host python3's marker environment (steps/facts.py)
-    sqlite_counts.py    a sqlite database's row counts (db.py)
-    sqlite_copy.py      a consistent copy of a sqlite database (steps/database/backup.py)
+    sqlite_counts.py    a sqlite database's row counts (engines/sqlite.py)
+    sqlite_copy.py      a consistent copy of a sqlite database (engines/sqlite.py)
+    dumpfilter.py       the one pass over a MySQL dump or restore: compressed, hashed, rows counted
+                        (engines/mysql.py; also imported here by its unit tests)
 
 Programs run by the app's own interpreter, each shipped to the host as a file (steps/hostfiles.py) and run
 as `<python> <file> args...`: PROGRAMS. Standard library and Django only (that interpreter is the app's,
@@ -27,7 +29,7 @@ not the tool's); no imports of this package, except rehearsal_runner.py's of reh
 neighbour on the host.
 
     rehearsal_probe.py    the copy's schema, table sizes and the write probe (also imported here, by
-                          steps/migration/rehearsal_copy.py, for password_env)
+                          engines/mysql.py: the probe module of steps/migration/rehearsal_copy.py, for password_env)
     rehearsal_runner.py   the rehearsal on a copy, and the applied/pending migrations for the guard
     migrate_runner.py     production's `manage.py migrate` with bounded lock waits
 """

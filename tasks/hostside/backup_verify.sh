@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# steps/database/backup.py VERIFY: a backup file's integrity, sha256 and size. Its arguments are documented there.
+# engines/base.py VERIFY: a backup file's integrity, sha256 and size. Its arguments are documented there.
 set -e
 gzip -t "$1" || { echo "gzip integrity check failed" >&2; exit 4; }
 if [ "$2" = mysql ]; then

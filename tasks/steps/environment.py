@@ -17,9 +17,9 @@ from __future__ import annotations
 import posixpath
 import secrets
 import shlex
-from urllib.parse import quote
 
-from ..config import Config, Database, Stage
+from ..config import Config, Stage
+from ..engines import engine_for
 from ..hostside import script
 from ..layout import Layout
 
@@ -35,15 +35,6 @@ APP_WRAPPER = ('e=$1; if [ -n "$4" ]; then v=; { read -r v x < "$4"; } 2>/dev/nu
                'if [ ! -e "$e" ] && [ -f "$3" ] && [ ! -L "$3" ]; then e=$3; fi; '
                'set -a; . "$e" || exit 97; set +a; cd "$2" || exit 97; '
                'if [ -d .venv/bin ]; then PATH="$2/.venv/bin:$PATH"; export PATH; fi; shift 4; exec "$@"')
-
-
-def database_url(db: Database) -> str:
-    if db.engine == "sqlite":
-        return "sqlite:///" + quote(db.path, safe="/")  # absolute: sqlite:////srv/x.sqlite3
-    cred = quote(db.user, safe="")
-    if db.password_env:
-        cred += ":" + quote(db.password(), safe="")
-    return f"mysql://{cred}@{db.host}:{db.port}/{quote(db.dbname, safe='')}"
 
 
 # stdin: the env file. $1 the release's env dir, $2 the stage, $3 "keep" to keep the env the release runs
@@ -88,9 +79,7 @@ def env_values(layout: Layout, config: Config, stage: Stage, rid: str) -> dict[s
         env["DJANGO_SETTINGS_MODULE"] = stage.settings
     db = config.stage_database(stage)
     if db:
-        env["DATABASE_URL"] = database_url(db)
-        if db.option_file:
-            env["DATABASE_OPTION_FILE"] = db.option_file
+        env.update(engine_for(db).app_env(db))   # DATABASE_URL, and what the engine's app needs beside it
     # then the app's own: [env] and its [secrets] (their names never the tool's: refused at load); a secret
     # is read once per run, before any host is touched (config.appenv.read_secrets)
     env.update(stage.env)

@@ -1,4 +1,4 @@
-"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/steps/database/db.py's client
+"""Option files as MariaDB's own reader (my_print_defaults) reads them: tasks/engines/mysql.py's client
 file with every nasty character, and a backup's client options that include the user's own file on the host
 (the local transport)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Host
-from doit_stages.steps.database.db import option_file
+from doit_stages.engines.mysql import MySQL, option_file
 from tests.lab.configs import NASTY, mysql_db
 
 
@@ -31,7 +31,6 @@ def test_option_file_quotes_every_nasty_character(monkeypatch, tmp_path):
 # -- option_file: the user's own file on the host, included, never read by the tool --------------------------
 def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, monkeypatch):
     from doit_stages.layout import Layout
-    from doit_stages.steps.database.backup import client_options
     from doit_stages.transport import LocalTransport
 
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -39,7 +38,7 @@ def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, mon
     user_file.write_text('[client]\nuser=someone-else\npassword="p w;#\\\\x"\n')
     user_file.chmod(0o600)
     db = mysql_db(password_env="", option_file="~/.my.cnf")
-    with client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db) as cnf:
+    with MySQL().client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db) as cnf:
         ours = Path(cnf).read_text()
         out = subprocess.run(["my_print_defaults", f"--defaults-file={cnf}", "client"], capture_output=True,
                              text=True, check=True).stdout.splitlines()
@@ -52,12 +51,11 @@ def test_client_options_include_the_users_file_and_stages_ini_wins(tmp_path, mon
 def test_client_options_with_a_missing_option_file(tmp_path):
     from doit_stages.errors import StepError
     from doit_stages.layout import Layout
-    from doit_stages.steps.database.backup import client_options
     from doit_stages.transport import LocalTransport
 
     db = mysql_db(password_env="", option_file=str(tmp_path / "nope.cnf"))
     with pytest.raises(StepError) as info:
-        with client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db):
+        with MySQL().client_options(LocalTransport(Host("local")), Layout(str(tmp_path / "srv")), db):
             pass
     assert str(info.value) == (f"[database:prod] option_file {tmp_path}/nope.cnf: no readable file on local; "
                                "put the MySQL option file there (mode 0600) or fix option_file")

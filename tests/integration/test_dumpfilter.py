@@ -1,4 +1,4 @@
-"""The one-pass dump filter (tasks/steps/database/dumpfilter.py) as the hosts run it: `python3 -c <its source>` on
+"""The one-pass dump filter (tasks/hostside/dumpfilter.py) as the hosts run it: `python3 -c <its source>` on
 this machine, dumping and restoring through pipes (its parts on plain inputs: tests/unit/test_dumpfilter.py)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from doit_stages.steps.database.backup import filter_source
+from doit_stages.engines.mysql import filter_source
 
 MARIADB = (Path(__file__).parents[1] / "fixtures" / "dump_mariadb.sql").read_bytes()
 

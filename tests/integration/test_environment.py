@@ -8,8 +8,9 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from doit_stages.config import Database
+from doit_stages.engines.mysql import database_url
 from doit_stages.layout import Layout
-from doit_stages.steps.environment import database_url, env_file, env_values
+from doit_stages.steps.environment import env_file, env_values
 from tests.lab.configs import NASTY, make_config, mysql_db
 
 RID = "blog-2026-01-01-0000-0123456789ab"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from doit_stages import hostside, watchdog
+from doit_stages.engines import mysql
 from doit_stages.runtime import common, leftovers, lock
 from doit_stages.steps import build, cleanup, download, environment, upload
 from doit_stages.steps.database import backup
@@ -27,10 +28,10 @@ ONE_LINE = {
     "common.WRITE": (common.WRITE, ""), "download.FETCH": (download.FETCH, ""), "leftovers.LIST": (leftovers.LIST, ""),
     "lock.RELEASE": (lock.RELEASE, ""), "lock.RECORD": (lock.RECORD, ""), "lock.HOLDS": (lock.HOLDS, ""),
     "upload.HAS_SCRIPT": (upload.HAS_SCRIPT, ""), "upload.UNPACK_WHEELS": (upload.UNPACK_WHEELS, ""),
-    "backup.FIND_OPTION_FILE": (backup.FIND_OPTION_FILE, "SC2088"),     # "~/"*: a literal ~/ in the setting
+    "mysql.FIND_OPTION_FILE": (mysql.FIND_OPTION_FILE, "SC2088"),     # "~/"*: a literal ~/ in the setting
     "environment.APP_WRAPPER": (environment.APP_WRAPPER, "SC2034,SC1090"),   # read's x: a dummy; `. "$e"`
 }
-BASH = {"backup.MYSQLDUMP": backup.MYSQLDUMP, "backup.MYSQLDUMP_STREAM": backup.MYSQLDUMP_STREAM}   # bash -c: pipefail
+BASH = {"mysql.MYSQLDUMP": mysql.MYSQLDUMP, "mysql.MYSQLDUMP_STREAM": mysql.MYSQLDUMP_STREAM}   # bash -c: pipefail
 
 
 def shellcheck() -> str:

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 from doit_stages.config import Config, Database, Host, Project, Stage
+from doit_stages.engines import engine_for
 from doit_stages.errors import StepError
 from doit_stages.layout import Layout
 from doit_stages.steps.archive import Release
 from doit_stages.steps.build import build_release, is_built
 from doit_stages.steps.cleanup import clean_releases
-from doit_stages.steps.environment import app_command, database_url, env_file
+from doit_stages.steps.environment import app_command, env_file
 from doit_stages.steps.switch import set_link, switch_link
 from doit_stages.transport import LocalTransport
 from tests.lab.releases import archived_release
@@ -36,6 +37,10 @@ class Recording(LocalTransport):
     def call(self, argv, input=None, timeout=None):
         self.argvs.append(list(argv))
         return super().call(argv, input=input, timeout=timeout)
+
+
+def url(db: Database) -> str:
+    return engine_for(db).app_env(db)["DATABASE_URL"]
 
 
 def make_config(root: Path, password: str, settings: str = "blog.settings.prod") -> Config:
@@ -86,7 +91,7 @@ def test_building_the_next_release_leaves_the_live_env_alone_and_the_switch_swap
     show = ["sh", "-c", 'printf %s "$DATABASE_URL"']
     for rel, config in ((a, c1), (b, c2)):
         code, out, _ = t.call(app_command(layout, "prod", rel.id, show))
-        assert code == 0 and out == database_url(config.databases["prod"])
+        assert code == 0 and out == url(config.databases["prod"])
     set_link(t, layout, prod.link, layout.link_target(prod.link, a.id))    # a put-back
     assert published(layout, "prod") == before
     assert not any(pw in arg for argv in t.argvs for arg in argv for pw in (P1, P2))
@@ -191,8 +196,8 @@ def test_a_build_of_the_live_release_adds_a_version_and_never_rewrites_the_live_
     assert is_built(t, layout, c2, c2.stages["prod"], a)
     # the app commands before the switch (a migration) see the new env; the live ones (reload) the old
     show = ["sh", "-c", 'printf %s "$DATABASE_URL"']
-    assert t.call(app_command(layout, "prod", a.id, show))[1] == database_url(c2.databases["prod"])
-    assert t.call(app_command(layout, "prod", a.id, show, live=True))[1] == database_url(c1.databases["prod"])
+    assert t.call(app_command(layout, "prod", a.id, show))[1] == url(c2.databases["prod"])
+    assert t.call(app_command(layout, "prod", a.id, show, live=True))[1] == url(c1.databases["prod"])
     # built again with the first env: the version the release runs with is reused, nothing new written
     build_release(t, layout, c1, prod, a, fresh_stage_dirs=True)
     assert os.path.samefile(layout.env_version(a.id, "prod", Path(layout.env_record(a.id, "prod")).read_text()

@@ -1,10 +1,11 @@
-"""tasks/steps/database/db.py on plain inputs: row counts read and compared, the client option file written
+"""tasks/engines/base.py and mysql.py on plain inputs: row counts read and compared, the client option file written
 (read back by MariaDB's own reader: tests/integration/test_db.py)."""
 from __future__ import annotations
 
 import pytest
 
-from doit_stages.steps.database.db import counts_mismatch, option_file, parse_row_counts
+from doit_stages.engines.base import counts_mismatch, parse_row_counts
+from doit_stages.engines.mysql import option_file
 from tests.lab.configs import mysql_db
 
 
@@ -67,7 +68,7 @@ def test_option_file_refuses_a_line_break(monkeypatch, brk):
 
 def test_access_denied_names_the_key_that_supplies_the_password():
     from doit_stages.config import Database
-    from doit_stages.steps.database.db import access_denied
+    from doit_stages.engines.mysql import access_denied
     env = Database(name="prod", engine="mysql", dbname="blog", user="blog", password_env="BLOG_PROD_DB_PASSWORD")
     cnf = Database(name="prod", engine="mysql", dbname="blog", user="blog", option_file="~/.my.cnf")
     client = "ERROR 1045 (28000): Access denied for user 'blog'@'localhost' (using password: YES)\n"

@@ -1,4 +1,4 @@
-"""The one-pass dump filter (tasks/steps/database/dumpfilter.py) on plain inputs: rows counted from the dump as it
+"""The one-pass dump filter (tasks/hostside/dumpfilter.py) on plain inputs: rows counted from the dump as it
 streams, the completion line, the compressed and hashed output. No host, no server (the filter run as the
 hosts run it: tests/integration/test_dumpfilter.py)."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from doit_stages.steps.database import dumpfilter
-from doit_stages.steps.database.dumpfilter import Compressor, RowCounter, completed
+from doit_stages.hostside import dumpfilter
+from doit_stages.hostside.dumpfilter import Compressor, RowCounter, completed
 
 # MariaDB 10.11's mysqldump: one row a line after VALUES. Strings hold "),(", ");", quotes, backslashes.
 MARIADB = (Path(__file__).parents[1] / "fixtures" / "dump_mariadb.sql").read_bytes()

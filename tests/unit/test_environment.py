@@ -5,9 +5,15 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from doit_stages.config import Database
+from doit_stages.engines import engine_for
 from doit_stages.layout import Layout
-from doit_stages.steps.environment import database_url, env_values
+from doit_stages.steps.environment import env_values
 from tests.lab.configs import NASTY, make_config, mysql_db
+
+
+def database_url(db: Database) -> str:
+    return engine_for(db).app_env(db)["DATABASE_URL"]
+
 
 URL_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%:/@")
 

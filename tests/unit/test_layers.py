@@ -46,3 +46,13 @@ def test_database_work_never_imports_migration_work(probe):
     backup = probe / "layers_probe" / "steps" / "database" / "backup.py"
     backup.write_text(backup.read_text() + "\nfrom ..migration import migrate  # noqa: E402\n")
     assert lint(probe / "contract.toml") == BROKEN
+
+
+@pytest.mark.parametrize("upward", ["from ..steps.database import backup", "from .. import session",
+                                    "from .. import executor"])
+def test_an_engine_imports_neither_the_steps_nor_the_run(probe, upward):
+    """tasks/engines/ lies below the steps that ask it and below the session and executor: an engine works on
+    the transport it is given and opens no connection of its own."""
+    mysql = probe / "layers_probe" / "engines" / "mysql.py"
+    mysql.write_text(mysql.read_text() + f"\n{upward}  # noqa: E402\n")
+    assert lint(probe / "contract.toml") == BROKEN

@@ -11,7 +11,7 @@ import pytest
 
 from doit_stages import hostside
 from doit_stages.config import Database, Host, load_config, split_command
-from doit_stages.steps.database import livedb
+from doit_stages.engines.mysql import credentials
 from doit_stages.steps.migration import rehearsal_copy
 from doit_stages.steps.migration.rehearsal import runner_argv
 from doit_stages.steps.migration.rehearsal_copy import CopyProbe, reads_on_host
@@ -48,9 +48,9 @@ def empty_report() -> dict:
 def test_credentials_are_only_ever_those_of_password_env():
     """The one way this machine gets a database password: it never reads an option file (it has no
     transport to read one with), it refuses instead."""
-    assert livedb.credentials(PASSWORD_DB) == ("blog", "s3cret")
+    assert credentials(PASSWORD_DB) == ("blog", "s3cret")
     with pytest.raises(ValueError, match=r"\[database:test\] has no password_env"):
-        livedb.credentials(OPTION_FILE_DB)
+        credentials(OPTION_FILE_DB)
     assert reads_on_host(OPTION_FILE_DB) and not reads_on_host(PASSWORD_DB)
     assert not reads_on_host(Database(name="t", engine="sqlite", path="/srv/x.sqlite3"))
 

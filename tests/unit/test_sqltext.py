@@ -1,7 +1,7 @@
-"""tasks/steps/migration/sqltext.py: SQL text split into statements outside quotes and comments."""
+"""tasks/engines/sqltext.py: SQL text split into statements outside quotes and comments."""
 from __future__ import annotations
 
-from doit_stages.steps.migration.sqltext import split_statements
+from doit_stages.engines.sqltext import split_statements
 
 
 def test_statements_split_outside_quotes():

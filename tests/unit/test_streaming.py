@@ -1,10 +1,10 @@
-"""A streamed step's progress line (steps/database/streaming.py): parsed from the host's output, drawn on a terminal
+"""A streamed step's progress line (engines/streaming.py): parsed from the host's output, drawn on a terminal
 only."""
 from __future__ import annotations
 
 import io
 
-from doit_stages.steps.database.streaming import parse_progress, progress_text
+from doit_stages.engines.streaming import parse_progress, progress_text
 
 
 # -- progress ------------------------------------------------------------------------------------------
@@ -17,7 +17,7 @@ def test_progress_lines():
 
 
 def test_display_draws_only_on_a_terminal_and_clears_its_line(monkeypatch):
-    from doit_stages.steps.database import streaming
+    from doit_stages.engines import streaming
     monkeypatch.setattr(streaming, "SHOW_AFTER", 0.0)
     tty, log = FakeTty(), io.StringIO()
     for stream in (tty, log):

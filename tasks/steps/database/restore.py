@@ -1,6 +1,7 @@
 """restore: a database refreshed from a verified backup (sha256 checked first, row counts checked after).
 
-With python3 on the host, one process reads the file: it hashes it first (about 0.1 s for 60 MB: nothing
+Each engine loads a backup its own way (tasks/engines/); for MySQL/MariaDB:
+with python3 on the host, one process reads the file: it hashes it first (about 0.1 s for 60 MB: nothing
 reaches the database when the file is damaged), then decompresses it straight into `mysql`, after the
 `DROP DATABASE; CREATE DATABASE; USE` it sends itself, so the database is dropped only once the file is
 known good. A file that then ends early (no gzip end, no completion line) fails the pipeline: the database is
@@ -20,27 +21,15 @@ from pathlib import Path
 
 from ... import failpoints
 from ...config import Database, Stage
+from ...engines import engine_for
+from ...engines.base import counts_mismatch
 from ...errors import StepError
 from ...layout import Layout
-from ...runtime.common import json_or_none, last_line, read_text, write_file
+from ...runtime.common import json_or_none, read_text, write_file
 from ...runtime.leftovers import owner_tag, sweep_leftovers
-from ...transport import CommandFailed, Transport
-from .backup import client_options, filter_source, row_counts, streams
+from ...transport import Transport
 from .backupfiles import backup_path
-from .db import counts_mismatch
-from .dbguard import refuse_protected_target, server_identity
-from .streaming import run_streaming
-
-# $4 (if not empty) the client's --init-command: the session's lock waits bounded (restore_in_place)
-MYSQL_LOAD = 'set -o pipefail; gunzip -c "$1" | mysql --defaults-extra-file="$2" ${4:+"--init-command=$4"} -- "$3"'
-# $4 the expected sha256, $5 dumpfilter.py's text: the filter writes DROP/CREATE/USE of $3, then the dump;
-# $6 as MYSQL_LOAD's $4
-DAMAGED = 5            # the filter's exit code when the file's sha256 is not the metadata's
-MYSQL_LOAD_STREAM = ('set -o pipefail; python3 -c "$5" restore "$1" "$4" mysql "$3" | '
-                     'mysql --defaults-extra-file="$2" ${6:+"--init-command=$6"}')
-SQLITE_LOAD = ('set -e; umask 077; mkdir -p "$(dirname "$2")"; gunzip -c "$1" > "$2.restore"; '
-               'python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); '
-               'sys.exit(c.execute(\'PRAGMA integrity_check\').fetchone()[0] != \'ok\')" "$2.restore"')
+from .dbguard import refuse_protected_target
 
 
 def restored(session, db: Database) -> dict | None:
@@ -126,7 +115,8 @@ def _guard_target(session, stage: Stage, db: Database) -> None:
     names = [n for n in dict.fromkeys([stage.restore_from, *live]) if n != db.name]
 
     def identity(d: Database):
-        return session.hosts.one(session.backup_host(d), lambda t: server_identity(t, session.layout, d))
+        return session.hosts.one(session.backup_host(d),
+                                 lambda t: engine_for(d).server_identity(t, session.layout, d))
     refuse_protected_target(stage.name, db, identity(db),
                             [(config.databases[n], identity(config.databases[n])) for n in names])
 
@@ -152,46 +142,10 @@ def restore_backup(t: Transport, layout: Layout, db: Database, meta: dict, path:
                    lock_wait: int | None = None) -> None:
     """Load the backup at path (on t) into db, replacing what it held; lock_wait: the most seconds its
     session waits for a lock (MySQL/MariaDB), else the server's own setting."""
-    if db.engine == "mysql":
-        init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""
-        sweep_leftovers(t, layout)
-        with client_options(t, layout, db) as cnf:
-            if streams(t):
-                _load_streaming(t, db, meta, path, cnf, init)
-            else:
-                _check_sha(t, meta, path)
-                name = "`" + db.dbname.replace("`", "``") + "`"
-                t.run(["mysql", f"--defaults-extra-file={cnf}", *([f"--init-command={init}"] if init else []),
-                       "-e", f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"])
-                t.run(["bash", "-c", MYSQL_LOAD, "bash", path, cnf, db.dbname, init])
-            actual = row_counts(t, db, cnf)
-    else:
-        _check_sha(t, meta, path)
-        t.run(["sh", "-c", SQLITE_LOAD, "sh", path, db.path])
-        actual = row_counts(t, db, path=db.path + ".restore")
+    engine = engine_for(db)
+    actual = engine.load_backup(t, layout, db, meta, path, lock_wait)
     problems = counts_mismatch(meta["tables"], meta.get("tables_after"), actual)
     if problems:
         raise StepError(f"{t.host}: restore of {meta['file']} into {db.name} does not match the backup's "
                         f"row counts ({'; '.join(problems[:5])}); the database is not usable")
-    if db.engine == "sqlite":
-        t.run(["mv", "-f", "--", db.path + ".restore", db.path])
-
-
-def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:
-    try:
-        run_streaming(t, ["bash", "-c", MYSQL_LOAD_STREAM, "bash", path, cnf, db.dbname, meta["sha256"],
-                          filter_source(), init], f"restore:{db.name}")
-    except CommandFailed as exc:
-        why = last_line(exc.stderr, str(exc))
-        if exc.retcode == DAMAGED:
-            raise StepError(f"{t.host}: backup {meta['file']} is damaged ({why}); {db.name} was not changed: "
-                            f"take a new backup (doit backup:{meta['database']})") from None
-        raise StepError(f"{t.host}: restore of {meta['file']} into {db.name} failed ({why}); the database is "
-                        "not usable") from None
-
-
-def _check_sha(t: Transport, meta: dict, path: str) -> None:
-    digest = t.run(["sha256sum", "--", path]).split()[0]
-    if digest != meta["sha256"]:
-        raise StepError(f"{t.host}: backup {meta['file']} has sha256 {digest[:12]}, its metadata says "
-                        f"{meta['sha256'][:12]}; it is damaged: take a new backup (doit backup:{meta['database']})")
+    engine.put_in_place(t, db)

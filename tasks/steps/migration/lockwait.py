@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
+from ...engines.sqlcheck import PlanCheck
 from .rehearsal_report import APPLYING, MARK
-from .sqlcheck import PlanCheck
 
 # server threads that hold no table lock of an app's
 SYSTEM_COMMANDS = {"Daemon", "Binlog Dump", "Binlog Dump GTID", "Killed", "Slave_IO", "Slave_SQL", "Slave_worker"}

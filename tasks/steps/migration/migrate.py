@@ -15,12 +15,12 @@ import re
 from typing import Sequence
 
 from ...config import Config, Database, Stage
+from ...engines import engine_for
 from ...errors import StepError
 from ...layout import Layout
 from ...runtime.common import last_line, read_text, write_file
 from ...transport import Transport
 from ...watchdog import let_finish
-from ..database.db import access_denied
 from ..environment import app_command
 
 # what a shell says of a process it saw end by a signal: the host-side watchdog ends its relay that way when
@@ -77,7 +77,7 @@ def migrate_failed(config: Config, stage: Stage, t: Transport, code: int, out: s
 def why_failed(db: Database | None, *texts: str) -> str:
     """The program's own last line, or, when the database server refused the app's login (its password is
     the one the tool wrote into DATABASE_URL, or the option file's), the key that supplies it."""
-    hint = access_denied(db, "\n".join(t or "" for t in texts)) if db is not None and db.engine == "mysql" else None
+    hint = engine_for(db).access_denied(db, "\n".join(t or "" for t in texts)) if db is not None else None
     return hint or error_line(*texts)
 
 

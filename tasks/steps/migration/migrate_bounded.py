@@ -15,6 +15,7 @@ import time
 from typing import Sequence
 
 from ...config import Config, Stage
+from ...engines import engine_for
 from ...errors import StepError
 from ...layout import Layout
 from ...transport import Transport
@@ -42,7 +43,8 @@ def bounded_argv(migrate_argv: Sequence[str], seconds: int, where: str = ".") ->
 def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: Stage, rid: str,
                            pause=time.sleep) -> str:
     db = config.stage_database(stage)
-    argv = bounded_argv(config.project.migrate_argv, db.migration_lock_timeout) if db.engine == "mysql" else None
+    bounded = engine_for(db).bounded_lock_waits
+    argv = bounded_argv(config.project.migrate_argv, db.migration_lock_timeout) if bounded else None
     if argv is None:
         return run_migrations(t, layout, config, stage, rid)
     argv = bounded_argv(config.project.migrate_argv, db.migration_lock_timeout, ship_programs(t, layout))

@@ -2,7 +2,8 @@
 their sizes, unsafe operations) and the write probe, read where the database's password is.
 
 - password_env: from this machine, with mysql-connector-python through an SSH tunnel over the run's own
-  connection (livedb); the probe's writes and the migrations' spans are both on this machine's clock.
+  connection (the engine's copy_connector and probe); the probe's writes and the migrations' spans are both
+  on this machine's clock.
 - option_file: on the host, inside the runner, through new sessions of the app's own connection (its
   driver, and the password the app reads from the option file there): this machine never reads the file.
   The schema comes with the runner's plan; sizes, probe writes and the migrations' spans come back in its
@@ -18,21 +19,18 @@ from __future__ import annotations
 import json
 
 from ...config import Config, Database
+from ...engines import engine_for
+from ...engines.base import Engine
 from ...errors import StepError
-from ...hostside.rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
 from ...transport import Transport
-from ..database import livedb
-from ..database.db import access_denied
 from .rehearsal_report import attribute_stalls
-from .sqlcheck import PlanCheck
-from .sqltext import columns_from_mysql, columns_from_sqlite
 
 INTERVAL = 0.05
 
 
 def reads_on_host(db: Database) -> bool:
-    """A MySQL database whose password this machine does not have (option_file): read it on the host."""
-    return db.engine == "mysql" and not db.password_env
+    """A database whose password this machine does not have (MySQL's option_file): read it on the host."""
+    return engine_for(db).reads_copy_on_host(db)
 
 
 class CopyProbe:
@@ -40,7 +38,8 @@ class CopyProbe:
 
     def __init__(self, t: Transport, config: Config, db: Database):
         self.t, self.config, self.db = t, config, db
-        self.probe: Probe | None = None   # the probe run from here
+        self.engine: Engine = engine_for(db)
+        self.probe = None                  # the probe run from here (the engine's probe.Probe)
         self.on_host = False               # the probe run by the runner
         self.plan: dict = {"migrations": []}
         self.before: dict = {}             # the copy's schema before the migrations, as _judge takes it
@@ -50,18 +49,18 @@ class CopyProbe:
         self.plan = plan
         if not plan["migrations"]:
             return "go"
-        if self.db.engine == "sqlite":
-            report["notes"].append("sqlite: no write probe (one writer at a time); max_write_stall is null")
-            creates = {k: v["sql"] for k, v in (plan.get("sqlite") or {}).items()}
-            self.before, self.sizes = columns_from_sqlite(creates), _sqlite_sizes(plan)
-            _judge(plan, self.before, report)
+        unprobed = self.engine.copy_without_probe(plan)
+        if unprobed is not None:
+            note, self.before, self.sizes = unprobed
+            report["notes"].append(note)
+            _judge(self.engine, plan, self.before, report)
             _fill_sizes(report, self.sizes)
             return "go"
-        scan = PlanCheck({})
+        scan = self.engine.plan_check({})
         touched = {n for m in plan["migrations"] for n in scan.check(m["sql"] or [])["tables"] + _named(m)}
         if not touched & set(plan.get("tables") or []):
             report["notes"].append("every table the migrations touch is created by them: nothing to probe")
-            _judge(plan, {}, report)
+            _judge(self.engine, plan, {}, report)
             _fill_sizes(report, {})
             return "go"
         timeout = int(2 * self.config.project.max_write_stall + 5)
@@ -71,8 +70,8 @@ class CopyProbe:
         return self._begin_here(stack, plan, report, timeout)
 
     def _begin_on_host(self, plan: dict, report: dict, timeout: int) -> str:
-        self.before = columns_from_mysql(plan.get("columns") or [])
-        probed = _judge(plan, self.before, report)
+        self.before = self.engine.copy_columns(plan.get("columns") or [])
+        probed = _judge(self.engine, plan, self.before, report)
         self.on_host = True
         report["probe"]["runs_on"] = "host"
         report["notes"].append(f"option_file: sizes read and writes probed on {self.t.host} through the app's "
@@ -81,25 +80,22 @@ class CopyProbe:
 
     def _begin_here(self, stack, plan: dict, report: dict, timeout: int) -> str:
         host, port = stack.enter_context(self.t.tunnel(self.db.host, self.db.port))
-        user, password = livedb.credentials(self.db)
-
-        def connect():
-            return livedb.connect(host, port, self.db, user, password)
+        connect, probe = self.engine.copy_connector(self.db, host, port), self.engine.probe
         try:
             con = connect()
         except Exception as exc:
-            denied = access_denied(self.db, str(exc))
+            denied = self.engine.access_denied(self.db, str(exc))
             if denied:
                 raise StepError(f"migrate:{report['stage']}: the rehearsal's probe: {denied}") from None
             raise StepError(f"migrate:{report['stage']}: cannot reach database {self.db.name} ({self.db.host}:"
                             f"{self.db.port} as {self.t.host} sees it) for the rehearsal's probe: {exc}") from None
         stack.callback(con.close)
-        self.before = columns_from_mysql(read_schema(con))
-        probed = _judge(plan, self.before, report)
-        self.sizes = table_sizes(con, probed)
+        self.before = self.engine.copy_columns(probe.read_schema(con))
+        probed = _judge(self.engine, plan, self.before, report)
+        self.sizes = probe.table_sizes(con, probed)
         _fill_sizes(report, self.sizes)
-        targets = probe_targets(con, probed)
-        self.probe = Probe(connect, targets, INTERVAL, report["probe"]["timeout"])
+        targets = probe.probe_targets(con, probed)
+        self.probe = probe.Probe(connect, targets, INTERVAL, report["probe"]["timeout"])
         report["probe"].update(tables=[x[0] for x in targets], runs_on="deployer")
         self.probe.start()
         stack.callback(lambda: report["probe"].update(writes=len(self.probe.writes), errors=self.probe.errors[:5]))
@@ -129,7 +125,7 @@ class CopyProbe:
         plan = {"migrations": [m if m.get("sql") is not None else dict(m, sql=executed.get(m["name"]))
                                for m in self.plan["migrations"]]}
         report["migrations"] = []
-        _judge(plan, self.before, report)
+        _judge(self.engine, plan, self.before, report)
         _fill_sizes(report, self.sizes, set(self.plan.get("tables") or []))
         for m in unread:
             shown = ("the SQL shown is what migrate executed" if executed.get(m["name"]) is not None
@@ -160,9 +156,9 @@ def _named(m: dict) -> list[str]:
     return m.get("python_tables", []) + m.get("operation_tables", [])
 
 
-def _judge(plan: dict, before: dict, report: dict) -> list[str]:
+def _judge(engine: Engine, plan: dict, before: dict, report: dict) -> list[str]:
     """Each migration's entry (SQL, tables, unsafe operations); returns the existing tables touched."""
-    check, probed = PlanCheck(before), []
+    check, probed = engine.plan_check(before), []
     for m in plan["migrations"]:
         found = check.check(m["sql"] or [])
         extra = m.get("python_tables", []) if m["sql"] is not None else _named(m)
@@ -174,11 +170,3 @@ def _judge(plan: dict, before: dict, report: dict) -> list[str]:
         probed += [n for n in names if n in before and n not in probed]
     return probed
 
-
-def _sqlite_sizes(plan: dict) -> dict:
-    out = {}
-    for name, info in (plan.get("sqlite") or {}).items():
-        size = info.get("bytes")
-        out[name] = {"rows": info["rows"], "rows_exact": True,
-                     "mb": round(size / 1048576, 2) if size is not None else None}
-    return out

@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Sequence, TextIO
 
-from ...progress import human_bytes
-from ...transport import CommandFailed, Transport
+from ..progress import human_bytes
+from ..transport import CommandFailed, Transport
 
 SHOW_AFTER = 2.0
 PROGRESS_RE = re.compile(r"progress (\d+) (\d+) (\d+)")
