@@ -1,7 +1,7 @@
-"""[database:<name>]: the keys of both engines, then those of its engine (SQLITE or MYSQL), each with its
-parser, default and doc; read_database builds the Database.
+"""[database:<name>]: the keys of every engine, then those of its engine (SQLITE, MYSQL or POSTGRESQL), each
+with its parser, default and doc; read_database builds the Database.
 
-A key of the other engine is refused, and so is `password` (a password never goes into stages.ini). The
+A key of another engine is refused, and so is `password` (a password never goes into stages.ini). The
 password itself is read here, once, from the environ given to load_config, into Database.secret; an unset
 variable is an error only for the commands that need the password (Database.missing_password).
 """
@@ -16,10 +16,15 @@ from .reader import Ini, Key, Problem, Section, boolean, checked, choice, durati
 MAX_LOCK_TIMEOUT = 31536000  # a year: MySQL's own maximum of lock_wait_timeout
 MAX_LOCK_RETRIES = 100
 REFUSED = {"password": "never write a password in stages.ini; name an environment variable with password_env "
-                       "(or an option_file on the host)"}
-# what a key of the other engine is told, by the section's engine
-OTHER_ENGINE = {"sqlite": "not used with engine = sqlite; remove it (sqlite takes only path)",
-                "mysql": "only for engine = sqlite; remove it"}
+                       "(or an option_file / passfile on the host)"}
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")   # libpq's sslmode
+# the password file of the other server engine: told what to write instead, by the section's engine
+OTHER_PASSWORD_FILE = {
+    ("postgresql", "option_file"): "is a MySQL option file; for PostgreSQL write passfile = libpq's password "
+                                   "file on the hosts (e.g. ~/.pgpass), or password_env",
+    ("mysql", "passfile"): "is libpq's password file (PostgreSQL); for MySQL write option_file = a MySQL option "
+                           "file on the hosts (e.g. ~/.my.cnf), or password_env",
+}
 
 
 def backup_host(value: str, sec: Section) -> Host | None:
@@ -36,12 +41,12 @@ def sqlite_path(value: str, sec: Section) -> str:
     return value
 
 
-def required(kind: str):
-    """name, user: needed by mysql, and passed to its client, so checked by rules.py."""
+def required(engine: str, kind: str):
+    """name, user: needed by a server engine, and passed to its client, so checked by rules.py."""
     def parse(value: str, sec: Section) -> str:
         if not value:
-            raise Problem(f"missing; engine = mysql needs {kind} =")
-        return checked(lambda v: rules.db_value_problem(kind, v))(value, sec)
+            raise Problem(f"missing; engine = {engine} needs {kind} =")
+        return checked(lambda v: rules.db_value_problem(kind, v, engine))(value, sec)
     return parse
 
 
@@ -60,11 +65,25 @@ def lock_retries(value: str, sec: Section) -> int:
 
 
 def password_env(value: str, sec: Section) -> str:
-    if not value and not sec.values["option_file"]:
+    """mysql: password_env or option_file (or both); postgresql: password_env or passfile, exactly one."""
+    if "passfile" in sec.table:
+        if value and sec.values["passfile"]:
+            raise Problem("password_env and passfile are both set; keep one: the environment variable (the tool "
+                          "writes a temporary password file on the hosts) or libpq's password file there")
+        if not value and not sec.values["passfile"]:
+            raise Problem("missing; name the environment variable holding the password "
+                          "(or set passfile = libpq's password file on the hosts, e.g. ~/.pgpass)")
+    elif not value and not sec.values["option_file"]:
         raise Problem("missing; name the environment variable holding the password "
                       "(or set option_file = a MySQL option file on the host)")
     if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise Problem(f"{value!r} is not an environment variable name")
+    return value
+
+
+def sslmode(value: str, sec: Section) -> str:
+    if value and value not in SSLMODES:
+        raise Problem(f"{value!r} is not one of libpq's sslmodes: {' | '.join(SSLMODES)}")
     return value
 
 
@@ -80,23 +99,36 @@ DATABASE: dict[str, Key] = {
     "backup_host": Key(backup_host, "", "where the dumps run and db_backup/ lives; default: the first host "
                                         "of the first stage using the database"),
     "restore_on_failed_migration": Key(boolean, "no", "yes: restore the pre-migration backup by itself"),
-    "engine": Key(choice(("mysql", "sqlite"), "is not mysql or sqlite"), "mysql", "mysql | sqlite"),
+    "engine": Key(choice(("mysql", "postgresql", "sqlite"), "is not mysql, postgresql or sqlite"), "mysql",
+                  "mysql | postgresql | sqlite"),
 }
 SQLITE: dict[str, Key] = {
     "path": Key(sqlite_path, "", "the database file on the backup host"),
 }
 MYSQL: dict[str, Key] = {
-    "name": Key(required("name"), "", "the schema", field="dbname"),
-    "user": Key(required("user"), "", "the user the app and the tool log in as"),
+    "name": Key(required("mysql", "name"), "", "the schema", field="dbname"),
+    "user": Key(required("mysql", "user"), "", "the user the app and the tool log in as"),
     "host": Key(checked(lambda v: rules.db_value_problem("host", v)), "127.0.0.1", "the server, as hosts see it"),
-    "option_file": Key(checked(rules.option_file_problem), "", "a MySQL option file on the hosts (~/ allowed)"),
+    "option_file": Key(checked(rules.host_file_problem), "", "a MySQL option file on the hosts (~/ allowed)"),
     "password_env": Key(password_env, "", "the environment variable holding the password"),
     "port": Key(whole(1), "3306", "the server's port"),
     "migration_lock_timeout": Key(lock_timeout, "10s", "production's migration waits at most this for a lock"),
     "migration_lock_retries": Key(lock_retries, "3", "then tries again this often, then stops naming the blocker"),
 }
-ENGINES = {"sqlite": SQLITE, "mysql": MYSQL}
-KEYS = {**DATABASE, **SQLITE, **MYSQL}
+POSTGRESQL: dict[str, Key] = {
+    "name": Key(required("postgresql", "name"), "", "the database", field="dbname"),
+    "user": Key(required("postgresql", "user"), "", "the role the app and the tool log in as"),
+    "host": Key(checked(lambda v: rules.db_value_problem("host", v)), "127.0.0.1", "the server, as hosts see it"),
+    "passfile": Key(checked(rules.host_file_problem), "",
+                    "libpq's password file on the hosts (~/ allowed; never read by the tool)"),
+    "password_env": Key(password_env, "", "the environment variable holding the password"),
+    "port": Key(whole(1), "5432", "the server's port"),
+    "sslmode": Key(sslmode, "", "libpq's sslmode: disable | allow | prefer | require | verify-ca | verify-full"),
+    "migration_lock_timeout": Key(lock_timeout, "10s", "production's migration waits at most this for a lock"),
+    "migration_lock_retries": Key(lock_retries, "3", "then tries again this often, then stops naming the blocker"),
+}
+ENGINES = {"sqlite": SQLITE, "mysql": MYSQL, "postgresql": POSTGRESQL}
+KEYS = {**DATABASE, **SQLITE, **MYSQL, **POSTGRESQL}
 
 
 def read_database(ini: Ini, section: str, stage_hosts: dict[str, tuple[Host, ...]]) -> Database:
@@ -104,8 +136,8 @@ def read_database(ini: Ini, section: str, stage_hosts: dict[str, tuple[Host, ...
     name = section.partition(":")[2]
     common = Section(ini, section, DATABASE, database=name, stage_hosts=stage_hosts).read()
     engine = common["engine"]
-    if engine == "sqlite":   # sqlite takes only path: a leftover mysql key is named before a missing path
-        refuse_other_engines(ini, section, engine)
+    if engine != "mysql":   # sqlite: a leftover server key before a missing path; postgresql: option_file named
+        refuse_other_engines(ini, section, engine)   # before a missing password_env
     own = Section(ini, section, ENGINES[engine]).read()
     refuse_other_engines(ini, section, engine)   # mysql: what it needs first, then a leftover path
     env = own.get("password_env", "")
@@ -115,7 +147,15 @@ def read_database(ini: Ini, section: str, stage_hosts: dict[str, tuple[Host, ...
 
 def refuse_other_engines(ini: Ini, section: str, engine: str) -> None:
     """The first key of another engine, in file order (as check_keys names an unknown key)."""
-    others = {k for other, table in ENGINES.items() if other != engine for k in table}
     for key in ini.cp[section]:
-        if key in others:
-            ini.fail(section, key, OTHER_ENGINE[engine])
+        if key not in DATABASE and key not in ENGINES[engine]:
+            ini.fail(section, key, other_engine_problem(engine, key))
+
+
+def other_engine_problem(engine: str, key: str) -> str:
+    if (engine, key) in OTHER_PASSWORD_FILE:
+        return OTHER_PASSWORD_FILE[(engine, key)]
+    if engine == "sqlite":
+        return "not used with engine = sqlite; remove it (sqlite takes only path)"
+    owners = " or ".join(e for e, table in ENGINES.items() if key in table)
+    return f"only for engine = {owners}; remove it"

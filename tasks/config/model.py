@@ -108,17 +108,19 @@ def parse_store(text: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Database:
     name: str                # the section's name: [database:<name>]
-    engine: str              # mysql | sqlite
+    engine: str              # mysql | postgresql | sqlite
     dbname: str = ""
     host: str = "127.0.0.1"
     port: int = 3306
     user: str = ""
     password_env: str = ""
-    option_file: str = ""
+    option_file: str = ""    # mysql: an option file on the hosts (~/ allowed)
+    passfile: str = ""       # postgresql: libpq's password file on the hosts (~/ allowed), never read by the tool
+    sslmode: str = ""        # postgresql: libpq's sslmode ("": libpq's default)
     path: str = ""           # sqlite: the file on the backup host
     backup_host: Host | None = None
     restore_on_failed_migration: bool = False
-    # mysql: how long the migration's session waits for a lock (metadata or row) before giving up, and how
+    # mysql, postgresql: how long the migration's session waits for a lock (metadata or row) before giving up, and how
     # many times the migration is tried again after that (steps/migration/migrate_bounded.py)
     migration_lock_timeout: int = 10
     migration_lock_retries: int = 3
@@ -130,8 +132,8 @@ class Database:
     missing_password: str = field(default="", repr=False, compare=False)
 
     def password(self) -> str:
-        """The password of password_env as the environment given to load_config had it ("" with option_file);
-        ConfigError when that variable was not set."""
+        """The password of password_env as the environment given to load_config had it ("" with option_file
+        or passfile); ConfigError when that variable was not set."""
         if self.missing_password:
             raise ConfigError(self.missing_password)
         return self.secret

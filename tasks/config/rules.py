@@ -24,6 +24,7 @@ RESERVED_TOP = ("releases", "shared", "db_backup", ".deploy")
 # names inside a release that the tool itself writes: no shared link may replace one
 RESERVED_IN_RELEASE = (".venv", "REVISION")
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "0.0.0.0"}
+PG_NAME_MAX = 63   # PostgreSQL's NAMEDATALEN - 1
 PATH_CHARS = "letters, digits, spaces and . _ @ + - (no part starting with '-', no '..')"
 
 
@@ -98,8 +99,9 @@ def settings_problem(value: str) -> str | None:
     return None
 
 
-def option_file_problem(value: str) -> str | None:
-    """A MySQL option file on the host: absolute or below the login user's home (~/)."""
+def host_file_problem(value: str) -> str | None:
+    """A file on the host (a MySQL option file, libpq's password file): absolute or below the login user's
+    home (~/)."""
     rest = value[2:] if value.startswith("~/") else value[1:] if value.startswith("/") else None
     if rest is None:
         return f"{value!r} must be an absolute path or start with ~/ (a file on the host)"
@@ -112,11 +114,14 @@ def health_url_problem(url: str) -> str | None:
     return None
 
 
-def db_value_problem(kind: str, value: str) -> str | None:
+def db_value_problem(kind: str, value: str, engine: str = "mysql") -> str | None:
     if kind == "name" and not DBNAME_RE.match(value):
         return f"{value!r} must be letters, digits, '_', '$' or '-' (at most 64), not starting with '-'"
     if kind == "user" and not DBUSER_RE.match(value):
         return f"{value!r} must be letters, digits or _ . $ @ + - (at most 80), not starting with '-'"
+    if kind in ("name", "user") and engine == "postgresql" and len(value) > PG_NAME_MAX:
+        # the server would cut it to 63 and name another database or role than the tool checked
+        return f"{value!r} is longer than PostgreSQL's {PG_NAME_MAX} characters for a name"
     if kind == "host":
         return hostname_problem(value)
     return None
@@ -140,8 +145,9 @@ def canonical_db_host(host: str) -> str:
 
 
 def database_identity(engine: str, host: str, port: int, name: str, backup_host: str, path: str) -> tuple:
-    """What makes two [database:] sections the same database: server and schema (mysql), or the file on
-    its host (sqlite)."""
+    """What makes two [database:] sections the same database: server and database (mysql, postgresql), or
+    the file on its host (sqlite). One port serves one server, whatever engine a section names; the name
+    compares without case (a PostgreSQL name differing only in case is refused too: the safer mistake)."""
     if engine == "sqlite":
         return ("sqlite", backup_host, posixpath.normpath(path))
-    return ("mysql", canonical_db_host(host), int(port), name.lower())
+    return ("server", canonical_db_host(host), int(port), name.lower())

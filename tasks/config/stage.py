@@ -36,7 +36,7 @@ def database(value: str, sec: Section) -> str | None:
         raise Problem(f"names [database:{value}], which does not exist; add it or fix the name")
     if value and databases[value].engine == "sqlite" and len(set(stage_hosts)) > 1:
         raise Problem(f"{len(set(stage_hosts))} hosts share [database:{value}], an sqlite file: each host would "
-                      "have its own database; use one host, or engine = mysql", key="hosts")
+                      "have its own database; use one host, or engine = mysql or postgresql", key="hosts")
     return value or None
 
 

@@ -12,6 +12,7 @@ import pytest
 from tests.lab.common import NASTY_PASSWORD, HarnessError
 from tests.lab.mariadb import MariaDB
 from tests.lab.nginx import start_nginx
+from tests.lab.postgres import Postgres
 from tests.lab.s3 import S3Server
 from tests.lab.sshd import SshHosts
 from tests.lab.world import open_world
@@ -55,6 +56,17 @@ def mariadb() -> MariaDB:
     except HarnessError as e:
         pytest.fail(str(e), pytrace=False)
     return db
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Postgres:
+    """The test PostgreSQL as its superuser; roles made by create_role log in with their password only."""
+    pg = Postgres()
+    try:
+        pg.ensure_running()
+    except HarnessError as e:
+        pytest.fail(str(e), pytrace=False)
+    return pg
 
 
 class _Names:

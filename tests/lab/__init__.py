@@ -4,6 +4,8 @@ service, plain helpers with no pytest in them (tests/integration/conftest.py mak
     common.py       NASTY_PASSWORD, HarnessError, free ports, servers that die with us, CmdlineScan
     sshd.py         SshHosts / SshHost: one sshd per host on 127.0.0.1, each in its own mount namespace
     mariadb.py      MariaDB (127.0.0.1:3306, root), option files for the clients, a second address for it
+    postgres.py     PostgreSQL (127.0.0.1:5432, postgres): roles with passwords, their databases, libpq's
+                    password files
     nginx.py        a real nginx serving a host's files, inside the host's namespace
     health.py       a health URL served by this process, counting when it was asked
     s3.py           moto's real S3 HTTP API on 127.0.0.1
@@ -17,9 +19,6 @@ service, plain helpers with no pytest in them (tests/integration/conftest.py mak
     argv_recorder.py  doit run recording every argv it starts here and sends to a host
     deployer.py     a doit run stopped at a `pause` failpoint (tasks/failpoints.py), waited for without polling
     faults.py       the fault matrix's lab (tests/integration/test_fault_matrix.py)
-
-PostgreSQL (engine = postgresql) comes next as postgresql.py, beside mariadb.py, with its fixture in
-tests/integration/conftest.py and its install in scripts/test.
 
 Imported as `tests.lab.<module>`: pytest puts the repository's root on sys.path (pyproject.toml's
 `pythonpath`); a bench adds it itself.

@@ -11,8 +11,8 @@ import pytest
 from doit_stages.config import ConfigError, load_config
 from tests.lab.stages_ini import LOCAL, LOCAL_INI, SQLITE, stages_ini
 
-__all__ = ["LOCAL_INI", "mysql_ini", "mysql_servers_ini", "write_ini", "line_of", "header", "in_section", "set_key",
-           "config_error"]
+__all__ = ["LOCAL_INI", "mysql_ini", "pg_ini", "mysql_servers_ini", "write_ini", "line_of", "header", "in_section",
+           "set_key", "config_error"]
 
 # the test database on MariaDB, production's still sqlite (its password in BLOG_TEST_DB_PASSWORD)
 MYSQL_TEST = {"database:test": {"engine": "mysql", "path": None, "host": "127.0.0.1", "name": "blog_test",
@@ -22,6 +22,16 @@ MYSQL_TEST = {"database:test": {"engine": "mysql", "path": None, "host": "127.0.
 def mysql_ini() -> str:
     """LOCAL_INI with the test database on MariaDB."""
     return stages_ini(SQLITE, LOCAL, MYSQL_TEST)
+
+
+# the test database on PostgreSQL, production's still sqlite (its password in BLOG_TEST_DB_PASSWORD)
+PG_TEST = {"database:test": {"engine": "postgresql", "path": None, "host": "127.0.0.1", "name": "blog_test",
+                             "user": "blog", "password_env": "BLOG_TEST_DB_PASSWORD"}}
+
+
+def pg_ini() -> str:
+    """LOCAL_INI with the test database on PostgreSQL."""
+    return stages_ini(SQLITE, LOCAL, PG_TEST)
 
 
 # both databases on MariaDB, on servers the caller names; the stages on an SSH host (password: PW)

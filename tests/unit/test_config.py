@@ -579,7 +579,7 @@ def test_sqlite_stage_with_two_hosts_is_refused(tmp_path):
     msg = config_error(tmp_path, text)
     line = line_of(text, "^hosts = ssh://deploy@web1:22, ")
     assert msg == (f"stages.ini:{line}: [stage:staging] hosts: 2 hosts share [database:prod], an sqlite file: "
-                   "each host would have its own database; use one host, or engine = mysql")
+                   "each host would have its own database; use one host, or engine = mysql or postgresql")
 
 
 def test_sqlite_stage_with_one_host_and_a_code_only_stage_with_many_are_fine(tmp_path):

@@ -13,14 +13,16 @@ from doit_stages.config import database as config_database
 from doit_stages.config import project as config_project
 from doit_stages.config import stage as config_stage
 from doit_stages.config.reader import Ini, Key, Problem, Section, whole
-from tests.unit.inifile import LOCAL_INI, config_error, in_section, mysql_ini, set_key, write_ini
+from tests.unit.inifile import LOCAL_INI, config_error, in_section, mysql_ini, pg_ini, set_key, write_ini
 
 TABLES = {"project": config_project.PROJECT, "stage": config_stage.STAGE, "database": config_database.DATABASE,
-          "sqlite": config_database.SQLITE, "mysql": config_database.MYSQL}
+          "sqlite": config_database.SQLITE, "mysql": config_database.MYSQL,
+          "postgresql": config_database.POSTGRESQL}
 # where each table's keys are written: (base ini, section, environ)
 WHERE = {"project": (LOCAL_INI, "project", {}), "stage": (LOCAL_INI, "stage:staging", {}),
          "database": (LOCAL_INI, "database:prod", {}), "sqlite": (LOCAL_INI, "database:prod", {}),
-         "mysql": (mysql_ini(), "database:test", {"BLOG_TEST_DB_PASSWORD": "x"})}
+         "mysql": (mysql_ini(), "database:test", {"BLOG_TEST_DB_PASSWORD": "x"}),
+         "postgresql": (pg_ini(), "database:test", {"BLOG_TEST_DB_PASSWORD": "x"})}
 S3 = {"project": {"artifact_store": "s3://bucket/pre"}}
 BUILDOUT = {"project": {"build": "buildout"}}
 
@@ -95,6 +97,18 @@ EXAMPLES = {
         "migration_lock_timeout": ("2m", 120, {}),
         "migration_lock_retries": ("0", 0, {}),
     },
+    "postgresql": {
+        "name": ("shop_test", "shop_test", {}),
+        "user": ("shop", "shop", {}),
+        "host": ("db.internal", "db.internal", {}),
+        # passfile instead of password_env (exactly one of them)
+        "passfile": ("~/.pgpass", "~/.pgpass", {"postgresql": {"password_env": ""}}),
+        "password_env": ("BLOG_TEST_DB_PASSWORD", "BLOG_TEST_DB_PASSWORD", {}),
+        "port": ("5433", 5433, {}),
+        "sslmode": ("verify-full", "verify-full", {}),
+        "migration_lock_timeout": ("2m", 120, {}),
+        "migration_lock_retries": ("0", 0, {}),
+    },
 }
 
 
@@ -151,8 +165,8 @@ def test_the_tables_name_every_field_of_the_dataclasses():
     names = {t: {field(t, k) for k in TABLES[t]} for t in TABLES}
     assert names["project"] | {"hooks"} == given(Project)
     assert names["stage"] | {"name", "hooks", "env", "secrets", "roles", "primary"} == given(Stage)  # appenv, roles
-    assert names["database"] | names["sqlite"] | names["mysql"] | {"name", "secret", "missing_password"} == \
-        given(Database)
+    assert names["database"] | names["sqlite"] | names["mysql"] | names["postgresql"] | \
+        {"name", "secret", "missing_password"} == given(Database)
 
 
 def test_every_command_key_is_split_into_its_argv_field():
@@ -171,6 +185,9 @@ def test_a_key_left_out_gets_the_dataclass_default(tmp_path, table):
     _, obj = loaded(table, tmp_path, {}, {})
     defaults = {f.name: f.default for f in dataclasses.fields(obj) if f.default is not dataclasses.MISSING}
     for key in TABLES[table]:
+        if (table, key) == ("postgresql", "port"):   # the dataclass's is MySQL's 3306; PostgreSQL's is 5432
+            assert obj.port == 5432
+            continue
         if not ini.written(section, key) and key not in ("deploy_root", "link", "backup_host"):
             assert getattr(obj, field(table, key)) == defaults[field(table, key)], key
 

@@ -3,16 +3,18 @@
 Accepted forms (what the deploy tool writes into shared/<stage>.env):
 
     mysql://user:password@host:port/name    user and password percent-encoded
+    postgres://user:password@host:port/name[?sslmode=require]   (or postgresql://); without a password,
+                                            libpq reads it from the file PGPASSFILE names (or ~/.pgpass)
     sqlite:////absolute/path.sqlite3
 """
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def parse(url):
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError("DATABASE_URL must look like mysql://user:pw@host:port/name "
-                         "or sqlite:////abs/path")
+        raise ValueError("DATABASE_URL must look like mysql://user:pw@host:port/name, "
+                         "postgres://user:pw@host:port/name or sqlite:////abs/path")
     scheme = scheme.lower()
 
     if scheme == "sqlite":
@@ -43,7 +45,37 @@ def parse(url):
             "OPTIONS": {"use_pure": True},
         }
 
-    raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use mysql or sqlite)")
+    if scheme in ("postgres", "postgresql"):
+        return _postgres(url)
+
+    raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use mysql, postgres or sqlite)")
+
+
+def _postgres(url):
+    parts = urlsplit(url)
+    name = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not name:
+        raise ValueError("postgres DATABASE_URL needs a host and a database name: "
+                         "postgres://user:pw@host:port/name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("postgres DATABASE_URL has an invalid port") from None
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"sslmode"})
+    if unknown:
+        raise ValueError(f"postgres DATABASE_URL: unknown parameter {unknown[0]!r} (only sslmode)")
+    options = {"sslmode": query["sslmode"][-1]} if query.get("sslmode") else {}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        # Empty: libpq itself reads the password file PGPASSFILE names (the deploy tool's passfile).
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname,
+        "PORT": str(port or 5432),
+        "OPTIONS": options,
+    }
 
 
 def read_option_file(path, group="client"):

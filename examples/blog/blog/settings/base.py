@@ -29,7 +29,7 @@ WSGI_APPLICATION = "blog.wsgi.application"
 _database_url = os.environ.get("DATABASE_URL")
 if not _database_url:
     raise ImproperlyConfigured(
-        "DATABASE_URL is not set: export DATABASE_URL=mysql://user:pw@host:port/name "
+        "DATABASE_URL is not set: export DATABASE_URL=mysql://user:pw@host:port/name, postgres://... "
         "or sqlite:////abs/path.sqlite3"
     )
 try:
