@@ -17,7 +17,7 @@ import pytest
 
 from doit_stages import hostside
 from doit_stages.config import Database, Host, load_config
-from doit_stages.engines import pg_sqlcheck
+from doit_stages.engines import engine_for, pg_sqlcheck
 from doit_stages.engines import postgresql_rehearsal as pgr
 from doit_stages.hostside import rehearsal_probe, rehearsal_probe_pg
 from doit_stages.steps.migration import rehearsal_copy
@@ -31,13 +31,7 @@ PASSFILE_DB = Database(name="test", engine="postgresql", dbname="blog_test", use
                        passfile="~/.pgpass")
 PASSWORD_DB = Database(name="test", engine="postgresql", dbname="blog_test", user="blog", port=5432,
                        host="db1.internal", password_env="PW", secret="s3cret:/@", sslmode="verify-full")
-ENGINE = pgr.PostgreSQLRehearsal()
-
-
-@pytest.fixture
-def pg_engine(monkeypatch):
-    """engine_for(a postgresql database) as the steps ask it: its rehearsal methods."""
-    monkeypatch.setattr(rehearsal_copy, "engine_for", lambda db: ENGINE if db.engine == "postgresql" else None)
+ENGINE = engine_for(PASSFILE_DB)
 
 
 def config(tmp_path):
@@ -69,7 +63,7 @@ def kinds(m: dict) -> list[tuple]:
     return [(u["kind"], u["table"], u["column"]) for u in m["unsafe"]]
 
 
-def test_the_postgresql_kinds_reach_the_report_and_the_guard_refuses_them(tmp_path, pg_engine):
+def test_the_postgresql_kinds_reach_the_report_and_the_guard_refuses_them(tmp_path):
     """An index built without CONCURRENTLY and a column made NOT NULL, on a passfile copy: the runner is
     asked to probe posts_post on the host; the report names each kind with its table and column, the
     runner's probe data become each migration's stall, and the guard refuses naming the kinds and the
@@ -105,7 +99,7 @@ def test_the_postgresql_kinds_reach_the_report_and_the_guard_refuses_them(tmp_pa
     assert refusal(report, "blog-r2", None, 2.0, "blog-r1") is not None
 
 
-def test_a_rewrite_and_a_validating_foreign_key_are_named_and_a_concurrent_index_is_not(tmp_path, pg_engine):
+def test_a_rewrite_and_a_validating_foreign_key_are_named_and_a_concurrent_index_is_not(tmp_path):
     copy, report = CopyProbe(LocalTransport(Host("local")), config(tmp_path), PASSFILE_DB), empty_report()
     names = ("0016_comment_parent", "0017_post_created_index", "0018_post_title_index_concurrently",
              "0019_post_views_bigint")
@@ -132,8 +126,9 @@ def test_the_copys_schema_rows_become_columns_as_read_or_through_json():
     assert rehearsal_probe_pg.COLUMNS is pg_sqlcheck.COLUMNS
 
 
-def test_passfile_is_read_on_the_host_and_password_env_from_here(pg_engine):
+def test_passfile_is_read_on_the_host_and_password_env_from_here():
     assert rehearsal_copy.reads_on_host(PASSFILE_DB) and not rehearsal_copy.reads_on_host(PASSWORD_DB)
+    assert isinstance(ENGINE, pgr.PostgreSQLRehearsal) and ENGINE.name == "postgresql"
     assert ENGINE.probe is rehearsal_probe_pg and ENGINE.host_password_key == "passfile"
     with pytest.raises(ValueError, match=r"\[database:test\] has no password_env: its passfile stays on the hosts"):
         pgr.probe_password(PASSFILE_DB)
