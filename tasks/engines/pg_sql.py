@@ -200,3 +200,39 @@ def access_denied(db: Database, text: str) -> str | None:
         return (f"{where} refused role {db.user} the database {m.group(1) or db.dbname} (permission denied): "
                 f"GRANT CONNECT ON DATABASE to it, or fix {sec} name or user")
     return None
+
+
+# -- a restore's rights ---------------------------------------------------------------------------------
+MAINTENANCE_DB = "postgres"   # where a restore's psql drops and creates the database
+RESTORE_REFUSALS = (
+    (re.compile(r"permission denied to create database"), "createdb"),
+    (re.compile(r'must be owner of database "?([^"\s]+)"?'), "owner"),
+    (re.compile(r"permission denied to terminate process|must be a (?:superuser|member of the role whose "
+                r"process is being terminated)"), "terminate"),
+    (re.compile(rf'database "{MAINTENANCE_DB}" does not exist'), "maintenance"),
+)
+
+
+def restore_refusal(db: Database, text: str) -> str | None:
+    """What a restore (DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER user, in the maintenance
+    database) was refused, in `text` (psql's error output), as one line naming the right the role lacks and
+    the key; None when the text holds none."""
+    where, sec = f"[database:{db.name}] {db.host}:{db.port}", f"[database:{db.name}]"
+    for pattern, kind in RESTORE_REFUSALS:
+        m = pattern.search(text)
+        if not m:
+            continue
+        if kind == "createdb":
+            return (f"{where}: role {db.user} lacks CREATEDB, and a restore drops database {db.dbname} and creates "
+                    f"it again owned by that role: ALTER ROLE {db.user} CREATEDB on the server, or fix {sec} user")
+        if kind == "owner":
+            return (f"{where}: role {db.user} does not own database {m.group(1)}, and only its owner may drop it "
+                    f"for a restore: ALTER DATABASE {m.group(1)} OWNER TO {db.user} on the server, or fix {sec} "
+                    "user or name")
+        if kind == "terminate":
+            return (f"{where}: sessions of another role use database {db.dbname}, and role {db.user} may not end "
+                    f"them for the restore's DROP DATABASE ... WITH (FORCE): end them, or GRANT pg_signal_backend "
+                    f"TO {db.user} on the server")
+        return (f"{where} has no database {MAINTENANCE_DB}, where a restore drops and creates {db.dbname}: "
+                f"create it on the server (CREATE DATABASE {MAINTENANCE_DB})")
+    return None
