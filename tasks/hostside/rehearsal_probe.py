@@ -3,7 +3,8 @@ MySQL/MariaDB with %s parameters: mysql-connector-python on the deploying machin
 password_env), or the app's own driver on the host (rehearsal_runner.py, for option_file).
 
 Standard library only, and no imports of the package: on the host it is rehearsal_runner.py's neighbour
-(steps/hostfiles.py), imported by it under the app's interpreter.
+(steps/hostfiles.py), imported by it under the app's interpreter. PostgreSQL's reads are
+rehearsal_probe_pg.py's, whose Probe is this one with its own session_sql and timed_out.
 """
 from __future__ import annotations
 
