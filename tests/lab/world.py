@@ -23,7 +23,7 @@ from .appdb import AppDB
 from .apprepo import EXAMPLE, AppRepo
 from .common import NASTY_PASSWORD
 from .mariadb import MariaDB, write_option_file
-from .postgres import Postgres
+from .postgres import Postgres, ident
 from .project import Project
 from .sshd import DEPLOY_USER, SshHosts
 from .stages_ini import POSTGRESQL, Change, option_files, stages_ini
@@ -84,13 +84,15 @@ def open_world(server: MariaDB | Postgres, ssh_hosts: SshHosts, base: Path, name
 def _postgres_world(postgres: Postgres, ssh_hosts: SshHosts, base: Path, names: Sequence[str],
                     changes: Sequence[Change], example: Path, tag: str) -> Iterator[dict]:
     """open_world on PostgreSQL: a login role with NASTY_PASSWORD (checked by the server: tests/lab/postgres.py)
-    owning fresh prod and test databases, stages.ini's databases with engine = postgresql, the blog with
+    and CREATEDB owning fresh prod and test databases, stages.ini's databases with engine = postgresql, the blog with
     psycopg in its requirements."""
     ssh_hosts.reset()
     token = secrets.token_hex(3)
     prod, test, user = f"dst_{tag}prod_{token}", f"dst_{tag}test_{token}", f"dst_{tag}u_{token}"
     postgres.create_role(user, NASTY_PASSWORD)
     try:
+        # a restore drops the test database and creates it again, owned by the role (tasks/engines/postgresql.py)
+        postgres.query("postgres", f"ALTER ROLE {ident(user)} CREATEDB")
         for db in (prod, test):
             postgres.create_database(db, owner=user)
         hosts = [ssh_hosts[n] for n in names]
