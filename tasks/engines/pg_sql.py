@@ -111,6 +111,15 @@ SERVER_IDENTITY = """SELECT (SELECT system_identifier FROM pg_control_system()),
 FROM pg_database d WHERE d.datname = current_database()"""
 
 
+def server_identity_sql(dbname: str) -> str:
+    """SERVER_IDENTITY of the database named dbname, asked in any database of the server (the maintenance
+    one): a database that does not exist yet (a test stage's first restore) has oid 0, which no database
+    has, so it is never taken for another."""
+    return f"""SELECT (SELECT system_identifier FROM pg_control_system()), coalesce(host(inet_server_addr()), ''),
+ coalesce(inet_server_port(), 0), coalesce((SELECT oid FROM pg_database WHERE datname = {_literal(dbname)}), 0),
+ {_literal(dbname)}"""
+
+
 def parse_server_identity(text: str) -> tuple[int, str, int, int, str]:
     """SERVER_IDENTITY's output -> (system_identifier, server address, port, database oid, database name)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]

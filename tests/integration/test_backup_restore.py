@@ -299,8 +299,10 @@ def test_a_test_database_that_is_production_by_another_name_is_refused_before_th
     other = dataclasses.replace(prod, name="other", dbname=lab.dst)
     engine = engine_for(prod)
     before = lab.counts(lab.src)
-    ids = {d.name: engine.server_identity(t, layout, d) for d in (prod, test, other)}
-    assert ids["test"] == ids["prod"] != ids["other"]
+    missing = dataclasses.replace(prod, name="new", dbname=lab.dst + "_new")       # a first restore's target
+    ids = {d.name: engine.server_identity(t, layout, d) for d in (prod, test, other, missing)}
+    assert ids["test"] == ids["prod"] != ids["other"] and ids["other"][1] == ids["prod"][1]   # one cluster
+    assert ids["new"] == ("postgresql", ids["prod"][1], 0, lab.dst + "_new")
     refuse_protected_target("test", other, ids["other"], [(prod, ids["prod"])])         # its own: passes
     with pytest.raises(StepError) as info:
         refuse_protected_target("test", test, ids["test"], [(prod, ids["prod"])])
