@@ -31,10 +31,16 @@ UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
 
 
-def has_release(t: Transport, layout: Layout, release: Release) -> bool:
+def has_argv(layout: Layout, release: Release) -> list[str]:
+    """What has_release asks a host (also sent ahead with the lock's take: nodes.check_reads)."""
     wheels = layout.wheels(release.wheels) if release.wheels else ""
-    return t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels, release.to_json()],
-                 check=False).strip() == "ok"
+    return ["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels, release.to_json()]
+
+
+def has_release(t: Transport, layout: Layout, release: Release) -> bool:
+    """The host holds the release's archive. The answer of the same read kept since this run's last command
+    to the host is taken (the check's, for the upload's action: Transport.call_kept)."""
+    return t.call_kept(has_argv(layout, release))[1].strip() == "ok"
 
 
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None,
