@@ -184,6 +184,32 @@ def _count_round_trips() -> None:
                 pass
     RemoteShell.run = run
 
+    orig_run_many = getattr(RemoteShell, "run_many", None)
+
+    def run_many(self, commands, *a, **kw):
+        """A batch (several commands in one exchange): one round trip, traced as its commands joined by +."""
+        t = time.perf_counter()
+        try:
+            return orig_run_many(self, commands, *a, **kw)
+        finally:
+            dt = time.perf_counter() - t
+            if TRACE:
+                _trace.append({"node": _state["node"], "phase": _state["phase"],
+                               "what": " + ".join(_label(c.argv, 28) for c in commands), "start_s": t - T0,
+                               "seconds": dt})
+            try:
+                args = list(self.proc.args)
+                port = args[args.index("-p") + 1] if "-p" in args else "?"
+                with _lock:
+                    n = _node(_state["node"])
+                    per = n.setdefault("rtt", {}).setdefault(_state["phase"], {}).setdefault(str(port), [0, 0.0])
+                    per[0] += 1
+                    per[1] += dt
+            except Exception:
+                pass
+    if orig_run_many is not None:
+        RemoteShell.run_many = run_many
+
     orig_init = RemoteShell.__init__
 
     def __init__(self, *a, **kw):
@@ -217,11 +243,11 @@ def _count_round_trips() -> None:
     RemoteShell._exchange = _exchange
 
 
-def _label(argv) -> str:
+def _label(argv, width: int = 60) -> str:
     """A command's short name for the trace: the program, or the first words of an `sh -c` script."""
     argv = [str(a) for a in argv]
     if len(argv) >= 3 and argv[1] == "-c" and os.path.basename(argv[0]) in ("sh", "bash", "python3"):
-        return f"{argv[0]} -c {' '.join(argv[2].split())[:60]!r}"
+        return f"{argv[0]} -c {' '.join(argv[2].split())[:width]!r}"
     return " ".join([argv[0], *(a for a in argv[1:4] if a.startswith("-"))])   # no paths: runs group together
 
 

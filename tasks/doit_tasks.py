@@ -65,6 +65,8 @@ class Reporter(ConsoleReporter):
 
     def initialize(self, tasks, selected_tasks):
         self.order = report.run_order(tasks, selected_tasks)
+        if self.order and runs_tasks(sys.argv):
+            this_run().session.last_node = self.order[-1]
 
     def get_status(self, task):
         self._began.setdefault(task.name, time.monotonic())
@@ -343,13 +345,15 @@ def _unlock(run: Run, stage) -> dict:
     return {**task, "actions": [action], "params": [UNLOCK_FORCE]}
 
 
-def _check(run: Run, fn, *args):
+def _check(run: Run, fn, *args, kind: str = ""):
     def uptodate():
         try:
             if run.session.lock_checks:
-                # locks before checks: a second run never reads another run's half-done state as done
+                # locks before checks: a second run never reads another run's half-done state as done; what
+                # the checks will read rides with the lock's take (nodes.check_reads)
                 run.session.hold_project_lock()
-                run.session.lock_for_check(*args)
+                reads = nodes.check_reads(run.session, run.releases, kind, args[0]) if args else None
+                run.session.lock_for_check(*args, reads=reads)
             return bool(fn(run.session, run.releases, *args))
         except (StepError, CommandFailed, ConfigError):  # "not done": the action runs and says what is wrong
             return False
@@ -361,7 +365,7 @@ def _node(run: Run, name: str, doc: str, work, done, *args, command: bool = Fals
     shows it; the other nodes are subtasks of their kind, shown by `doit list --all`."""
     task = {"doc": doc, "actions": [_action(run, work, *args)], "title": lambda t: t.name}
     if done is not None:
-        task["uptodate"] = [_check(run, done, *args)]
+        task["uptodate"] = [_check(run, done, *args, kind=name.split(":", 1)[0])]
     return {**task, "basename": name} if command else {**task, "name": name.split(":", 1)[1]}
 
 

@@ -62,6 +62,10 @@ class Connections:
                 self.on_connect(host, new)
         return t
 
+    def open_transports(self) -> list[Transport]:
+        with self._mutex:
+            return list(self._open.values())
+
     def drop(self, host: Host) -> None:
         """Forget a host's transport after it failed to reach the host: the next use reconnects."""
         with self._mutex:

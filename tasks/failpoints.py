@@ -53,6 +53,13 @@ def parse(text: str) -> dict[str, str]:
     return armed
 
 
+def armed(name: str) -> bool:
+    """Is the failpoint armed (on any host)? Two commands merged into one exchange go apart when the one
+    between them is, so that a test stops the deployer exactly there."""
+    text = os.environ.get(ENV)
+    return bool(text) and name in parse(text)
+
+
 def hit(name: str, host: object = None) -> None:
     """Do what the failpoint `name` is armed with, if it is; `host` limits `@<spec>` actions."""
     trace = os.environ.get(TRACE_ENV)

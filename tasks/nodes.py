@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from .config import Database, Stage
+from .config import ConfigError, Database, Stage
 from .errors import StepError
 from .progress import Progress
 from .releases import Releases
@@ -18,9 +18,13 @@ from .steps import build as build_step
 from .steps import hooks
 from .steps.archive import local_release
 from .steps.environment import env_token
-from .steps.links import release_of
+from .steps.facts import facts_argv
+from .steps.links import link_argv, release_of
 from .steps.switch import read_state, switch_stage
-from .steps.upload import has_release, upload_release
+from .steps.switch_state import state_argv as switch_state_argv
+from .steps.upload import has_argv, has_release, upload_release
+from .steps.verify import verify_argv
+from .transport import Cmd, CommandFailed, Transport, call_key
 
 # The database's steps (backup, restore, migrate, the rehearsal) are imported by the nodes that use them:
 # a code-only deploy never loads them (start-up time counts on every run).
@@ -52,10 +56,67 @@ def run_backup(s: Session, r: Releases, db: Database) -> dict:
     return backup_step.take_backup(s, db)
 
 
+# -- the checks' reads, sent ahead ------------------------------------------------------------------
+# A stage's chain reads each host's state in up to four checks (upload, build, switch, and verify's facts),
+# each a read-only command. While the run holds the host's lock they are sent together, in ONE exchange:
+# with the lock's take when the first of them locks, else at the first of them that finds no kept answer;
+# each check then takes its answer (Transport.keep: valid until the run's next command to that host, which
+# forgets them; an action that wrote reads again).
+CHAIN_READS = ("upload", "build", "switch", "verify")
+
+
+def check_reads(s: Session, r: Releases, kind: str, stage: Stage):
+    """For the lock's take before the check of `kind`: a function of a host's Transport giving the reads
+    [(key, Cmd)] of that check and the chain's later ones, or None. A promoted stage's release is not known
+    before the lock: then the reads that find it (the source stage's link and verify record, where the
+    source's hosts are these)."""
+    if kind not in CHAIN_READS:
+        return None
+    release = r.known(stage)
+    if release is None and stage.promote_from:
+        src = s.config.stages[stage.promote_from]
+        reads = [link_argv(s.layout, src.link), verify_argv(s.layout, src.name)]
+        return lambda t: [(call_key(argv), Cmd(argv)) for argv in reads] if t.host in src.hosts else []
+    try:
+        # the source's archive, here (the archive node made it); the reads are the same for every host
+        reads = chain_reads(s, stage, release or r.of(stage), kind)
+    except (StepError, CommandFailed, ConfigError):   # the check itself asks, and says what is wrong
+        return None
+    return lambda t: reads if t.host in stage.hosts else []   # (not the database's backup host)
+
+
+def chain_reads(s: Session, stage: Stage, release, kind: str) -> list[tuple[tuple, Cmd]]:
+    """The reads of the check of `kind` and of the chain's checks after it, as they send them."""
+    at = CHAIN_READS.index(kind)
+    reads = []
+    if at <= 0:
+        reads.append((has_argv(s.layout, release), None))
+    if at <= 1:
+        reads.append(build_step.state_argv(s.layout, s.config, stage, release)[:2])
+    if at <= 2:
+        reads.append((switch_state_argv(s, stage, release.id), None))
+    reads.append((facts_argv(s.layout, s.config, stage, release.id), None))
+    return [(call_key(argv, given), Cmd(argv, given)) for argv, given in reads]
+
+
+def read_ahead(s: Session, stage: Stage, release, kind: str, t: Transport) -> None:
+    """The reads of the check of `kind` and the later ones, in one exchange, unless the first is kept
+    already; only while the run holds the host's lock (else nothing could be kept)."""
+    if not t.held:
+        return
+    reads = chain_reads(s, stage, release, kind)
+    if t.kept(reads[0][0]) is None:
+        t.read_batch(reads)
+
+
 # -- upload:<stage>, build:<stage> -----------------------------------------------------------------
 def upload_done(s: Session, r: Releases, stage: Stage) -> bool:
     release = r.of(stage)
-    return all(s.hosts.each(stage.hosts, lambda t: has_release(t, s.layout, release), "upload"))
+
+    def one(t):
+        read_ahead(s, stage, release, "upload", t)
+        return has_release(t, s.layout, release)
+    return all(s.hosts.each(stage.hosts, one, "upload"))
 
 
 def check_shared_files(s: Session, stage: Stage, what: str) -> None:
@@ -95,8 +156,11 @@ def _upload(s: Session, r: Releases, stage: Stage) -> str:
 
 def build_done(s: Session, r: Releases, stage: Stage) -> bool:
     release = r.of(stage)
-    return all(s.hosts.each(stage.hosts, lambda t: build_step.is_built(t, s.layout, s.config, stage, release,
-                                                                       known=s.known_links), "build"))
+
+    def one(t):
+        read_ahead(s, stage, release, "build", t)
+        return build_step.is_built(t, s.layout, s.config, stage, release, known=s.known_links)
+    return all(s.hosts.each(stage.hosts, one, "build"))
 
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
@@ -112,7 +176,9 @@ def _build(s: Session, r: Releases, stage: Stage) -> str:
     def one(t):
         if not build_step.is_built(t, s.layout, s.config, stage, release, known=s.known_links):
             # the release's own stage dirs (shared/<stage>/<id>), afresh: the live release's are never touched
-            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, tokens=tokens)
+            # the switch's check (and verify's facts) read in the same exchange, after the build's writes
+            build_step.build_release(t, s.layout, s.config, stage, release, fresh_stage_dirs=True, tokens=tokens,
+                                     then=chain_reads(s, stage, release, "switch") if t.held else ())
     with Progress(what, len(stage.hosts)) as progress:
         s.hosts.each(stage.hosts, one, what, progress)
     return f"{release.id} ready on {len(stage.hosts)} host(s)"
@@ -201,8 +267,13 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
     """Every link points at the release, the release runs there with the env version its build recorded,
     AND no host holds an intent: a switch whose reload, health check or release-log record did not happen
     (the deployer died) is not done, nor is a stage on the right release with another env."""
-    rid = r.of(stage).id
-    states = s.hosts.each(stage.hosts, lambda t: read_state(t, s, stage, rid), "switch")
+    release = r.of(stage)
+    rid = release.id
+
+    def one(t):
+        read_ahead(s, stage, release, "switch", t)
+        return read_state(t, s, stage, rid)
+    states = s.hosts.each(stage.hosts, one, "switch")
     return all(release_of(st["link"]) == rid and st["intent"] is None and not st["unsafe"] and st["env"] and
                st["env_live"] == st["env"] for st in states)
 

@@ -31,6 +31,7 @@ REMOTE = SESSION
 CHUNK = 1 << 16
 GO = -1   # what _take_out returns for "<token>.<seq> go"
 INLINE_MAX = 1 << 18   # input up to this size (and without NUL) travels inside the command's text
+SKIPPED = 254   # the exit code of a batch's command that did not run: the one before it failed (Cmd.if_ok)
 
 
 def control_path() -> str:
@@ -88,6 +89,15 @@ class Stream:
     reads_all: bool = False
 
 
+@dataclass(frozen=True)
+class Cmd:
+    """One command of a batch (RemoteShell.run_many): argv, its input (a short text, inline) and whether it
+    runs only when the command before it in the batch exited 0 (if_ok; else its code is SKIPPED)."""
+    argv: Sequence[str]
+    input: bytes | None = None
+    if_ok: bool = False
+
+
 class ShellGone(Exception):
     """The ssh process ended (or a command did not answer in time): the host is unreachable."""
 
@@ -133,7 +143,42 @@ class RemoteShell:
             raise ShellGone("the session lost its place in the stream")
         return self._exchange(chunks, deadline)
 
-    def _exchange(self, frames: Iterable[bytes], deadline: float | None, want_err: bool = True):
+    def run_many(self, commands: Sequence[Cmd], timeout: float | None = None) -> list[tuple[int, bytes, bytes]]:
+        """Several commands in ONE exchange: their texts are sent together, the session's shell runs them one
+        after another, and the answers come back in order (one network round trip instead of one each).
+        Each command's input is inline (short, no NUL: INLINE_MAX); one marked if_ok runs only when the
+        command before it exited 0, else its code is SKIPPED and it printed nothing."""
+        if self.proc.poll() is not None or self.proc.stdin.closed:
+            raise ShellGone("the connection is closed")
+        for c in commands:
+            if c.input is not None and (len(c.input) > INLINE_MAX or b"\0" in c.input):
+                raise ValueError("a batch's input travels inline: at most INLINE_MAX bytes, no NUL")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._on_line = None
+        first = self.seq + 1
+        text = b"".join(request(c.argv, self._next(), inline=c.input, if_ok=c.if_ok) for c in commands)
+        # the last command's answer (its markers) ends the exchange; what precedes it is the others' answers
+        code, out, err = self._exchange([text], deadline, stale=False)
+        answers = []
+        for seq in range(first, self.seq):
+            o, c, out = self._cut(out, seq, True)
+            e, _, err = self._cut(err, seq, False)
+            answers.append((c, o, e))
+        answers.append((code, self._after_stale(out), self._after_stale(err)))
+        return answers
+
+    def _cut(self, data: bytes, seq: int, out: bool) -> tuple[bytes, int, bytes]:
+        """(what command `seq` printed, its exit code (stdout's marker), the rest after its marker line)."""
+        mark = self.token + (b".%d " % seq if out else b".%d\n" % seq)
+        i = data.find(mark)
+        if i < 0:
+            raise ShellGone("the session lost its place in a batch's answers")
+        j = data.find(b"\n", i + len(mark) - 1)
+        code = int(data[i + len(mark):j]) if out else 0
+        return self._after_stale(data[:i]), code, data[j + 1:]
+
+    def _exchange(self, frames: Iterable[bytes], deadline: float | None, want_err: bool = True,
+                  stale: bool = True):
         """Send the frames while reading both streams until each shows the token; never blocks on one pipe."""
         sel = selectors.DefaultSelector()
         out_fd, err_fd, in_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno(), self.proc.stdin.fileno()
@@ -165,11 +210,11 @@ class RemoteShell:
                     if key.fd == out_fd:
                         self._out += data
                         self._lines("out", self._out, out)
-                        out = self._take_out(len(self._out) - len(data)) if out is None else out
+                        out = self._take_out(len(self._out) - len(data), stale) if out is None else out
                     else:
                         self._err += data
                         self._lines("err", self._err, err)
-                        err = self._take_err(len(self._err) - len(data)) if err is None else err
+                        err = self._take_err(len(self._err) - len(data), stale) if err is None else err
         except ShellGone:
             self.kill()
             raise
@@ -194,22 +239,23 @@ class RemoteShell:
         self.seq += 1
         return self.seq
 
-    def _take_out(self, new: int):
+    def _take_out(self, new: int, stale: bool = True):
+        """(exit code or GO, what preceded the marker: without an earlier command's leftovers when stale)."""
         mark = self.token + b".%d " % self.seq
         i = self._out.find(mark, max(0, new - len(mark)))
         j = self._out.find(b"\n", i)
         if i < 0 or j < 0:
             return None
         data, tail, self._out = self._out[:i], self._out[i + len(mark):j], self._out[j + 1:]
-        return (GO if tail == b"go" else int(tail)), self._after_stale(data)
+        return (GO if tail == b"go" else int(tail)), self._after_stale(data) if stale else data
 
-    def _take_err(self, new: int):
+    def _take_err(self, new: int, stale: bool = True):
         mark = self.token + b".%d\n" % self.seq
         i = self._err.find(mark, max(0, new - len(mark)))
         if i < 0:
             return None
         data, self._err = self._err[:i], self._err[i + len(mark):]
-        return self._after_stale(data)
+        return self._after_stale(data) if stale else data
 
     def _after_stale(self, data: bytes) -> bytes:
         """Drop what an earlier command left (one whose wait was interrupted, e.g. by SIGTERM): its output
@@ -263,18 +309,20 @@ def command_text(argv: Sequence[str]) -> bytes:
     return b" ".join(quote(a.encode()) for a in argv)
 
 
-# after each command: "<token>.<seq> <exit code>" on stdout, "<token>.<seq>" on stderr
-TAIL = b'; printf \'%%s.%d %%s\\n\' "$__dst_tok" "$?"; printf \'%%s.%d\\n\' "$__dst_tok" >&2\n'
+# after each command: "<token>.<seq> <exit code>" on stdout, "<token>.<seq>" on stderr; the code is kept in
+# the session's $__dst_rc for the next command of a batch (Cmd.if_ok)
+TAIL = (b'; __dst_rc=$?; printf \'%%s.%d %%s\\n\' "$__dst_tok" "$__dst_rc"; '
+        b'printf \'%%s.%d\\n\' "$__dst_tok" >&2\n')
 
 
 def request(argv: Sequence[str], seq: int, size: int | None = None, inline: bytes | None = None,
-            reads_all: bool = False) -> bytes:
+            reads_all: bool = False, if_ok: bool = False) -> bytes:
     """The program text of one command: it runs in a subshell (a `cd` or `exit` in it leaves the session
     alone); its stdin is /dev/null, or `inline` (printed by the printf builtin from a quoted word: no NUL),
     or exactly `size` bytes of the session's stream (after the command said "go"; the rest of them is
     drained when the command reads less, so the stream never loses its place; a command that reads_all
     drains them itself); then the token and the exit code are printed on stdout, and the token on stderr."""
-    cmd = b"( unset __dst_tok; " + command_text(argv) + b" )"
+    cmd = b"( unset __dst_tok __dst_rc; " + command_text(argv) + b" )"
     if inline is not None:
         cmd = b"printf '%s' " + quote(inline) + b" | " + cmd
     elif size is None:
@@ -284,4 +332,6 @@ def request(argv: Sequence[str], seq: int, size: int | None = None, inline: byte
     else:
         cmd = (b"( printf '%%s.%d go\\n' \"$__dst_tok\"; head -c %d | { %s; r=$?; cat >/dev/null; exit $r; } )"
                % (seq, int(size), cmd))
+    if if_ok:   # a batch's command that runs only when the one before it exited 0
+        cmd = b'if [ "${__dst_rc:-0}" = 0 ]; then ' + cmd + b"; else (exit %d); fi" % SKIPPED
     return cmd + TAIL % (seq, seq)

@@ -25,8 +25,8 @@ from .layout import Layout
 from .progress import Waits
 from .runtime.common import stamp
 from .runtime.known_links import KnownLinks
-from .runtime.lock import holder_text, process_start, record_session, release_lock, take_lock
-from .transport import Transport
+from .runtime.lock import holder_text, process_start, record_session, release_argv, release_lock, take_lock
+from .transport import Cmd, Transport
 
 
 class Session:
@@ -44,6 +44,7 @@ class Session:
         # stage -> the release it ran before this run's switch of it (None: none): hooks' DEPLOY_PREVIOUS
         self.switched_from: dict[str, str | None] = {}
         self.lock_checks = False  # set for commands that run tasks: their up-to-date checks lock first
+        self.last_node: str | None = None   # the command's last node (doit_tasks.Reporter): let_go_with
         self.warm_imports: tuple[str, ...] = ()   # modules a later node needs, imported in the background
         # for CI (report.py, junit.py): the files the run writes, by variable (DEPLOY_REPORT, DEPLOY_JUNIT_XML,
         # GITHUB_STEP_SUMMARY; set by doit_tasks where doit was run), the verify results so far, the
@@ -89,8 +90,10 @@ class Session:
             threading.Thread(target=_import_all, args=(self.warm_imports,), daemon=True).start()
 
     # -- host locks ------------------------------------------------------------------------------------
-    def lock(self, hosts, what: str) -> None:
-        """Take .deploy/lock on every host not yet locked by this run; released when the process ends."""
+    def lock(self, hosts, what: str, reads=None) -> None:
+        """Take .deploy/lock on every host not yet locked by this run; released when the process ends.
+        reads: a function of a host's Transport giving [(key, Cmd)] of read-only commands sent in the same
+        exchange as the take: their answers are kept for the checks that ask them (Transport.keep)."""
         self.hold_project_lock()
         with self._mutex:
             todo = [h for h in dict.fromkeys(hosts) if h not in self._locked]
@@ -101,7 +104,7 @@ class Session:
         start = process_start(os.getpid())
         if start is not None:   # a reused pid is never taken for this run (runtime/lock.py alive_here)
             info["pid_start"] = start
-        results = self.hosts.outcomes(todo, lambda t: self._take(t, info))
+        results = self.hosts.outcomes(todo, lambda t: self._take(t, info, reads))
         for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work
             print(note, flush=True)
         taken = [h for h, r in zip(todo, results) if r is None or isinstance(r, str)]
@@ -127,11 +130,21 @@ class Session:
             raise StepError(f"{what}: {held}; wait for that run, or if it is dead, doit unlock:{stage} removes "
                             "the lock")
 
-    def _take(self, t: Transport, info: dict):
-        result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True))
+    def _take(self, t: Transport, info: dict, reads=None):
+        t.held = True    # for the reads sent with the take: kept only if the take succeeds (take_lock)
+        try:
+            result = take_lock(t, self.layout, info, say=lambda text: print(text, flush=True),
+                               reads=reads(t) if reads is not None else ())
+        except BaseException:
+            t.held = False
+            t.forget()
+            raise
         if result is None or isinstance(result, str):
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
             self.known_links.hold(t.host)   # no other run moves the host's links now: what this run reads holds
+        else:
+            t.held = False
+            t.forget()
         return result
 
     def _own(self, host: Host, t: Transport) -> None:
@@ -142,6 +155,7 @@ class Session:
             record_session(t, self.layout, self.token, t.session)
             t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
             self.known_links.hold(host)
+            t.held = True
 
     def unlock_stage(self, hosts: list[Host], what: str) -> str:
         """The stage whose `doit unlock:<stage>` covers these hosts (its hosts and its database's backup
@@ -153,9 +167,10 @@ class Session:
         stages = [self.config.stages[n] for n in named if n in self.config.stages] + list(self.config.stages.values())
         return next((st.name for st in stages if covers(st)), "<stage>")
 
-    def lock_for_check(self, subject: Stage | Database | None = None) -> None:
+    def lock_for_check(self, subject: Stage | Database | None = None, reads=None) -> None:
         """Before a node's up-to-date check reads a stage's state, hold that stage's hosts (and its
-        database's backup host), so a check never reads another run's half-done work as done."""
+        database's backup host), so a check never reads another run's half-done work as done. reads: what
+        the check will ask a host (lock())."""
         if not self.lock_checks or subject is None:
             return
         if isinstance(subject, Database):
@@ -163,7 +178,13 @@ class Session:
             return
         db = self.config.stage_database(subject)
         extra = [db.backup_host] if db and db.backup_host else []
-        self.lock([*subject.hosts, *extra], f"check:{subject.name}")
+        self.lock([*subject.hosts, *extra], f"check:{subject.name}", reads)
+
+    def forget_reads(self) -> None:
+        """Every host's kept answers dropped (Transport.keep): a hook ran, which may have changed a host by
+        another way than this run's session (a `local:` hook's own ssh)."""
+        for t in self.connections.open_transports():
+            t.forget()
 
     def unlock_all(self) -> None:
         with self._mutex:
@@ -171,8 +192,29 @@ class Session:
         if hosts:
             self.hosts.outcomes(hosts, lambda t: self._release(t))
 
+    def let_go_with(self, t: Transport, argv: list[str]) -> tuple[int, str, str]:
+        """argv, then this run's lock on the host released in the same exchange: for the last command the
+        run sends there (verify's record, when verify is the command's last node), so that the release at
+        the run's end costs no round trip of its own. Nothing is sent to the host after it but what locks
+        again (an on_success hook on hosts). When the host did not answer, the lock stays this run's, and
+        the run's end releases it as usual."""
+        with self._mutex:
+            held = t.host in self._locked
+            if held:
+                self._locked.remove(t.host)
+        if not held:
+            return t.call(argv)
+        self.known_links.drop(t.host)   # another run may move the links once the lock is gone
+        t.held = False
+        done, released = t.batch([Cmd(argv), Cmd(release_argv(self.layout, self.token))])
+        if released[0] != 0:
+            with self._mutex:
+                self._locked.append(t.host)
+        return done
+
     def _release(self, t: Transport) -> None:
         self.known_links.drop(t.host)   # another run may move the links once the lock is gone
+        t.held = False
         release_lock(t, self.layout, self.token)
 
     # -- signals ---------------------------------------------------------------------------------------

@@ -18,7 +18,17 @@ from typing import Callable, Iterator, Sequence
 
 from . import localcmd
 from .config import Host, rules
-from .remote_shell import RemoteShell, ShellGone, Stream, control_path, ssh_argv, ssh_options  # noqa: F401 (re-exported)
+from .remote_shell import (  # noqa: F401 (re-exported)
+    INLINE_MAX,
+    SKIPPED,
+    Cmd,
+    RemoteShell,
+    ShellGone,
+    Stream,
+    control_path,
+    ssh_argv,
+    ssh_options,
+)
 from .watchdog import Watched, parse_ident, watched
 
 CONNECT_TIMEOUT = 60.0   # seconds for ssh to connect, log in and start the remote shell
@@ -38,10 +48,67 @@ class CommandFailed(Exception):
         return self.retcode == 255 and not self.host.local
 
 
+def call_key(argv: Sequence[str], input: bytes | None = None) -> tuple:
+    """The key a read's kept answer is found by (Transport.keep): its very argv and input."""
+    return ("call", tuple(argv), input)
+
+
 class Transport:
+    """Kept answers: while the run holds the host's lock (`held`, set by the Session), no other run changes
+    what it deploys there, so what a read answered stays true until THIS run sends its next command to the
+    host. A step may keep such an answer (keep) and a later read of the same thing take it (kept, call_kept)
+    instead of asking again: an up-to-date check's answer for its own action, the reads of several checks
+    sent in one exchange. Every command sent to the host (any call, batch, stream, put or get: each may
+    change something) forgets every kept answer first; a hook run by the run forgets them too
+    (Session.forget_reads)."""
     host: Host
     session: Watched | None = None   # the process on the host that runs this transport's commands (SSH)
     on_session: Callable[[Watched], None] | None = None   # told of each second channel (stream) started
+    held: bool = False   # the run holds the host's lock (Session._take / _own): answers may be kept
+
+    def keep(self, key, answer) -> None:
+        """Keep an answer read just now, while the run holds the host's lock (else nothing is kept)."""
+        if self.held:
+            self.__dict__.setdefault("_kept", {})[key] = answer
+
+    def kept(self, key):
+        """The answer kept under key since this run's last command to the host, else None."""
+        return self.__dict__.get("_kept", {}).get(key)
+
+    def forget(self) -> None:
+        """Every kept answer dropped: a command is about to run (or the lock is let go, or a hook ran)."""
+        self.__dict__.pop("_kept", None)
+
+    def call_kept(self, argv: Sequence[str], input: bytes | None = None) -> tuple[int, str, str]:
+        """call, answered by a kept answer of the same argv and input when there is one; else asked, and
+        the answer kept for a later identical read (the next command forgets it)."""
+        key = call_key(argv, input)
+        answer = self.kept(key)
+        if answer is None:
+            answer = self.call(argv, input)
+            self.keep(key, answer)
+        return answer
+
+    def batch(self, commands: Sequence[Cmd]) -> list[tuple[int, str, str]]:
+        """The commands in order, over SSH in ONE exchange (remote_shell.RemoteShell.run_many): each one's
+        (exit code, stdout, stderr); one marked if_ok runs only when the one before it exited 0 (else
+        SKIPPED). Here, one call after another."""
+        answers: list[tuple[int, str, str]] = []
+        for c in commands:
+            if c.if_ok and answers and answers[-1][0] != 0:
+                answers.append((SKIPPED, "", ""))
+            else:
+                answers.append(self.call(c.argv, c.input))
+        return answers
+
+    def read_batch(self, reads: Sequence[tuple[object, Cmd]], writes: Sequence[Cmd] = ()) -> list[tuple[int, str, str]]:
+        """writes, then reads, in one exchange; each read's answer kept under its key (the reads come last:
+        nothing this run sends changes the host after them). Returns the writes' answers."""
+        answers = self.batch([*writes, *(c for _, c in reads)])
+        for (key, _), answer in zip(reads, answers[len(writes):]):
+            if answer[0] != SKIPPED:
+                self.keep(key, answer)
+        return answers[:len(writes)]
 
     def address(self) -> str:
         """The host's name as this machine reaches it other than by ssh ({host} in health_url)."""
@@ -89,6 +156,7 @@ class Transport:
     @contextlib.contextmanager
     def tunnel(self, dhost: str, dport: int) -> Iterator[tuple[str, int]]:
         """(host, port) on this machine that reaches dhost:dport as the host sees it."""
+        self.forget()
         yield dhost, dport
 
     def close(self) -> None:
@@ -152,6 +220,7 @@ class LocalTransport(Transport):
         self.host = host
 
     def call(self, argv, input=None, timeout=None):
+        self.forget()
         try:
             proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -165,12 +234,14 @@ class LocalTransport(Transport):
             return 124, "", f"{argv[0]}: no answer within {timeout}s"
 
     def popen(self, argv):
+        self.forget()
         try:
             return subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             raise CommandFailed(self.host, argv, 127, f"{argv[0]}: command not found") from None
 
     def stream_lines(self, argv, on_line):
+        self.forget()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         got = {"out": [], "err": []}
 
@@ -191,6 +262,7 @@ class LocalTransport(Transport):
         self.run(["cp", str(local), remote])
 
     def send(self, argv, local, reads_all=False):
+        self.forget()
         with open(local, "rb") as f:
             proc = subprocess.Popen(list(argv), stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             return _communicate(proc, None)
@@ -252,6 +324,7 @@ class SSHTransport(Transport):
         return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def _run(self, argv, input=None, timeout=None) -> tuple[int, bytes, bytes]:
+        self.forget()
         with self._mutex:
             try:
                 return self.shell.run(argv, input, timeout)
@@ -262,6 +335,7 @@ class SSHTransport(Transport):
         """A second channel of the run's one connection (through its master socket: no new login), for a
         command that talks both ways while it runs (the rehearsal's runner). It runs under the watchdog
         (watchdog.py): closing its stdin before it ended, or dying, ends it on the host."""
+        self.forget()
         remote = ssh_argv(self.host.hostname, self.host.user, self.host.port, self.opts,
                           [shlex.join(watched(argv))])
         return subprocess.Popen(remote, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -280,6 +354,7 @@ class SSHTransport(Transport):
         """A local port forwarded to dhost:dport as the host sees it, by the run's master connection (`ssh
         -O forward`, a command of this machine: localcmd); only ports and addresses are on the command line.
         Cancelled after use."""
+        self.forget()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             lport = s.getsockname()[1]
@@ -297,7 +372,17 @@ class SSHTransport(Transport):
             if proc is not None:
                 self._cancels.append(proc)
 
+    def batch(self, commands):
+        self.forget()
+        with self._mutex:
+            try:
+                answers = self.shell.run_many(commands)
+            except ShellGone as exc:
+                answers = [(255, b"", exc.stderr.encode())] * len(commands)
+        return [(code, out.decode(errors="replace"), err.decode(errors="replace")) for code, out, err in answers]
+
     def stream_lines(self, argv, on_line):
+        self.forget()
         with self._mutex:
             try:
                 code, out, err = self.shell.run(argv, None, None, on_line=on_line)

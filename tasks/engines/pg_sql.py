@@ -80,12 +80,14 @@ def psql_argv(sql: str) -> list[str]:
 
 # -- queries and their parsers --------------------------------------------------------------------------
 # Exact COUNT(*) of every base table in the database's own schemas, in one statement (query_to_xml runs the
-# count of each table; pg_class.reltuples would be an estimate). Partitions and their parent both count.
+# count of each table; pg_class.reltuples would be an estimate). A partitioned table's rows are counted in
+# its partitions (relkind 'r'), never again in the parent ('p'): pg_dump's COPY blocks are the partitions',
+# and the counts of a backup (hostside/dumpfilter.py) and of its restore must name the same tables.
 ROW_COUNTS = """SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END,
  (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
   false, true, '')))[1]::text::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1"""
 
 
@@ -107,6 +109,15 @@ def parse_row_counts(text: str) -> dict[str, int]:
 SERVER_IDENTITY = """SELECT (SELECT system_identifier FROM pg_control_system()), coalesce(host(inet_server_addr()), ''),
  coalesce(inet_server_port(), 0), d.oid, d.datname
 FROM pg_database d WHERE d.datname = current_database()"""
+
+
+def server_identity_sql(dbname: str) -> str:
+    """SERVER_IDENTITY of the database named dbname, asked in any database of the server (the maintenance
+    one): a database that does not exist yet (a test stage's first restore) has oid 0, which no database
+    has, so it is never taken for another."""
+    return f"""SELECT (SELECT system_identifier FROM pg_control_system()), coalesce(host(inet_server_addr()), ''),
+ coalesce(inet_server_port(), 0), coalesce((SELECT oid FROM pg_database WHERE datname = {_literal(dbname)}), 0),
+ {_literal(dbname)}"""
 
 
 def parse_server_identity(text: str) -> tuple[int, str, int, int, str]:

@@ -35,7 +35,6 @@ from .mysql import DAMAGED, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
     ROW_COUNTS,
-    SERVER_IDENTITY,
     access_denied,
     client_env,
     database_url,
@@ -45,6 +44,7 @@ from .pg_sql import (
     pgpass_line,
     psql_argv,
     restore_refusal,
+    server_identity_sql,
 )
 from .postgresql_rehearsal import PostgreSQLRehearsal
 from .streaming import run_streaming
@@ -208,12 +208,15 @@ class PostgreSQL(PostgreSQLRehearsal):
             return counts(t, env)
 
     def server_identity(self, t: Transport, layout: Layout, db: Database) -> tuple:
-        """("postgresql", the cluster's system_identifier, the database's oid, its name): what one database
-        is however it is reached (localhost or 127.0.0.1, a forwarded port). The server's address and port
-        are left out: two ways to one server may show two addresses (::1, 127.0.0.1). A streaming replica
-        has its primary's identifier and oids: refusing it too is the safer mistake."""
+        """("postgresql", the cluster's system_identifier, the database's oid (0: none of that name yet), its
+        name): what one database is however it is reached (localhost or 127.0.0.1, a forwarded port). The
+        server's address and port are left out: two ways to one server may show two addresses (::1,
+        127.0.0.1). A streaming replica has its primary's identifier and oids: refusing it too is the safer
+        mistake."""
         with self.client_options(t, layout, db) as passfile:
-            out = t.run(env_argv(client_env(db, passfile), psql_argv(SERVER_IDENTITY)))
+            # asked in the maintenance database: the database itself may not exist yet (oid 0)
+            out = t.run(env_argv(client_env(db, passfile),
+                                 [*psql_argv(server_identity_sql(db.dbname)), "-d", MAINTENANCE_DB]))
         try:
             system, _addr, _port, oid, name = parse_server_identity(out)
         except ValueError as exc:

@@ -30,7 +30,7 @@ import socket
 from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import Cmd, CommandFailed, Transport
 from ..watchdog import LIB, WAIT_BOUND, Ended, Watched, end_argv, parse_end
 from .common import read_text
 
@@ -151,16 +151,25 @@ def _archives_dir(layout: Layout) -> str:
     return posixpath.basename(archives) if posixpath.dirname(archives) == posixpath.dirname(layout.lock) else ""
 
 
-def take_lock(t: Transport, layout: Layout, info: dict, say=print) -> dict | str | None:
+def take_lock(t: Transport, layout: Layout, info: dict, say=print, reads=()) -> dict | str | None:
     """Take the host's lock for this run, recording this transport's session in it. Returns None when
     taken; a note when taken after breaking a dead run's stale lock (what became of that run's work
-    here); else the holder's info (with "still": what its dead run still runs, when that kept the lock)."""
+    here); else the holder's info (with "still": what its dead run still runs, when that kept the lock).
+    reads: [(key, Cmd)] of read-only commands sent in the same exchange, after the take: when the lock was
+    taken by it, they ran under it, and their answers are kept (Transport.keep; t.held is the caller's)."""
     note = None
     for _ in range(2):
         line = t.session.line() if t.session else ""
-        out = t.run(["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
-                     secrets.token_hex(6), json.dumps(info), _archives_dir(layout)]).strip()
+        argv = ["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
+                secrets.token_hex(6), json.dumps(info), _archives_dir(layout)]
+        answers = t.batch([Cmd(argv), *(c for _, c in reads)])
+        code, out, err = answers[0]
+        if code != 0:
+            raise CommandFailed(t.host, argv, code, err)
+        out, reads = out.strip(), list(reads)
         if out == "taken":
+            for (key, _), answer in zip(reads, answers[1:]):
+                t.keep(key, answer)
             return note
         if out.startswith("unwritable\t"):
             raise StepError(unwritable_message(layout, out))
@@ -209,8 +218,12 @@ def unwritable_message(layout: Layout, line: str) -> str:
             f"{layout.root}) and run again")
 
 
+def release_argv(layout: Layout, token: str) -> list[str]:
+    return ["sh", "-c", RELEASE, "sh", layout.lock, token]
+
+
 def release_lock(t: Transport, layout: Layout, token: str) -> None:
-    t.call(["sh", "-c", RELEASE, "sh", layout.lock, token])
+    t.call(release_argv(layout, token))
 
 
 # $1 lock dir, $2 where to move it, $3 the token of the holder judged ("": any): moved away in one rename

@@ -20,6 +20,7 @@ import hashlib
 import posixpath
 import re
 import shlex
+from dataclasses import dataclass
 
 from .. import failpoints
 from ..config import Config, Stage
@@ -28,7 +29,7 @@ from ..hostside import script
 from ..layout import RELEASE_GLOB, TOOL_NAMES, Layout
 from ..runtime.common import last_line
 from ..runtime.known_links import KnownLinks
-from ..transport import CommandFailed, Transport
+from ..transport import INLINE_MAX, Cmd, CommandFailed, Transport
 from . import buildout as buildout_step
 from .archive import Release
 from .environment import TEXT_MAX, WRITE_ENV, app_command, env_file, env_token, write_env_args
@@ -167,18 +168,30 @@ def stage_link_of(text: str) -> tuple[bool, str | None]:
     return False, None
 
 
+def state_argv(layout: Layout, config: Config, stage: Stage, release: Release,
+               keep_env: bool = False) -> tuple[list[str], bytes | None, bytes]:
+    """What is_built asks a host: (argv, its input, the env file it should have); also sent ahead with
+    other checks' reads (nodes.check_reads)."""
+    names = [*config.project.shared_dirs, *config.project.shared_files]
+    env = b"" if keep_env else env_file(layout, config, stage, release.id)   # keep_env: whatever it holds
+    compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
+    argv = ["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
+            layout.built_marker(stage.name), posixpath.dirname(layout.release_env(release.id, stage.name)),
+            stage.name, layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "",
+            *names]
+    return argv, env if compare else None, env
+
+
 def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
              keep_env: bool = False, known: KnownLinks | None = None) -> bool:
     """Ready, built for this stage with this release and these build settings, the env version its record
     names what it should be (mode 0600; with keep_env, a rollback's: the one the release runs with there,
-    whatever it holds) and shared/<stage>.env the symlink through the link."""
-    names = [*config.project.shared_dirs, *config.project.shared_files]
-    env = b"" if keep_env else env_file(layout, config, stage, release.id)   # keep_env: whatever it holds
-    compare = not keep_env and len(env) <= TEXT_MAX and b"\0" not in env   # else the digest is asked
-    out = t.run(["sh", "-c", STAGE_STATE, "sh", layout.release(release.id), layout.ready(release.id),
-                 layout.built_marker(stage.name), posixpath.dirname(layout.release_env(release.id, stage.name)),
-                 stage.name, layout.env_file(stage.name), layout.link(stage.link), str(len(env)) if compare else "",
-                 *names], input=env if compare else None, check=False)
+    whatever it holds) and shared/<stage>.env the symlink through the link. The answer of the same read
+    kept since this run's last command to the host is taken (the check's, for the build's action:
+    Transport.call_kept)."""
+    argv, given, env = state_argv(layout, config, stage, release, keep_env)
+    compare = given is not None
+    out = t.call_kept(argv, given)[1]
     state = parse_stage_state(out)
     seen, target = stage_link_of(out)
     if seen and known is not None:
@@ -198,29 +211,74 @@ def is_built(t: Transport, layout: Layout, config: Config, stage: Stage, release
 
 
 def build_release(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
-                  fresh_stage_dirs: bool, keep_env: bool = False, tokens: tuple[str, str] | None = None) -> None:
+                  fresh_stage_dirs: bool, keep_env: bool = False, tokens: tuple[str, str] | None = None,
+                  then=()) -> None:
     """keep_env (a rollback): the release keeps the env file it runs with on the stage, if any. tokens: the
-    names a new env version (and an older env file kept as one) get; the same on every host of a run."""
+    names a new env version (and an older env file kept as one) get; the same on every host of a run.
+    The unpack and the stage's files go in ONE exchange (the second runs only when the first succeeded),
+    apart only when the failpoint between them is armed; then: reads [(key, Cmd)] sent after them in the
+    same exchange, their answers kept (the switch's check: nodes.chain_reads)."""
     rel = layout.release(release.id)
     wheels = layout.wheels(release.wheels) if release.wheels else ""
     venv = layout.venv(release.wheels) if release.wheels else ""
     env_dir = posixpath.dirname(layout.release_env(release.id, stage.name))
+    tokens = tokens or (env_token(), env_token())
     argv = ["sh", "-c", UNPACK, "sh", rel, layout.artifact(release.id), release.revision, wheels,
             release.to_json(), venv, posixpath.relpath(venv, rel) if venv else "",
             layout.ready(release.id), layout.release_meta(release.id),
             layout.venv_complete(release.wheels) if venv else "", env_dir, release.python, KEY_CODE,
             *[layout.join("shared", d) for d in config.project.shared_dirs],
             posixpath.dirname(layout.link(stage.link))]
-    code, unpacked, err = t.call(argv)
+    files = stage_files(layout, config, stage, release, fresh_stage_dirs, keep_env, tokens, False, t.host)
+    # apart when a test stops the deployer between the two, or the env file cannot travel inline
+    if failpoints.armed("build.after_unpack") or len(files.input) > INLINE_MAX or b"\0" in files.input:
+        code, unpacked, err = t.call(argv)
+        _unpacked(t, release, argv, code, err)
+        failpoints.hit("build.after_unpack", t.host)
+        build_stage(t, layout, config, stage, release, fresh_stage_dirs, keep_env, tokens,
+                    "env_dir 700" in unpacked.splitlines())
+        return
+    (code, _, err), staged = t.read_batch(then, [Cmd(argv), Cmd(files.argv, files.input, if_ok=True)])
+    _unpacked(t, release, argv, code, err)
+    failpoints.hit("build.after_unpack", t.host)   # passed (a trace lists it), after the stage's files here
+    finish_stage(t, layout, config, stage, release, files, *staged)
+
+
+def _unpacked(t: Transport, release: Release, argv: list[str], code: int, err: str) -> None:
     if code == 4 and err.startswith("python "):
         raise StepError(f"{t.host}: python3 there is {err.split()[1]}, and release {release.id}'s wheelhouse was "
                         f"built for {release.python}: give this host that python3, or deploy a new release")
     if code != 0:
         raise CommandFailed(t.host, argv, code, err)
-    env_dir_made = "env_dir 700" in unpacked.splitlines()
-    failpoints.hit("build.after_unpack", t.host)
-    build_stage(t, layout, config, stage, release, fresh_stage_dirs, keep_env, tokens or (env_token(), env_token()),
-                env_dir_made)
+
+
+@dataclass
+class StageFiles:
+    """STAGE_FILES as a build sends it, and what the rest of the stage's build needs to know."""
+    argv: list[str]
+    input: bytes
+    more: bool           # buildout or build_command follow
+    inputs: str          # the digest of the build settings
+    command: str
+    build_argv: list[str]
+
+
+def stage_files(layout: Layout, config: Config, stage: Stage, release: Release, fresh_stage_dirs: bool,
+                keep_env: bool, tokens: tuple[str, str], env_dir_made: bool, host) -> StageFiles:
+    rel = layout.release(release.id)
+    links = shared_links(layout, config, rel)
+    command, build_argv = config.build_command(stage, host)
+    more = config.project.build == "buildout" or bool(command)
+    inputs = build_inputs(config, stage, host)
+    env = env_file(layout, config, stage, release.id)
+    argv = ["sh", "-c", STAGE_FILES, "sh", rel, layout.link(stage.link),
+            layout.link_target(stage.link, release.id), inputs, "1" if more else "",
+            layout.env_record(release.id, stage.name), str(len(links) // 4), *links,
+            *write_env_args(layout, stage, release.id, keep_env, tokens, env, env_dir_made),
+            "1" if fresh_stage_dirs else "", layout.built_marker(stage.name), release.id,
+            layout.stage_dir(stage.name, release.id), layout.stage_dirs(stage.name),
+            *config.project.stage_dirs]
+    return StageFiles(argv, env, more, inputs, command, list(build_argv))
 
 
 def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release,
@@ -229,19 +287,14 @@ def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, rele
     of the stage dirs (built afresh with fresh_stage_dirs: the live release's is another directory), then
     buildout and build_command with that env, and the record and built marker last. The release live on the
     stage gets only the env version."""
-    rel = layout.release(release.id)
-    links = shared_links(layout, config, rel)
-    command, build_argv = config.build_command(stage, t.host)
-    more = config.project.build == "buildout" or bool(command)
-    inputs = build_inputs(config, stage, t.host)
-    env = env_file(layout, config, stage, release.id)
-    code, out, err = t.call(["sh", "-c", STAGE_FILES, "sh", rel, layout.link(stage.link),
-                             layout.link_target(stage.link, release.id), inputs, "1" if more else "",
-                             layout.env_record(release.id, stage.name), str(len(links) // 4), *links,
-                             *write_env_args(layout, stage, release.id, keep_env, tokens, env, env_dir_made),
-                             "1" if fresh_stage_dirs else "", layout.built_marker(stage.name), release.id,
-                             layout.stage_dir(stage.name, release.id), layout.stage_dirs(stage.name),
-                             *config.project.stage_dirs], input=env)
+    files = stage_files(layout, config, stage, release, fresh_stage_dirs, keep_env, tokens, env_dir_made, t.host)
+    finish_stage(t, layout, config, stage, release, files, *t.call(files.argv, input=files.input))
+
+
+def finish_stage(t: Transport, layout: Layout, config: Config, stage: Stage, release: Release, files: StageFiles,
+                 code: int, out: str, err: str) -> None:
+    """After STAGE_FILES answered: buildout and build_command when they follow, then the record and marker."""
+    rel, inputs, command = layout.release(release.id), files.inputs, files.command
     if code == 4 and out.startswith("live, built with"):
         raise StepError(f"{t.host}: release {release.id} is live on {stage.name} and was built for it with other "
                         f"build settings (build, build_command or buildout_config changed since): building it "
@@ -251,13 +304,13 @@ def build_stage(t: Transport, layout: Layout, config: Config, stage: Stage, rele
         raise CommandFailed(t.host, ["sh", "-c", "build:" + stage.name], code, err)
     lines = out.splitlines()
     version = next((x[4:] for x in lines if x.startswith("env ")), "")
-    if "live" in lines or not more:
+    if "live" in lines or not files.more:
         return
     if config.project.build == "buildout":
         buildout_step.run_buildout(t, layout, config, stage, release.id,
                                    layout.wheels(release.wheels) if release.wheels else "")
     if command:
-        code, out, err = t.call(app_command(layout, stage.name, release.id, list(build_argv)))
+        code, out, err = t.call(app_command(layout, stage.name, release.id, files.build_argv))
         if code != 0:
             last = last_line(err, out)
             raise StepError(f"{t.host}: build_command failed (exit {code}) in {rel}: {last}")

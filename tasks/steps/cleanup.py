@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..hostside import script
 from ..layout import RELEASE_GLOB, Layout, is_release_id
 from ..runtime.known_links import KnownLinks
-from ..transport import Transport
+from ..transport import Cmd, CommandFailed, Transport
 from .links import release_of
 from .releaselog import good_releases, parse_log, rollback_target
 
@@ -62,16 +62,32 @@ def clean_releases(t: Transport, layout: Layout, links: list[str], keep: int, ve
                    stages: tuple[str, ...] = (), known: KnownLinks | None = None) -> list[str]:
     """Remove the releases nobody needs, the stages' stage-dir generations of releases that are gone (and,
     with venvs, the shared venvs no release left links)."""
-    # a link this run moved or read while it holds the lock is not read again (runtime/known_links.py)
+    return remove_releases(t, layout, links, keep, t.run(scan_argv(layout, links, known, t)), venvs, stages, known)
+
+
+def scan_argv(layout: Layout, links: list[str], known: KnownLinks | None, t: Transport) -> list[str]:
+    """SCAN as clean_releases sends it: a link this run moved or read while it holds the lock is not read
+    again (runtime/known_links.py)."""
+    ask = [link for link in links if not (known.get(t.host, link)[0] if known is not None else False)]
+    return ["sh", "-c", SCAN, "sh", layout.root, layout.log, *ask]
+
+
+def remove_releases(t: Transport, layout: Layout, links: list[str], keep: int, scanned: str, venvs: bool = True,
+                    stages: tuple[str, ...] = (), known: KnownLinks | None = None, then=()) -> list[str]:
+    """clean_releases after its SCAN answered `scanned` (sent by scan_argv, with the same known links).
+    then: reads [(key, Cmd)] sent after REMOVE in the same exchange, their answers kept (none when REMOVE
+    does not run)."""
     seen = [known.get(t.host, link) if known is not None else (False, None) for link in links]
-    ask = [link for link, (k, _) in zip(links, seen) if not k]
-    linked, names, log = parse_scan(t.run(["sh", "-c", SCAN, "sh", layout.root, layout.log, *ask]))
+    linked, names, log = parse_scan(scanned)
     linked |= {release_of(target) for k, target in seen if k} - {None}
     doomed = releases_to_remove(names, linked, log, keep)
     paths = [p for rid in doomed for p in (layout.release(rid), layout.artifact(rid),
                                            layout.artifact_proof(rid))]
     # an orphan generation (its release removed by a killed run) waits for the next cleanup that runs REMOVE
     if doomed or venvs:
-        t.run(["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, str(len(paths)), *paths,
-               *[layout.stage_dirs(name) for name in stages]])
+        argv = ["sh", "-c", REMOVE, "sh", layout.releases, layout.venvs, str(len(paths)), *paths,
+                *[layout.stage_dirs(name) for name in stages]]
+        code, _, err = t.read_batch(then, [Cmd(argv)])[0]
+        if code != 0:
+            raise CommandFailed(t.host, argv, code, err)
     return doomed

@@ -108,7 +108,10 @@ def run_hook(s, stage: Stage, key: str, rids, make_context, on_hosts: bool = Tru
     what = key   # not the command: a token written into it would be in every error and DEPLOY_ERROR
     hook = stage.hook(key)
     if hook is not None and hook.local:
-        run_local(s.config.workdir, hook, make_context(), what)
+        try:
+            run_local(s.config.workdir, hook, make_context(), what)
+        finally:   # it may have changed a host by its own way: what the run read there before is read again
+            s.forget_reads()
     hosts = [h for h in stage.hosts if _remote(stage.hook(key, h))] if on_hosts else []
     if not hosts:
         return

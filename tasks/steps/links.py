@@ -12,7 +12,7 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.known_links import KnownLinks
 from ..runtime.lock import LOST, LockLost
-from ..transport import CommandFailed, Transport
+from ..transport import Cmd, CommandFailed, Transport
 
 # $1 deploy_root, $2 link (relative to root), $3 new target (relative to the link's dir; "" to remove the
 # link), $4 the link's dir, $5 a suffix of the temp names unique to this call, $6 the release's env file for
@@ -31,11 +31,16 @@ class UnsafeLink(StepError):
     """A directory on the way to a stage's link is a symlink: the link would be written elsewhere."""
 
 
+def link_argv(layout: Layout, link: str) -> list[str]:
+    """What read_link asks a host (a read sent ahead: nodes.check_reads)."""
+    return ["readlink", "--", layout.link(link)]
+
+
 def read_link(t: Transport, layout: Layout, link: str, known: KnownLinks | None = None) -> str | None:
     seen, target = known.get(t.host, link) if known is not None else (False, None)
     if seen:
         return target
-    code, out, _ = t.call(["readlink", "--", layout.link(link)])
+    code, out, _ = t.call_kept(link_argv(layout, link))
     target = out.strip() if code == 0 else None
     if known is not None:
         known.remember(t.host, link, target)
@@ -51,16 +56,25 @@ def release_of(target: str | None) -> str | None:
 
 
 def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: tuple[str, str] | None = None,
-             guard=None, known: KnownLinks | None = None) -> None:
+             guard=None, known: KnownLinks | None = None, first: Cmd | None = None):
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
     env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
     the same command. guard: a function making the command run only while this run holds the lock
-    (runtime/lock.py guarded). known: the run's known links (runtime/known_links.py), kept up to date."""
+    (runtime/lock.py guarded). known: the run's known links (runtime/known_links.py), kept up to date.
+    first: a command sent before it in the same exchange (the switch's intent): the link moves only when
+    that one succeeded; then its answer (exit code, stdout, stderr) is returned, and the link was not
+    touched when that code is not 0."""
     if known is not None:
         known.forget(t.host, link)
     argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",
             secrets.token_hex(4), *(env or ("", ""))]
-    code, out, err = t.call(guard(argv) if guard else argv)
+    sent = guard(argv) if guard else argv
+    if first is None:
+        before, (code, out, err) = None, t.call(sent)
+    else:
+        before, (code, out, err) = t.batch([first, Cmd(sent, if_ok=True)])
+        if before[0] != 0:
+            return before
     if guard and code == LOST:
         raise LockLost(f"{t.host}: {last_line(err)}")
     if code == UNSAFE and err.startswith("unsafe "):
@@ -70,6 +84,7 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: t
         raise CommandFailed(t.host, argv, code, err)
     if known is not None:
         known.remember(t.host, link, target)
+    return before
 
 
 def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
@@ -79,8 +94,8 @@ def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
 
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[str, str] | None = None,
-                guard=None, known: KnownLinks | None = None) -> None:
-    set_link(t, layout, link, layout.link_target(link, rid), env, guard, known)
+                guard=None, known: KnownLinks | None = None, first: Cmd | None = None):
+    return set_link(t, layout, link, layout.link_target(link, rid), env, guard, known, first)
 
 
 def stage_releases(session, stage, what: str) -> list[str | None]:

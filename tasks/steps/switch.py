@@ -33,9 +33,12 @@ from .. import failpoints
 from ..config import Stage
 from ..errors import StepError
 from ..progress import Progress
+from ..runtime.common import last_line
+from ..runtime.lock import LOST, LockLost, guarded
 from ..session import Session
-from ..transport import CommandFailed, Transport
-from .cleanup import clean_releases
+from ..transport import Cmd, CommandFailed, Transport, call_key
+from .cleanup import remove_releases, scan_argv
+from .facts import facts_argv
 from .health import check_health, health_url
 from .links import UnsafeLink, release_of, set_link, switch_link, unsafe_message
 from .releaselog import make_record
@@ -82,6 +85,7 @@ class Switch:
     what: str
     plan: dict = field(default_factory=dict)
     prev_rid: str | None = None
+    renamed: dict = field(default_factory=dict)   # host -> None, or the rename's error, once sent with its intent
     after_host: Callable[[Transport], None] | None = None   # after_switch on a host (steps/hooks.py)
     after_all: Callable[[], None] | None = None             # a local: after_switch, once
 
@@ -96,8 +100,14 @@ def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result
     sw = Switch(session, stage, rid, revision, result, what, after_host=after_host, after_all=after_all)
     note = _check_and_settle(sw)
     session.switched_from.setdefault(stage.name, sw.prev_rid)
-    _write_intents(sw)
+    # One host: its intent and its rename go in ONE exchange (the rename runs only once the intent is
+    # written: "every host's intent before any rename" holds), apart when a test stops the deployer between.
+    merged = len(stage.hosts) == 1 and not failpoints.armed("switch.after_intent")
+    if not merged:
+        _write_intents(sw)
     with session.deferred_signals(what) as interrupted:
+        if merged:
+            _write_intent_and_switch(sw)
         done, failed = _switch_batches(sw, interrupted)
         if sw.after_all is not None and done:
             try:
@@ -126,13 +136,42 @@ def _check_and_settle(sw: Switch) -> str:
     return note
 
 
+def _intent_of(sw: Switch, host) -> dict:
+    return {"stage": sw.stage.name, "release": sw.rid, "revision": sw.revision, "result": sw.result,
+            "token": sw.session.token, "what": sw.what, **sw.plan[host]}
+
+
 def _write_intents(sw: Switch) -> None:
     """The intent on every host before any link moves: the next run finishes or undoes what it names."""
-    intent = {"stage": sw.stage.name, "release": sw.rid, "revision": sw.revision, "result": sw.result,
-              "token": sw.session.token, "what": sw.what}
     sw.session.hosts.each(sw.stage.hosts,
-                          lambda t: _write_intent(sw.session, sw.stage, sw.rid, t, {**intent, **sw.plan[t.host]}),
+                          lambda t: _write_intent(sw.session, sw.stage, sw.rid, t, _intent_of(sw, t.host)),
                           f"{sw.what}: writing the intent")
+    failpoints.hit("switch.after_intent")
+
+
+def _write_intent_and_switch(sw: Switch) -> None:
+    """A stage of one host: its intent, then (only once the intent is written) its rename, in one exchange.
+    An intent not written fails the switch as _write_intents does (nothing was switched); the rename's own
+    outcome is left for _go_live, which treats it as its own (a failed rename puts the host back)."""
+    session, stage, rid = sw.session, sw.stage, sw.rid
+    host = stage.hosts[0]
+
+    def one(t: Transport):
+        intent = _intent_argv(session, stage, rid, _intent_of(sw, t.host))
+        try:
+            env = env_pair(session, stage, rid, sw.plan[t.host]["env"])
+            before = switch_link(t, session.layout, stage.link, rid, env, guard=lock_guard(session),
+                                 known=session.known_links, first=Cmd(intent))
+        except (StepError, CommandFailed) as exc:   # written, but the rename failed: _go_live's to handle
+            sw.renamed[t.host] = exc
+            return
+        code, _, err = before
+        if code == LOST:
+            raise LockLost(f"{t.host}: {last_line(err)}")
+        if code != 0:
+            raise CommandFailed(t.host, intent, code, err)
+        sw.renamed[t.host] = None
+    session.hosts.each([host], one, f"{sw.what}: writing the intent")
     failpoints.hit("switch.after_intent")
 
 
@@ -160,8 +199,13 @@ def _go_live(sw: Switch, t: Transport) -> None:
     role = stage.role_of(t.host)   # its reload_command and health_url: the role's own, else the stage's
     never_took = False     # the release's reload failed by its own exit status: it never took over
     try:
-        switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, sw.plan[t.host]["env"]),
-                    guard=lock_guard(session), known=session.known_links)
+        if t.host in sw.renamed:   # renamed with its intent already (_write_intent_and_switch)
+            renamed = sw.renamed.pop(t.host)
+            if renamed is not None:
+                raise renamed
+        else:
+            switch_link(t, session.layout, stage.link, rid, env_pair(session, stage, rid, sw.plan[t.host]["env"]),
+                        guard=lock_guard(session), known=session.known_links)
         failpoints.hit("switch.after_rename", t.host)
         if role.reload_command:
             try:
@@ -209,7 +253,7 @@ def _record_outcome(sw: Switch, done: list, failed: list, backups: list[str] | N
     undone = [make_record(stage.name, rid, revision, prev_rid, "failed")]
     unsettled = {h: b for h, b in went.items() if b is not None}
     unsettled.update(_log(sw.session, stage, {**{h: ok for h in done},
-                                              **{h: undone for h, b in went.items() if b is None}}))
+                                              **{h: undone for h, b in went.items() if b is None}}, live=rid))
     if unsettled:
         head = f"{sw.what}: {_problems(failed)}; " if failed else f"{sw.what}: "
         raise StepError(head + not_settled(sw.session, stage, unsettled))
@@ -239,11 +283,21 @@ def _switchable(session, stage: Stage, rid: str, t: Transport) -> dict:
 
 
 def _write_intent(session, stage: Stage, rid: str, t: Transport, intent: dict) -> None:
+    code, _, err = t.call(_intent_argv(session, stage, rid, intent))
+    if code == LOST:
+        raise LockLost(f"{t.host}: {last_line(err)}")
+    if code != 0:
+        raise CommandFailed(t.host, ["sh", "-c", INTENT], code, err)
+
+
+def _intent_argv(session, stage: Stage, rid: str, intent: dict) -> list[str]:
+    """INTENT as sent, guarded (it runs only while the run holds the lock)."""
+    intent = dict(intent)
     keep = intent.pop("keep")
     layout = session.layout
     pair = (layout.release_env(rid, stage.name), layout.env_version(rid, stage.name, keep)) if keep else ("", "")
-    run_guarded(session, t, ["sh", "-c", INTENT, "sh", layout.intent(stage.name),
-                              json.dumps(intent, sort_keys=True), *pair])
+    return guarded(["sh", "-c", INTENT, "sh", layout.intent(stage.name), json.dumps(intent, sort_keys=True), *pair],
+                   layout.lock, session.token)
 
 
 def _back_of(result) -> str | None:
@@ -289,19 +343,62 @@ def back_text(stage: Stage, rid: str, previous: dict, interrupted: bool = False)
             f"removed there, so {'it runs' if len(none) == 1 else 'they run'} none; {kept}")
 
 
-def _log(session, stage: Stage, records: dict) -> dict:
+def _log(session, stage: Stage, records: dict, live: str | None = None) -> dict:
     """Append each host's records, then (once every host has them) remove the intents and clean up old
     releases (never one a link or a rollback needs): the record is the switch's last effect, and an intent
-    stays until every host is recorded. Returns {host: problem} for each host that keeps its intent."""
+    stays until every host is recorded. Returns {host: problem} for each host that keeps its intent.
+    live: the release the switch made live, whose facts (verify's: steps/facts.py) ride with the last
+    command each host gets here, their answer kept for verify (Transport.keep).
+    Exchanges: a stage of one host gets its record, its intent's removal and the cleanup's scan in ONE
+    (each runs only when the one before it succeeded; apart when the failpoint after the record is armed);
+    more hosts get their records in one, then (every host recorded) the removal and the scan in another.
+    REMOVE, when the scan finds something to remove, is one more."""
     if not records:
         return {}
     hosts = list(records)
     links = [s.link for s in session.config.stages.values()]
-    project = session.config.project
+    project, layout = session.config.project, session.layout
+    stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
+    guard = lock_guard(session)
+
+    def facts(t: Transport) -> list:
+        argv = facts_argv(layout, session.config, stage, live) if live else None
+        return [(call_key(argv), Cmd(argv))] if argv and t.held else []
+
+    def lines(t: Transport) -> str:
+        return "".join(json.dumps({**rec, "token": session.token}, sort_keys=True) + "\n" for rec in records[t.host])
+
+    def append_argv(t: Transport) -> list[str]:
+        return guard(["sh", "-c", APPEND, "sh", layout.log, lines(t)])
+
+    remove_intent = guard(["rm", "-f", "--", layout.intent(stage.name)])
+
+    def clean(t: Transport, scanned: str) -> None:
+        remove_releases(t, layout, links, project.keep_releases, scanned, venvs=project.build == "pip",
+                        stages=stages, known=session.known_links, then=facts(t))
+
+    if len(hosts) == 1 and not failpoints.armed("switch.after_log"):
+        def in_one(t: Transport):
+            argv = [append_argv(t), remove_intent, scan_argv(layout, links, session.known_links, t)]
+            answers = t.read_batch(facts(t), [Cmd(argv[0]), Cmd(argv[1], if_ok=True), Cmd(argv[2], if_ok=True)])
+            if answers[0][0] == 255:   # the connection is gone: dropped (Executor.one), the host keeps its intent
+                raise _failure(t.host, argv[0], answers[0])
+            return argv, answers
+        host = hosts[0]
+        got = session.hosts.outcomes(hosts, in_one)[0]
+        if isinstance(got, Exception):
+            return {host: f"its release-log record could not be written ({got})"}
+        argv, answers = got
+        if answers[0][0] != 0:
+            return {host: f"its release-log record could not be written ({_failure(host, argv[0], answers[0])})"}
+        failpoints.hit("switch.after_log", host)   # passed (a trace lists it): the intent's removal was sent too
+        if answers[1][0] != 0:
+            return {host: f"logged, but its intent could not be removed ({_failure(host, argv[1], answers[1])})"}
+        session.hosts.each(hosts, lambda t: clean(t, _output(t, argv[2], answers[2])), "release cleanup")
+        return {}
 
     def append(t: Transport):
-        lines = "".join(json.dumps({**rec, "token": session.token}, sort_keys=True) + "\n" for rec in records[t.host])
-        run_guarded(session, t, ["sh", "-c", APPEND, "sh", session.layout.log, lines])
+        run_guarded(session, t, ["sh", "-c", APPEND, "sh", layout.log, lines(t)])
         failpoints.hit("switch.after_log", t.host)
 
     problems = {h: f"its release-log record could not be written ({r})"
@@ -309,14 +406,28 @@ def _log(session, stage: Stage, records: dict) -> dict:
     if problems:
         return {**problems, **{h: "logged, but the switch did not finish on every host" for h in hosts
                                if h not in problems}}
-    removed = session.hosts.outcomes(hosts, lambda t: run_guarded(session, t, ["rm", "-f", "--",
-                                                                                 session.layout.intent(stage.name)]))
+
+    def remove_and_scan(t: Transport) -> tuple[list[str], tuple[int, str, str]]:
+        scan = scan_argv(layout, links, session.known_links, t)
+        removed, scanned = t.read_batch(facts(t), [Cmd(remove_intent), Cmd(scan, if_ok=True)])
+        _output(t, remove_intent, removed)
+        return scan, scanned
+    removed = session.hosts.outcomes(hosts, remove_and_scan)
     problems = {h: f"logged, but its intent could not be removed ({r})" for h, r in zip(hosts, removed)
                 if isinstance(r, Exception)}
     if not problems:
-        stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
-        session.hosts.each(hosts, lambda t: clean_releases(t, session.layout, links, project.keep_releases,
-                                                           venvs=project.build == "pip", stages=stages,
-                                                           known=session.known_links),
-                           "release cleanup")
+        session.hosts.each(hosts, lambda t: clean(t, _output(t, *removed[hosts.index(t.host)])), "release cleanup")
     return problems
+
+
+def _failure(host, argv: list[str], answer: tuple[int, str, str]) -> Exception:
+    """What a guarded command's answer that is not 0 means: the lock lost, else the command failed."""
+    code, _, err = answer
+    return LockLost(f"{host}: {last_line(err)}") if code == LOST else CommandFailed(host, argv, code, err)
+
+
+def _output(t: Transport, argv: list[str], answer: tuple[int, str, str]) -> str:
+    """A command's stdout, or its failure raised."""
+    if answer[0] != 0:
+        raise _failure(t.host, argv, answer)
+    return answer[1]

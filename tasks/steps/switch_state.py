@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..config import Stage
 from ..hostside import script
 from ..runtime.common import json_or_none
-from ..transport import Transport
+from ..transport import Transport, call_key
 from .environment import env_token
 from .links import release_of
 
@@ -52,17 +52,31 @@ def parse_state(text: str) -> dict:
     return facts
 
 
-def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
-    """The stage's link and intent on a host; with rid, also whether that release can be switched to."""
+def state_argv(session, stage: Stage, rid: str | None = None, target: str | None = "") -> list[str]:
+    """STATE's argv. target: the link's target when this run knows it ("=<target>"; None: no link), "" to
+    have it read (the form a read sent ahead uses, and the key its kept answer is found by)."""
     layout = session.layout
-    known, target = session.known_links.get(t.host, stage.link)
     argv = ["sh", "-c", STATE, "sh", layout.root, stage.link, layout.intent(stage.name),
-            ("-" if target is None else "=" + target) if known else ""]
+            "" if target == "" else ("-" if target is None else "=" + target)]
     if rid:
         project = session.config.project
         argv += [layout.release(rid), layout.ready(rid), layout.built_marker(stage.name),
                  layout.join("releases", rid, ".deploy-env"), stage.name, *project.shared_dirs, *project.shared_files]
-    out = t.run(argv)
+    return argv
+
+
+def read_state(t: Transport, session, stage: Stage, rid: str | None = None) -> dict:
+    """The stage's link and intent on a host; with rid, also whether that release can be switched to. The
+    answer of the same read kept since this run's last command to the host is taken (the check's, for the
+    switch's action, or one sent ahead: Transport.keep)."""
+    asked = state_argv(session, stage, rid)
+    kept = t.kept(call_key(asked))
+    if kept is not None and kept[0] == 0:
+        out = kept[1]
+    else:
+        known, target = session.known_links.get(t.host, stage.link)
+        out = t.run(state_argv(session, stage, rid, target) if known else asked)
+        t.keep(call_key(asked), (0, out, ""))
     facts = parse_state(out)
     head = out.partition("--intent--\n")[0].splitlines()
     if not facts["unsafe"] and all(line.partition(" ")[0] in KEYS for line in head):

@@ -5,6 +5,7 @@ that the host holds the archive, so a re-run skips hosts that have it.
 """
 from __future__ import annotations
 
+import base64
 import posixpath
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
 from ..runtime.common import read_text, write_file
-from ..transport import CommandFailed, Transport
+from ..transport import INLINE_MAX, CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .wheelhouse import check_interpreter
 
@@ -26,15 +27,24 @@ HAS_SCRIPT = ('p=; if IFS= read -r p < "$1"; then exit 0; fi 2>/dev/null; [ -n "
 # leave the proof for later (the wheelhouse comes first). Prints the digest that arrived. It reads all of
 # stdin whatever happens (a second cat drains what a failed one left), so the session has nothing to drain.
 RECEIVE = script("upload_receive.sh")
+# RECEIVE with its stdin as base64 text: a small archive travels inside the command's text (one exchange;
+# a stream is two: the command's "go", then the bytes)
+RECEIVE_TEXT = "base64 -d | {\n" + RECEIVE + "\n}"
 
 UNPACK_WHEELS = ('set -e; rm -rf "$2.tmp"; mkdir -p "$2.tmp"; tar -xf "$1" -C "$2.tmp"; rm -f "$1"; '
                  'touch "$2.tmp/.complete"; rm -rf "$2"; mv "$2.tmp" "$2"')
 
 
-def has_release(t: Transport, layout: Layout, release: Release) -> bool:
+def has_argv(layout: Layout, release: Release) -> list[str]:
+    """What has_release asks a host (also sent ahead with the lock's take: nodes.check_reads)."""
     wheels = layout.wheels(release.wheels) if release.wheels else ""
-    return t.run(["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels, release.to_json()],
-                 check=False).strip() == "ok"
+    return ["sh", "-c", HAS_SCRIPT, "sh", layout.artifact_proof(release.id), wheels, release.to_json()]
+
+
+def has_release(t: Transport, layout: Layout, release: Release) -> bool:
+    """The host holds the release's archive. The answer of the same read kept since this run's last command
+    to the host is taken (the check's, for the upload's action: Transport.call_kept)."""
+    return t.call_kept(has_argv(layout, release))[1].strip() == "ok"
 
 
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None,
@@ -71,7 +81,10 @@ def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) ->
     # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
     argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
     local = build_dir / f"{release.id}.tar.gz"
-    code, out, err = t.send(argv, local, reads_all=True)
+    if (local.stat().st_size + 2) // 3 * 4 <= INLINE_MAX:
+        code, out, err = t.call(["sh", "-c", RECEIVE_TEXT, *argv[3:]], input=base64.b64encode(local.read_bytes()))
+    else:
+        code, out, err = t.send(argv, local, reads_all=True)
     if code != 0:
         explain_no_space(t, local, art + ".partial", err)
         raise CommandFailed(t.host, ["upload", art], code, err)

@@ -18,8 +18,8 @@ from ..config import Config, Stage
 from ..errors import StepError
 from ..junit import Case, Suite
 from ..layout import Layout
-from ..runtime.common import json_or_none, last_line, read_text
-from ..transport import Transport
+from ..runtime.common import json_or_none, last_line
+from ..transport import CommandFailed, Transport
 from .environment import app_command
 from .facts import facts_argv
 from .links import stage_releases
@@ -37,7 +37,11 @@ def verify_stage(session, stage: Stage) -> str:
     failures, summaries = [], []
     for rid, hosts in groups.items():
         ok, output, failed, cases = run_infra_tests(session, stage, rid, hosts)
-        session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(t, session.layout, stage.name, rid, ok),
+        # the command's last node, no after_verify hook to run: the host's lock is released with the record
+        # (Session.let_go_with)
+        last = session.last_node == what and len(groups) == 1 and not stage.has_hook("after_verify")
+        session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(
+            t, session.layout, stage.name, rid, ok, session.let_go_with if last else None),
                            f"{what}: recording the result")
         write_junit(session, Suite(f"{what} release {rid}", cases or pytest_error(ok, output)))
         summaries.append(f"{rid}: {last_line(output)}")
@@ -142,7 +146,9 @@ def prefetch(session, stage: Stage, release: str, hosts) -> dict:
     check = database_check_command(layout, config, stage, release)
     if check:
         wanted[check] = ["sh", "-c", check]
-    answers = session.hosts.outcomes(list(hosts), lambda t: {c: t.call(argv) for c, argv in wanted.items()})
+    # (an answer kept since the run's last command to the host is taken: facts sent ahead with the switch's
+    # last command, or with the checks' reads: Transport.call_kept)
+    answers = session.hosts.outcomes(list(hosts), lambda t: {c: t.call_kept(argv) for c, argv in wanted.items()})
     return {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
 
@@ -178,11 +184,21 @@ RECORD = ('{ IFS= read -r old < "$1"; } 2>/dev/null; [ "$old" = "$2" ] && exit 0
           '(umask 133; printf \'%s\\n\' "$2" > "$1.tmp") && mv -f "$1.tmp" "$1"')
 
 
-def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool) -> None:
-    """What verify found, for a promotion to check; written only when it changes (a re-run writes nothing)."""
+def record_verify(t: Transport, layout: Layout, stage: str, release: str, ok: bool, send=None) -> None:
+    """What verify found, for a promotion to check; written only when it changes (a re-run writes nothing).
+    send: how the command is sent (Session.let_go_with: the lock released with it), else t.call."""
     data = json.dumps({"release": release, "ok": ok}, sort_keys=True)
-    t.run(["sh", "-c", RECORD, "sh", layout.verified_marker(stage), data])
+    argv = ["sh", "-c", RECORD, "sh", layout.verified_marker(stage), data]
+    code, _, err = send(t, argv) if send is not None else t.call(argv)
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
+
+
+def verify_argv(layout: Layout, stage: str) -> list[str]:
+    """What read_verify asks a host (a read sent ahead: nodes.check_reads)."""
+    return ["cat", "--", layout.verified_marker(stage)]
 
 
 def read_verify(t: Transport, layout: Layout, stage: str) -> dict | None:
-    return json_or_none(read_text(t, layout.verified_marker(stage)))
+    code, out, _ = t.call_kept(verify_argv(layout, stage))
+    return json_or_none(out) if code == 0 else None

@@ -21,6 +21,7 @@ import pytest
 
 from doit_stages.config import Config, Database, Project, parse_host
 from doit_stages.engines import engine_for
+from doit_stages.engines.pg_sql import pgpass_line
 from doit_stages.errors import StepError
 from doit_stages.hostside.dumpfilter import completed
 from doit_stages.layout import Layout
@@ -31,7 +32,7 @@ from doit_stages.steps.database.restore import restore_backup
 from doit_stages.transport import LocalTransport
 from tests.lab.common import NASTY_PASSWORD, CmdlineScan
 from tests.lab.deployer import end, start_doit
-from tests.lab.postgres import ident
+from tests.lab.postgres import ident, write_passfile
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]
@@ -71,7 +72,11 @@ def fill_pg(postgres, db, role):
         CREATE SCHEMA extra;
         CREATE TABLE extra.notes (id int PRIMARY KEY, note text);
         CREATE VIEW v AS SELECT id FROM posts WHERE id < 10;
-        CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$;""", user=role)
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$;
+        CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+        CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+        INSERT INTO events VALUES (1, '2026-05-01'), (2, '2026-06-01'), (3, '2027-01-02');""", user=role)
     with postgres.connect(db) as con:
         con.execute(f"SET ROLE {ident(role)}")
         with con.cursor().copy("COPY posts (body, blob_col) FROM STDIN") as copy:
@@ -125,7 +130,9 @@ class PgLab:
         fill_pg(postgres, self.src, self.user)
 
     def counts(self, db):
-        return self.server.row_counts(db)
+        """COUNT(*) of each table, a partitioned table's rows counted in its partitions only."""
+        parents = {r[0] for r in self.server.query(db, "SELECT c.relname FROM pg_class c WHERE c.relkind = 'p'")}
+        return {t: n for t, n in self.server.row_counts(db).items() if t not in parents}
 
     def content(self, db):
         """Each table's rows in order as text (equal data: equal digests), and the sequence's next value."""
@@ -141,7 +148,7 @@ class PgLab:
         self.server.query(db, 'INSERT INTO "we""ird" VALUES (42)')
 
     def expected(self):
-        return {"posts": ROWS, 'we"ird': 3, "empty_one": 0, "extra.notes": 2}
+        return {"posts": ROWS, 'we"ird': 3, "empty_one": 0, "extra.notes": 2, "events_2026": 2, "events_2027": 1}
 
     def close(self):
         self.server.drop_role(self.user)
@@ -292,8 +299,10 @@ def test_a_test_database_that_is_production_by_another_name_is_refused_before_th
     other = dataclasses.replace(prod, name="other", dbname=lab.dst)
     engine = engine_for(prod)
     before = lab.counts(lab.src)
-    ids = {d.name: engine.server_identity(t, layout, d) for d in (prod, test, other)}
-    assert ids["test"] == ids["prod"] != ids["other"]
+    missing = dataclasses.replace(prod, name="new", dbname=lab.dst + "_new")       # a first restore's target
+    ids = {d.name: engine.server_identity(t, layout, d) for d in (prod, test, other, missing)}
+    assert ids["test"] == ids["prod"] != ids["other"] and ids["other"][1] == ids["prod"][1]   # one cluster
+    assert ids["new"] == ("postgresql", ids["prod"][1], 0, lab.dst + "_new")
     refuse_protected_target("test", other, ids["other"], [(prod, ids["prod"])])         # its own: passes
     with pytest.raises(StepError) as info:
         refuse_protected_target("test", test, ids["test"], [(prod, ids["prod"])])
@@ -322,6 +331,40 @@ def test_a_role_without_createdb_is_refused_before_the_drop_naming_the_key(pg_db
                                f"ROLE {lab.user} CREATEDB on the server, or fix [database:test] user; test was not "
                                "changed")
     assert lab.counts(lab.dst)[lab.odd] == 4
+
+
+def test_with_passfile_the_users_own_file_on_the_host_supplies_the_password(pg_db, tmp_path):
+    """passfile = libpq's password file on the host, never read by the tool: the backup and the restore log
+    in with it, the tool writes no password file of its own; a missing file is one line naming the key, a
+    wrong password in it one line naming the file."""
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    passfile = tmp_path / "home" / ".pgpass"
+    passfile.parent.mkdir()
+    base = Database(name="prod", engine="postgresql", dbname=lab.src, user=lab.user, password_env="",
+                    passfile=str(passfile), backup_host=host, port=5432)
+    db = {"prod": base, "test": dataclasses.replace(base, name="test", dbname=lab.dst)}
+    lines = [pgpass_line(dataclasses.replace(d, password_env="X", secret=lab.password))
+             for d in (db["prod"], db["test"], dataclasses.replace(base, dbname="postgres"))]
+    write_passfile(passfile, *lines)
+    config = Config(tmp_path / "stages.ini", Project(name="blog", source=tmp_path, deploy_root=layout.root,
+                                                     build="none"), db, {})
+    meta = backup_database(t, layout, config, db["prod"])
+    assert meta["tables"] == lab.expected()
+    restore_backup(t, layout, db["test"], meta, f"{layout.root}/db_backup/{meta['file']}")
+    assert lab.content(lab.dst) == lab.content(lab.src)
+    assert holding(Path(layout.root), lab.password) == []
+    passfile.unlink()
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value) == (f"backup:prod: [database:prod] passfile {passfile}: no readable file on local; put "
+                               "libpq's password file there (mode 0600) or fix passfile; no backup was recorded")
+    write_passfile(passfile, *(ln.replace(ln.rsplit(":", 1)[-1], "wrong\n") for ln in lines))
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value).startswith(f"backup:prod: local: [database:prod] 127.0.0.1:5432 refused the password of "
+                                      f"role {lab.user}: the password comes from libpq's password file on the host "
+                                      f"([database:prod] passfile = {passfile})"), str(info.value)
 
 
 def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(local_db):

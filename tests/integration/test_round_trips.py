@@ -1,0 +1,94 @@
+"""How many exchanges (serial round trips) a deploy sends over each host's framed session (issue 22): the
+checks' reads ride with the lock's take, a check's answer serves its own action, the build's and the
+switch's writes go as few exchanges, verify's facts ride with the switch's last one and the lock's release
+with verify's record. Counted by bench/_doit_probe.py around tasks/remote_shell.RemoteShell._exchange (a
+count, not a timing), beside the real effects on two real sshd hosts: code only, no database."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.lab.project import PASSWORD_ENV, REPO
+from tests.lab.stages_ini import CODE_ONLY
+from tests.lab.world import open_world
+
+PROBE = REPO / "bench" / "_doit_probe.py"
+CODE = {"project": {"build": "none"}}
+
+
+@pytest.fixture(scope="module")
+def world(ssh_hosts, mariadb, tmp_path_factory):
+    with open_world(mariadb, ssh_hosts, tmp_path_factory.mktemp("trips"), changes=[CODE_ONLY, CODE]) as world:
+        yield world
+
+
+def exchanges(p, tmp_path, *args: str) -> dict[str, int]:
+    """doit ARGS, run through the probe: {host port: commands exchanged over its session} (logins apart)."""
+    out = tmp_path / "probe.json"
+    env = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password, "BENCH_PROBE_OUT": str(out)}
+    res = subprocess.run([sys.executable, str(PROBE), "-f", str(REPO / "dodo.py"), *args], cwd=p.workdir, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    per: dict[str, int] = {}
+    for node in json.loads(out.read_text())["nodes"].values():
+        for phase in node.get("exchanges", {}).values():
+            for port, (commands, _logins) in phase.items():
+                per[port] = per.get(port, 0) + commands
+    return per
+
+
+def log_of(host) -> list[dict]:
+    return [json.loads(x) for x in host.path("/srv/blog/.deploy/releases.jsonl").read_text().splitlines()]
+
+
+def state_files(host) -> dict:
+    deploy = host.path("/srv/blog/.deploy")
+    return {"lock": (deploy / "lock").exists(), "intents": sorted(x.name for x in deploy.glob("intent-*"))}
+
+
+def test_a_cold_deploy_of_two_hosts(world, tmp_path):
+    p, hosts = world["project"], world["hosts"]
+    per = exchanges(p, tmp_path, "deploy:test")
+    rid = p.link(hosts[0]).rsplit("/", 1)[1]
+    for h in hosts:
+        assert p.link(h) == f"../releases/{rid}"
+        assert log_of(h)[-1]["release"] == rid and log_of(h)[-1]["result"] == "ok"
+        assert state_files(h) == {"lock": False, "intents": []}
+    # per host: the take with every check's reads; the archive (small: inside the command's text); the
+    # build's check and its unpack + stage files (+ the switch's reads); the intent; the rename; the
+    # records; the intent's removal with the cleanup's scan (+ verify's facts); verify's record with the
+    # lock's release. Before issue 22's work: 21 a host.
+    assert sorted(per.values()) == [9, 9], per
+
+
+def test_a_no_op_rerun_is_two_exchanges_a_host(world, tmp_path):
+    p, hosts = world["project"], world["hosts"]
+    logs = [log_of(h) for h in hosts]
+    per = exchanges(p, tmp_path, "deploy:test")
+    # the take with every check's reads (upload, build, switch, verify's facts), then verify's record with
+    # the lock's release. Before: 7 a host (the take, four reads, the record, the release).
+    assert sorted(per.values()) == [2, 2], per
+    assert [log_of(h) for h in hosts] == logs
+    assert all(state_files(h) == {"lock": False, "intents": []} for h in hosts)
+
+
+def test_a_stage_of_one_host_switches_in_two_exchanges(world, tmp_path):
+    p, repo, (web1, web2) = world["project"], world["repo"], world["hosts"]
+    p.write(test_hosts=web1.url)
+    try:
+        repo.commit("a change", {"round_trips.txt": "1\n"})
+        before = p.link(web2)
+        per = exchanges(p, tmp_path, "deploy:test")
+        rid = p.link(web1).rsplit("/", 1)[1]
+        assert p.link(web1) == f"../releases/{rid}" and p.link(web2) == before   # web2 is no host of test now
+        last = log_of(web1)[-1]
+        assert (last["release"], last["result"]) == (rid, "ok")
+        assert state_files(web1) == {"lock": False, "intents": []}
+        # the intent and the rename in one; the record, the intent's removal and the scan (+ facts) in one
+        assert list(per.values()) == [7], per
+    finally:
+        p.write(test_hosts=", ".join(h.url for h in world["hosts"]))
