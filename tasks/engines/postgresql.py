@@ -60,7 +60,7 @@ PSQL_LOAD = "psql -X -q -v ON_ERROR_STOP=1"
 # $1 file, $2 sha256, $3 database, $4 owner, $5 dumpfilter.py: the filter hashes the file, then sends the
 # check of CREATEDB, DROP, CREATE, \connect, BEGIN, the dump and COMMIT (only once the dump's last line came)
 LOAD_STREAM = (f'set -o pipefail; python3 -c "$5" restore "$1" "$2" postgresql "$3" "$4" | '
-               f'{PSQL_LOAD} -d {MAINTENANCE_DB} >/dev/null')
+               f'{PSQL_LOAD} -d {MAINTENANCE_DB} -f - >/dev/null')
 LOAD = f'set -o pipefail; gunzip -c "$1" | {PSQL_LOAD} --single-transaction -f - >/dev/null'
 # before DROP DATABASE: a role that may not create it again is refused while the database still stands
 CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) "
