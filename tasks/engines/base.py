@@ -31,6 +31,7 @@ class Engine:
     bounded_lock_waits: bool = False           # production's `manage.py migrate` runs through migrate_runner.py
     probe = None                               # the module of the copy's reads and write probe, run from here
                                                # (read_schema, table_sizes, probe_targets, Probe); None: no probe
+    host_password_key = ""                     # the key of a password that stays on the hosts (reads_copy_on_host)
 
     def app_env(self, db: Database) -> dict[str, str]:
         """What the app's env file says of its database: DATABASE_URL, and any variable beside it."""
