@@ -124,6 +124,7 @@ class PostgreSQL(PostgreSQLRehearsal):
     name = "postgresql"
     backup_ext = ".sql.gz"
     bounded_lock_waits = True
+    transactional_migrations = True
 
     def app_env(self, db: Database) -> dict[str, str]:
         return app_env(db)

@@ -4,6 +4,7 @@ PostgreSQL (engine_world): the engine-neutral tests (hosts, locks, verify, reloa
 the suite's time; on PostgreSQL run the ones whose promise touches the database (promotion, its migration)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -260,12 +261,15 @@ def test_failed_production_migration_leaves_nothing_half_applied(world):
     rows, tables, applied = db.row_counts(prod), db.tables(prod), db.applied(prod)
     res = p.doit("promote:staging")
     assert res.returncode != 0 and "migrate:staging" in res.stderr, res.stderr
-    assert "Traceback" not in res.stderr
+    assert "Traceback" not in res.stderr and "half-migrated" not in res.stderr
+    assert "the failed one left nothing half-applied in prod" in res.stderr, res.stderr
+    record = json.loads(web1.path("/srv/blog/.deploy/migration-staging.json").read_text())
+    assert record["failed"]["half_applied"] is False and record["outcome"] is None, record
     assert "posts_tag" not in db.tables(prod) and db.tables(prod) == tables      # nothing half-applied
     assert db.applied(prod) == applied and db.row_counts(prod) == rows
     assert p.links("sites/staging") == staging
     before = [b for b in p.backups(web1) if b["reason"].startswith("before migrate:staging")][-1]
-    assert before["status"] == "verified" and before["tables"] == rows
+    assert before["status"] == "verified" and before["tables"] == rows and before["file"] in res.stderr
     p.write(prod_extra="restore_on_failed_migration = yes\n")
     try:
         res = p.doit("promote:staging")
