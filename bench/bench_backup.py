@@ -202,11 +202,11 @@ def newest_file(host) -> str:
     return max(metas, key=lambda m: m["epoch"])["file"]
 
 
-def probed(env: dict) -> tuple[float, dict]:
-    """`doit backup:prod` through bench/_doit_probe.py with its trace: (wall seconds, the probe's data)."""
+def probed(env: dict, task: str = "backup:prod") -> tuple[float, dict]:
+    """`doit <task>` through bench/_doit_probe.py with its trace: (wall seconds, the probe's data)."""
     out = Path(tempfile.mktemp(suffix=".json"))
     env = dict(env, BENCH_PROBE_OUT=str(out), BENCH_PROBE_TRACE="1", BENCH_PROBE_LAUNCHED=repr(time.time()))
-    wall = timed([sys.executable, str(PROBE), "-f", str(DODO), "backup:prod"], env)
+    wall = timed([sys.executable, str(PROBE), "-f", str(DODO), task], env)
     data = json.loads(out.read_text())
     out.unlink()
     return wall, data
@@ -275,14 +275,62 @@ def breakdown(env: dict, ssh: list[str], plain_backup: list[str], plain_dump_onl
         print(f"    {us / 1e3:7.1f} ms  {name}")
 
 
+def restore_breakdown(env: dict, marker: Path, plain_restore: list[str], plain_parts: dict, repeat: int) -> None:
+    """Where `doit restore:test`'s extra time goes against the plain script: interleaved runs, the doit one
+    through the probe (start-up, each command over the session, the exit), the plain one whole and as its
+    parts run on the host without ssh (nsenter): plain_parts is {label: a function that runs that part}."""
+    rows: dict[str, list[float]] = {}
+
+    def add(key, value):
+        rows.setdefault(key, []).append(value)
+    for i in range(repeat):
+        marker.unlink(missing_ok=True)
+        wall, p = probed(env, "restore:test")
+        plain = timed(plain_restore)
+        add("doit restore:test, whole (wall, from outside)", wall)
+        add("plain ssh 'dropdb; createdb; gunzip -c | psql --single-transaction', whole", plain)
+        for label, fn in plain_parts.items():
+            t0 = time.monotonic()
+            fn()
+            add("  plain: " + label, time.monotonic() - t0)
+        add("doit: interpreter start until the probe runs", p["boot_s"])
+        add("doit: imports, dodo.py, stages.ini, doit's graph (until the first node)", p["startup_s"])
+        load = max(p["trace"], key=lambda ev: ev["seconds"])
+        cmds, per_run = 0.0, {}
+        for ev in p["trace"]:              # a command sent more than once a run: its total, and how many times
+            key = "doit: " + ("the load (python3 filter: sha256, inflate, prologue | psql)" if ev is load
+                              else ev["what"])
+            n, total = per_run.get(key, (0, 0.0))
+            per_run[key] = (n + 1, total + ev["seconds"])
+            cmds += ev["seconds"]
+        for key, (n, total) in per_run.items():
+            add(key + (f" (x{n}, in all)" if n > 1 else ""), total)
+        add("doit: all but the load (whole - the load's command)", wall - load["seconds"])
+        nodes = p["last_node_end_s"] - p["first_node_s"]
+        add("doit: the nodes, in all (checks and actions)", nodes)
+        add("doit: commands over the session, in all (incl. the load)", cmds)
+        add("doit: Python between the commands (nodes - commands)", nodes - cmds)
+        add("doit: exit (dep file, locks released, session closed)", p["exit_s"])
+        add("doit: commands over the session, count", len([e for e in p["trace"] if not e["what"].startswith("(")]))
+        print(f"restore breakdown run {i + 1}: doit {wall:.2f} s, plain {plain:.2f} s", flush=True)
+    load = os.getloadavg()
+    print(f"\nmedians of {repeat}, seconds (interleaved with the plain runs; load average {load[0]:.1f} "
+          f"{load[1]:.1f} {load[2]:.1f}):\n\n| part | median | min-max |\n| --- | ---: | --- |")
+    for key, vals in rows.items():
+        if len(vals) < repeat:
+            key += f" (in {len(vals)} of {repeat} runs)"
+        print(f"| {key} | {statistics.median(vals):.3f} | {min(vals):.3f}-{max(vals):.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", choices=("mysql", "postgresql"), default="mysql")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--ops", default="backup,restore", help="which pairs to time (a backup is taken anyway)")
-    ap.add_argument("--breakdown", action="store_true",
-                    help="instead: where doit backup:prod's time goes against the plain script's (--repeat runs)")
+    ap.add_argument("--breakdown", nargs="?", const="backup", choices=("backup", "restore"),
+                    help="instead: where doit backup:prod's (or restore:test's) time goes against the plain "
+                         "script's (--repeat runs)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-backup-"))
     pg = args.engine == "postgresql"
@@ -292,7 +340,7 @@ def main() -> None:
     ssh = ["ssh", "-F", str(hosts.ssh_config), "-p", str(host.port), f"deploy@{host.address}"]
     dump = PG_DUMP if pg else DUMP
     plain_backup = ssh + ["bash", "-c", f"'set -o pipefail; {dump} | gzip -1 -n -c > /srv/plain.sql.gz'"]
-    if args.breakdown:
+    if args.breakdown == "backup":
         timed(doit + ["backup:prod"], env)                   # warm-up: caches, the first backup, masters
         timed(plain_backup)
         def dump_only():
@@ -319,6 +367,30 @@ def main() -> None:
     marker.unlink(missing_ok=True)
     timed(doit + ["restore:test"], env)                      # warm-up: the archive restore:test's check asks for
     timed(plain_restore)
+    if args.breakdown == "restore":
+        backup = "/srv/bench/db_backup/" + newest_file(host)
+        if pg:
+            parts = {
+                "dropdb --force + createdb (on the host, no ssh)": lambda: host.run(["bash", "-c", (
+                    f"export {PG_ENV}; dropdb --force --if-exists dsb_test && createdb -O dsb_user dsb_test")],
+                    check=True),
+                "gunzip -c | psql --single-transaction into it (on the host)": lambda: host.run(["bash", "-c", (
+                    f"set -o pipefail; export {PG_ENV}; gunzip -c {backup} | psql -X -q -v ON_ERROR_STOP=1 "
+                    "--single-transaction -d dsb_test >/dev/null")], check=True),
+                "sha256 of the backup, python3 hashlib (on the host)": lambda: host.run(["python3", "-c", (
+                    "import hashlib,sys; h=hashlib.sha256(); f=open(sys.argv[1],'rb'); "
+                    "[h.update(b) for b in iter(lambda: f.read(1<<20), b'')]"), backup], check=True),
+                "COUNT(*) of every table, psql (on the host)": lambda: host.run(["bash", "-c", (
+                    f"export {PG_ENV}; psql -X -At -d dsb_test -c 'SELECT count(*) FROM posts_post' "
+                    "-c 'SELECT count(*) FROM posts_comment' >/dev/null")], check=True),
+            }
+        else:
+            parts = {"gunzip -c | mysql (on the host)": lambda: host.run(["bash", "-c", (
+                f"set -o pipefail; gunzip -c {backup} | mysql --defaults-extra-file=/srv/plain.cnf dsb_test")],
+                check=True)}
+        restore_breakdown(env, marker, plain_restore, parts, args.repeat)
+        hosts.stop()
+        return
     for i in range(args.repeat if "restore" in args.ops else 0):
         marker.unlink(missing_ok=True)
         a, b = timed(doit + ["restore:test"], env), timed(plain_restore)
