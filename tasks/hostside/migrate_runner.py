@@ -78,6 +78,8 @@ def remember(execute, sql, params, many, context):
     except Exception:
         failed["sql"] = str(sql)[:2000]
         pending["failed_in_transaction"] = in_transaction
+        if in_transaction:   # the transaction's changes go with it (Django's atomic rolls it back)
+            pending.update(changes=0, recorded=False)
         raise
     words = str(sql).lstrip(" (\n\t").split(None, 1)
     if not words or words[0].upper() not in READS:

@@ -21,6 +21,7 @@ import pytest
 
 from doit_stages.config import Config, Database, Project, parse_host
 from doit_stages.engines import engine_for
+from doit_stages.engines.pg_sql import pgpass_line
 from doit_stages.errors import StepError
 from doit_stages.hostside.dumpfilter import completed
 from doit_stages.layout import Layout
@@ -31,7 +32,7 @@ from doit_stages.steps.database.restore import restore_backup
 from doit_stages.transport import LocalTransport
 from tests.lab.common import NASTY_PASSWORD, CmdlineScan
 from tests.lab.deployer import end, start_doit
-from tests.lab.postgres import ident
+from tests.lab.postgres import ident, write_passfile
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]
@@ -322,6 +323,40 @@ def test_a_role_without_createdb_is_refused_before_the_drop_naming_the_key(pg_db
                                f"ROLE {lab.user} CREATEDB on the server, or fix [database:test] user; test was not "
                                "changed")
     assert lab.counts(lab.dst)[lab.odd] == 4
+
+
+def test_with_passfile_the_users_own_file_on_the_host_supplies_the_password(pg_db, tmp_path):
+    """passfile = libpq's password file on the host, never read by the tool: the backup and the restore log
+    in with it, the tool writes no password file of its own; a missing file is one line naming the key, a
+    wrong password in it one line naming the file."""
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    passfile = tmp_path / "home" / ".pgpass"
+    passfile.parent.mkdir()
+    base = Database(name="prod", engine="postgresql", dbname=lab.src, user=lab.user, password_env="",
+                    passfile=str(passfile), backup_host=host, port=5432)
+    db = {"prod": base, "test": dataclasses.replace(base, name="test", dbname=lab.dst)}
+    lines = [pgpass_line(dataclasses.replace(d, password_env="X", secret=lab.password))
+             for d in (db["prod"], db["test"], dataclasses.replace(base, dbname="postgres"))]
+    write_passfile(passfile, *lines)
+    config = Config(tmp_path / "stages.ini", Project(name="blog", source=tmp_path, deploy_root=layout.root,
+                                                     build="none"), db, {})
+    meta = backup_database(t, layout, config, db["prod"])
+    assert meta["tables"] == lab.expected()
+    restore_backup(t, layout, db["test"], meta, f"{layout.root}/db_backup/{meta['file']}")
+    assert lab.content(lab.dst) == lab.content(lab.src)
+    assert holding(Path(layout.root), lab.password) == []
+    passfile.unlink()
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value) == (f"backup:prod: [database:prod] passfile {passfile}: no readable file on local; put "
+                               "libpq's password file there (mode 0600) or fix passfile; no backup was recorded")
+    write_passfile(passfile, *(ln.replace(ln.rsplit(":", 1)[-1], "wrong\n") for ln in lines))
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value).startswith(f"backup:prod: local: [database:prod] 127.0.0.1:5432 refused the password of "
+                                      f"role {lab.user}: the password comes from libpq's password file on the host "
+                                      f"([database:prod] passfile = {passfile})"), str(info.value)
 
 
 def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(local_db):

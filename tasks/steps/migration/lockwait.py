@@ -153,8 +153,9 @@ def pg_blockers(event: dict, tables: list[str]) -> tuple[list[Session], str]:
 
 
 def describe_session(s: Session) -> str:
-    who = ", ".join(x for x in (f"user {s.user}" if s.user else "", f"application {s.application!r}"
-                                if s.application else "", s.client) if x) or "not shown to this role"
+    # another role's session shows its pid only, without pg_read_all_stats
+    who = ", ".join(x for x in (f"user {s.user}", f"application {s.application!r}" if s.application else "",
+                                s.client) if x) if s.user else "not shown to this role"
     doing = s.state or ""
     if s.state.startswith("active") and s.verb:
         doing = f"running {s.verb}"
