@@ -275,7 +275,8 @@ def breakdown(env: dict, ssh: list[str], plain_backup: list[str], plain_dump_onl
         print(f"    {us / 1e3:7.1f} ms  {name}")
 
 
-def restore_breakdown(env: dict, marker: Path, plain_restore: list[str], plain_parts: dict, repeat: int) -> None:
+def restore_breakdown(env: dict, marker: Path, plain_restore: list[str], plain_parts: dict, repeat: int,
+                      engine: str = "mysql") -> None:
     """Where `doit restore:test`'s extra time goes against the plain script: interleaved runs, the doit one
     through the probe (start-up, each command over the session, the exit), the plain one whole and as its
     parts run on the host without ssh (nsenter): plain_parts is {label: a function that runs that part}."""
@@ -288,7 +289,8 @@ def restore_breakdown(env: dict, marker: Path, plain_restore: list[str], plain_p
         wall, p = probed(env, "restore:test")
         plain = timed(plain_restore)
         add("doit restore:test, whole (wall, from outside)", wall)
-        add("plain ssh 'dropdb; createdb; gunzip -c | psql --single-transaction', whole", plain)
+        add("plain ssh '" + ("dropdb; createdb; gunzip -c | psql --single-transaction" if engine == "postgresql"
+                             else "gunzip -c | mysql") + "', whole", plain)
         for label, fn in plain_parts.items():
             t0 = time.monotonic()
             fn()
@@ -388,7 +390,7 @@ def main() -> None:
             parts = {"gunzip -c | mysql (on the host)": lambda: host.run(["bash", "-c", (
                 f"set -o pipefail; gunzip -c {backup} | mysql --defaults-extra-file=/srv/plain.cnf dsb_test")],
                 check=True)}
-        restore_breakdown(env, marker, plain_restore, parts, args.repeat)
+        restore_breakdown(env, marker, plain_restore, parts, args.repeat, args.engine)
         hosts.stop()
         return
     for i in range(args.repeat if "restore" in args.ops else 0):
