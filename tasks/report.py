@@ -97,7 +97,7 @@ def run_release(session: Session, releases: Releases, stage, kind: str) -> str |
     rid = releases.known_id(stage)
     if rid or kind in ("deploy", "promote"):
         return rid
-    seen = [session.known_links.get(h, stage.link) for h in stage.hosts]
+    seen = [session.known_links.last_seen(h, stage.link) for h in stage.hosts]
     rids = [release_of(target) for ok, target in seen if ok and release_of(target)]
     return Counter(rids).most_common(1)[0][0] if rids else None
 

@@ -9,6 +9,7 @@ from ..config import Host
 class KnownLinks:
     def __init__(self) -> None:
         self._hosts: dict[Host, dict[str, str | None]] = {}   # {host: {link: target or None}}
+        self._last: dict[tuple[Host, str], str | None] = {}    # what the run last knew, kept after the lock goes
 
     def hold(self, host: Host) -> None:
         """The run holds the host's lock (again, or through a new connection): nothing is known yet."""
@@ -30,11 +31,20 @@ class KnownLinks:
         if links is not None:
             if target is None or (target == target.strip() and "\n" not in target):
                 links[link] = target
+                self._last[(host, link)] = target
             else:
                 links.pop(link, None)
+                self._last.pop((host, link), None)
 
     def forget(self, host: Host, link: str) -> None:
         """The link is being moved: unknown until the command says it is done."""
         links = self._hosts.get(host)
         if links is not None:
             links.pop(link, None)
+            self._last.pop((host, link), None)
+
+    def last_seen(self, host: Host, link: str) -> tuple[bool, str | None]:
+        """What this run last knew of the link, also after it let the host's lock go (a report's "the release
+        the stage ran when this run last saw it"; never a reason to skip a read)."""
+        key = (host, link)
+        return (True, self._last[key]) if key in self._last else (False, None)

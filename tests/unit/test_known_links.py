@@ -43,3 +43,15 @@ def test_a_new_connection_under_the_lock_starts_from_nothing():
     known.remember(A, "sites/test", "../releases/x")
     known.hold(A)
     assert known.get(A, "sites/test") == (False, None)
+
+
+def test_what_the_run_last_saw_outlives_the_lock_for_its_report_but_not_a_move():
+    known, host = KnownLinks(), Host("ssh://deploy@web1")
+    known.hold(host)
+    known.remember(host, "sites/test", "../releases/a")
+    known.drop(host)                                    # the lock let go early (with verify's record)
+    assert known.get(host, "sites/test") == (False, None)          # never a reason to skip a read
+    assert known.last_seen(host, "sites/test") == (True, "../releases/a")
+    known.hold(host)
+    known.forget(host, "sites/test")                    # being moved: unknown until done
+    assert known.last_seen(host, "sites/test") == (False, None)
