@@ -246,6 +246,13 @@ def _count_round_trips() -> None:
 def _label(argv, width: int = 60) -> str:
     """A command's short name for the trace: the program, or the first words of an `sh -c` script."""
     argv = [str(a) for a in argv]
+    if argv and argv[0] == "env":        # `env K=V ... prog`: named by prog (the settings are names and paths)
+        argv = argv[1:]
+        while argv and "=" in argv[0] and not argv[0].startswith("-"):
+            argv = argv[1:]
+        argv = argv or ["env"]
+    if os.path.basename(argv[0]) == "psql" and "-c" in argv[:-1]:
+        return f"psql -c {' '.join(argv[argv.index('-c') + 1].split())[:40]!r}"
     if len(argv) >= 3 and argv[1] == "-c" and os.path.basename(argv[0]) in ("sh", "bash", "python3"):
         return f"{argv[0]} -c {' '.join(argv[2].split())[:width]!r}"
     return " ".join([argv[0], *(a for a in argv[1:4] if a.startswith("-"))])   # no paths: runs group together

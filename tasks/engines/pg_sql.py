@@ -80,12 +80,14 @@ def psql_argv(sql: str) -> list[str]:
 
 # -- queries and their parsers --------------------------------------------------------------------------
 # Exact COUNT(*) of every base table in the database's own schemas, in one statement (query_to_xml runs the
-# count of each table; pg_class.reltuples would be an estimate). Partitions and their parent both count.
+# count of each table; pg_class.reltuples would be an estimate). A partitioned table's rows are counted in
+# its partitions (relkind 'r'), never again in the parent ('p'): pg_dump's COPY blocks are the partitions',
+# and the counts of a backup (hostside/dumpfilter.py) and of its restore must name the same tables.
 ROW_COUNTS = """SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END,
  (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname),
   false, true, '')))[1]::text::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY 1"""
 
 
@@ -107,6 +109,15 @@ def parse_row_counts(text: str) -> dict[str, int]:
 SERVER_IDENTITY = """SELECT (SELECT system_identifier FROM pg_control_system()), coalesce(host(inet_server_addr()), ''),
  coalesce(inet_server_port(), 0), d.oid, d.datname
 FROM pg_database d WHERE d.datname = current_database()"""
+
+
+def server_identity_sql(dbname: str) -> str:
+    """SERVER_IDENTITY of the database named dbname, asked in any database of the server (the maintenance
+    one): a database that does not exist yet (a test stage's first restore) has oid 0, which no database
+    has, so it is never taken for another."""
+    return f"""SELECT (SELECT system_identifier FROM pg_control_system()), coalesce(host(inet_server_addr()), ''),
+ coalesce(inet_server_port(), 0), coalesce((SELECT oid FROM pg_database WHERE datname = {_literal(dbname)}), 0),
+ {_literal(dbname)}"""
 
 
 def parse_server_identity(text: str) -> tuple[int, str, int, int, str]:
@@ -199,4 +210,40 @@ def access_denied(db: Database, text: str) -> str | None:
             return f"{where} has no database {m.group(1)}: create it owned by {db.user}, or fix {sec} name"
         return (f"{where} refused role {db.user} the database {m.group(1) or db.dbname} (permission denied): "
                 f"GRANT CONNECT ON DATABASE to it, or fix {sec} name or user")
+    return None
+
+
+# -- a restore's rights ---------------------------------------------------------------------------------
+MAINTENANCE_DB = "postgres"   # where a restore's psql drops and creates the database
+RESTORE_REFUSALS = (
+    (re.compile(r"permission denied to create database"), "createdb"),
+    (re.compile(r'must be owner of database "?([^"\s]+)"?'), "owner"),
+    (re.compile(r"permission denied to terminate process|must be a (?:superuser|member of the role whose "
+                r"process is being terminated)"), "terminate"),
+    (re.compile(rf'database "{MAINTENANCE_DB}" does not exist'), "maintenance"),
+)
+
+
+def restore_refusal(db: Database, text: str) -> str | None:
+    """What a restore (DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER user, in the maintenance
+    database) was refused, in `text` (psql's error output), as one line naming the right the role lacks and
+    the key; None when the text holds none."""
+    where, sec = f"[database:{db.name}] {db.host}:{db.port}", f"[database:{db.name}]"
+    for pattern, kind in RESTORE_REFUSALS:
+        m = pattern.search(text)
+        if not m:
+            continue
+        if kind == "createdb":
+            return (f"{where}: role {db.user} lacks CREATEDB, and a restore drops database {db.dbname} and creates "
+                    f"it again owned by that role: ALTER ROLE {db.user} CREATEDB on the server, or fix {sec} user")
+        if kind == "owner":
+            return (f"{where}: role {db.user} does not own database {m.group(1)}, and only its owner may drop it "
+                    f"for a restore: ALTER DATABASE {m.group(1)} OWNER TO {db.user} on the server, or fix {sec} "
+                    "user or name")
+        if kind == "terminate":
+            return (f"{where}: sessions of another role use database {db.dbname}, and role {db.user} may not end "
+                    f"them for the restore's DROP DATABASE ... WITH (FORCE): end them, or GRANT pg_signal_backend "
+                    f"TO {db.user} on the server")
+        return (f"{where} has no database {MAINTENANCE_DB}, where a restore drops and creates {db.dbname}: "
+                f"create it on the server (CREATE DATABASE {MAINTENANCE_DB})")
     return None

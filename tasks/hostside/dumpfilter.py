@@ -2,16 +2,20 @@
 
 Standard library only, Python >= 3.6: it is sent as text and imports nothing of the tool.
 
-dump <partial> [level]: reads mysqldump's output on stdin once and, as it streams by, compresses it (gzip
-  format, zlib level 1 by default: any gunzip reads it), hashes the compressed bytes (sha256), decompresses
-  them again to check the CRC (the file's gzip integrity, checked from the very bytes written), counts the
-  rows of every table from the INSERT statements, and keeps the last bytes for the completion line. Writes
-  <partial> (0600, created new) and prints one JSON line: sha256, size, sql_bytes, tables. Exit 4 when the
-  dump is incomplete or the check fails (nothing printed on stdout then).
-restore <file> <sha256> [mysql <database>]: hashes the file first (exit 5, nothing written, when it is
-  damaged), then decompresses it to stdout (for `| mysql`), checking the gzip CRC and end. With `mysql`, it
-  first writes DROP DATABASE, CREATE DATABASE and USE of <database> (so the database is dropped only once
-  the file is known good) and checks the completion line at the end.
+dump <partial> [level] [mysql|postgresql]: reads mysqldump's (or pg_dump's plain) output on stdin once and,
+  as it streams by, compresses it (gzip format, zlib level 1 by default: any gunzip reads it), hashes the
+  compressed bytes (sha256), decompresses them again to check the CRC (the file's gzip integrity, checked
+  from the very bytes written), counts the rows of every table (mysql: from the INSERT statements;
+  postgresql: the data lines of each COPY ... FROM stdin block), and keeps the last bytes for the
+  completion line. Writes <partial> (0600, created new) and prints one JSON line: sha256, size, sql_bytes,
+  tables. Exit 4 when the dump is incomplete or the check fails (nothing printed on stdout then).
+restore <file> <sha256> [mysql <database> | postgresql <database> <owner>]: hashes the file first (exit 5,
+  nothing written, when it is damaged), then decompresses it to stdout (for `| mysql` or `| psql`), checking
+  the gzip CRC and end. With `mysql`, it first writes DROP DATABASE, CREATE DATABASE and USE of <database>
+  (so the database is dropped only once the file is known good) and checks the completion line at the end.
+  With `postgresql` (psql connected to a maintenance database): DROP DATABASE ... WITH (FORCE), CREATE
+  DATABASE ... OWNER <owner>, \\connect to it and BEGIN first; COMMIT only after the completion line was
+  seen, so a dump cut short loads nothing.
 Both write `progress <done> <total> <rows>` lines on stderr about once a second.
 """
 import hashlib
@@ -26,6 +30,15 @@ import zlib
 CHUNK = 1 << 20
 TAIL = 4096
 COMPLETED = b"-- Dump completed"
+PG_COMPLETED = b"-- PostgreSQL database dump complete"
+# before the DROP: a role that may not create the database again is refused while it still stands (the
+# same check as engines/postgresql.py CAN_CREATE)
+PG_CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) "
+                 "THEN RAISE EXCEPTION 'permission denied to create database (role % lacks CREATEDB)', "
+                 "current_user; END IF; END$$")
+# what stages.ini allows of a database's name and of a role's (config/rules.py)
+PG_NAME = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$-]{0,62}")
+PG_ROLE = re.compile(r"[A-Za-z0-9_.$@+][A-Za-z0-9_.$@+-]{0,62}")
 
 
 class RowCounter:
@@ -117,10 +130,78 @@ class RowCounter:
         self.rows += n
 
 
-def completed(tail):
-    """Does the SQL end with mysqldump's completion line?"""
-    lines = [ln for ln in tail.splitlines() if ln.strip()]
+class PgRowCounter:
+    """Rows per table from pg_dump's plain output, fed in arbitrary chunks: each table's data is a block
+    `COPY schema.table (columns) FROM stdin;`, one line a row (COPY's text format escapes a newline, a tab
+    and a backslash in a value), ended by a line `\\.`. pg_dump writes a block for every table it dumps,
+    empty or not. A table outside the schema public is named schema.table, as pg_sql.ROW_COUNTS names it."""
+    COPY = b"\nCOPY "
+    END = b"\n\\.\n"
+    IDENT = rb'"(?:[^"]|"")+"|[^\s."(]+'
+    HEADER = re.compile(rb"(" + IDENT + rb")\.(" + IDENT + rb")(?: \([^\n]*\))? FROM stdin;\n")
+
+    def __init__(self):
+        self.counts = {}
+        self.rows = 0
+        self._carry = b"\n"
+        self._table = None       # inside this table's COPY block
+
+    def feed(self, data):
+        buf = self._carry + data
+        cut = buf.rfind(b"\n")
+        if cut <= 0:
+            self._carry = buf
+            return
+        self._scan(buf, cut)
+        self._carry = buf[cut:]
+
+    def _scan(self, buf, end):
+        pos = 0
+        while pos < end:
+            if self._table is not None:
+                # pos is at the newline that ends the header or the last row counted
+                stop = buf.find(self.END, pos, end + 1)
+                self._add(self._table, buf.count(b"\n", pos, end if stop < 0 else stop))
+                if stop < 0:
+                    return
+                self._table, pos = None, stop + len(self.END) - 1
+                continue
+            at = buf.find(self.COPY, pos, end + 1)
+            if at < 0:
+                return
+            m = self.HEADER.match(buf, at + len(self.COPY))
+            if not m:
+                pos = at + 1
+                continue
+            schema, table = self._name(m.group(1)), self._name(m.group(2))
+            self._table = table if schema == "public" else schema + "." + table
+            self.counts.setdefault(self._table, 0)
+            pos = m.end() - 1
+
+    @staticmethod
+    def _name(raw):
+        if raw.startswith(b'"'):
+            raw = raw[1:-1].replace(b'""', b'"')
+        return raw.decode("utf-8", "replace")
+
+    def _add(self, table, n):
+        self.counts[table] = self.counts.get(table, 0) + n
+        self.rows += n
+
+
+def completed(tail, engine="mysql"):
+    """Does the SQL end with the dump tool's completion line? (pg_dump's may be followed by `--` lines and
+    the `\\unrestrict <key>` that ends its restricted mode)"""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    if engine == "postgresql":
+        while lines and (lines[-1] == b"--" or lines[-1].startswith(b"\\unrestrict ")):
+            lines.pop()
+        return bool(lines) and lines[-1] == PG_COMPLETED
     return bool(lines) and lines[-1].startswith(COMPLETED)
+
+
+DUMPERS = {"mysql": ("mysqldump", "'-- Dump completed'"),
+           "postgresql": ("pg_dump", "'-- PostgreSQL database dump complete'")}
 
 
 class Progress:
@@ -165,11 +246,13 @@ class Compressor:
             self.checked += len(self.inflate.decompress(z))
 
 
-def dump(partial, level=1, src=None, progress=None):
+def dump(partial, level=1, src=None, progress=None, engine="mysql"):
     src = src or sys.stdin.buffer
     progress = progress or Progress()
+    if engine not in DUMPERS:
+        raise ValueError("unknown engine %r" % engine)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    counter, tail = RowCounter(), b""
+    counter, tail = (PgRowCounter() if engine == "postgresql" else RowCounter()), b""
     with os.fdopen(fd, "wb") as f:
         comp = Compressor(f, level)
         work = _Worker(comp.write)
@@ -181,8 +264,8 @@ def dump(partial, level=1, src=None, progress=None):
         work.finish()
         sha = comp.close()
     counter.feed(b"\n")
-    if not completed(tail):
-        raise ValueError("the dump is incomplete: it does not end with mysqldump's '-- Dump completed' line")
+    if not completed(tail, engine):
+        raise ValueError("the dump is incomplete: it does not end with %s's %s line" % DUMPERS[engine])
     if os.stat(partial).st_size != comp.size:
         raise ValueError("the dump file on disk is not as long as what was written")
     return {"sha256": sha, "size": comp.size, "sql_bytes": comp.sql_bytes, "tables": counter.counts}
@@ -233,6 +316,16 @@ def quote_name(name):
     return "`" + name.replace("`", "``") + "`"
 
 
+def pg_prologue(database, owner):
+    """psql's input before the dump (psql runs in a maintenance database): the role's CREATEDB checked
+    (line 1), the database dropped (line 2) and made again, owned by `owner`, then entered, and a
+    transaction begun (COMMIT follows the dump's last line)."""
+    if not PG_NAME.fullmatch(database) or not PG_ROLE.fullmatch(owner):
+        raise ValueError("%r or %r is not a name stages.ini allows" % (database, owner))
+    return (PG_CAN_CREATE + ';\n' + 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\nCREATE DATABASE "%s" OWNER "%s";\n'
+            "\\connect -reuse-previous=on 'dbname=%s'\nBEGIN;\n" % (database, database, owner, database)).encode()
+
+
 def restore(path, expected, out=None, progress=None, prologue=b""):
     out = out or sys.stdout.buffer
     total = os.stat(path).st_size
@@ -266,17 +359,27 @@ def restore(path, expected, out=None, progress=None, prologue=b""):
 def main(argv):
     try:
         if argv[0] == "dump":
-            meta = dump(argv[1], int(argv[2]) if len(argv) > 2 else 1)
+            meta = dump(argv[1], int(argv[2]) if len(argv) > 2 else 1,
+                        engine=argv[3] if len(argv) > 3 else "mysql")
             sys.stdout.write(json.dumps(meta, sort_keys=True) + "\n")
         elif argv[0] == "restore":
-            mysql = argv[3:4] == ["mysql"]
-            name = quote_name(argv[4]) if mysql else ""
-            prologue = ("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\nUSE %s;\n" % (name, name, name)).encode()
-            tail = restore(argv[1], argv[2], prologue=prologue if mysql else b"")
-            if mysql and not completed(tail):
-                raise ValueError("the backup does not end with mysqldump's '-- Dump completed' line")
+            engine = argv[3] if len(argv) > 3 else ""
+            if engine == "mysql":
+                name = quote_name(argv[4])
+                prologue = ("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\nUSE %s;\n" % (name, name, name)).encode()
+            elif engine == "postgresql":
+                prologue = pg_prologue(argv[4], argv[5])
+            else:
+                prologue = b""
+            tail = restore(argv[1], argv[2], prologue=prologue)
+            if engine and not completed(tail, engine):
+                raise ValueError("the backup does not end with %s's %s line" % DUMPERS[engine])
+            if engine == "postgresql":
+                sys.stdout.buffer.write(b"\nCOMMIT;\n")
+                sys.stdout.buffer.flush()
         else:
-            raise ValueError("usage: dump <partial> [level] | restore <file> <sha256> [mysql <database>]")
+            raise ValueError("usage: dump <partial> [level] [mysql|postgresql] | restore <file> <sha256> "
+                             "[mysql <database> | postgresql <database> <owner>]")
     except Damaged as exc:
         sys.stderr.write("%s\n" % exc)
         return 5

@@ -11,6 +11,13 @@
 # migration's own, which a second attempt would run again), and what the server shows of the other
 # connections (of their queries only the first word: a query's text may hold data), and exits 75; the
 # deploying machine tries again or stops.
+#
+# On PostgreSQL (django.db.backends.postgresql) each connection runs `SET lock_timeout = '<seconds>s'` (every
+# lock a statement waits for: ALTER TABLE's ACCESS EXCLUSIVE behind a transaction that read the table, and
+# every query queued behind that ALTER), and a statement that gives up fails with SQLSTATE 55P03
+# (lock_not_available). Django runs each migration in a transaction there (unless it says atomic = False):
+# the blocked migration's changes are rolled back with it, so only what ran outside a transaction counts as
+# unrecorded; the report names the sessions holding locks in the database (pg_locks, pg_stat_activity).
 # Standard library and Django only: this is the app's interpreter.
 import json
 import os
@@ -19,6 +26,8 @@ import sys
 
 MARK = "@@doit-stages "
 LOCK_WAIT_TIMEOUT = 1205
+LOCK_NOT_AVAILABLE = "55P03"      # PostgreSQL's SQLSTATE when lock_timeout ran out
+APP_NAME = "doit-stages migrate"
 EXIT_LOCKED = 75
 PROCESSES = ("SELECT ID, USER, HOST, DB, COMMAND, TIME, STATE, SUBSTRING_INDEX(TRIM(COALESCE(INFO, '')), ' ', 1) "
              "FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()")
@@ -39,31 +48,63 @@ failed = {}
 # statements that read or set up a session: anything else that succeeded may have changed the database
 READS = ("SELECT", "SHOW", "SET", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK")
 changes = [0, 0]   # statements that may have changed the database: in all, and since a migration was recorded
+# PostgreSQL: changes made in the open transaction (a migration's atomic block), which a failure rolls back;
+# whether that transaction recorded its migration; whether the failed statement ran in such a transaction
+pending = {"changes": 0, "recorded": False, "failed_in_transaction": False}
+PG_SESSIONS = (
+    "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(client_addr::text, 'local'), "
+    "coalesce(state, ''), extract(epoch FROM now() - state_change)::int, "
+    "extract(epoch FROM now() - xact_start)::int, split_part(trim(coalesce(query, '')), ' ', 1) "
+    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+# granted locks on tables of this database, by other sessions (every user may read pg_locks)
+PG_LOCKS = ("SELECT l.pid, c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE l.granted AND l.pid <> pg_backend_pid() "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
 
 def remember(execute, sql, params, many, context):
     """Django's execute wrapper: the statement that failed, to name the table it waited for; and how many
     statements that may change the database succeeded (none: a restore would only lose later writes)."""
+    connection = context.get("connection") if isinstance(context, dict) else None
+    transactional = connection is not None and connection.vendor == "postgresql"
+    in_transaction = transactional and connection.in_atomic_block
+    if transactional and not in_transaction and pending["changes"]:
+        # a transaction ended and the migration goes on: it committed
+        changes[0] += pending["changes"]
+        changes[1] = 0 if pending["recorded"] else changes[1] + pending["changes"]
+        pending.update(changes=0, recorded=False)
     try:
         result = execute(sql, params, many, context)
     except Exception:
         failed["sql"] = str(sql)[:2000]
+        pending["failed_in_transaction"] = in_transaction
+        if in_transaction:   # the transaction's changes go with it (Django's atomic rolls it back)
+            pending.update(changes=0, recorded=False)
         raise
     words = str(sql).lstrip(" (\n\t").split(None, 1)
     if not words or words[0].upper() not in READS:
-        changes[0] += 1
         # Django records a migration (INSERT INTO django_migrations) once all its operations ran
         recorded = words[0].upper() == "INSERT" and "django_migrations" in str(sql)[:200]
-        changes[1] = 0 if recorded else changes[1] + 1
+        if in_transaction:
+            pending["changes"] += 1
+            pending["recorded"] = pending["recorded"] or recorded
+        else:
+            changes[0] += 1
+            changes[1] = 0 if recorded else changes[1] + 1
     return result
 
 
 def bound(sender, connection, **kwargs):
-    if connection.vendor != "mysql":
+    if connection.vendor == "mysql":
+        with connection.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", [seconds])
+            cur.execute("SET SESSION innodb_lock_wait_timeout = %s", [seconds])
+    elif connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SET lock_timeout = '%ds'" % seconds)
+            cur.execute("SET application_name = '%s'" % APP_NAME)
+    else:
         return
-    with connection.cursor() as cur:
-        cur.execute("SET SESSION lock_wait_timeout = %s", [seconds])
-        cur.execute("SET SESSION innodb_lock_wait_timeout = %s", [seconds])
     if remember not in connection.execute_wrappers:
         connection.execute_wrappers.append(remember)
 
@@ -73,6 +114,8 @@ def timed_out(exc):
         if exc is None:
             return False
         if getattr(exc, "errno", None) == LOCK_WAIT_TIMEOUT or (exc.args and exc.args[0] == LOCK_WAIT_TIMEOUT):
+            return True
+        if LOCK_NOT_AVAILABLE in (getattr(exc, "sqlstate", None), getattr(exc, "pgcode", None)):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
@@ -111,6 +154,8 @@ def report(exc):
 
 def inspect(connection):
     sql = failed.get("sql")  # read first: the queries below go through the same wrapper
+    if connection.vendor == "postgresql":
+        return inspect_postgresql(connection, sql)
     with connection.cursor() as cur:
         cur.execute("SELECT CONNECTION_ID(), DATABASE(), CURRENT_USER()")
         me, db, user = cur.fetchone()
@@ -118,6 +163,18 @@ def inspect(connection):
                 "unrecorded": changes[1], "me": me, "db": db, "user": user, "processes": rows(cur, PROCESSES),
                 "transactions": rows(cur, TRANSACTIONS),
                 "metadata_locks": next((r for r in (rows(cur, q) for q in METADATA_LOCKS) if r), None)}
+
+
+def inspect_postgresql(connection, sql):
+    """The sessions of the database and the table locks they hold. A failed statement in a transaction
+    rolled its changes back with it: only those made outside one (atomic = False) stay unrecorded."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid(), current_database(), current_user")
+        me, db, user = cur.fetchone()
+        return {"event": "lock_timeout", "server": "postgresql", "seconds": seconds, "sql": sql,
+                "changes": changes[0], "unrecorded": 0 if pending["failed_in_transaction"] else changes[1],
+                "transactional": pending["failed_in_transaction"], "me": me, "db": db, "user": user,
+                "sessions": rows(cur, PG_SESSIONS), "locks": rows(cur, PG_LOCKS)}
 
 
 def main():

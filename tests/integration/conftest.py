@@ -137,6 +137,23 @@ def blog_world(ssh_hosts, mariadb, tmp_path_factory):
         yield world
 
 
+@pytest.fixture(scope="module", params=("mysql", "postgresql"))
+def engine(request) -> str:
+    """The database engine of a module's engine_world: a module using it runs once on each, MySQL first (ids
+    [mysql] and [postgresql]). A test of one engine only: @only_on("mysql") (tests/integration/engines.py)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def engine_world(engine, request, ssh_hosts, tmp_path_factory):
+    """blog_world on `engine`: on postgresql a role whose password is NASTY_PASSWORD (in BLOG_DB_PASSWORD)
+    owning fresh prod and test databases, stages.ini's databases with engine = postgresql, psycopg in the
+    blog's requirements. world["db"] reads either engine's databases (tests/lab/appdb.py)."""
+    server = request.getfixturevalue("mariadb" if engine == "mysql" else "postgres")
+    with open_world(server, ssh_hosts, tmp_path_factory.mktemp(f"world-{engine}")) as world:
+        yield world
+
+
 @pytest.fixture(scope="module")
 def option_file_world(ssh_hosts, mariadb, tmp_path_factory):
     """blog_world with option_file instead of password_env for both databases: the password is in MySQL

@@ -1,6 +1,8 @@
-"""The one-pass backup and restore against the real MariaDB and real sshd hosts: the rows counted from the
-dump match COUNT(*), a damaged backup is refused without touching the database, retention keeps the backups
-a production migration names, and the next run removes what a killed run left (never a live run's)."""
+"""The one-pass backup and restore against the real MariaDB and the real PostgreSQL (each test of the local
+transport runs on both engines) and real sshd hosts: the rows counted from the dump match COUNT(*), a
+damaged backup is refused without touching the database, the password travels in no argv and lands in no
+file but the 0600 one of its step, retention keeps the backups a production migration names, and the next
+run removes what a killed run left (never a live run's)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,25 +10,37 @@ import gzip
 import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from doit_stages.config import Config, Database, Project, parse_host
+from doit_stages.engines import engine_for
+from doit_stages.engines.pg_sql import pgpass_line
 from doit_stages.errors import StepError
+from doit_stages.hostside.dumpfilter import completed
 from doit_stages.layout import Layout
 from doit_stages.runtime.leftovers import machine
 from doit_stages.steps.database.backup import backup_database
+from doit_stages.steps.database.dbguard import refuse_protected_target
 from doit_stages.steps.database.restore import restore_backup
 from doit_stages.transport import LocalTransport
-from tests.lab.common import NASTY_PASSWORD
+from tests.lab.common import NASTY_PASSWORD, CmdlineScan
 from tests.lab.deployer import end, start_doit
+from tests.lab.postgres import ident, write_passfile
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]
+# PostgreSQL's COPY data: a value that is COPY's end marker, alone and on a line of its own
+PG_TRICKY = [*TRICKY, "\\.", "\n\\.\n", "COPY public.posts (id) FROM stdin;"]
+# libpq's password file escapes : and \ (pg_sql.pgpass_line); the URL percent-encodes them
+PG_PASSWORD = NASTY_PASSWORD + ":colon\\:end\\"
+ROWS = 30_000
 
 
 def fill(mariadb, db, user):
@@ -36,7 +50,7 @@ def fill(mariadb, db, user):
     con = mariadb.connect(db)
     cur = con.cursor()
     rows = [(i, TRICKY[i % len(TRICKY)] + "x" * (i % 300), bytes([i % 256, 0, 39, 92]) * (i % 5))
-            for i in range(30_000)]                      # > 1 MB: mysqldump splits it into several INSERTs
+            for i in range(ROWS)]                        # > 1 MB: mysqldump splits it into several INSERTs
     cur.executemany("INSERT INTO posts VALUES (%s, %s, %s)", rows)
     cur.execute("INSERT INTO `we``ird` VALUES (1), (2), (3)")
     con.close()
@@ -48,76 +62,203 @@ def fill(mariadb, db, user):
     user_con.close()
 
 
-@pytest.fixture
-def local_db(tmp_path, mariadb, db_names, db_users, monkeypatch):
-    src, dst = db_names("src"), db_names("dst")
-    for name in (src, dst):
-        mariadb.create_database(name)
-    user, pw = db_users([src, dst])
-    monkeypatch.setenv("DBSPEED_PW", pw)
+def fill_pg(postgres, db, role):
+    """As the role (it owns what it makes): tricky text and bytes, an odd name, an empty table, a table in a
+    schema of its own, a view, a sequence a few values on (an app's next id must go on from there)."""
+    postgres.run_sql(db, """
+        CREATE TABLE posts (id bigserial PRIMARY KEY, body text, blob_col bytea);
+        CREATE TABLE "we""ird" (id int);
+        CREATE TABLE empty_one (id int);
+        CREATE SCHEMA extra;
+        CREATE TABLE extra.notes (id int PRIMARY KEY, note text);
+        CREATE VIEW v AS SELECT id FROM posts WHERE id < 10;
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$SELECT 1$$;
+        CREATE TABLE events (id int, at date) PARTITION BY RANGE (at);
+        CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+        CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM ('2027-01-01') TO ('2028-01-01');
+        INSERT INTO events VALUES (1, '2026-05-01'), (2, '2026-06-01'), (3, '2027-01-02');""", user=role)
+    with postgres.connect(db) as con:
+        con.execute(f"SET ROLE {ident(role)}")
+        with con.cursor().copy("COPY posts (body, blob_col) FROM STDIN") as copy:
+            for i in range(ROWS):
+                copy.write_row((PG_TRICKY[i % len(PG_TRICKY)] + "x" * (i % 300), bytes([i % 256, 0, 39, 92]) * (i % 5)))
+        con.execute('INSERT INTO "we""ird" VALUES (1), (2), (3)')
+        con.execute("INSERT INTO extra.notes VALUES (1, 'a'), (2, 'b')")
+        con.execute("SELECT nextval('posts_id_seq') FROM generate_series(1, 5)")   # ids used up by no row
+
+
+class MariaLab:
+    engine, rows_table, odd = "mysql", "posts", "we`ird"
+    password = NASTY_PASSWORD
+
+    def __init__(self, mariadb, db_names, db_users):
+        self.server = mariadb
+        self.src, self.dst = db_names("src"), db_names("dst")
+        for name in (self.src, self.dst):
+            mariadb.create_database(name)
+        self.user, _ = db_users([self.src, self.dst])
+        fill(mariadb, self.src, self.user)
+
+    def counts(self, db):
+        return self.server.row_counts(db)
+
+    def content(self, db):
+        return self.server.checksums(db)
+
+    def add_odd_row(self, db):
+        self.server.query(db, "INSERT INTO `we``ird` VALUES (42)")
+
+    def expected(self):
+        return {"posts": ROWS, "we`ird": 3, "empty_one": 0}
+
+    def close(self):
+        pass
+
+
+class PgLab:
+    engine, odd = "postgresql", 'we"ird'
+    password = PG_PASSWORD
+
+    def __init__(self, postgres):
+        self.server = postgres
+        token = f"dst_{os.getpid()}_{secrets.token_hex(3)}"
+        self.src, self.dst, self.user = f"{token}_src", f"{token}_dst", f"{token}_u"
+        postgres.create_role(self.user, PG_PASSWORD)
+        postgres.query("postgres", f"ALTER ROLE {ident(self.user)} CREATEDB")
+        for name in (self.src, self.dst):
+            postgres.create_database(name, owner=self.user)
+        fill_pg(postgres, self.src, self.user)
+
+    def counts(self, db):
+        """COUNT(*) of each table, a partitioned table's rows counted in its partitions only."""
+        parents = {r[0] for r in self.server.query(db, "SELECT c.relname FROM pg_class c WHERE c.relkind = 'p'")}
+        return {t: n for t, n in self.server.row_counts(db).items() if t not in parents}
+
+    def content(self, db):
+        """Each table's rows in order as text (equal data: equal digests), and the sequence's next value."""
+        out = {}
+        for table in self.server.tables(db):
+            name = ".".join(ident(p) for p in table.split(".")) if table.startswith("extra.") else ident(table)
+            digest = f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {name} t"
+            out[table] = self.server.query(db, digest)[0][0]
+        out["posts_id_seq"] = self.server.query(db, "SELECT last_value, is_called FROM posts_id_seq")[0]
+        return out
+
+    def add_odd_row(self, db):
+        self.server.query(db, 'INSERT INTO "we""ird" VALUES (42)')
+
+    def expected(self):
+        return {"posts": ROWS, 'we"ird': 3, "empty_one": 0, "extra.notes": 2, "events_2026": 2, "events_2027": 1}
+
+    def close(self):
+        self.server.drop_role(self.user)
+
+
+@pytest.fixture(params=["mysql", "postgresql"])
+def local_db(request, tmp_path, monkeypatch):
+    """prod (filled) and test databases of one engine, a user of their own with a nasty password in
+    $DBSPEED_PW, the local transport: (config, transport, deploy root, lab)."""
+    if request.param == "mysql":
+        lab = MariaLab(request.getfixturevalue("mariadb"), request.getfixturevalue("db_names"),
+                       request.getfixturevalue("db_users"))
+    else:
+        lab = PgLab(request.getfixturevalue("postgres"))
+    monkeypatch.setenv("DBSPEED_PW", lab.password)
     host = parse_host("local")
-    dbs = {n: Database(name=n, engine="mysql", dbname=d, user=user, password_env="DBSPEED_PW", secret=pw,
-                    backup_host=host)
-           for n, d in (("prod", src), ("test", dst))}
+    port = 3306 if lab.engine == "mysql" else 5432
+    dbs = {n: Database(name=n, engine=lab.engine, dbname=d, user=lab.user, password_env="DBSPEED_PW",
+                       secret=lab.password, backup_host=host, port=port)
+           for n, d in (("prod", lab.src), ("test", lab.dst))}
     project = Project(name="blog", source=tmp_path, deploy_root=str(tmp_path / "root"), build="none")
     config = Config(tmp_path / "stages.ini", project, dbs, {})
-    fill(mariadb, src, user)
-    return config, LocalTransport(host), tmp_path / "root", user
+    try:
+        yield config, LocalTransport(host), tmp_path / "root", lab
+    finally:
+        lab.close()
 
 
-def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(local_db, mariadb):
-    config, t, root, _ = local_db
+@pytest.fixture
+def argvs(monkeypatch):
+    """Every argv this process starts (the local transport's commands), as it starts them."""
+    seen = []
+    init = subprocess.Popen.__init__
+
+    def record(self, args, *a, **kw):
+        seen.append([str(w) for w in ([args] if isinstance(args, (str, bytes)) else args)])
+        init(self, args, *a, **kw)
+    monkeypatch.setattr(subprocess.Popen, "__init__", record)
+    return seen
+
+
+def holding(root: Path, password: str) -> list[str]:
+    """Files under root holding the password (raw or percent-encoded)."""
+    needles = [password.encode(), quote(password, safe="").encode()]
+    return [str(p) for p in root.rglob("*") if p.is_file() and any(n in p.read_bytes() for n in needles)]
+
+
+def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(local_db, argvs):
+    config, t, root, lab = local_db
     prod, test = config.databases["prod"], config.databases["test"]
-    meta = backup_database(t, Layout(config.project.deploy_root), config, prod)
-    assert meta["tables"] == mariadb.row_counts(prod.dbname) == {"posts": 30_000, "we`ird": 3, "empty_one": 0}
-    path = root / "db_backup" / meta["file"]
-    data = path.read_bytes()
-    assert os.stat(path).st_mode & 0o777 == 0o600
-    assert hashlib.sha256(data).hexdigest() == meta["sha256"] and len(data) == meta["size"]
-    sql = gzip.decompress(data)                                       # a standard gunzip reads it
-    assert sql.rstrip().splitlines()[-1].startswith(b"-- Dump completed")
-    restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
-    assert mariadb.checksums(test.dbname) == mariadb.checksums(prod.dbname)
-    assert mariadb.row_counts(test.dbname) == meta["tables"]
-    assert not list((root / ".deploy").glob("cnf.*"))                 # the option file went with its step
+    with CmdlineScan([lab.password.encode(), quote(lab.password, safe="").encode()]) as scan:
+        meta = backup_database(t, Layout(config.project.deploy_root), config, prod)
+        assert meta["counted"] == "dump"
+        assert meta["tables"] == lab.counts(prod.dbname) == lab.expected()
+        path = root / "db_backup" / meta["file"]
+        data = path.read_bytes()
+        assert os.stat(path).st_mode & 0o777 == 0o600 and path.name.endswith(".sql.gz")
+        assert json.loads(path.with_name(path.name[:-len(".sql.gz")] + ".json").read_text())["sha256"] == meta["sha256"]
+        assert hashlib.sha256(data).hexdigest() == meta["sha256"] and len(data) == meta["size"]
+        sql = gzip.decompress(data)                                       # a standard gunzip reads it
+        last = b"-- Dump completed" if lab.engine == "mysql" else b"-- PostgreSQL database dump complete"
+        assert any(ln.startswith(last) for ln in sql.rstrip().splitlines()[-4:]) and completed(sql[-4096:], lab.engine)
+        restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
+    assert lab.content(test.dbname) == lab.content(prod.dbname)
+    assert lab.counts(test.dbname) == meta["tables"]
+    assert not list((root / ".deploy").glob("cnf.*"))                 # the password file went with its step
+    assert scan.seen == [] and argvs and not [a for a in argvs if any(lab.password in w for w in a)]
+    assert holding(root, lab.password) == []
 
 
-def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db, mariadb):
-    config, t, root, _ = local_db
+def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db):
+    config, t, root, lab = local_db
     prod, test = config.databases["prod"], config.databases["test"]
     meta = backup_database(t, Layout(config.project.deploy_root), config, prod)
     restore_backup(t, Layout(config.project.deploy_root), test, meta, str(root / "db_backup" / meta["file"]))
-    mariadb.query(test.dbname, "INSERT INTO `we``ird` VALUES (42)")       # a mark: the database as it is now
+    lab.add_odd_row(test.dbname)                                       # a mark: the database as it is now
     path = root / "db_backup" / meta["file"]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x55
     path.write_bytes(bytes(data))
     with pytest.raises(StepError, match="damaged.*was not changed"):
         restore_backup(t, Layout(config.project.deploy_root), test, meta, str(path))
-    assert mariadb.row_counts(test.dbname)["we`ird"] == 4                # not dropped, not loaded
+    assert lab.counts(test.dbname)[lab.odd] == 4                       # not dropped, not loaded
 
 
-def test_a_refused_login_names_the_variable_that_supplies_the_password(local_db, mariadb):
-    """MariaDB's "Access denied" to mysqldump and to mysql: one line naming [database:<name>] password_env and
-    its variable, never the password; nothing recorded, nothing restored."""
-    config, t, root, _ = local_db
+def test_a_refused_login_names_the_variable_that_supplies_the_password(local_db):
+    """The server's refusal of the login to the dump and to the restore: one line naming [database:<name>]
+    password_env and its variable, never the password; nothing recorded, nothing restored."""
+    config, t, root, lab = local_db
     layout = Layout(config.project.deploy_root)
     meta = backup_database(t, layout, config, config.databases["prod"])
     wrong = {n: dataclasses.replace(d, secret="not-the-password") for n, d in config.databases.items()}
     with pytest.raises(StepError) as info:
         backup_database(t, layout, config, wrong["prod"])
     msg = str(info.value)
-    assert msg.startswith("backup:prod: local: [database:prod] 127.0.0.1:3306 refused the login of user "), msg
+    port = config.databases["prod"].port
+    refused = "refused the login of user " if lab.engine == "mysql" else f"refused the password of role {lab.user}"
+    assert msg.startswith(f"backup:prod: local: [database:prod] 127.0.0.1:{port} {refused}"), msg
     assert "password comes from $DBSPEED_PW ([database:prod] password_env)" in msg and "not-the-password" not in msg
     assert len(list((root / "db_backup").glob("*.json"))) == 1
-    with pytest.raises(StepError, match=r"\[database:test\] password_env\); export that user's password in "
+    before = lab.counts(config.databases["test"].dbname)
+    with pytest.raises(StepError, match=r"\[database:test\] password_env\); export th.* password (of role \S+ )?in "
                                         r"DBSPEED_PW"):
         restore_backup(t, layout, wrong["test"], meta, str(root / "db_backup" / meta["file"]))
+    assert lab.counts(config.databases["test"].dbname) == before
     assert not list((root / ".deploy").glob("cnf.*"))
 
 
-def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, mariadb, tmp_path, monkeypatch):
-    config, t, root, _ = local_db
+def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, tmp_path, monkeypatch):
+    config, t, root, lab = local_db
     bin_dir = tmp_path / "bin"                       # every tool of this machine but python
     bin_dir.mkdir()
     for d in ("/usr/local/bin", "/usr/bin", "/bin"):
@@ -126,11 +267,104 @@ def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, mari
                 (bin_dir / tool.name).symlink_to(tool)
     monkeypatch.setenv("PATH", str(bin_dir))
     meta = backup_database(t, Layout(config.project.deploy_root), config, config.databases["prod"])
-    assert meta["counted"] == "count" and meta["tables"] == mariadb.row_counts(config.databases["prod"].dbname)
+    assert meta["counted"] == "count" and meta["tables"] == lab.counts(config.databases["prod"].dbname)
     path = root / "db_backup" / meta["file"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
+    assert os.stat(path).st_mode & 0o777 == 0o600
     restore_backup(t, Layout(config.project.deploy_root), config.databases["test"], meta, str(path))
-    assert mariadb.checksums(config.databases["test"].dbname) == mariadb.checksums(config.databases["prod"].dbname)
+    assert lab.content(config.databases["test"].dbname) == lab.content(config.databases["prod"].dbname)
+    assert holding(root, lab.password) == []
+
+
+@pytest.fixture
+def pg_db(request, tmp_path, monkeypatch):
+    """local_db on PostgreSQL only."""
+    lab = PgLab(request.getfixturevalue("postgres"))
+    monkeypatch.setenv("DBSPEED_PW", lab.password)
+    try:
+        yield lab, LocalTransport(parse_host("local")), Layout(str(tmp_path / "root"))
+    finally:
+        lab.close()
+
+
+def test_a_test_database_that_is_production_by_another_name_is_refused_before_the_drop(pg_db):
+    """test names localhost, prod 127.0.0.1, one database: the config cannot always tell (a name in DNS, a
+    forwarded port); the server can. Asked right before the drop, both answer with one identity: refused,
+    and nothing is dropped."""
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    prod = Database(name="prod", engine="postgresql", dbname=lab.src, user=lab.user, password_env="DBSPEED_PW",
+                    secret=lab.password, backup_host=host, host="127.0.0.1", port=5432)
+    test = dataclasses.replace(prod, name="test", host="localhost")
+    other = dataclasses.replace(prod, name="other", dbname=lab.dst)
+    engine = engine_for(prod)
+    before = lab.counts(lab.src)
+    missing = dataclasses.replace(prod, name="new", dbname=lab.dst + "_new")       # a first restore's target
+    ids = {d.name: engine.server_identity(t, layout, d) for d in (prod, test, other, missing)}
+    assert ids["test"] == ids["prod"] != ids["other"] and ids["other"][1] == ids["prod"][1]   # one cluster
+    assert ids["new"] == ("postgresql", ids["prod"][1], 0, lab.dst + "_new")
+    refuse_protected_target("test", other, ids["other"], [(prod, ids["prod"])])         # its own: passes
+    with pytest.raises(StepError) as info:
+        refuse_protected_target("test", test, ids["test"], [(prod, ids["prod"])])
+    assert str(info.value).startswith(f"restore:test: refused: [database:test] reaches the same database as "
+                                      f"[database:prod] (database {lab.src} (oid {ids['prod'][2]}) of the "
+                                      f"PostgreSQL server with system identifier "), str(info.value)
+    assert lab.counts(lab.src) == before == lab.expected()
+
+
+def test_a_role_without_createdb_is_refused_before_the_drop_naming_the_key(pg_db):
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    db = {n: Database(name=n, engine="postgresql", dbname=d, user=lab.user, password_env="DBSPEED_PW",
+                      secret=lab.password, backup_host=host, port=5432) for n, d in (("prod", lab.src),
+                                                                                      ("test", lab.dst))}
+    config = Config(layout.root + "/stages.ini", Project(name="blog", source=Path(layout.root),
+                                                         deploy_root=layout.root, build="none"), db, {})
+    meta = backup_database(t, layout, config, db["prod"])
+    restore_backup(t, layout, db["test"], meta, f"{layout.root}/db_backup/{meta['file']}")
+    lab.add_odd_row(lab.dst)
+    lab.server.query("postgres", f"ALTER ROLE {ident(lab.user)} NOCREATEDB")
+    with pytest.raises(StepError) as info:
+        restore_backup(t, layout, db["test"], meta, f"{layout.root}/db_backup/{meta['file']}")
+    assert str(info.value) == (f"local: [database:test] 127.0.0.1:5432: role {lab.user} lacks CREATEDB, and a "
+                               f"restore drops database {lab.dst} and creates it again owned by that role: ALTER "
+                               f"ROLE {lab.user} CREATEDB on the server, or fix [database:test] user; test was not "
+                               "changed")
+    assert lab.counts(lab.dst)[lab.odd] == 4
+
+
+def test_with_passfile_the_users_own_file_on_the_host_supplies_the_password(pg_db, tmp_path):
+    """passfile = libpq's password file on the host, never read by the tool: the backup and the restore log
+    in with it, the tool writes no password file of its own; a missing file is one line naming the key, a
+    wrong password in it one line naming the file."""
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    passfile = tmp_path / "home" / ".pgpass"
+    passfile.parent.mkdir()
+    base = Database(name="prod", engine="postgresql", dbname=lab.src, user=lab.user, password_env="",
+                    passfile=str(passfile), backup_host=host, port=5432)
+    db = {"prod": base, "test": dataclasses.replace(base, name="test", dbname=lab.dst)}
+    lines = [pgpass_line(dataclasses.replace(d, password_env="X", secret=lab.password))
+             for d in (db["prod"], db["test"], dataclasses.replace(base, dbname="postgres"))]
+    write_passfile(passfile, *lines)
+    config = Config(tmp_path / "stages.ini", Project(name="blog", source=tmp_path, deploy_root=layout.root,
+                                                     build="none"), db, {})
+    meta = backup_database(t, layout, config, db["prod"])
+    assert meta["tables"] == lab.expected()
+    restore_backup(t, layout, db["test"], meta, f"{layout.root}/db_backup/{meta['file']}")
+    assert lab.content(lab.dst) == lab.content(lab.src)
+    assert holding(Path(layout.root), lab.password) == []
+    passfile.unlink()
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value) == (f"backup:prod: [database:prod] passfile {passfile}: no readable file on local; put "
+                               "libpq's password file there (mode 0600) or fix passfile; no backup was recorded")
+    write_passfile(passfile, *(ln.replace(ln.rsplit(":", 1)[-1], "wrong\n") for ln in lines))
+    with pytest.raises(StepError) as info:
+        backup_database(t, layout, config, db["prod"])
+    assert str(info.value).startswith(f"backup:prod: local: [database:prod] 127.0.0.1:5432 refused the password of "
+                                      f"role {lab.user}: the password comes from libpq's password file on the host "
+                                      f"([database:prod] passfile = {passfile})"), str(info.value)
 
 
 def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(local_db):

@@ -1,5 +1,6 @@
-"""deploy:test end to end: two real sshd hosts (own mount namespaces), a real MariaDB, real Django
-migrations, real testinfra. The tests of this module run in order on one project, as a team would."""
+"""deploy:test end to end: two real sshd hosts (own mount namespaces), a real MariaDB or PostgreSQL (the
+module runs on both: engine_world, tests/integration/engines.py), real Django migrations, real testinfra.
+The tests of this module run in order on one project, as a team would."""
 from __future__ import annotations
 
 import hashlib
@@ -15,14 +16,8 @@ from tests.lab.project import tree
 
 
 @pytest.fixture(scope="module")
-def world(blog_world):
-    return blog_world
-
-
-def applied(mariadb, db) -> set[str]:
-    if "django_migrations" not in mariadb.tables(db):
-        return set()
-    return {f"{a}.{n}" for a, n in mariadb.query(db, "SELECT app, name FROM django_migrations")}
+def world(engine_world):
+    return engine_world
 
 
 def rid_of(link: str) -> str:
@@ -30,7 +25,7 @@ def rid_of(link: str) -> str:
 
 
 def test_first_deploy_puts_one_release_on_every_host(world):
-    p, repo, db = world["project"], world["repo"], world["mariadb"]
+    p, repo, db = world["project"], world["repo"], world["db"]
     res = p.ok("deploy:test")
     links = p.links("sites/test")
     assert links[0] == links[1] and links[0].startswith("../releases/blog-")
@@ -46,7 +41,7 @@ def test_first_deploy_puts_one_release_on_every_host(world):
         assert env.stat().st_mode & 0o777 == 0o600 and env.parent.stat().st_mode & 0o777 == 0o700
         assert os.readlink(host.path("/srv/blog/shared/test.env")) == "../sites/test/.deploy-env/test.env"
     # the test database was migrated; production's was not touched
-    assert "posts.0003_populate_post_slug" in applied(db, world["test"])
+    assert "posts.0003_populate_post_slug" in db.applied(world["test"])
     assert db.tables(world["prod"]) == []
     assert NASTY_PASSWORD not in res.stdout + res.stderr
 
@@ -61,16 +56,16 @@ def test_rerun_with_nothing_changed_writes_nothing(world):
 
 
 def test_promote_then_production_gains_rows(world):
-    p, db = world["project"], world["mariadb"]
+    p, db = world["project"], world["db"]
     p.ok("promote:staging")
-    assert "posts.0003_populate_post_slug" in applied(db, world["prod"])
+    assert "posts.0003_populate_post_slug" in db.applied(world["prod"])
     for i in range(5):
         db.query(world["prod"], "INSERT INTO posts_post (title, slug, body, created) VALUES (%s, %s, %s, NOW())",
                  (f"prod post {i}", f"prod-post-{i}", f"body {i}"))
 
 
 def test_new_revision_rehearses_its_data_migration_on_a_fresh_copy_of_production(world):
-    p, repo, db = world["project"], world["repo"], world["mariadb"]
+    p, repo, db = world["project"], world["repo"], world["db"]
     repo.add_data_migration()
     p.write(max_age="1s")
     time.sleep(1.1)
@@ -82,13 +77,13 @@ def test_new_revision_rehearses_its_data_migration_on_a_fresh_copy_of_production
     # production: its rows as they were, the new migration not applied
     prod_bodies = [b for (b,) in db.query(world["prod"], "SELECT body FROM posts_post ORDER BY id")]
     assert prod_bodies == [f"body {i}" for i in range(5)]
-    assert "posts.0004_rehearsed" not in applied(db, world["prod"])
-    assert "posts.0004_rehearsed" in applied(db, world["test"])
+    assert "posts.0004_rehearsed" not in db.applied(world["prod"])
+    assert "posts.0004_rehearsed" in db.applied(world["test"])
     p.write(max_age="24h")
 
 
 def test_failing_migration_leaves_the_link_alone(world):
-    p, repo = world["project"], world["repo"]
+    p, repo, db = world["project"], world["repo"], world["db"]
     before = p.links("sites/test")
     repo.add_failing_migration()
     res = p.doit("deploy:test")
@@ -97,16 +92,21 @@ def test_failing_migration_leaves_the_link_alone(world):
     assert any("migrate:test" in ln and "127.0.0.1" in ln for ln in err), res.stderr
     assert "Traceback" not in res.stderr
     assert p.links("sites/test") == before
+    assert "posts.0005_boom" not in db.applied(world["test"]) and "posts.0004_rehearsed" in db.applied(world["test"])
     repo._run("git", "reset", "-q", "--hard", "HEAD~1")
 
 
 def test_half_written_dump_is_never_newest(world):
-    """A view over a dropped table makes mysqldump fail after it has written part of the dump."""
-    p, db, web1 = world["project"], world["mariadb"], world["hosts"][0]
+    """The dump fails after it began: on MySQL a view over a dropped table (mysqldump has written part of
+    the dump when it reaches it), on PostgreSQL a table the app's role may not read (pg_dump stops there)."""
+    p, db, web1 = world["project"], world["db"], world["hosts"][0]
     newest = p.backups(web1)[-1]
-    db.query(world["prod"], "CREATE TABLE doomed (id INT)")
-    db.query(world["prod"], "CREATE VIEW broken_view AS SELECT id FROM doomed")
-    db.query(world["prod"], "DROP TABLE doomed")
+    if world["engine"] == "mysql":
+        db.query(world["prod"], "CREATE TABLE doomed (id INT)")
+        db.query(world["prod"], "CREATE VIEW broken_view AS SELECT id FROM doomed")
+        db.query(world["prod"], "DROP TABLE doomed")
+    else:
+        db.query(world["prod"], "CREATE TABLE not_yours (id INT)")     # the superuser's: the role cannot read it
     try:
         p.write(max_age="1s")
         time.sleep(1.1)
@@ -120,7 +120,7 @@ def test_half_written_dump_is_never_newest(world):
         marker = json.loads(web1.path("/srv/blog/.deploy/db-test.json").read_text())
         assert marker["backup"] == newest["name"]
     finally:
-        db.query(world["prod"], "DROP VIEW broken_view")
+        db.query(world["prod"], "DROP VIEW broken_view" if world["engine"] == "mysql" else "DROP TABLE not_yours")
         p.write(max_age="24h")
 
 

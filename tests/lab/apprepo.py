@@ -46,10 +46,17 @@ class Migration(migrations.Migration):
 '''
 
 
+# engine = postgresql: the app talks to PostgreSQL through psycopg (the version the tool's own venv has)
+PSYCOPG_REQUIREMENTS = "psycopg[binary]==3.3.9\ntyping-extensions==4.16.0\n"
+
+
 class AppRepo:
-    def __init__(self, path: Path, scm: str = "git", example: Path = EXAMPLE):
+    def __init__(self, path: Path, scm: str = "git", example: Path = EXAMPLE, engine: str = "mysql"):
         self.path, self.scm = path, scm
         shutil.copytree(example, path, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", "static_root"))
+        requirements = path / "requirements.txt"
+        if engine == "postgresql" and requirements.exists():
+            requirements.write_text(requirements.read_text() + PSYCOPG_REQUIREMENTS)
         (path / "static").mkdir(exist_ok=True)
         (path / "static" / "version.txt").write_text("r1\n")
         if scm == "git":

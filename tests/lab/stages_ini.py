@@ -7,6 +7,7 @@ writes is this one changed, in the open:
     stages_ini(CODE_ONLY, {"project": {"build": "none"}})  one code-only stage test, no database
     stages_ini(CODE_ONLY, THIS_MACHINE)                    ... on this machine
     stages_ini(SQLITE)                                     sqlite databases on the backup host
+    stages_ini(POSTGRESQL)                                 both databases on PostgreSQL
     LOCAL_INI = stages_ini(SQLITE, LOCAL)                  this machine only: the config tests' base
 
 A change maps a section to None (dropped) or to keys; a key to None (dropped) or to its value (set in
@@ -78,6 +79,13 @@ def option_files(prod: str, test: str) -> Change:
     written in stages.ini: '~/...' is the login's home) instead of password_env."""
     return {"database:prod": {"password_env": None, "option_file": prod},
             "database:test": {"password_env": None, "option_file": test}}
+
+
+# both databases on PostgreSQL (tests/lab/postgres.py's server), the password still in password_env
+POSTGRESQL: Change = {
+    "database:prod": {"engine": "postgresql", "port": "5432"},
+    "database:test": {"engine": "postgresql", "port": "5432"},
+}
 
 
 # one stage, test, that ships code only: no database, no build_command, no shared or stage dirs

@@ -19,23 +19,33 @@ import secrets
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .appdb import AppDB
 from .apprepo import EXAMPLE, AppRepo
 from .common import NASTY_PASSWORD
 from .mariadb import MariaDB, write_option_file
+from .postgres import Postgres, ident
 from .project import Project
 from .sshd import DEPLOY_USER, SshHosts
-from .stages_ini import Change, option_files, stages_ini
+from .stages_ini import POSTGRESQL, Change, option_files, stages_ini
 
 # option_files: production's file under /srv of every host; the test database's in the login's home ('~/')
 PROD_CNF = "/srv/prod-db.cnf"
 
 
 @contextlib.contextmanager
-def open_world(mariadb: MariaDB, ssh_hosts: SshHosts, base: Path, names: Sequence[str] = ("web1", "web2"), *,
+def open_world(server: MariaDB | Postgres, ssh_hosts: SshHosts, base: Path, names: Sequence[str] = ("web1", "web2"), *,
                changes: Sequence[Change] = (), option_files_on_hosts: bool = False, example: Path = EXAMPLE,
                tag: str = "") -> Iterator[dict]:
-    """A dict: project, repo, prod and test (database names), mariadb, hosts (those of `names`, in order).
-    Afterwards every host is up again and the databases, the user and the option files are gone."""
+    """A dict: project, repo, prod and test (database names), engine ("mysql" or "postgresql"), db (AppDB),
+    mariadb (MySQL's server) or postgres (PostgreSQL's), hosts (those of `names`, in order). Afterwards every
+    host is up again and the databases, the user and the option files are gone."""
+    if isinstance(server, Postgres):
+        if option_files_on_hosts:
+            raise ValueError("option_files_on_hosts is MySQL's; PostgreSQL's world has the password in the environment")
+        with _postgres_world(server, ssh_hosts, base, names, changes, example, tag) as world:
+            yield world
+        return
+    mariadb = server
     ssh_hosts.reset()
     token = secrets.token_hex(3)
     prod, test, user = f"dst_{tag}prod_{token}", f"dst_{tag}test_{token}", f"dst_{tag}u_{token}"
@@ -56,7 +66,8 @@ def open_world(mariadb: MariaDB, ssh_hosts: SshHosts, base: Path, names: Sequenc
     project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user,
                       "" if option_files_on_hosts else NASTY_PASSWORD, template=stages_ini(*changes))
     try:
-        yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": hosts}
+        yield {"project": project, "repo": repo, "prod": prod, "test": test, "mariadb": mariadb, "hosts": hosts,
+               "engine": "mysql", "db": AppDB(mariadb)}
     finally:
         for h in hosts:
             if not h.running:
@@ -67,3 +78,34 @@ def open_world(mariadb: MariaDB, ssh_hosts: SshHosts, base: Path, names: Sequenc
         for db in (prod, test):
             mariadb.drop_database(db)
         mariadb.drop_user(user)
+
+
+@contextlib.contextmanager
+def _postgres_world(postgres: Postgres, ssh_hosts: SshHosts, base: Path, names: Sequence[str],
+                    changes: Sequence[Change], example: Path, tag: str) -> Iterator[dict]:
+    """open_world on PostgreSQL: a login role with NASTY_PASSWORD (checked by the server: tests/lab/postgres.py)
+    and CREATEDB owning fresh prod and test databases, stages.ini's databases with engine = postgresql, the blog with
+    psycopg in its requirements."""
+    ssh_hosts.reset()
+    token = secrets.token_hex(3)
+    prod, test, user = f"dst_{tag}prod_{token}", f"dst_{tag}test_{token}", f"dst_{tag}u_{token}"
+    postgres.create_role(user, NASTY_PASSWORD)
+    try:
+        # a restore drops the test database and creates it again, owned by the role (tasks/engines/postgresql.py)
+        postgres.query("postgres", f"ALTER ROLE {ident(user)} CREATEDB")
+        for db in (prod, test):
+            postgres.create_database(db, owner=user)
+        hosts = [ssh_hosts[n] for n in names]
+        repo = AppRepo(base / "blog", example=example, engine="postgresql")
+        (base / "work").mkdir()
+        project = Project(base / "work", repo.path, hosts, ssh_hosts.ssh_config, prod, test, user, NASTY_PASSWORD,
+                          template=stages_ini(POSTGRESQL, *changes))
+        yield {"project": project, "repo": repo, "prod": prod, "test": test, "postgres": postgres, "hosts": hosts,
+               "engine": "postgresql", "db": AppDB(postgres)}
+    finally:
+        for n in names:
+            if not ssh_hosts[n].running:
+                ssh_hosts[n].start()
+        for db in (prod, test):
+            postgres.drop_database(db)
+        postgres.drop_role(user)

@@ -84,3 +84,121 @@ def test_dump_never_overwrites_an_existing_file(tmp_path):
     (tmp_path / "x.partial").write_bytes(b"someone else's")
     with pytest.raises(FileExistsError):
         dumpfilter.dump(str(tmp_path / "x.partial"), src=io.BytesIO(MARIADB))
+
+
+# -- PostgreSQL: pg_dump's plain format ------------------------------------------------------------------
+# pg_dump 15.20's shape: COPY blocks (one line a row, \. ends one), quoted odd names, a schema, a value that
+# reads like the end marker (COPY escapes its backslash), a function whose body holds a COPY-like line,
+# the completion comment and the \unrestrict line after it.
+PG_DUMP = rb"""--
+-- PostgreSQL database dump
+--
+
+\restrict k3y
+
+SET lock_timeout = 0;
+CREATE FUNCTION public.f() RETURNS text
+    LANGUAGE sql
+    AS $$SELECT 'COPY x'$$;
+
+--
+-- Data for Name: Odd.Name; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public."Odd.Name" (x) FROM stdin;
+\.
+
+
+COPY public.t (id, s) FROM stdin;
+1	a\nb
+2	\\.
+3	c\\
+\.
+
+
+COPY extra."we""ird" (y) FROM stdin;
+1
+\.
+
+
+COPY public.empty FROM stdin;
+\.
+
+
+SELECT pg_catalog.setval('public.t_id_seq', 3, true);
+
+--
+-- PostgreSQL database dump complete
+--
+
+\unrestrict k3y
+
+"""
+
+
+def pg_counts(data: bytes, step: int) -> dict:
+    c = dumpfilter.PgRowCounter()
+    for i in range(0, len(data), step):
+        c.feed(data[i:i + step])
+    c.feed(b"\n")
+    return c.counts
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 5, 64, 10_000])
+def test_pg_rows_counted_from_copy_blocks_at_any_chunk_size(step):
+    assert pg_counts(PG_DUMP, step) == {"Odd.Name": 0, "t": 3, 'extra.we"ird': 1, "empty": 0}
+
+
+def test_pg_completion_line_may_be_followed_by_its_unrestrict_line():
+    assert completed(PG_DUMP, "postgresql")
+    assert completed(PG_DUMP.replace(b"\\unrestrict k3y\n", b""), "postgresql")           # older pg_dump
+    assert not completed(PG_DUMP[:PG_DUMP.index(b"-- PostgreSQL database dump complete")], "postgresql")
+    assert not completed(PG_DUMP + b"COPY public.t (id) FROM stdin;\n", "postgresql")
+    assert not completed(PG_DUMP, "mysql") and not completed(MYSQL, "postgresql")
+
+
+def test_pg_dump_writes_a_checked_0600_file(tmp_path):
+    partial = tmp_path / "x.partial"
+    meta = dumpfilter.dump(str(partial), src=io.BytesIO(PG_DUMP), progress=dumpfilter.Progress(out=io.StringIO()),
+                           engine="postgresql")
+    assert meta["tables"] == {"Odd.Name": 0, "t": 3, 'extra.we"ird': 1, "empty": 0}
+    assert gzip.decompress(partial.read_bytes()) == PG_DUMP and os.stat(partial).st_mode & 0o777 == 0o600
+    cut = tmp_path / "cut.partial"
+    with pytest.raises(ValueError, match="pg_dump's '-- PostgreSQL database dump complete' line"):
+        dumpfilter.dump(str(cut), src=io.BytesIO(PG_DUMP[:300]), progress=dumpfilter.Progress(out=io.StringIO()),
+                        engine="postgresql")
+
+
+def test_pg_prologue_checks_createdb_before_the_drop_and_refuses_other_names():
+    text = dumpfilter.pg_prologue("blog_prod", "blog.user@x").decode()
+    lines = text.splitlines()
+    assert lines[0].startswith("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper") and "CREATEDB" in lines[0]
+    assert lines[1:] == ['DROP DATABASE IF EXISTS "blog_prod" WITH (FORCE);',
+                         'CREATE DATABASE "blog_prod" OWNER "blog.user@x";',
+                         "\\connect -reuse-previous=on 'dbname=blog_prod'", "BEGIN;"]
+    from doit_stages.engines.postgresql import CAN_CREATE
+    assert lines[0] == CAN_CREATE + ";"                     # the same check as the python-less restore's
+    for db, owner in (('a"b', "u"), ("a'b", "u"), ("ok", 'u"; DROP'), ("-x", "u"), ("ok", "")):
+        with pytest.raises(ValueError, match="not a name stages.ini allows"):
+            dumpfilter.pg_prologue(db, owner)
+
+
+def run_main(monkeypatch, argv):
+    out, err = io.BytesIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out))
+    monkeypatch.setattr("sys.stderr", err)
+    code = dumpfilter.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_pg_restore_sends_prologue_dump_and_commit_only_for_a_whole_dump(tmp_path, monkeypatch):
+    whole, cut = tmp_path / "whole.sql.gz", tmp_path / "cut.sql.gz"
+    whole.write_bytes(gzip.compress(PG_DUMP))
+    cut.write_bytes(gzip.compress(PG_DUMP[:400]))
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (whole, cut)}
+    code, out, _ = run_main(monkeypatch, ["restore", str(whole), sha[whole], "postgresql", "blog", "blog"])
+    assert code == 0 and out == dumpfilter.pg_prologue("blog", "blog") + PG_DUMP + b"\nCOMMIT;\n"
+    code, out, err = run_main(monkeypatch, ["restore", str(cut), sha[cut], "postgresql", "blog", "blog"])
+    assert code == 4 and b"COMMIT" not in out and "dump complete" in err        # the transaction never commits
+    code, out, err = run_main(monkeypatch, ["restore", str(whole), sha[cut], "postgresql", "blog", "blog"])
+    assert (code, out) == (5, b"") and "damaged" in err                         # nothing sent: nothing dropped

@@ -24,7 +24,7 @@ SQLITE = Database(name="test", engine="sqlite", path="/srv/blog/db/test.sqlite3"
 
 
 def test_the_registry_has_each_engine_by_its_name():
-    assert sorted(ENGINES) == ["mysql", "sqlite"]
+    assert sorted(ENGINES) == ["mysql", "postgresql", "sqlite"]
     assert all(isinstance(e, Engine) and e.name == name for name, e in ENGINES.items())
     assert engine_for(SQLITE).name == "sqlite" and engine_for(mysql_db(password_env="")).name == "mysql"
 
@@ -32,7 +32,7 @@ def test_the_registry_has_each_engine_by_its_name():
 def test_an_unknown_engine_is_one_line_naming_the_section_and_the_known_ones():
     with pytest.raises(StepError) as info:
         engine_for(Database(name="prod", engine="oracle"))
-    assert str(info.value) == "[database:prod] engine = oracle: no such engine; use one of mysql, sqlite"
+    assert str(info.value) == "[database:prod] engine = oracle: no such engine; use one of mysql, postgresql, sqlite"
 
 
 def test_the_registry_cannot_be_changed_at_run_time():

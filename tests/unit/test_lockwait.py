@@ -156,3 +156,50 @@ def test_lock_keys_are_refused_for_sqlite(tmp_path):
         "engine = sqlite\npath = /srv/x.sqlite3\nmigration_lock_retries = 2\n"))
     with pytest.raises(ConfigError, match=r"\[database:prod\] migration_lock_retries: not used with engine = sqlite"):
         load_config(tmp_path / "stages.ini", environ={})
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------------
+# as the runner reports it on PostgreSQL 15: 4711 (psql) holds ACCESS EXCLUSIVE on posts_post in a
+# transaction open 12 s; 4712 the app, idle; 4799 a session of another role the migration's cannot see
+PG_EVENT = {"event": "lock_timeout", "server": "postgresql", "seconds": 1,
+            "sql": 'ALTER TABLE "posts_post" ADD COLUMN "held_up" varchar(20) NULL', "changes": 0, "unrecorded": 0,
+            "transactional": True, "me": 4720, "db": "blog_prod", "user": "blog",
+            "sessions": [[4711, "blog", "psql", "127.0.0.1/32", "idle in transaction", 11, 12, "LOCK"],
+                         [4712, "blog", "", "10.0.0.8/32", "idle", 30, None, "SELECT"],
+                         [4799, "", "", "local", "", None, None, ""]],
+            "locks": [[4711, "posts_post", "AccessExclusiveLock"], [4712, "posts_comment", "AccessShareLock"],
+                      [4720, "posts_post", "AccessShareLock"]]}
+PG_OUT = "Running migrations:\n  Applying posts.0005_held_up...\n" + MARK + json.dumps(PG_EVENT) + "\n"
+
+
+def test_pg_the_session_holding_the_tables_lock_is_named_by_pid_and_application():
+    line = failure_line("staging", "prod", PG_EVENT, PG_OUT, 3, changed=False)
+    assert line == (
+        "migrate:staging: posts.0005_held_up gave up waiting for a lock on posts_post 3 times, 1 s each "
+        "([database:prod] migration_lock_timeout, migration_lock_retries): held by pid 4711 (user blog, application "
+        "'psql', 127.0.0.1/32; idle in transaction for 11 s, in a transaction open 12 s, holding AccessExclusiveLock)"
+        "; end that transaction (or SELECT pg_terminate_backend(4711)) and run again. Nothing of posts.0005_held_up "
+        "was applied (PostgreSQL runs each migration in a transaction)")
+    earlier = failure_line("staging", "prod", {**PG_EVENT, "changes": 2}, PG_OUT, 3, changed=True)
+    assert earlier.endswith("Nothing of posts.0005_held_up was applied (PostgreSQL runs each migration in a "
+                            "transaction); the migrations before it stay applied and recorded")
+
+
+def test_pg_without_a_lock_on_the_table_the_open_transactions_are_the_guess():
+    no_locks = {**PG_EVENT, "locks": [[4712, "posts_comment", "AccessShareLock"]]}
+    line = failure_line("staging", "prod", no_locks, PG_OUT, 1, changed=False)
+    assert ": probably held up by pid 4711 (user blog, application 'psql'" in line
+    assert "pid 4712" not in line and "pid 4799" not in line
+    hidden = {**PG_EVENT, "locks": [[4799, "posts_post", "AccessExclusiveLock"]]}
+    assert "held by pid 4799 (not shown to this role; holding AccessExclusiveLock)" in failure_line(
+        "staging", "prod", hidden, PG_OUT, 1, changed=False)
+    nobody = {**PG_EVENT, "locks": [], "sessions": []}
+    assert "held up by a session that blog cannot see; find it in pg_locks and pg_stat_activity" in failure_line(
+        "staging", "prod", nobody, PG_OUT, 1, changed=False)
+
+
+def test_pg_a_migration_outside_a_transaction_that_changed_something_is_not_tried_again():
+    event = {**PG_EVENT, "transactional": False, "unrecorded": 1}
+    line = failure_line("staging", "prod", event, PG_OUT, 1, changed=True, partial=True)
+    assert line.endswith("Not tried again: posts.0005_held_up runs outside a transaction (atomic = False) and had "
+                         "made 1 change(s) before it waited, which a second attempt would repeat; they stay applied")

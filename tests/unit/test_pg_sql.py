@@ -249,3 +249,9 @@ def test_split_sql_keeps_quotes_and_dollar_bodies_whole():
     assert split_sql("BEGIN;\n-- a comment; with a semicolon\nSELECT 'a;b', \"c;d\";\nDO $f$ x; y $f$;\nCOMMIT;") \
         == ["SELECT 'a;b', \"c;d\"", "DO $f$ x; y $f$"]
     assert split_sql('"a" int, "b" numeric(10, 2) DEFAULT 0', ",") == ['"a" int', '"b" numeric(10, 2) DEFAULT 0']
+
+
+def test_server_identity_of_a_database_by_name_quotes_it():
+    sql = pg_sql.server_identity_sql("it's")
+    assert "datname = 'it''s'), 0),\n 'it''s'" in sql and "pg_control_system()" in sql
+    assert pg_sql.parse_server_identity("77\t127.0.0.1\t5432\t0\tnew_db\n") == (77, "127.0.0.1", 5432, 0, "new_db")

@@ -4,6 +4,10 @@ into the connections that hold it up, and the one line that says so. Pure: teste
 The best source answers: the server's metadata locks (MariaDB's metadata_lock_info plugin, MySQL 8's
 performance_schema), else its open InnoDB transactions (both need the PROCESS privilege), else a guess
 from what the migration's own user may see: its other connections to the database, longest idle first.
+PostgreSQL (the report's "server"): the sessions holding a lock on the table (pg_locks, which every role
+may read), described from pg_stat_activity (another role's state and query only with pg_read_all_stats),
+else the database's sessions in an open transaction, oldest first. There the blocked migration's own
+changes were rolled back with its transaction: nothing of it was applied.
 """
 from __future__ import annotations
 
@@ -109,6 +113,81 @@ def describe(c: Conn) -> str:
     return f"connection {c.id} ({where}, {doing})"
 
 
+@dataclass(frozen=True)
+class Session:
+    """A PostgreSQL session, from the runner's pg_stat_activity rows (or only its pid, from pg_locks)."""
+    pid: int
+    user: str = ""
+    application: str = ""
+    client: str = ""
+    state: str = ""
+    state_for: int | None = None     # seconds in that state
+    open_for: int | None = None      # seconds its transaction has been open
+    verb: str = ""
+    lock: str = ""                   # the mode it holds on the table, when found by its lock
+
+
+def sessions(event: dict) -> dict[int, Session]:
+    out = {}
+    for row in event.get("sessions") or []:
+        if len(row) < 8 or _int(row[0]) in (None, _int(event.get("me"))):
+            continue
+        out[int(row[0])] = Session(int(row[0]), row[1] or "", row[2] or "", row[3] or "", row[4] or "",
+                                   _int(row[5]), _int(row[6]), row[7] or "")
+    return out
+
+
+def pg_blockers(event: dict, tables: list[str]) -> tuple[list[Session], str]:
+    """(the sessions holding the tables' locks, else those in an open transaction, oldest first; how found)."""
+    by_pid, me = sessions(event), _int(event.get("me"))
+    held: dict[int, str] = {}
+    for row in event.get("locks") or []:
+        pid = _int(row[0]) if len(row) >= 3 else None
+        if pid is not None and pid != me and row[1] in tables and pid not in held:
+            held[pid] = row[2] or ""
+    if held:
+        found = [replace(by_pid.get(p) or Session(p), lock=mode) for p, mode in held.items()]
+        return sorted(found, key=lambda s: -(s.open_for or 0)), "locks"
+    open_ = [s for s in by_pid.values() if s.open_for is not None and s.application != "doit-stages migrate"]
+    return sorted(open_, key=lambda s: -(s.open_for or 0)), "transactions"
+
+
+def describe_session(s: Session) -> str:
+    # another role's session shows its pid only, without pg_read_all_stats
+    who = ", ".join(x for x in (f"user {s.user}", f"application {s.application!r}" if s.application else "",
+                                s.client) if x) if s.user else "not shown to this role"
+    doing = s.state or ""
+    if s.state.startswith("active") and s.verb:
+        doing = f"running {s.verb}"
+    if s.state_for is not None and doing:
+        doing += f" for {s.state_for} s"
+    if s.open_for is not None:
+        doing += (", " if doing else "") + f"in a transaction open {s.open_for} s"
+    if s.lock:
+        doing += (", " if doing else "") + f"holding {s.lock}"
+    return f"pid {s.pid} ({who}" + (f"; {doing}" if doing else "") + ")"
+
+
+def pg_failure_line(head: str, event: dict, what: str, changed: bool, partial: bool) -> str:
+    found, how = pg_blockers(event, waited_on(event))
+    if found:
+        lead = "held by" if how == "locks" else "probably held up by"
+        who = f"{lead} {'; '.join(describe_session(s) for s in found[:SHOWN])}"
+        todo = f"end that transaction (or SELECT pg_terminate_backend({found[0].pid})) and run again"
+    else:
+        who = f"held up by a session that {event.get('user')} cannot see"
+        todo = "find it in pg_locks and pg_stat_activity as an administrator, end it, and run again"
+    if partial:
+        return (f"{head}: {who}; {todo}. Not tried again: {what} runs outside a transaction (atomic = False) and "
+                f"had made {event.get('unrecorded')} change(s) before it waited, which a second attempt would "
+                "repeat; they stay applied")
+    nothing = (f"Nothing of {what} was applied (PostgreSQL runs each migration in a transaction)"
+               if event.get("transactional") else "Nothing of it was applied")
+    if not changed:
+        return f"{head}: {who}; {todo}. {nothing}"
+    return f"{head}: {who}; {todo}. {nothing}; the migrations before it stay applied and recorded"
+
+
 def failure_line(stage: str, database: str, event: dict, out: str, attempts: int, changed: bool = True,
                  partial: bool = False) -> str:
     """One line: what waited, for what, how often, who holds it up, what to do, and what stays applied.
@@ -119,6 +198,8 @@ def failure_line(stage: str, database: str, event: dict, out: str, attempts: int
     on = f" on {', '.join(tables)}" if tables else ""
     head = (f"migrate:{stage}: {what} gave up waiting for a lock{on} {attempts} time{'s' if attempts != 1 else ''}, "
             f"{event.get('seconds')} s each ([database:{database}] migration_lock_timeout, migration_lock_retries)")
+    if event.get("server") == "postgresql":
+        return pg_failure_line(head, event, what, changed, partial)
     if found:
         lead = {"locks": "held by", "transactions": "held up by", "guess": "probably held up by"}[how]
         who = f"{lead} {'; '.join(describe(c) for c in found[:SHOWN])}"

@@ -1,12 +1,14 @@
-"""The production migration with bounded lock waits: a Django `manage.py migrate` on MySQL/MariaDB runs
-through hostside/migrate_runner.py (run as a file: hostfiles.py), whose session waits at most
+"""The production migration with bounded lock waits: a Django `manage.py migrate` on MySQL/MariaDB (and
+PostgreSQL) runs through hostside/migrate_runner.py (run as a file: hostfiles.py), whose session waits at most
 [database:<name>] migration_lock_timeout for a lock (as Strong Migrations does, about 10 s) instead of the
 server's day or year, during which every app query on the table would queue behind the waiting ALTER. When
 it gives up, the migration is tried again after as long a pause, migration_lock_retries times, then the step
 stops with one line naming the connections that hold the lock up (lockwait.py). Not tried again: a
 migration that had changed the database before it waited (MySQL/MariaDB commit each DDL statement, and
 Django records a migration only once it ends, so a second attempt would run its first operations again:
-"Duplicate column"). Any other migrate_command, or sqlite, runs as it is.
+"Duplicate column"). On PostgreSQL the same runner bounds lock_timeout; Django runs each migration in a
+transaction there, so the blocked one left nothing applied and is tried again (unless it says atomic =
+False and had changed the database). Any other migrate_command, or sqlite, runs as it is.
 """
 from __future__ import annotations
 

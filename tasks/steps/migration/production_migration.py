@@ -132,6 +132,9 @@ def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, re
         session.hosts.one(stage.primary,
                           lambda t: run_bounded_migrations(t, session.layout, session.config, stage, rid))
     except LockGaveUp as exc:
+        # the record says why this attempt stopped and what of it was applied (the step's error line)
+        record["gave_up"] = {"time": now()[0], "why": str(exc)}
+        _save(session, db, record)
         if exc.changed:
             _failed(session, db, stage, exc, record, before, resumed)
         # nothing changed: a restore would only lose the writes made since the backup (and would itself
