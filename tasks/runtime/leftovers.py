@@ -19,10 +19,12 @@ import json
 import os
 import posixpath
 import re
+import secrets
 import socket
 
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import Cmd, Transport
+from .common import write_cmd
 
 OWNER_RE = re.compile(r"(?P<machine>[A-Za-z0-9-]{1,40})\.(?P<pid>\d+)\.")
 LIST = ('cat "$1/lock/owner.json" 2>/dev/null; echo; echo --; '
@@ -89,8 +91,32 @@ def parse_listing(text: str) -> tuple[dict | None, list[str]]:
 
 def sweep_leftovers(t: Transport, layout: Layout) -> list[str]:
     """Remove the leftovers of dead runs on this host; returns what was removed."""
-    holder, paths = parse_listing(t.run(["sh", "-c", LIST, "sh", layout.deploy, layout.backups]))
+    return sweep_listed(t, t.run(list_leftovers(layout).argv))
+
+
+def list_leftovers(layout: Layout) -> Cmd:
+    """The read sweep_leftovers starts with, for a batch that carries it (then sweep_listed(t, its output))."""
+    return Cmd(["sh", "-c", LIST, "sh", layout.deploy, layout.backups])
+
+
+def sweep_listed(t: Transport, listing: str) -> list[str]:
+    """sweep_leftovers, from list_leftovers' output read just now: the dead runs' leftovers removed (one
+    more exchange, only when there are some)."""
+    holder, paths = parse_listing(listing)
     doomed = dead_leftovers(paths, holder, (machine(), os.getpid()), socket.gethostname())
     if doomed:
         t.call(["rm", "-rf", "--", *doomed])     # best effort: what cannot go never stops this run
     return doomed
+
+
+# $1 the .deploy dir (made 0700 when missing, as `mkdir -p -m 700`), $2 a new dir in it (0700; fails if it is there)
+PRIVATE_DIR = 'mkdir -p -m 700 "$1" && mkdir -m 700 "$2"'
+
+
+def private_file(layout: Layout, filename: str, data: bytes) -> tuple[str, list[Cmd]]:
+    """A secret file (0600) in a new 0700 dir of .deploy/ named by this run (`cnf.<owner>.<random>`: a killed
+    run's is found and removed by the next run's sweep), as a batch's commands: (the file's path, the
+    commands: the dir made, then the file written through stdin, only once the dir is there)."""
+    tmp = posixpath.join(layout.deploy, f"cnf.{owner_tag()}.{secrets.token_hex(6)}")
+    path = posixpath.join(tmp, filename)
+    return path, [Cmd(["sh", "-c", PRIVATE_DIR, "sh", layout.deploy, tmp]), write_cmd(path, data, if_ok=True)]
