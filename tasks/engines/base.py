@@ -121,6 +121,20 @@ def secret_file(t: Transport, layout: Layout, filename: str, data: bytes,
         t.call(["rm", "-rf", "--", posixpath.dirname(path)])
 
 
+def secret_call(t: Transport, layout: Layout, filename: str, data: bytes,
+                argv_of: Callable[[str], Sequence[str]]) -> str:
+    """secret_file for one short command, in ONE exchange: the file made, argv_of(its path) run (only once
+    the file is there), the temp dir removed (whatever happened). The command's stdout; the first of them
+    that failed raises CommandFailed, as t.run would."""
+    path, cmds = private_file(layout, filename, data)
+    cmds.append(Cmd(argv_of(path), if_ok=True))
+    answers = t.batch([*cmds, Cmd(["rm", "-rf", "--", posixpath.dirname(path)])])
+    for c, (code, _, err) in zip(cmds, answers):
+        if code != 0:
+            raise CommandFailed(t.host, c.argv, code, err)
+    return answers[len(cmds) - 1][1]
+
+
 def verify_file(t: Transport, path: str, engine: str) -> tuple[str, int]:
     """A backup file's gzip integrity (and completion line, where the engine writes one): (sha256, size)."""
     sha, size = t.run(["sh", "-c", VERIFY, "sh", path, engine]).split()

@@ -26,9 +26,9 @@ from ..errors import StepError
 from ..hostside import rehearsal_probe, script
 from ..layout import Layout
 from ..runtime.common import last_line
-from ..runtime.leftovers import sweep_leftovers
+from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import Engine, check_sha, parse_row_counts, secret_file, verify_file
+from .base import Engine, check_sha, parse_row_counts, secret_call, secret_file, verify_file
 from .sqltext import Column, columns_from_mysql
 from .streaming import run_streaming
 
@@ -187,20 +187,14 @@ class MySQL(Engine):
         on a command line. With option_file, it !includes the user's file (which holds the password) and adds
         host, port and user from stages.ini after it. The server's "Access denied" to any client run with it
         comes out as what to fix (access_denied). reads: asked in the same exchange, answers kept (secret_file)."""
-        include = host_option_file(t, db) if db.option_file and not db.password_env else None
-        try:
-            try:
-                data = option_file(db, include)
-            except ValueError as exc:
-                raise StepError(str(exc)) from None
-            with secret_file(t, layout, "my.cnf", data, reads) as path:
+        with _hinted(t, db):
+            with secret_file(t, layout, "my.cnf", _options(t, db), reads) as path:
                 yield path
-        except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
-            hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__))
-                                 + str(exc))
-            if hint is None:
-                raise
-            raise StepError(f"{t.host}: {hint}") from None
+
+    def _run_once(self, t: Transport, layout: Layout, db: Database, argv_of: Callable[[str], list[str]]) -> str:
+        """One short client command with client_options' file, all in one exchange (secret_call); its stdout."""
+        with _hinted(t, db):
+            return secret_call(t, layout, "my.cnf", _options(t, db), argv_of)
 
     def backup_source(self, db: Database) -> str:
         return f"{db.dbname}@{db.host}:{db.port}"
@@ -230,8 +224,8 @@ class MySQL(Engine):
         """With python3 on the host, one process reads the file: it hashes it first, then decompresses it
         straight into `mysql`, after the DROP DATABASE; CREATE DATABASE; USE it sends itself."""
         init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""
-        sweep_leftovers(t, layout)
-        with self.client_options(t, layout, db, [HAS_PYTHON]) as cnf:
+        with self.client_options(t, layout, db, [HAS_PYTHON, list_leftovers(layout).argv]) as cnf:
+            sweep_leftovers(t, layout)   # its read came with the option file's exchange
             if streams(t):
                 _load_streaming(t, db, meta, path, cnf, init)
             else:
@@ -243,8 +237,8 @@ class MySQL(Engine):
             return counts(t, db, cnf)
 
     def server_identity(self, t: Transport, layout: Layout, db: Database) -> tuple:
-        with self.client_options(t, layout, db) as cnf:
-            out = t.run(["mysql", f"--defaults-extra-file={cnf}", "-N", "-B", "-e", SERVER_IDENTITY_SQL])
+        out = self._run_once(t, layout, db, lambda cnf: ["mysql", f"--defaults-extra-file={cnf}", "-N", "-B", "-e",
+                                                         SERVER_IDENTITY_SQL])
         try:
             return ("mysql", *parse_server_identity(out), db.dbname)
         except ValueError as exc:
@@ -266,6 +260,27 @@ class MySQL(Engine):
     def copy_connector(self, db: Database, host: str, port: int) -> Callable[[], object]:
         user, password = credentials(db)
         return lambda: connect(host, port, db, user, password)
+
+
+def _options(t: Transport, db: Database) -> bytes:
+    """The option file's bytes (with option_file: !include of the user's file, found on the host first)."""
+    include = host_option_file(t, db) if db.option_file and not db.password_env else None
+    try:
+        return option_file(db, include)
+    except ValueError as exc:
+        raise StepError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _hinted(t: Transport, db: Database):
+    """The server's "Access denied" to a client run with our option file, as what to fix (access_denied)."""
+    try:
+        yield
+    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
+        hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
+        if hint is None:
+            raise
+        raise StepError(f"{t.host}: {hint}") from None
 
 
 def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:

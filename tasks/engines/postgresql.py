@@ -28,7 +28,7 @@ from ..config import ConfigError, Database
 from ..errors import StepError
 from ..layout import Layout
 from ..runtime.common import last_line
-from ..runtime.leftovers import sweep_leftovers
+from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
 from .base import Engine, check_sha, secret_file, verify_file
 from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
@@ -178,8 +178,8 @@ class PostgreSQL(Engine):
         checked, DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER the role, and the dump loaded in
         one transaction (a load that fails leaves the new database empty). lock_wait bounds every lock wait
         of these sessions (lock_timeout; the dump's own `SET lock_timeout = 0` comes after the DROP)."""
-        sweep_leftovers(t, layout)
-        with self.client_options(t, layout, db, [HAS_PYTHON]) as passfile:
+        with self.client_options(t, layout, db, [HAS_PYTHON, list_leftovers(layout).argv]) as passfile:
+            sweep_leftovers(t, layout)   # its read came with the option file's exchange
             env = client_env(db, passfile)
             if lock_wait:
                 env["PGOPTIONS"] = f"-c lock_timeout={int(lock_wait)}s"

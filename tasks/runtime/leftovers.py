@@ -23,7 +23,7 @@ import secrets
 import socket
 
 from ..layout import Layout
-from ..transport import Cmd, Transport
+from ..transport import Cmd, CommandFailed, Transport
 from .common import write_cmd
 
 OWNER_RE = re.compile(r"(?P<machine>[A-Za-z0-9-]{1,40})\.(?P<pid>\d+)\.")
@@ -90,8 +90,13 @@ def parse_listing(text: str) -> tuple[dict | None, list[str]]:
 
 
 def sweep_leftovers(t: Transport, layout: Layout) -> list[str]:
-    """Remove the leftovers of dead runs on this host; returns what was removed."""
-    return sweep_listed(t, t.run(list_leftovers(layout).argv))
+    """Remove the leftovers of dead runs on this host; returns what was removed. Its read is answered by
+    an exchange that carried it just before (a kept answer: an engine's option file's), else asked now."""
+    argv = list_leftovers(layout).argv
+    code, out, err = t.call_kept(argv)
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
+    return sweep_listed(t, out)
 
 
 def list_leftovers(layout: Layout) -> Cmd:
