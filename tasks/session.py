@@ -174,7 +174,7 @@ class Session:
         if not self.lock_checks or subject is None:
             return
         if isinstance(subject, Database):
-            self.lock([self.backup_host(subject)], f"backup:{subject.name}")
+            self.lock([self.backup_host(subject)], f"backup:{subject.name}", reads)
             return
         db = self.config.stage_database(subject)
         extra = [db.backup_host] if db and db.backup_host else []

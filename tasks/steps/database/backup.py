@@ -21,7 +21,7 @@ from ...errors import StepError
 from ...layout import Layout, backup_name
 from ...runtime.common import json_or_none, write_cmd
 from ...runtime.leftovers import list_leftovers, owner_tag, sweep_listed
-from ...transport import Cmd, CommandFailed, Transport
+from ...transport import Cmd, CommandFailed, Transport, call_key
 from .backupfiles import metadata_problem
 from .retention import backups_to_remove, prune_argv
 
@@ -34,7 +34,11 @@ LIST = 'for f in "$1"/*.json; do [ -f "$f" ] && printf "\\036%s\\n" "${f##*/}" &
 def list_backups(t: Transport, layout: Layout, db: Database) -> list[dict]:
     """Verified backups of db on this host, oldest first (by the time in their metadata). Metadata that
     names anything but a file of db_backup/ is reported (once a run and host) and ignored."""
-    return listed_backups(t, layout, db, t.run(list_cmd(layout).argv))
+    argv = list_cmd(layout).argv
+    code, out, err = t.call_kept(argv)      # backup:<db>'s check: its read rode with the lock's take
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
+    return listed_backups(t, layout, db, out)
 
 
 def list_cmd(layout: Layout) -> Cmd:
@@ -96,10 +100,12 @@ def backup_database(t: Transport, layout: Layout, config: Config, db: Database, 
     ext = engine.backup_ext
     final = posixpath.join(layout.backups, name + ext)
     partial = posixpath.join(layout.backups, f".{owner_tag()}.{name}{ext}.partial")
-    made, leftovers, listing = _answers(t, [Cmd(["sh", "-c", MAKE_DIR, "sh", layout.backups]),
-                                            list_leftovers(layout), list_cmd(layout)])
+    listed = t.kept(call_key(list_cmd(layout).argv))     # the check's listing, when nothing was sent since
+    listed = listed if listed and listed[0] == 0 else None
+    _, leftovers, *listing = _answers(t, [Cmd(["sh", "-c", MAKE_DIR, "sh", layout.backups]),
+                                             list_leftovers(layout), *([] if listed else [list_cmd(layout)])])
     sweep_listed(t, leftovers)
-    before = listed_backups(t, layout, db, listing)
+    before = listed_backups(t, layout, db, listed[1] if listed else listing[0])
     try:
         checked = engine.dump(t, layout, db, partial)
     except Exception as exc:
