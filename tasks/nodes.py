@@ -74,6 +74,13 @@ def check_reads(s: Session, r: Releases, kind: str, stage: Stage):
         from .steps.database.backup import list_cmd
         argv = list_cmd(s.layout).argv
         return lambda t: [(call_key(argv), Cmd(argv))]
+    if kind == "restore":  # restore:<stage>: its check reads the source's backups and the stage's marker
+        from .steps.database.backup import list_cmd
+        from .steps.database.restore import marker_argv
+        src, db = s.config.databases[stage.restore_from], s.config.stage_database(stage)
+        on = {s.backup_host(src): [list_cmd(s.layout).argv]}
+        on.setdefault(s.backup_host(db), []).append(marker_argv(s.layout, db))
+        return lambda t: [(call_key(argv), Cmd(argv)) for argv in on.get(t.host, [])]
     if kind not in CHAIN_READS:
         return None
     release = r.known(stage)
