@@ -115,12 +115,21 @@ MYSQL: dict[str, Key] = {
     "migration_lock_timeout": Key(lock_timeout, "10s", "production's migration waits at most this for a lock"),
     "migration_lock_retries": Key(lock_retries, "3", "then tries again this often, then stops naming the blocker"),
 }
+def pgpassfile_problem(value: str) -> str | None:
+    """The app's libpq reads PGPASSFILE as written: it expands no ~ (only its default, ~/.pgpass, is found
+    without PGPASSFILE). Refused at load, before anything touches a host, not when the env file is written."""
+    if value.startswith("~/") and value != "~/.pgpass":
+        return (f"{value!r}: libpq does not expand ~ in PGPASSFILE; write the file's absolute path on the "
+                "hosts, or use ~/.pgpass (libpq's default)")
+    return None
+
+
 POSTGRESQL: dict[str, Key] = {
     "name": Key(required("postgresql", "name"), "", "the database", field="dbname"),
     "user": Key(required("postgresql", "user"), "", "the role the app and the tool log in as"),
     "host": Key(checked(lambda v: rules.db_value_problem("host", v)), "127.0.0.1", "the server, as hosts see it"),
-    "passfile": Key(checked(rules.host_file_problem), "",
-                    "libpq's password file on the hosts (~/ allowed; never read by the tool)"),
+    "passfile": Key(checked(lambda v: rules.host_file_problem(v) or pgpassfile_problem(v)), "",
+                    "libpq's password file on the hosts: an absolute path, or ~/.pgpass (never read by the tool)"),
     "password_env": Key(password_env, "", "the environment variable holding the password"),
     "port": Key(whole(1), "5432", "the server's port"),
     "sslmode": Key(sslmode, "", "libpq's sslmode: disable | allow | prefer | require | verify-ca | verify-full"),

@@ -31,8 +31,11 @@ class Engine:
     name: str = ""
     backup_ext: str = ""                       # a backup file's extension, e.g. ".sql.gz"
     bounded_lock_waits: bool = False           # production's `manage.py migrate` runs through migrate_runner.py
+    transactional_migrations: bool = False     # each Django migration is one transaction: a failed one leaves
+                                               # nothing of itself behind (PostgreSQL's DDL is transactional)
     probe = None                               # the module of the copy's reads and write probe, run from here
                                                # (read_schema, table_sizes, probe_targets, Probe); None: no probe
+    host_password_key = ""                     # the key of a password that stays on the hosts (reads_copy_on_host)
 
     def app_env(self, db: Database) -> dict[str, str]:
         """What the app's env file says of its database: DATABASE_URL, and any variable beside it."""

@@ -174,6 +174,7 @@ class MySQL(Engine):
     backup_ext = ".sql.gz"
     bounded_lock_waits = True
     probe = rehearsal_probe
+    host_password_key = "option_file"
 
     def app_env(self, db: Database) -> dict[str, str]:
         env = {"DATABASE_URL": database_url(db)}

@@ -13,6 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# The copy's columns before the plan, as the probe reads them (here, or on the host): (table, column, type as
+# format_type() writes it, nullable, has default), tables of the search path's schemas
+from ..hostside.rehearsal_probe_pg import COLUMNS  # noqa: F401
+
 IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][\w$]*)'
 NAME = rf"(?:{IDENT}\.)?({IDENT})"          # a table, schema-qualified or not: group 1 is the table
 WHY = {
@@ -44,12 +48,6 @@ CONCERN_ADDED = {"not_null_without_default", "index_without_concurrently", "add_
 COLUMN_WORDS = {"NOT", "NULL", "DEFAULT", "CONSTRAINT", "REFERENCES", "PRIMARY", "UNIQUE", "CHECK", "GENERATED",
                 "COLLATE", "USING"}
 
-# The copy's columns before the plan: (table, column, type as format_type() writes it, nullable, has default),
-# tables of the search path's schemas
-COLUMNS = """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.atthasdef
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped AND n.nspname = ANY (current_schemas(false))
-ORDER BY 1, a.attnum"""
 
 
 @dataclass(frozen=True)

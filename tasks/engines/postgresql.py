@@ -30,7 +30,7 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import Engine, check_sha, secret_file, verify_file
+from .base import check_sha, secret_file, verify_file
 from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
@@ -46,6 +46,7 @@ from .pg_sql import (
     restore_refusal,
     server_identity_sql,
 )
+from .postgresql_rehearsal import PostgreSQLRehearsal
 from .streaming import run_streaming
 
 LIBPQ_DEFAULT_PASSFILE = "~/.pgpass"
@@ -70,8 +71,6 @@ CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles W
 FIND_PASSFILE = 'f=$1; case $f in "~/"*) f=$HOME/${f#??};; esac; [ -f "$f" ] && [ -r "$f" ] && printf %s "$f"'
 # psql's error on the line of its input it ran: lines 1-2 of the restore's input are the check and the DROP
 INPUT_ERROR = re.compile(r"psql:<stdin>:(\d+): (?:ERROR|FATAL)")
-NO_PROBE = ("postgresql: no write probe yet (the copy is migrated and timed; max_write_stall and table sizes "
-            "are null)")
 
 
 def ident(name: str) -> str:
@@ -119,11 +118,13 @@ class LoadFailed(StepError):
     """A restore's failure, already told (client_options passes it on as it is)."""
 
 
-class PostgreSQL(Engine):
+class PostgreSQL(PostgreSQLRehearsal):
+    """The rehearsal's methods (probe, copy_columns, copy_connector, plan_check, reads_copy_on_host) are
+    postgresql_rehearsal.py's."""
     name = "postgresql"
     backup_ext = ".sql.gz"
     bounded_lock_waits = True
-    probe = None
+    transactional_migrations = True
 
     def app_env(self, db: Database) -> dict[str, str]:
         return app_env(db)
@@ -222,9 +223,6 @@ class PostgreSQL(Engine):
 
     def access_denied(self, db: Database, text: str) -> str | None:
         return access_denied(db, text)
-
-    def copy_without_probe(self, plan: dict) -> tuple[str, dict, dict]:
-        return NO_PROBE, {}, {}
 
 
 def counts(t: Transport, env: dict[str, str]) -> dict[str, int]:

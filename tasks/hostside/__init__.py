@@ -25,11 +25,12 @@ Short Python programs sent as `python3 -c PROGRAM ARGS...`, loaded by script() t
 
 Programs run by the app's own interpreter, each shipped to the host as a file (steps/hostfiles.py) and run
 as `<python> <file> args...`: PROGRAMS. Standard library and Django only (that interpreter is the app's,
-not the tool's); no imports of this package, except rehearsal_runner.py's of rehearsal_probe.py, its
-neighbour on the host.
+not the tool's); no imports of this package, except rehearsal_runner.py's of rehearsal_probe.py and
+rehearsal_probe_pg.py (and that one's of rehearsal_probe.py), its neighbours on the host.
 
     rehearsal_probe.py    the copy's schema, table sizes and the write probe (also imported here, by
                           engines/mysql.py: the probe module of steps/migration/rehearsal_copy.py, for password_env)
+    rehearsal_probe_pg.py the same on PostgreSQL (engines/postgresql_rehearsal.py)
     rehearsal_runner.py   the rehearsal on a copy, and the applied/pending migrations for the guard
     migrate_runner.py     production's `manage.py migrate` with bounded lock waits
 """
@@ -38,7 +39,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-PROGRAMS = ("rehearsal_probe.py", "rehearsal_runner.py", "migrate_runner.py")
+PROGRAMS = ("rehearsal_probe.py", "rehearsal_probe_pg.py", "rehearsal_runner.py", "migrate_runner.py")
 
 
 def source(name: str) -> str:

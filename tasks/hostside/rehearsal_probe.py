@@ -3,7 +3,8 @@ MySQL/MariaDB with %s parameters: mysql-connector-python on the deploying machin
 password_env), or the app's own driver on the host (rehearsal_runner.py, for option_file).
 
 Standard library only, and no imports of the package: on the host it is rehearsal_runner.py's neighbour
-(steps/hostfiles.py), imported by it under the app's interpreter.
+(steps/hostfiles.py), imported by it under the app's interpreter. PostgreSQL's reads are
+rehearsal_probe_pg.py's, whose Probe is this one with its own session_sql and timed_out.
 """
 from __future__ import annotations
 
@@ -94,6 +95,16 @@ class Probe:
         self._threads = [threading.Thread(target=self._run, args=(t,), daemon=True) for t in targets]
         self._ready = threading.Barrier(len(targets) + 1)
 
+    def session_sql(self) -> str:
+        """What bounds each probe session's waits (the engine's own probe module may say it otherwise)."""
+        return (f"SET SESSION lock_wait_timeout = {int(self.timeout)}, "
+                f"innodb_lock_wait_timeout = {int(self.timeout)}")
+
+    @staticmethod
+    def timed_out(exc: Exception) -> bool:
+        """Did this write give up waiting (a stall of the timeout's length), rather than fail?"""
+        return "Lock wait timeout" in str(exc)
+
     def start(self) -> None:
         for th in self._threads:
             th.start()
@@ -111,8 +122,7 @@ class Probe:
         try:
             con = self.make_connection()
             cur = con.cursor()
-            cur.execute(f"SET SESSION lock_wait_timeout = {int(self.timeout)}, "
-                        f"innodb_lock_wait_timeout = {int(self.timeout)}")
+            cur.execute(self.session_sql())
         except Exception as exc:
             self.errors.append(f"{table}: {exc}")
         finally:
@@ -137,7 +147,7 @@ class Probe:
                     cur.execute(sql, params)
             except Exception as exc:  # the table was dropped or renamed, or the wait timed out
                 answered = time.monotonic()
-                if "Lock wait timeout" in str(exc):
+                if self.timed_out(exc):
                     with self._lock:
                         self.writes.append((sent, answered))
                     if stopping:

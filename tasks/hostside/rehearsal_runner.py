@@ -1,14 +1,17 @@
 # Runs on the host, inside the release, with the stage's environment, as a file (steps/hostfiles.py) beside
-# rehearsal_probe.py: <python> rehearsal_runner.py rehearse|rehearse-here|applied <manage.py> migrate [options...]
+# rehearsal_probe.py and rehearsal_probe_pg.py:
+# <python> rehearsal_runner.py rehearse|rehearse-here|applied <manage.py> migrate [options...]
 # ("applied": only step 1's lists of applied and pending migrations, for the guard on production)
 #
 # 1. django.setup(); the pending plan; each pending migration's SQL as `manage.py sqlmigrate` gives it
 #    (collected BEFORE anything is applied); one line "@@doit-stages <json>" with all of it. With
-#    "rehearse-here" (a database with option_file, whose password the deploying machine never sees) the
-#    line also holds the copy's schema (information_schema.COLUMNS), read here. A migration whose SQL
-#    cannot be collected before the ones before it are applied (MySQL's schema editor reads the live
-#    database: a table an earlier pending migration creates is not there yet) has "sql": null, why in
-#    "sql_error", and the tables its operations name; its SQL is then the one migrate executes (step 3).
+#    "rehearse-here" (a database with option_file or passfile, whose password the deploying machine never
+#    sees) the line also holds the copy's schema (information_schema.COLUMNS, or pg_attribute), read
+#    here. A migration whose SQL cannot be collected before the ones before it are applied (the schema
+#    editor reads the live database, MySQL's for foreign keys and index names, PostgreSQL's for the
+#    constraints an AlterField drops: a table an earlier pending migration creates is not there yet) has
+#    "sql": null, why in "sql_error", and the tables its operations name; its SQL is then the one migrate
+#    executes (step 3).
 # 2. Waits on stdin for "go" (the deploying machine started its own write probe first), or for
 #    "probe <json>" (rehearse-here: this process reads the named tables' sizes and runs the write probe
 #    itself, each session a new connection of the app's own driver and settings); "stop": exit 0 (only the
@@ -32,9 +35,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 try:
-    from rehearsal_probe import Probe, probe_targets, read_schema, table_sizes
+    import rehearsal_probe
+    import rehearsal_probe_pg
 finally:
     sys.path.remove(HERE)
+
+# the copy's reads and the write probe, by the connection's vendor (sqlite has none)
+PROBES = {"mysql": rehearsal_probe, "postgresql": rehearsal_probe_pg}
 
 MARK = "@@doit-stages "
 APPLYING = re.compile(r"  Applying (\S+?)\.\.\.")
@@ -187,23 +194,23 @@ def app_connection(alias):
     return wrapper.connection
 
 
-def copy_schema(alias):
+def copy_schema(alias, probes):
     con = app_connection(alias)
     try:
-        return read_schema(con)
+        return probes.read_schema(con)
     finally:
         con.close()
 
 
-def start_probe(alias, request):
+def start_probe(alias, request, probes):
     """The named tables' sizes (before any migration) and a running write probe on them."""
     con = app_connection(alias)
     try:
-        sizes = table_sizes(con, request["tables"])
-        targets = probe_targets(con, request["tables"])
+        sizes = probes.table_sizes(con, request["tables"])
+        targets = probes.probe_targets(con, request["tables"])
     finally:
         con.close()
-    probe = Probe(lambda: app_connection(alias), targets, request["interval"], request["timeout"])
+    probe = probes.Probe(lambda: app_connection(alias), targets, request["interval"], request["timeout"])
     origin = time.monotonic()
     probe.start()
     return probe, sizes, origin
@@ -254,20 +261,20 @@ def rehearse(connection, alias, args, here):
     applied = sorted("%s.%s" % key for key in executor.loader.applied_migrations)
     with connection.cursor() as cur:
         existing = connection.introspection.table_names(cur)
-    mysql = connection.vendor == "mysql"
+    probes = PROBES.get(connection.vendor)
     emit(event="plan", vendor=connection.vendor, applied=applied, migrations=migrations, tables=existing,
          sqlite=sqlite_tables(connection) if connection.vendor == "sqlite" and migrations else None,
-         columns=copy_schema(alias) if here and mysql and migrations else None)
+         columns=copy_schema(alias, probes) if here and probes and migrations else None)
     answer = sys.stdin.readline().strip()
     if answer == "stop":
         return
-    request = json.loads(answer[len("probe "):]) if answer.startswith("probe ") and here else None
+    request = json.loads(answer[len("probe "):]) if answer.startswith("probe ") and here and probes else None
     if answer != "go" and request is None:
         sys.exit(3)
     relay, probe = Relay(), None
     unread = [m["name"] for m in migrations if m["sql"] is None]
     if request:
-        probe, sizes, origin = start_probe(alias, request)
+        probe, sizes, origin = start_probe(alias, request, probes)
     try:
         with executed_sql(connection, relay, unread) as executed:
             if migrations:

@@ -4,6 +4,12 @@ in file order). A test whose promise is one engine's takes that engine only:
 
     @only_on("mysql", "why: what makes it MySQL's")
     def test_...(world): ...
+
+With another parameter beside it, name the engine in the same parametrize, indirect and module-scoped (else
+pytest scopes it per test and builds a world for every test):
+
+    @pytest.mark.parametrize("engine, point", [("mysql", "a"), ("postgresql", "a")], indirect=["engine"],
+                             scope="module")
 """
 from __future__ import annotations
 
@@ -15,4 +21,4 @@ def only_on(engine: str, why: str):
     source, where a reader looks)."""
     if engine not in ("mysql", "postgresql") or not why:
         raise ValueError(f"only_on({engine!r}, {why!r}): an engine and the reason")
-    return pytest.mark.parametrize("engine", [engine], indirect=True)
+    return pytest.mark.parametrize("engine", [engine], indirect=True, scope="module")

@@ -1,8 +1,12 @@
 """A switch is done only when its last effect is recorded (invariant 7): the deployer killed at a failpoint
 between the rename and the release log leaves an intent on the hosts; the next run finishes that switch
 (reload, health, log) or undoes it, and says which. SIGTERM during a switch finishes or undoes it on every
-host before the run stops. Real sshd hosts, real MariaDB; the failpoints are armed through
-DEPLOY_FAILPOINTS (tasks/failpoints.py)."""
+host before the run stops. Real sshd hosts, real MariaDB or PostgreSQL (engine_world); the failpoints are
+armed through DEPLOY_FAILPOINTS (tasks/failpoints.py).
+
+A switch touches no database: on PostgreSQL one kill point only (the switch finished with the release's
+PostgreSQL env live), the others on MySQL only, to keep the suite's time. A deployer killed during
+production's migration, where the engine matters: tests/integration/test_migration_record.py, on both."""
 from __future__ import annotations
 
 import signal
@@ -10,18 +14,23 @@ import signal
 import pytest
 
 from doit_stages import failpoints
+from tests.integration.engines import only_on
 from tests.lab.deployer import end, go_on, start_doit, wait_paused
 
 RELOAD = "reload_command = sh -c 'echo \"$STAGE $PWD\" >> /srv/blog/shared/reloads-$STAGE'\n"
 
 
+NEUTRAL = "a switch touches no database: the same on every engine"
+POINTS = ["switch.after_rename", "switch.after_reload", "switch.before_log", "switch.after_log"]
+
+
 @pytest.fixture(scope="module")
-def world(blog_world):
-    p = blog_world["project"]
-    p.write(prod_stage_extra=RELOAD, test_hosts=", ".join(h.url for h in blog_world["hosts"]))
+def world(engine_world):
+    p = engine_world["project"]
+    p.write(prod_stage_extra=RELOAD, test_hosts=", ".join(h.url for h in engine_world["hosts"]))
     for cmd in ("deploy:test", "promote:staging", "promote:prod"):
         p.ok(cmd)
-    return blog_world
+    return engine_world
 
 
 def rid(link):
@@ -45,8 +54,8 @@ def new_release_on_staging(world, tag):
     return rid(p.links("sites/staging")[0])
 
 
-@pytest.mark.parametrize("point", ["switch.after_rename", "switch.after_reload", "switch.before_log",
-                                   "switch.after_log"])
+@pytest.mark.parametrize("engine, point", [("mysql", p) for p in POINTS] + [("postgresql", POINTS[0])],
+                         indirect=["engine"], scope="module")
 def test_killed_during_a_switch_the_next_run_finishes_it(world, point):
     p, hosts = world["project"], world["hosts"]
     new = new_release_on_staging(world, point)
@@ -69,6 +78,7 @@ def test_killed_during_a_switch_the_next_run_finishes_it(world, point):
     assert new in row and "2/2 agree" in row and "HALF-DONE" not in row
 
 
+@only_on("mysql", NEUTRAL)
 def test_a_half_done_switch_to_another_release_is_undone(world):
     p, hosts = world["project"], world["hosts"]
     before = p.links("sites/test")
@@ -87,6 +97,7 @@ def test_a_half_done_switch_to_another_release_is_undone(world):
     assert not any(intents(world, "test"))
 
 
+@only_on("mysql", NEUTRAL)
 def test_sigterm_during_a_switch_undoes_the_batches_done(world):
     p, hosts = world["project"], world["hosts"]
     new_release_on_staging(world, "sigterm")

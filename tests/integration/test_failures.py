@@ -1,7 +1,10 @@
 """Failures and interruptions (invariants 1, 4, 5, 6): a host down, the deployer killed, two runs at once,
-a promotion of an unverified release; plus reload_command and a passing health check."""
+a promotion of an unverified release; plus reload_command and a passing health check. On MySQL and on
+PostgreSQL (engine_world): the engine-neutral tests (hosts, locks, verify, reloads) run on MySQL only, to keep
+the suite's time; on PostgreSQL run the ones whose promise touches the database (promotion, its migration)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -10,14 +13,18 @@ import subprocess
 import pytest
 
 from doit_stages import failpoints
+from tests.integration.engines import only_on
 from tests.lab.common import NASTY_PASSWORD
 from tests.lab.deployer import end, go_on, start_doit, wait_paused
 from tests.lab.project import DOIT, PASSWORD_ENV
 
 
 @pytest.fixture(scope="module")
-def world(blog_world):
-    return blog_world
+def world(engine_world):
+    return engine_world
+
+
+NEUTRAL = "no database in it: hosts, links, locks and verify are the same on every engine"
 
 
 def test_promotion_of_nothing_is_refused(world):
@@ -45,6 +52,7 @@ def test_promotion_of_a_release_that_failed_verify_is_refused(world):
     p.ok("promote:staging")
 
 
+@only_on("mysql", NEUTRAL)
 def test_one_run_verifies_two_stages_and_names_every_failed_host(world):
     """verify runs pytest inside the doit process, over the run's own sessions: two stages in one run are
     each checked on every host, and a check failing on both hosts names both."""
@@ -68,6 +76,7 @@ def test_one_run_verifies_two_stages_and_names_every_failed_host(world):
         assert '"ok": true' in h.path("/srv/blog/.deploy/verified-staging").read_text()
 
 
+@only_on("mysql", NEUTRAL)
 def test_one_host_down_means_no_host_switches(world):
     p, repo, web2 = world["project"], world["repo"], world["hosts"][1]
     before = p.links("sites/test")
@@ -87,6 +96,7 @@ def test_one_host_down_means_no_host_switches(world):
     assert p.links("sites/test")[0] != before[0] and len(set(p.links("sites/test"))) == 1
 
 
+@only_on("mysql", NEUTRAL)
 def test_killed_deployer_leaves_links_and_next_run_goes_on(world):
     p, repo, hosts = world["project"], world["repo"], world["hosts"]
     before = p.links("sites/test")
@@ -112,6 +122,7 @@ def test_killed_deployer_leaves_links_and_next_run_goes_on(world):
     assert "Traceback" not in res.stderr
 
 
+@only_on("mysql", NEUTRAL)
 def test_two_runs_at_once_never_interleave(world, tmp_path):
     """A second checkout of the same project (another dep file, the same hosts) runs while the first
     holds the hosts: it is refused with the holder's name. The same checkout twice: refused by the project
@@ -140,6 +151,7 @@ def test_two_runs_at_once_never_interleave(world, tmp_path):
     assert third.returncode != 0 and "another doit run uses" in third.stderr, third.stderr
 
 
+@only_on("mysql", NEUTRAL)
 def test_prod_reload_and_health(world, nginx_on):
     p, hosts = world["project"], world["hosts"]
     p.ok("deploy:test")
@@ -157,6 +169,7 @@ def test_prod_reload_and_health(world, nginx_on):
     assert web.get("/version.txt")[0] == 200
 
 
+@only_on("mysql", NEUTRAL)
 def test_cleanup_keeps_what_links_and_rollbacks_need(world):
     p, hosts = world["project"], world["hosts"]
     for h in hosts:
@@ -169,6 +182,7 @@ def test_cleanup_keeps_what_links_and_rollbacks_need(world):
         assert len(names) <= 3 * 3
 
 
+@only_on("mysql", NEUTRAL)
 def test_max_fail_lets_a_rollout_go_on_without_the_failing_host(world):
     p, repo, (web1, web2) = world["project"], world["repo"], world["hosts"]
     repo.commit("r7", {"static/version.txt": "r7\n"})
@@ -195,10 +209,11 @@ def test_max_fail_lets_a_rollout_go_on_without_the_failing_host(world):
     assert p.links("sites/current") == [new, new]
 
 
+@only_on("mysql", "MySQL's DDL commits at once: a migration failing half-way leaves its first changes behind")
 def test_failed_production_migration_names_the_backup_or_restores_it(world):
     from tests.lab.apprepo import PROD_ONLY_FAILURE
 
-    p, repo, db = world["project"], world["repo"], world["mariadb"]
+    p, repo, db = world["project"], world["repo"], world["db"]
     web1 = world["hosts"][0]
     repo.commit("r8", {"posts/migrations/0004_tag.py": PROD_ONLY_FAILURE, "static/version.txt": "r8\n"})
     p.ok("deploy:test")
@@ -225,5 +240,42 @@ def test_failed_production_migration_names_the_backup_or_restores_it(world):
     assert db.row_counts(world["prod"]) == before["tables"]
     assert "posts_tag" not in db.tables(world["prod"])
     assert db.row_counts(world["prod"])["posts_post"] == rows["posts_post"]
+    assert p.links("sites/staging") == staging
+    repo._run("git", "reset", "-q", "--hard", "HEAD~1")
+
+
+@only_on("postgresql", "Django's migrations are transactional on PostgreSQL: a failed one leaves nothing behind")
+def test_failed_production_migration_leaves_nothing_half_applied(world):
+    """The PostgreSQL side of the test above: the same migration (a new table, then a failure) fails against
+    production and leaves its schema, django_migrations and rows as they were; with
+    restore_on_failed_migration the rerun changes nothing either."""
+    from tests.lab.apprepo import PROD_ONLY_FAILURE
+
+    p, repo, db, prod = world["project"], world["repo"], world["db"], world["prod"]
+    web1 = world["hosts"][0]
+    repo.commit("r8", {"posts/migrations/0004_tag.py": PROD_ONLY_FAILURE, "static/version.txt": "r8\n"})
+    p.ok("deploy:test")
+    assert "posts.0004_tag" in db.applied(world["test"]) and "posts_tag" in db.tables(world["test"])
+    staging = p.links("sites/staging")
+    db.query(prod, "INSERT INTO posts_post (title, slug, body, created) VALUES ('keep', 'keep', 'me', NOW())")
+    rows, tables, applied = db.row_counts(prod), db.tables(prod), db.applied(prod)
+    res = p.doit("promote:staging")
+    assert res.returncode != 0 and "migrate:staging" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and "half-migrated" not in res.stderr
+    assert "the failed one left nothing half-applied in prod" in res.stderr, res.stderr
+    record = json.loads(web1.path("/srv/blog/.deploy/migration-staging.json").read_text())
+    assert record["failed"]["half_applied"] is False and record["outcome"] is None, record
+    assert "posts_tag" not in db.tables(prod) and db.tables(prod) == tables      # nothing half-applied
+    assert db.applied(prod) == applied and db.row_counts(prod) == rows
+    assert p.links("sites/staging") == staging
+    before = [b for b in p.backups(web1) if b["reason"].startswith("before migrate:staging")][-1]
+    assert before["status"] == "verified" and before["tables"] == rows and before["file"] in res.stderr
+    p.write(prod_extra="restore_on_failed_migration = yes\n")
+    try:
+        res = p.doit("promote:staging")
+    finally:
+        p.write(prod_extra="")
+    assert res.returncode != 0 and "migrate:staging" in res.stderr, res.stderr
+    assert db.tables(prod) == tables and db.applied(prod) == applied and db.row_counts(prod) == rows
     assert p.links("sites/staging") == staging
     repo._run("git", "reset", "-q", "--hard", "HEAD~1")

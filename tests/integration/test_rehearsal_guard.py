@@ -1,5 +1,6 @@
 """The rehearsal guard as a hostile tester meets it, and the backups it stands on: real sshd hosts, real
-MariaDB, the sample blog's real Django migrations. The tests run in order on one project.
+MariaDB and PostgreSQL (engine_world: every test once on each), the sample blog's real Django migrations.
+The tests run in order on one project.
 
 web1 runs test (the rehearsal and its report); staging runs on web1 and web2; production's backups live on
 web2 (backup_host), outside the test stage. A tester who can write on web1 can rewrite the report, not
@@ -28,13 +29,14 @@ BROKEN = migration("0099_missing", "        migrations.AddField('post', 'x', mod
 
 
 @pytest.fixture(scope="module")
-def world(blog_world, tmp_path_factory):
+def world(engine_world, tmp_path_factory):
+    blog_world = engine_world
     p, (web1, web2) = blog_world["project"], blog_world["hosts"]
     p.write(test_hosts=web1.url, prod_extra=f"backup_host = {web2.url}\n", project_extra="keep_backups = 2\n")
     # another deploying machine of the same team: the same stages.ini, its own directory (build/, dep file)
     other = tmp_path_factory.mktemp("other-machine")
     p2 = Project(other, blog_world["repo"].path, blog_world["hosts"], Path(p.values["ssh_config"]),
-                 password=p.password)
+                 password=p.password, template=p.template)
     p2.values = p.values   # one dict: a change of the team's stages.ini is written on both machines
     p2.write()
     return {**blog_world, "other": p2, "web1": web1, "web2": web2}
@@ -53,13 +55,11 @@ def add(world, name: str, text: str | None = None) -> None:
 
 
 def columns(world) -> list[str]:
-    return [c for (c,) in world["mariadb"].query(
-        None, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = "
-              "'posts_post' ORDER BY ORDINAL_POSITION", (world["prod"],))]
+    return world["db"].columns(world["prod"], "posts_post")
 
 
 def applied(world) -> set[str]:
-    return {f"{a}.{n}" for a, n in world["mariadb"].query(world["prod"], "SELECT app, name FROM django_migrations")}
+    return world["db"].applied(world["prod"])
 
 
 def prod_backups(world) -> list[dict]:
@@ -95,7 +95,7 @@ def test_a_rehearsal_records_its_report_here_and_on_the_databases_backup_host(wo
     assert mine["host"] == world["web1"].url
     assert mine["backup"] == json.loads(report_path(world, rid).read_text())["backup"]
     p.ok("promote:staging")
-    assert "posts_post" in world["mariadb"].tables(world["prod"])
+    assert "posts_post" in world["db"].tables(world["prod"])
 
 
 def test_a_swapped_report_is_refused_and_production_is_untouched(world):
@@ -224,7 +224,7 @@ def test_retention_never_deletes_what_a_metadata_file_names_outside_db_backup(wo
     log = web2.path("/srv/blog/.deploy/releases.jsonl")
     before = log.read_bytes()
     assert before
-    fake = {"database": "prod", "status": "verified", "engine": "mysql", "sha256": "0" * 64, "tables": {}}
+    fake = {"database": "prod", "status": "verified", "engine": world["engine"], "sha256": "0" * 64, "tables": {}}
     planted = {"evil-rel": (0.0, "../.deploy/releases.jsonl"), "evil-abs": (1.0, "/srv/blog/.deploy/releases.jsonl"),
                "evil-new": (4e9, "../.deploy/releases.jsonl")}
     for name, (epoch, file) in planted.items():

@@ -160,3 +160,16 @@ def test_identity_of_server_databases():
     assert same == rules.database_identity("postgresql", "127.0.0.1", 5432, "BLOG", "", "")
     assert same == rules.database_identity("mysql", "::1", 5432, "blog", "", "")
     assert same != rules.database_identity("postgresql", "127.0.0.1", 5433, "blog", "", "")
+
+
+@pytest.mark.parametrize("value, ok", [("~/.pgpass", True), ("/etc/blog/pgpass", True), ("~/blog.pgpass", False)])
+def test_passfile_other_than_libpqs_default_under_home_is_refused_at_load(tmp_path, value, ok):
+    """The app's libpq reads PGPASSFILE as written (no ~): refused before any host is touched."""
+    text = in_section(set_key(pg_ini(), "database:test", "password_env", None), "database:test", f"passfile = {value}")
+    if ok:
+        assert load(tmp_path, text, {}).databases["test"].passfile == value
+        return
+    msg = config_error(tmp_path, text, {})
+    line = line_of(text, "^passfile =", "database:test")
+    assert msg.startswith(f"stages.ini:{line}: [database:test] passfile: '~/blog.pgpass': libpq does not expand ~ "
+                          "in PGPASSFILE; write the file's absolute path on the hosts, or use ~/.pgpass"), msg

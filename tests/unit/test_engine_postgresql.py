@@ -8,8 +8,9 @@ import pytest
 
 from doit_stages.config import Database
 from doit_stages.engines import engine_for, pg_sql
-from doit_stages.engines.postgresql import NO_PROBE, LoadFailed, load_failed, password_file
+from doit_stages.engines.postgresql import LoadFailed, load_failed, password_file
 from doit_stages.errors import StepError
+from doit_stages.hostside import rehearsal_probe_pg
 from doit_stages.transport import CommandFailed
 from tests.lab.common import NASTY_PASSWORD
 
@@ -30,10 +31,9 @@ class Host:
 
 def test_the_engine_is_registered_with_its_answers():
     e = engine_for(pg())
-    assert (e.name, e.backup_ext, e.bounded_lock_waits, e.probe) == ("postgresql", ".sql.gz", True, None)
+    assert (e.name, e.backup_ext, e.bounded_lock_waits, e.probe) == ("postgresql", ".sql.gz", True, rehearsal_probe_pg)
     assert e.backup_source(pg()) == "blog_test@db.example:5433"
-    assert not e.reads_copy_on_host(pg()) and not e.reads_copy_on_host(pg(password_env="", passfile="~/.pgpass"))
-    assert e.copy_without_probe({"migrations": []}) == (NO_PROBE, {}, {})
+    assert not e.reads_copy_on_host(pg()) and e.reads_copy_on_host(pg(password_env="", passfile="~/.pgpass"))
 
 
 def test_app_env_with_password_env_and_with_passfile():

@@ -146,7 +146,7 @@ def test_the_runner_imports_its_neighbour_the_probe_and_only_the_standard_librar
         compile(hostside.source(name), name, "exec")
     imports = [line for line in probe_text.splitlines() if line.startswith(("import ", "from "))]
     assert imports == ["from __future__ import annotations", "import threading", "import time"]
-    assert "    from rehearsal_probe import Probe, probe_targets, read_schema, table_sizes" in runner_text
+    assert "    import rehearsal_probe\n" in runner_text
     assert runner_argv(split_command("python manage.py migrate"), "rehearse-here")[2] == "rehearse-here"
 
 

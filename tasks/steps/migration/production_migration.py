@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ... import failpoints
 from ...config import Database, Stage
+from ...engines import engine_for
 from ...errors import StepError
 from ...session import Session
 from ..database.backup import list_backups, take_backup
@@ -162,9 +163,17 @@ def _failed(session, db: Database, stage: Stage, exc: StepError, record: dict, b
         raise StepError(f"{exc}. {db.name} was restored from {before['file']} "
                         f"(restore_on_failed_migration = yes)") from None
     when = "the first attempt" if resumed else "it"
-    raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from "
-                    f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before "
-                    f"{when}), or fix the cause and run again: the next run goes on from there") from None
+    where = f"{session.backup_host(db)}:{session.layout.backups}/{before['file']} (taken just before {when})"
+    if engine_for(db).transactional_migrations:
+        # the record says so too: no migration was left half-applied, so the next run may simply go on
+        record["failed"] = {"time": now()[0], "why": str(exc), "half_applied": False}
+        _save(session, db, record)
+        raise StepError(f"{exc}. Each migration is one transaction on {db.engine}: the failed one left nothing "
+                        f"half-applied in {db.name} (the ones before it in this run stay applied, as "
+                        f"django_migrations says); fix the cause and run again, or to go back restore it from "
+                        f"{where}") from None
+    raise StepError(f"{exc}. The database {db.name} may be half-migrated: restore it from {where}, or fix the "
+                    "cause and run again: the next run goes on from there") from None
 
 
 def _finish_restore(session, db: Database, stage: Stage, record: dict) -> None:

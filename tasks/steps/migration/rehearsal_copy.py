@@ -1,11 +1,12 @@
 """The rehearsal's view of the copy before its migrations run: the report's static part (SQL, tables and
 their sizes, unsafe operations) and the write probe, read where the database's password is.
 
-- password_env: from this machine, with mysql-connector-python through an SSH tunnel over the run's own
-  connection (the engine's copy_connector and probe); the probe's writes and the migrations' spans are both
-  on this machine's clock.
-- option_file: on the host, inside the runner, through new sessions of the app's own connection (its
-  driver, and the password the app reads from the option file there): this machine never reads the file.
+- password_env: from this machine, with the engine's driver (mysql-connector-python, psycopg 3) through an
+  SSH tunnel over the run's own connection (the engine's copy_connector and probe); the probe's writes and
+  the migrations' spans are both on this machine's clock.
+- option_file (MySQL), passfile (PostgreSQL): on the host, inside the runner, through new sessions of the
+  app's own connection (its driver, and the password the app or libpq reads from that file there): this
+  machine never reads the file.
   The schema comes with the runner's plan; sizes, probe writes and the migrations' spans come back in its
   last line, as data, all on the host's clock.
 - sqlite: no probe (one writer at a time); sizes from the runner's plan.
@@ -29,7 +30,7 @@ INTERVAL = 0.05
 
 
 def reads_on_host(db: Database) -> bool:
-    """A database whose password this machine does not have (MySQL's option_file): read it on the host."""
+    """A database whose password this machine does not have (option_file, passfile): read it on the host."""
     return engine_for(db).reads_copy_on_host(db)
 
 
@@ -74,8 +75,8 @@ class CopyProbe:
         probed = _judge(self.engine, plan, self.before, report)
         self.on_host = True
         report["probe"]["runs_on"] = "host"
-        report["notes"].append(f"option_file: sizes read and writes probed on {self.t.host} through the app's "
-                               "own connection (the password stays there)")
+        report["notes"].append(f"{self.engine.host_password_key}: sizes read and writes probed on {self.t.host} "
+                               "through the app's own connection (the password stays there)")
         return "probe " + json.dumps({"tables": probed, "interval": INTERVAL, "timeout": timeout})
 
     def _begin_here(self, stack, plan: dict, report: dict, timeout: int) -> str:
