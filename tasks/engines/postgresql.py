@@ -5,7 +5,7 @@ parts (URL, password-file line, client environment, queries and their parsers, r
 
 The steps run psql and pg_dump on the host (over the transport): the database is often reachable only from
 the hosts. The password reaches them only through a libpq password file: with password_env, a 0600 file in a
-0700 temporary directory under .deploy named by this run (`cnf.<owner>.XXXXXX/pgpass`, so that a killed run's
+0700 temporary directory under .deploy named by this run (`cnf.<owner>.<random>/pgpass`, so that a killed run's
 file is found and removed by the next one: runtime/leftovers.py); with passfile, the user's own file on the
 host, which the tool never reads. PGPASSFILE and the other connection settings are given by `env K=V ...`
 (pg_sql.client_env): names and paths, never the password.

@@ -1,7 +1,7 @@
 """Leftovers of dead runs on a host: the things a database step makes for the length of one command and
 removes after it, which a killed deployer leaves behind for good.
 
-- `.deploy/cnf.<owner>.XXXXXX/my.cnf` (or `pgpass`): a MySQL option file or a libpq password file with the
+- `.deploy/cnf.<owner>.<random>/my.cnf` (or `pgpass`): a MySQL option file or a libpq password file with the
   database password (0600);
 - `.deploy/incoming/<owner>.<file>`: a production dump copied from another backup host for a restore;
 - `db_backup/.<owner>.<name>.partial`: a dump being written.
