@@ -429,7 +429,7 @@ def commands_(run: Run):
         if db.backup_host:
             task = _node(run, f"backup:{db.name}", f"a verified backup of {db.name} (unless the newest is younger "
                          "than backup_max_age; --force: now)", nodes.run_backup, None, db, command=True)
-            check = _check(run, nodes.backup_done, db)
+            check = _check(run, nodes.backup_done, db, kind="backup")
             yield {**task, "params": [FORCE],
                    "uptodate": [lambda task, check=check: False if (task.options or {}).get("force") else check()]}
     for s in config.stages.values():

@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import NamedTuple, Sequence
-
-from plumbum import local
-from plumbum.commands.base import BaseCommand
-from plumbum.machines.local import PlumbumLocalPopen
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from .errors import StepError
+
+if TYPE_CHECKING:   # plumbum itself is imported by the first command: a run that starts none (a backup, a
+    # restore, a switch) does not pay for it (~30 ms of start-up: it imports urllib.request, ssl, logging)
+    from plumbum.commands.base import BaseCommand
+    from plumbum.machines.local import PlumbumLocalPopen
 
 NOT_FOUND = 127   # the exit code a shell gives a program it cannot find; a transport's too
 TIMED_OUT = 124   # what coreutils' timeout exits with
@@ -55,6 +56,7 @@ def command(argv: Sequence[str]) -> BaseCommand | None:
     program = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=os.environ.get("PATH", os.defpath))
     if program is None or not os.access(program, os.X_OK):
         return None
+    from plumbum import local
     return local[program][list(argv[1:])]
 
 

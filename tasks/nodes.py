@@ -70,6 +70,17 @@ def check_reads(s: Session, r: Releases, kind: str, stage: Stage):
     [(key, Cmd)] of that check and the chain's later ones, or None. A promoted stage's release is not known
     before the lock: then the reads that find it (the source stage's link and verify record, where the
     source's hosts are these)."""
+    if kind == "backup":   # backup:<db>: its check lists the database's backups on its backup host
+        from .steps.database.backup import list_cmd
+        argv = list_cmd(s.layout).argv
+        return lambda t: [(call_key(argv), Cmd(argv))]
+    if kind == "restore":  # restore:<stage>: its check reads the source's backups and the stage's marker
+        from .steps.database.backup import list_cmd
+        from .steps.database.restore import marker_argv
+        src, db = s.config.databases[stage.restore_from], s.config.stage_database(stage)
+        on = {s.backup_host(src): [list_cmd(s.layout).argv]}
+        on.setdefault(s.backup_host(db), []).append(marker_argv(s.layout, db))
+        return lambda t: [(call_key(argv), Cmd(argv)) for argv in on.get(t.host, [])]
     if kind not in CHAIN_READS:
         return None
     release = r.known(stage)

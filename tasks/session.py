@@ -12,10 +12,10 @@ import fcntl
 import importlib
 import math
 import os
+import secrets
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 from .config import Config, Database, Host, Stage
@@ -35,7 +35,7 @@ class Session:
         self.environ = os.environ if environ is None else environ
         self.argv = list(sys.argv if argv is None else argv)
         self.layout = Layout(config.project.deploy_root)
-        self.token = uuid.uuid4().hex
+        self.token = secrets.token_hex(16)   # 32 hex digits, as uuid4().hex gave (uuid imports platform)
         self.connections = Connections(config.project.ssh_config, on_connect=self._own,
                                        fast_kex=config.project.ssh_fast_kex)
         self.hosts = Executor(self.connections, config.project.parallel)
@@ -174,7 +174,7 @@ class Session:
         if not self.lock_checks or subject is None:
             return
         if isinstance(subject, Database):
-            self.lock([self.backup_host(subject)], f"backup:{subject.name}")
+            self.lock([self.backup_host(subject)], f"backup:{subject.name}", reads)
             return
         db = self.config.stage_database(subject)
         extra = [db.backup_host] if db and db.backup_host else []

@@ -8,14 +8,16 @@ plain arguments and keep no state: one instance serves every run.
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import re
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 from ..config import Database
 from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
-from ..transport import Transport
+from ..runtime.leftovers import private_file
+from ..transport import Cmd, CommandFailed, Transport, call_key
 from .sqlcheck import PlanCheck
 from .sqltext import Column
 
@@ -102,6 +104,38 @@ class Engine:
     def plan_check(self, before: dict[str, dict[str, Column]]) -> PlanCheck:
         """The parser of sqlmigrate's SQL into tables touched and unsafe operations, from the schema before."""
         return PlanCheck(before)
+
+
+@contextlib.contextmanager
+def secret_file(t: Transport, layout: Layout, filename: str, data: bytes,
+                reads: Sequence[Sequence[str]] = ()) -> Iterator[str]:
+    """The path of a 0600 file holding data (a client's password) in a new 0700 temp dir on t, removed
+    afterwards; the password never travels on a command line. One exchange makes it, and carries `reads`
+    (argvs the caller asks next, e.g. whether python3 is there): their answers are kept for its
+    call_kept (transport.py: kept answers)."""
+    path, cmds = private_file(layout, filename, data)
+    answers = t.read_batch([(call_key(argv), Cmd(argv)) for argv in reads], cmds)
+    try:
+        for c, (code, _, err) in zip(cmds, answers):   # the first that failed (the next one was SKIPPED)
+            if code != 0:
+                raise CommandFailed(t.host, c.argv, code, err)
+        yield path
+    finally:
+        t.call(["rm", "-rf", "--", posixpath.dirname(path)])
+
+
+def secret_call(t: Transport, layout: Layout, filename: str, data: bytes,
+                argv_of: Callable[[str], Sequence[str]]) -> str:
+    """secret_file for one short command, in ONE exchange: the file made, argv_of(its path) run (only once
+    the file is there), the temp dir removed (whatever happened). The command's stdout; the first of them
+    that failed raises CommandFailed, as t.run would."""
+    path, cmds = private_file(layout, filename, data)
+    cmds.append(Cmd(argv_of(path), if_ok=True))
+    answers = t.batch([*cmds, Cmd(["rm", "-rf", "--", posixpath.dirname(path)])])
+    for c, (code, _, err) in zip(cmds, answers):
+        if code != 0:
+            raise CommandFailed(t.host, c.argv, code, err)
+    return answers[len(cmds) - 1][1]
 
 
 def verify_file(t: Transport, path: str, engine: str) -> tuple[str, int]:

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import posixpath
 import re
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import quote
 
 from ..config import Database
 from ..errors import StepError
 from ..hostside import rehearsal_probe, script
 from ..layout import Layout
-from ..runtime.common import last_line, write_file
-from ..runtime.leftovers import owner_tag, sweep_leftovers
+from ..runtime.common import last_line
+from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import Engine, check_sha, parse_row_counts, verify_file
+from .base import Engine, check_sha, parse_row_counts, secret_call, secret_file, verify_file
 from .sqltext import Column, columns_from_mysql
 from .streaming import run_streaming
 
@@ -145,8 +144,9 @@ def filter_source() -> str:
 
 
 def streams(t: Transport) -> bool:
-    """Can this host run the one-pass filter (python3 with its standard library)?"""
-    return t.call(HAS_PYTHON)[0] == 0
+    """Can this host run the one-pass filter (python3 with its standard library)? Answered by the option
+    file's exchange when it asked (client_options' reads), else asked now."""
+    return t.call_kept(HAS_PYTHON)[0] == 0
 
 
 def counts(t: Transport, db: Database, cnf: str) -> dict[str, int]:
@@ -183,30 +183,19 @@ class MySQL(Engine):
         return env
 
     @contextlib.contextmanager
-    def client_options(self, t: Transport, layout: Layout, db: Database):
+    def client_options(self, t: Transport, layout: Layout, db: Database, reads: Sequence[Sequence[str]] = ()):
         """A 0600 option file in a 0700 temp dir on the host, removed afterwards: the password never travels
         on a command line. With option_file, it !includes the user's file (which holds the password) and adds
         host, port and user from stages.ini after it. The server's "Access denied" to any client run with it
-        comes out as what to fix (access_denied)."""
-        include = host_option_file(t, db) if db.option_file and not db.password_env else None
-        t.run(["mkdir", "-p", "-m", "700", layout.deploy])
-        # named by this run (leftovers.py): a killed run's option file is found and removed by the next run
-        tmp = t.run(["mktemp", "-d", posixpath.join(layout.deploy, f"cnf.{owner_tag()}.XXXXXX")]).strip()
-        try:
-            try:
-                data = option_file(db, include)
-            except ValueError as exc:
-                raise StepError(str(exc)) from None
-            write_file(t, posixpath.join(tmp, "my.cnf"), data)
-            yield posixpath.join(tmp, "my.cnf")
-        except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
-            hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__))
-                                 + str(exc))
-            if hint is None:
-                raise
-            raise StepError(f"{t.host}: {hint}") from None
-        finally:
-            t.call(["rm", "-rf", "--", tmp])
+        comes out as what to fix (access_denied). reads: asked in the same exchange, answers kept (secret_file)."""
+        with _hinted(t, db):
+            with secret_file(t, layout, "my.cnf", _options(t, db), reads) as path:
+                yield path
+
+    def _run_once(self, t: Transport, layout: Layout, db: Database, argv_of: Callable[[str], list[str]]) -> str:
+        """One short client command with client_options' file, all in one exchange (secret_call); its stdout."""
+        with _hinted(t, db):
+            return secret_call(t, layout, "my.cnf", _options(t, db), argv_of)
 
     def backup_source(self, db: Database) -> str:
         return f"{db.dbname}@{db.host}:{db.port}"
@@ -214,7 +203,7 @@ class MySQL(Engine):
     def dump(self, t: Transport, layout: Layout, db: Database, partial: str) -> dict:
         """Dump, compress and check. Returns sha256, size and the row counts (tables; without the filter also
         tables_after: COUNT(*) before and after the dump, which a restore's counts must lie between)."""
-        with self.client_options(t, layout, db) as cnf:
+        with self.client_options(t, layout, db, [HAS_PYTHON]) as cnf:
             if streams(t):
                 out = run_streaming(t, ["bash", "-c", MYSQLDUMP_STREAM, "bash", cnf, db.dbname, partial,
                                         filter_source()], f"backup:{db.name}")
@@ -236,8 +225,8 @@ class MySQL(Engine):
         """With python3 on the host, one process reads the file: it hashes it first, then decompresses it
         straight into `mysql`, after the DROP DATABASE; CREATE DATABASE; USE it sends itself."""
         init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""
-        sweep_leftovers(t, layout)
-        with self.client_options(t, layout, db) as cnf:
+        with self.client_options(t, layout, db, [HAS_PYTHON, list_leftovers(layout).argv]) as cnf:
+            sweep_leftovers(t, layout)   # its read came with the option file's exchange
             if streams(t):
                 _load_streaming(t, db, meta, path, cnf, init)
             else:
@@ -249,8 +238,8 @@ class MySQL(Engine):
             return counts(t, db, cnf)
 
     def server_identity(self, t: Transport, layout: Layout, db: Database) -> tuple:
-        with self.client_options(t, layout, db) as cnf:
-            out = t.run(["mysql", f"--defaults-extra-file={cnf}", "-N", "-B", "-e", SERVER_IDENTITY_SQL])
+        out = self._run_once(t, layout, db, lambda cnf: ["mysql", f"--defaults-extra-file={cnf}", "-N", "-B", "-e",
+                                                         SERVER_IDENTITY_SQL])
         try:
             return ("mysql", *parse_server_identity(out), db.dbname)
         except ValueError as exc:
@@ -272,6 +261,27 @@ class MySQL(Engine):
     def copy_connector(self, db: Database, host: str, port: int) -> Callable[[], object]:
         user, password = credentials(db)
         return lambda: connect(host, port, db, user, password)
+
+
+def _options(t: Transport, db: Database) -> bytes:
+    """The option file's bytes (with option_file: !include of the user's file, found on the host first)."""
+    include = host_option_file(t, db) if db.option_file and not db.password_env else None
+    try:
+        return option_file(db, include)
+    except ValueError as exc:
+        raise StepError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _hinted(t: Transport, db: Database):
+    """The server's "Access denied" to a client run with our option file, as what to fix (access_denied)."""
+    try:
+        yield
+    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
+        hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
+        if hint is None:
+            raise
+        raise StepError(f"{t.host}: {hint}") from None
 
 
 def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:

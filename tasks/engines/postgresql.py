@@ -5,7 +5,7 @@ parts (URL, password-file line, client environment, queries and their parsers, r
 
 The steps run psql and pg_dump on the host (over the transport): the database is often reachable only from
 the hosts. The password reaches them only through a libpq password file: with password_env, a 0600 file in a
-0700 temporary directory under .deploy named by this run (`cnf.<owner>.XXXXXX/pgpass`, so that a killed run's
+0700 temporary directory under .deploy named by this run (`cnf.<owner>.<random>/pgpass`, so that a killed run's
 file is found and removed by the next one: runtime/leftovers.py); with passfile, the user's own file on the
 host, which the tool never reads. PGPASSFILE and the other connection settings are given by `env K=V ...`
 (pg_sql.client_env): names and paths, never the password.
@@ -21,17 +21,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import posixpath
 import re
+from typing import Sequence
 
 from ..config import ConfigError, Database
 from ..errors import StepError
 from ..layout import Layout
-from ..runtime.common import last_line, write_file
-from ..runtime.leftovers import owner_tag, sweep_leftovers
+from ..runtime.common import last_line
+from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import check_sha, verify_file
-from .mysql import DAMAGED, filter_source, streams
+from .base import check_sha, secret_file, verify_file
+from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
     ROW_COUNTS,
@@ -130,18 +130,15 @@ class PostgreSQL(PostgreSQLRehearsal):
         return app_env(db)
 
     @contextlib.contextmanager
-    def client_options(self, t: Transport, layout: Layout, db: Database):
+    def client_options(self, t: Transport, layout: Layout, db: Database, reads: Sequence[Sequence[str]] = ()):
         """The path of the libpq password file on the host for this database's clients: with password_env a
-        0600 file of ours in a 0700 temp dir (removed afterwards), with passfile the user's own. The server's
-        refusal of any client run with it comes out as what to fix (access_denied, restore_refusal)."""
-        tmp = None
+        0600 file of ours in a 0700 temp dir (removed afterwards; reads: asked in the same exchange, answers
+        kept: secret_file), with passfile the user's own. The server's refusal of any client run with it
+        comes out as what to fix (access_denied, restore_refusal)."""
         try:
             if db.password_env:
-                t.run(["mkdir", "-p", "-m", "700", layout.deploy])
-                # named by this run (leftovers.py): a killed run's password file is found and removed by the next
-                tmp = t.run(["mktemp", "-d", posixpath.join(layout.deploy, f"cnf.{owner_tag()}.XXXXXX")]).strip()
-                write_file(t, posixpath.join(tmp, "pgpass"), password_file(db))
-                yield posixpath.join(tmp, "pgpass")
+                with secret_file(t, layout, "pgpass", password_file(db), reads) as path:
+                    yield path
             else:
                 yield host_passfile(t, db)
         except LoadFailed:
@@ -151,9 +148,6 @@ class PostgreSQL(PostgreSQLRehearsal):
             if hint is None:
                 raise
             raise StepError(f"{t.host}: {hint}") from None
-        finally:
-            if tmp:
-                t.call(["rm", "-rf", "--", tmp])
 
     def backup_source(self, db: Database) -> str:
         return f"{db.dbname}@{db.host}:{db.port}"
@@ -161,7 +155,7 @@ class PostgreSQL(PostgreSQLRehearsal):
     def dump(self, t: Transport, layout: Layout, db: Database, partial: str) -> dict:
         """pg_dump's plain SQL (COPY blocks, the sequences' setval), compressed and checked in one pass with
         python3 on the host; without it, COUNT(*) before and after the dump and the file checked after."""
-        with self.client_options(t, layout, db) as passfile:
+        with self.client_options(t, layout, db, [HAS_PYTHON]) as passfile:
             env = client_env(db, passfile)
             if streams(t):
                 out = run_streaming(t, env_argv(env, ["bash", "-c", DUMP_STREAM, "bash", partial, filter_source()]),
@@ -185,8 +179,8 @@ class PostgreSQL(PostgreSQLRehearsal):
         checked, DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER the role, and the dump loaded in
         one transaction (a load that fails leaves the new database empty). lock_wait bounds every lock wait
         of these sessions (lock_timeout; the dump's own `SET lock_timeout = 0` comes after the DROP)."""
-        sweep_leftovers(t, layout)
-        with self.client_options(t, layout, db) as passfile:
+        with self.client_options(t, layout, db, [HAS_PYTHON, list_leftovers(layout).argv]) as passfile:
+            sweep_leftovers(t, layout)   # its read came with the option file's exchange
             env = client_env(db, passfile)
             if lock_wait:
                 env["PGOPTIONS"] = f"-c lock_timeout={int(lock_wait)}s"

@@ -12,7 +12,7 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..transport import Transport
+from ..transport import Cmd, Transport
 
 
 def stamp() -> dict:
@@ -52,14 +52,19 @@ def write_file(t: Transport, path: str, data: bytes, mode: str = "600", public: 
     """Write to a temp name first, then rename: readers see all or nothing. The data goes through stdin
     (never argv); public data (no secret in it: a marker, an intent) that is text without NUL goes as an
     argument instead, written by the printf builtin (no cat)."""
+    c = write_cmd(path, data, mode, public)
+    t.run(c.argv, input=c.input)
+
+
+def write_cmd(path: str, data: bytes, mode: str = "600", public: bool = False, if_ok: bool = False) -> Cmd:
+    """write_file as a batch's command (if_ok: only when the one before it exited 0)."""
     bits = int(mode, 8)
     mask = "" if bits & 0o7111 else f"{0o777 & ~bits:03o}"   # 600 -> 177, 644 -> 133
     argv = ["sh", "-c", WRITE, "sh", path, mode, posixpath.dirname(path) or ".", mask]
     text = _public_text(data) if public else None
     if text is None:
-        t.run(argv, input=data)
-    else:
-        t.run([*argv, text])
+        return Cmd(argv, input=data, if_ok=if_ok)
+    return Cmd([*argv, text], if_ok=if_ok)
 
 
 def _public_text(data: bytes) -> str | None:

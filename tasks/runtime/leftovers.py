@@ -1,7 +1,7 @@
 """Leftovers of dead runs on a host: the things a database step makes for the length of one command and
 removes after it, which a killed deployer leaves behind for good.
 
-- `.deploy/cnf.<owner>.XXXXXX/my.cnf` (or `pgpass`): a MySQL option file or a libpq password file with the
+- `.deploy/cnf.<owner>.<random>/my.cnf` (or `pgpass`): a MySQL option file or a libpq password file with the
   database password (0600);
 - `.deploy/incoming/<owner>.<file>`: a production dump copied from another backup host for a restore;
 - `db_backup/.<owner>.<name>.partial`: a dump being written.
@@ -19,10 +19,12 @@ import json
 import os
 import posixpath
 import re
+import secrets
 import socket
 
 from ..layout import Layout
-from ..transport import Transport
+from ..transport import Cmd, CommandFailed, Transport
+from .common import write_cmd
 
 OWNER_RE = re.compile(r"(?P<machine>[A-Za-z0-9-]{1,40})\.(?P<pid>\d+)\.")
 LIST = ('cat "$1/lock/owner.json" 2>/dev/null; echo; echo --; '
@@ -88,9 +90,38 @@ def parse_listing(text: str) -> tuple[dict | None, list[str]]:
 
 
 def sweep_leftovers(t: Transport, layout: Layout) -> list[str]:
-    """Remove the leftovers of dead runs on this host; returns what was removed."""
-    holder, paths = parse_listing(t.run(["sh", "-c", LIST, "sh", layout.deploy, layout.backups]))
+    """Remove the leftovers of dead runs on this host; returns what was removed. Its read is answered by
+    an exchange that carried it just before (a kept answer: an engine's option file's), else asked now."""
+    argv = list_leftovers(layout).argv
+    code, out, err = t.call_kept(argv)
+    if code != 0:
+        raise CommandFailed(t.host, argv, code, err)
+    return sweep_listed(t, out)
+
+
+def list_leftovers(layout: Layout) -> Cmd:
+    """The read sweep_leftovers starts with, for a batch that carries it (then sweep_listed(t, its output))."""
+    return Cmd(["sh", "-c", LIST, "sh", layout.deploy, layout.backups])
+
+
+def sweep_listed(t: Transport, listing: str) -> list[str]:
+    """sweep_leftovers, from list_leftovers' output read just now: the dead runs' leftovers removed (one
+    more exchange, only when there are some)."""
+    holder, paths = parse_listing(listing)
     doomed = dead_leftovers(paths, holder, (machine(), os.getpid()), socket.gethostname())
     if doomed:
         t.call(["rm", "-rf", "--", *doomed])     # best effort: what cannot go never stops this run
     return doomed
+
+
+# $1 the .deploy dir (made 0700 when missing, as `mkdir -p -m 700`), $2 a new dir in it (0700; fails if it is there)
+PRIVATE_DIR = 'mkdir -p -m 700 "$1" && mkdir -m 700 "$2"'
+
+
+def private_file(layout: Layout, filename: str, data: bytes) -> tuple[str, list[Cmd]]:
+    """A secret file (0600) in a new 0700 dir of .deploy/ named by this run (`cnf.<owner>.<random>`: a killed
+    run's is found and removed by the next run's sweep), as a batch's commands: (the file's path, the
+    commands: the dir made, then the file written through stdin, only once the dir is there)."""
+    tmp = posixpath.join(layout.deploy, f"cnf.{owner_tag()}.{secrets.token_hex(6)}")
+    path = posixpath.join(tmp, filename)
+    return path, [Cmd(["sh", "-c", PRIVATE_DIR, "sh", layout.deploy, tmp]), write_cmd(path, data, if_ok=True)]

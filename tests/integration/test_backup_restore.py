@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +34,7 @@ from doit_stages.transport import LocalTransport
 from tests.lab.common import NASTY_PASSWORD, CmdlineScan
 from tests.lab.deployer import end, start_doit
 from tests.lab.postgres import ident, write_passfile
+from tests.lab.project import PASSWORD_ENV, REPO
 
 TRICKY = ["plain", "It's ),( tricky);", "ends with a backslash \\", "(starts with a paren", "line\nbreak\r\n",
           "tab\there", "unicode: žluťoučký kůň 🐎", "'); DROP TABLE x; --", "),\n(", ""]
@@ -483,3 +485,74 @@ def test_a_run_killed_during_mysqldump_leaves_secrets_that_the_next_run_removes(
             holder.close()
         p.write(max_age="24h")
         db.query(world["prod"], "DROP TABLE IF EXISTS bulk")
+
+
+# what a backup needs none of: verify's pytest and testinfra, the rehearsal's database drivers, the S3 store's
+# boto3, plumbum (the deploying machine's own commands: git, pip, ssh -O), xml.etree (the JUnit file)
+NOT_IMPORTED = ("pytest", "_pytest", "testinfra", "mysql", "psycopg", "boto3", "botocore", "plumbum", "xml")
+
+
+def exchanges(p, tmp_path, *args: str) -> tuple[dict[str, int], list]:
+    """doit ARGS through bench/_doit_probe.py: ({host port: exchanges over its session}, the trace)."""
+    out = tmp_path / "probe.json"
+    env = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password, "BENCH_PROBE_OUT": str(out),
+           "BENCH_PROBE_TRACE": "1"}
+    res = subprocess.run([sys.executable, str(REPO / "bench" / "_doit_probe.py"), "-f", str(REPO / "dodo.py"), *args],
+                         cwd=p.workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
+    probe = json.loads(out.read_text())
+    per: dict[str, int] = {}
+    for node in probe["nodes"].values():
+        for phase in node.get("exchanges", {}).values():
+            for port, (commands, _logins) in phase.items():
+                per[port] = per.get(port, 0) + commands
+    return per, [(ev["node"], ev["what"]) for ev in probe["trace"]]
+
+
+def test_a_backup_makes_few_exchanges_and_imports_nothing_it_does_not_need(world, tmp_path):
+    p, web1 = world["project"], world["hosts"][0]
+    p.write(max_age="1s", project_extra="keep_backups = 2\n")
+    try:
+        time.sleep(1.1)
+        per, trace = exchanges(p, tmp_path, "backup:prod")
+        # the lock's take + the check's listing of the backups (kept for the action's retention); the
+        # directory + the dead runs' leftovers; the option file + whether python3 is there; the dump; the
+        # option file removed; the dump moved into place + its metadata + retention's removals; the lock's
+        # release. Before (issue 22): 14, and one more per backup removed.
+        assert list(per.values()) == [7], (per, trace)
+        time.sleep(1.1)
+        res = p.ok("backup:prod", env={"PYTHONPROFILEIMPORTTIME": "1"})
+        imported = {ln.split("|")[-1].strip().split(".")[0] for ln in res.stderr.splitlines()
+                    if ln.startswith("import time:")}
+        assert "doit_stages" in imported and "sqlite3" in imported          # the record of what was imported
+        assert not imported & set(NOT_IMPORTED), sorted(imported & set(NOT_IMPORTED))
+        routine = [b for b in p.backups(web1) if not b["reason"]]
+        assert len(routine) == 2                                           # retention ran in the last exchange
+        newest = routine[-1]
+        data = web1.path(f"/srv/blog/db_backup/{newest['file']}").read_bytes()
+        assert hashlib.sha256(data).hexdigest() == newest["sha256"] and completed(gzip.decompress(data)[-4096:])
+        assert not list(web1.path("/srv/blog/.deploy").glob("cnf.*"))
+        assert not list(web1.path("/srv/blog/db_backup").glob(".*.partial"))
+    finally:
+        p.write(max_age="24h", project_extra="")
+
+
+def test_a_restore_makes_few_exchanges(world, tmp_path):
+    p, db, web1 = world["project"], world["mariadb"], world["hosts"][0]
+    p.ok("backup:prod")                               # a backup of prod to restore (none: taken now)
+    newest = p.backups(web1)[-1]
+    marker = web1.path("/srv/blog/.deploy/db-test.json")
+    marker.unlink(missing_ok=True)                                 # make restore:test run
+    db.query(world["test"], "DROP TABLE IF EXISTS scratch")
+    db.query(world["test"], "CREATE TABLE scratch (id INT)")     # what the restore must drop
+    per, trace = exchanges(p, tmp_path, "restore:test")
+    # on the backup host: the lock's take + the check's reads (the source's backups, the marker); the
+    # marker read again; the marker removed; the servers' identities of the target and the source (each:
+    # the option file made, the query, the file removed, as one exchange); the option file + python3 + the
+    # dead runs' leftovers; the load; the row counts; the option file removed; the marker written; the
+    # lock's release. Before: 26 (each identity 5, each option file 3 + python3 + the leftovers' list).
+    assert per[str(web1.port)] == 12, (per, trace)
+    assert json.loads(marker.read_text())["backup"] == newest["name"]
+    assert "scratch" not in db.row_counts(world["test"])
+    assert db.row_counts(world["test"]) == newest["tables"]
+    assert not list(web1.path("/srv/blog/.deploy").glob("cnf.*"))

@@ -25,7 +25,7 @@ from ...engines import engine_for
 from ...engines.base import counts_mismatch
 from ...errors import StepError
 from ...layout import Layout
-from ...runtime.common import json_or_none, read_text, write_file
+from ...runtime.common import json_or_none, write_file
 from ...runtime.leftovers import owner_tag, sweep_leftovers
 from ...transport import Transport
 from .backupfiles import backup_path
@@ -35,9 +35,18 @@ from .dbguard import refuse_protected_target
 def restored(session, db: Database) -> dict | None:
     """The marker of db's last restore: {"backup": name, "release": id, "fresh": bool}, or None. "fresh":
     nothing has migrated the copy since (a rehearsal sets it false before its first change)."""
-    marker = session.layout.db_marker(db.name)
-    found = session.hosts.one(session.backup_host(db), lambda t: json_or_none(read_text(t, marker)))
+    argv = marker_argv(session.layout, db)
+
+    def read(t: Transport):
+        code, out, _ = t.call_kept(argv)    # restore:<stage>'s check: its read rode with the lock's take
+        return json_or_none(out) if code == 0 else None
+    found = session.hosts.one(session.backup_host(db), read)
     return found if isinstance(found, dict) else None
+
+
+def marker_argv(layout: Layout, db: Database) -> list[str]:
+    """The read of db's restore marker (restored)."""
+    return ["cat", "--", layout.db_marker(db.name)]
 
 
 def holds(marker: dict | None, backup: str, rid: str) -> bool:

@@ -42,6 +42,10 @@ def prune_backups(t: Transport, layout: Layout, metas: list[dict], keep: int, ke
     none points at nothing. Only files of db_backup/ (list_backups ignores metadata naming anything else,
     and backup_path checks again)."""
     for meta in backups_to_remove(metas, keep, keep_migrations):
-        path = backup_path(layout, meta)
-        t.run(["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"), path])
+        t.run(prune_argv(layout, meta))
+
+
+def prune_argv(layout: Layout, meta: dict) -> list[str]:
+    """The command that removes one backup: its metadata first, so none points at nothing."""
+    return ["rm", "-f", "--", posixpath.join(layout.backups, meta["name"] + ".json"), backup_path(layout, meta)]
 
