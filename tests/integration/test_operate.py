@@ -92,8 +92,8 @@ def test_run_on_every_host_prefixes_each_line_and_exits_with_the_worst_status(wo
         assert res.returncode == 3, res.stderr
         assert sorted(res.stdout.splitlines()) == sorted([f"[{label(h)}] out of test" for h in (web1, web2)])
         # exactly the commands' own lines and the tool's one line: nothing of the hosts' shells ("Terminated")
-        assert sorted(res.stderr.splitlines()) == sorted([f"[{label(web1)}] err of test", f"[{label(web2)}] err of test",
-                                                          f"run:test: {label(web2)} exited 3"]), res.stderr
+        want = [f"[{label(web1)}] err of test", f"[{label(web2)}] err of test", f"run:test: {label(web2)} exited 3"]
+        assert sorted(res.stderr.splitlines()) == sorted(want), res.stderr
         only = doit(p, "run:test", *cmd, env={"DEPLOY_HOSTS": web2.url})   # a host as stages.ini writes it
         assert only.returncode == 3 and only.stdout == f"[{label(web2)}] out of test\n", only.stderr
     finally:
