@@ -54,8 +54,9 @@ def new_release_on_staging(world, tag):
     return rid(p.links("sites/staging")[0])
 
 
-@pytest.mark.parametrize("engine, point", [("mysql", p) for p in POINTS] + [("postgresql", POINTS[0])],
-                         indirect=["engine"], scope="module")
+# MySQL's world only: a switch touches no database, so a kill during one is the same on every engine (the
+# killed migrations of both engines: test_migration_record.py)
+@pytest.mark.parametrize("engine, point", [("mysql", p) for p in POINTS], indirect=["engine"], scope="module")
 def test_killed_during_a_switch_the_next_run_finishes_it(world, point):
     p, hosts = world["project"], world["hosts"]
     new = new_release_on_staging(world, point)
