@@ -28,6 +28,9 @@ class S3Server:
         self._logger = logging.getLogger("werkzeug")
         self._logger.addHandler(self._handler)
         self._logger.setLevel(logging.INFO)
+        # a logging.config.dictConfig run earlier in this process (a library's set-up, in another test file on
+        # the same worker) disables every logger that existed then: this one too, and no request was counted
+        self._logger.disabled = False
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
         self._server.start()
         host, port = self._server.get_host_and_port()
