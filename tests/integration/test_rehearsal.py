@@ -128,7 +128,9 @@ def test_rebuild_stalls_writes_and_instant_add_field_does_not(world):
     # writes wait for most of the copy (a fixed threshold failed both ways: machines copy at their own speed)
     assert rebuilt["max_write_stall"] > max(0.2, 0.5 * rebuilt["seconds"]), rep
     assert rebuilt["max_write_stall"] >= 5 * (added["max_write_stall"] or 0.0), rep
-    assert rebuilt["seconds"] > 0.3 and rebuilt["unsafe"][0]["kind"] == "alter_type"
+    # the rewrite takes real time, the AddField none (relative: a quiet machine rewrote 200k rows on
+    # PostgreSQL in 0.29 s, under the 0.3 s this once asked)
+    assert rebuilt["seconds"] > max(0.1, 10 * added["seconds"]) and rebuilt["unsafe"][0]["kind"] == "alter_type"
     assert rep["probe"]["runs_on"] == "deployer" and rep["engine"] == world["engine"]
     quoted = "`subtitle`" if world["engine"] == "mysql" else '"subtitle"'
     assert added["unsafe"] == [] and f"ADD COLUMN {quoted}" in added["sql"][0]
