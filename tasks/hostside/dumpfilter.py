@@ -41,7 +41,21 @@ PG_NAME = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$-]{0,62}")
 PG_ROLE = re.compile(r"[A-Za-z0-9_.$@+][A-Za-z0-9_.$@+-]{0,62}")
 
 
-class RowCounter:
+class _Lines:
+    """Fed in arbitrary chunks; _scan(buf, end) sees complete lines only. The carry keeps the last newline
+    (and starts as one): every pattern a subclass looks for starts with a newline."""
+
+    def feed(self, data):
+        buf = self._carry + data
+        cut = buf.rfind(b"\n")
+        if cut <= 0:
+            self._carry = buf
+            return
+        self._scan(buf, cut)
+        self._carry = buf[cut:]
+
+
+class RowCounter(_Lines):
     """Rows per table from mysqldump's INSERT statements, fed in arbitrary chunks.
 
     A string in a dump never holds a raw newline (mysqldump escapes it), so a statement ends at the first
@@ -63,15 +77,6 @@ class RowCounter:
         self._table = None       # inside a one-row-a-line INSERT of this table
         self._routines = False   # inside a DELIMITER ;; block
 
-    def feed(self, data):
-        buf = self._carry + data
-        cut = buf.rfind(b"\n")
-        if cut <= 0:
-            self._carry = buf
-            return
-        # only complete lines are scanned; the carry keeps the last newline: every pattern starts with one
-        self._scan(buf, cut)
-        self._carry = buf[cut:]
 
     def _scan(self, buf, end):
         pos, found = 0, {}
@@ -130,7 +135,7 @@ class RowCounter:
         self.rows += n
 
 
-class PgRowCounter:
+class PgRowCounter(_Lines):
     """Rows per table from pg_dump's plain output, fed in arbitrary chunks: each table's data is a block
     `COPY schema.table (columns) FROM stdin;`, one line a row (COPY's text format escapes a newline, a tab
     and a backslash in a value), ended by a line `\\.`. pg_dump writes a block for every table it dumps,
@@ -146,14 +151,6 @@ class PgRowCounter:
         self._carry = b"\n"
         self._table = None       # inside this table's COPY block
 
-    def feed(self, data):
-        buf = self._carry + data
-        cut = buf.rfind(b"\n")
-        if cut <= 0:
-            self._carry = buf
-            return
-        self._scan(buf, cut)
-        self._carry = buf[cut:]
 
     def _scan(self, buf, end):
         pos = 0
