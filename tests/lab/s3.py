@@ -1,39 +1,31 @@
 """S3: `S3Server()` is moto's real S3 HTTP API on 127.0.0.1 (path-style), with a log of the requests it got."""
 from __future__ import annotations
 
-import re
-
 
 class S3Server:
     """moto's S3 server in a thread of this process: a real HTTP S3 API at 127.0.0.1:<free port>. It does
     not check signatures or expiry (so the tests check those rules on the tool's own code). `requests`
-    holds (method, path, query) of every request it answered, from its werkzeug request log."""
-
-    REQUEST_RE = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP/[\d.]+')
+    holds (method, path, query) of every request it answered."""
 
     def __init__(self):
-        import logging
+        import threading
 
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
         self.requests: list[tuple[str, str, str]] = []
-        server = self
+        app = DomainDispatcherApplication(create_backend_app)
 
-        class Log(logging.Handler):
-            def emit(self, record):
-                m = S3Server.REQUEST_RE.search(record.getMessage())
-                if m:
-                    path, _, query = m.group(2).partition("?")
-                    server.requests.append((m.group(1), path, query))
-        self._handler = Log()
-        self._logger = logging.getLogger("werkzeug")
-        self._logger.addHandler(self._handler)
-        self._logger.setLevel(logging.INFO)
-        # a logging.config.dictConfig run earlier in this process (a library's set-up, in another test file on
-        # the same worker) disables every logger that existed then: this one too, and no request was counted
-        self._logger.disabled = False
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+        def recording(environ, start_response):
+            # counted at the WSGI door, not from werkzeug's request log: a logging.config.dictConfig run
+            # anywhere in this process (a library's set-up, in another test on the same worker) disables that
+            # logger, and then no request was counted
+            self.requests.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                                  environ.get("QUERY_STRING", "")))
+            return app(environ, start_response)
+        self._server = make_server("127.0.0.1", 0, recording, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
         self.endpoint = f"http://{host}:{port}"
 
     def client(self):
@@ -56,6 +48,6 @@ class S3Server:
         return sum(1 for m, p, _ in self.requests if m == method and p == path)
 
     def stop(self) -> None:
-        self._server.stop()
-        self._logger.removeHandler(self._handler)
+        self._server.shutdown()
+        self._thread.join()
 
