@@ -78,6 +78,13 @@ class Connections:
             open_, self._open = list(self._open.values()), {}
         fan_out(lambda i: open_[i].close(), len(open_), len(open_))  # each waits for its remote shell
 
+    def let_go_all(self) -> None:
+        """The process's end: every connection told to end, none waited for (Transport.let_go)."""
+        with self._mutex:
+            open_, self._open = list(self._open.values()), {}
+        for t in open_:
+            t.let_go()
+
 
 class Executor:
     def __init__(self, connections: Connections, parallel: int):

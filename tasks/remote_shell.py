@@ -278,6 +278,16 @@ class RemoteShell:
             self.proc.wait()
         self.close()
 
+    def let_go(self) -> None:
+        """The run's end: EOF on the loop's stdin, without waiting for the ssh process to end. After the last
+        answer nothing runs in the session; the channel's EOF and close (two round trips on a WAN) finish
+        after this process has exited (the mux client and the master own them)."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
         """End the loop (EOF on its stdin) and the ssh process; the master connection stays for ControlPersist."""
         if self.proc.poll() is None:

@@ -162,6 +162,10 @@ class Transport:
     def close(self) -> None:
         pass
 
+    def let_go(self) -> None:
+        """The run's end: the connection closed without waiting for it to end (RemoteShell.let_go)."""
+        self.close()
+
     def __enter__(self):
         return self
 
@@ -409,10 +413,17 @@ class SSHTransport(Transport):
         Path(local).write_bytes(out)
 
     def close(self):
+        self._wait_cancels()
+        self.shell.close()
+
+    def let_go(self):
+        self._wait_cancels()
+        self.shell.let_go()
+
+    def _wait_cancels(self):
         for proc in self._cancels:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
-        self.shell.close()
 
 
 def connect(host: Host, ssh_config: Path | None = None, fast_kex: bool = False) -> Transport:

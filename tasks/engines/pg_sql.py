@@ -91,6 +91,29 @@ WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname NOT LI
 ORDER BY 1"""
 
 
+# What psql prints of a restore's load (dumpfilter.pg_prologue: ECHO queries, tags on): each COPY of the dump
+# echoed, then its tag, the rows the server stored. Names as pg_dump writes them (quoted when they must be,
+# a quoted one may hold any character, a newline too), and as ROW_COUNTS names a table.
+_IDENT = r'"(?:[^"]|"")+"|[^\s."(]+'
+_COPY_ECHO = re.compile(r'^COPY (' + _IDENT + r')\.(' + _IDENT + r')(?: \((?:"(?:[^"]|"")*"|[^"()])*\))? '
+                        r'FROM stdin;\nCOPY (\d+)$', re.MULTILINE)
+
+
+def _unquote(raw: str) -> str:
+    return raw[1:-1].replace('""', '"') if raw.startswith('"') else raw
+
+
+def parse_copy_tags(text: str) -> dict[str, int]:
+    """A restore's psql output -> {table (schema.table outside public): rows its COPY stored}. Pure. A table
+    whose COPY is not found here is missing from the answer (the caller then counts the tables instead)."""
+    counts: dict[str, int] = {}
+    for m in _COPY_ECHO.finditer(text):
+        schema, table = _unquote(m.group(1)), _unquote(m.group(2))
+        name = table if schema == "public" else f"{schema}.{table}"
+        counts[name] = counts.get(name, 0) + int(m.group(3))
+    return counts
+
+
 def parse_row_counts(text: str) -> dict[str, int]:
     """ROW_COUNTS' output -> {table (schema.table outside public): rows}; ValueError on a line that is not."""
     counts = {}

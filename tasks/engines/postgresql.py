@@ -30,7 +30,7 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import check_sha, secret_file, verify_file
+from .base import check_sha, counts_mismatch, secret_call, secret_file, verify_file
 from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
@@ -39,6 +39,7 @@ from .pg_sql import (
     client_env,
     database_url,
     env_argv,
+    parse_copy_tags,
     parse_row_counts,
     parse_server_identity,
     pgpass_line,
@@ -59,9 +60,10 @@ DUMP_STREAM = f'set -o pipefail; umask 077; {PG_DUMP} | python3 -c "$2" dump "$1
 # psql's own output (a dump's SELECT set_config(...) rows) is not wanted; its errors go to stderr
 PSQL_LOAD = "psql -X -q -v ON_ERROR_STOP=1"
 # $1 file, $2 sha256, $3 database, $4 owner, $5 dumpfilter.py: the filter hashes the file, then sends the
-# check of CREATEDB, DROP, CREATE, \connect, BEGIN, the dump and COMMIT (only once the dump's last line came)
+# check of CREATEDB, DROP, CREATE, \connect, BEGIN, the dump and COMMIT (only once the dump's last line came);
+# psql prints the dump's queries and their tags (pg_sql.parse_copy_tags: the rows each COPY stored)
 LOAD_STREAM = (f'set -o pipefail; python3 -c "$5" restore "$1" "$2" postgresql "$3" "$4" | '
-               f'{PSQL_LOAD} -d {MAINTENANCE_DB} -f - >/dev/null')
+               f'{PSQL_LOAD} -d {MAINTENANCE_DB} -f -')
 LOAD = f'set -o pipefail; gunzip -c "$1" | {PSQL_LOAD} --single-transaction -f - >/dev/null'
 # before DROP DATABASE: a role that may not create it again is refused while the database still stands
 CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) "
@@ -135,19 +137,12 @@ class PostgreSQL(PostgreSQLRehearsal):
         0600 file of ours in a 0700 temp dir (removed afterwards; reads: asked in the same exchange, answers
         kept: secret_file), with passfile the user's own. The server's refusal of any client run with it
         comes out as what to fix (access_denied, restore_refusal)."""
-        try:
+        with refusals_told(t, db):
             if db.password_env:
                 with secret_file(t, layout, "pgpass", password_file(db), reads) as path:
                     yield path
             else:
                 yield host_passfile(t, db)
-        except LoadFailed:
-            raise
-        except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
-            hint = refusal(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
-            if hint is None:
-                raise
-            raise StepError(f"{t.host}: {hint}") from None
 
     def backup_source(self, db: Database) -> str:
         return f"{db.dbname}@{db.host}:{db.port}"
@@ -186,8 +181,12 @@ class PostgreSQL(PostgreSQLRehearsal):
                 env["PGOPTIONS"] = f"-c lock_timeout={int(lock_wait)}s"
             try:
                 if streams(t):
-                    run_streaming(t, env_argv(env, ["bash", "-c", LOAD_STREAM, "bash", path, meta["sha256"],
-                                                    db.dbname, db.user, filter_source()]), f"restore:{db.name}")
+                    out = run_streaming(t, env_argv(env, ["bash", "-c", LOAD_STREAM, "bash", path, meta["sha256"],
+                                                          db.dbname, db.user, filter_source()]), f"restore:{db.name}")
+                    # the rows each COPY stored, committed: when they are the backup's, no COUNT(*) pass
+                    tags = parse_copy_tags(out)
+                    if not counts_mismatch(meta["tables"], meta.get("tables_after"), tags):
+                        return tags
                 else:
                     check_sha(t, meta, path)
                     try:
@@ -208,10 +207,15 @@ class PostgreSQL(PostgreSQLRehearsal):
         server's address and port are left out: two ways to one server may show two addresses (::1,
         127.0.0.1). A streaming replica has its primary's identifier and oids: refusing it too is the safer
         mistake."""
-        with self.client_options(t, layout, db) as passfile:
-            # asked in the maintenance database: the database itself may not exist yet (oid 0)
-            out = t.run(env_argv(client_env(db, passfile),
-                                 [*psql_argv(server_identity_sql(db.dbname)), "-d", MAINTENANCE_DB]))
+        # asked in the maintenance database: the database itself may not exist yet (oid 0); with password_env
+        # in ONE exchange (the password file made, the query, the file removed: secret_call)
+        query = [*psql_argv(server_identity_sql(db.dbname)), "-d", MAINTENANCE_DB]
+        with refusals_told(t, db):
+            if db.password_env:
+                out = secret_call(t, layout, "pgpass", password_file(db),
+                                  lambda path: env_argv(client_env(db, path), query))
+            else:
+                out = t.run(env_argv(client_env(db, host_passfile(t, db)), query))
         try:
             system, _addr, _port, oid, name = parse_server_identity(out)
         except ValueError as exc:
@@ -223,6 +227,20 @@ class PostgreSQL(PostgreSQLRehearsal):
 
     def access_denied(self, db: Database, text: str) -> str | None:
         return access_denied(db, text)
+
+
+@contextlib.contextmanager
+def refusals_told(t: Transport, db: Database):
+    """The server's refusal of a client (its rights, the login) raised as what to fix (refusal), in one line."""
+    try:
+        yield
+    except LoadFailed:
+        raise
+    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
+        hint = refusal(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
+        if hint is None:
+            raise
+        raise StepError(f"{t.host}: {hint}") from None
 
 
 def counts(t: Transport, env: dict[str, str]) -> dict[str, int]:

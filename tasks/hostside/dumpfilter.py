@@ -316,11 +316,14 @@ def quote_name(name):
 def pg_prologue(database, owner):
     """psql's input before the dump (psql runs in a maintenance database): the role's CREATEDB checked
     (line 1), the database dropped (line 2) and made again, owned by `owner`, then entered, and a
-    transaction begun (COMMIT follows the dump's last line)."""
+    transaction begun (COMMIT follows the dump's last line). From there on psql prints every query it sends
+    and every command's tag (psql runs -q): the rows each COPY stored, after its `COPY ... FROM stdin;`, are
+    the restore's row counts (pg_sql.parse_copy_tags), with no COUNT(*) pass over the loaded tables."""
     if not PG_NAME.fullmatch(database) or not PG_ROLE.fullmatch(owner):
         raise ValueError("%r or %r is not a name stages.ini allows" % (database, owner))
     return (PG_CAN_CREATE + ';\n' + 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\nCREATE DATABASE "%s" OWNER "%s";\n'
-            "\\connect -reuse-previous=on 'dbname=%s'\nBEGIN;\n" % (database, database, owner, database)).encode()
+            "\\connect -reuse-previous=on 'dbname=%s'\nBEGIN;\n\\set QUIET off\n\\set ECHO queries\n"
+            % (database, database, owner, database)).encode()
 
 
 def restore(path, expected, out=None, progress=None, prologue=b""):

@@ -221,6 +221,30 @@ def test_one_pass_backup_counts_rows_as_count_star_and_restores_the_same_data(lo
     assert holding(root, lab.password) == []
 
 
+def test_the_restored_rows_are_counted_by_the_server_and_a_count_the_backup_lacks_fails(local_db, argvs):
+    """PostgreSQL: the rows each COPY stored (psql's tags, the load's own session) are the restore's counts,
+    with no COUNT(*) pass after it; when they are not the backup's, the tables are counted, and a count the
+    backup does not hold fails the restore, on both engines."""
+    config, t, root, lab = local_db
+    prod, test = config.databases["prod"], config.databases["test"]
+    layout = Layout(config.project.deploy_root)
+    meta = backup_database(t, layout, config, prod)
+    path = str(root / "db_backup" / meta["file"])
+    del argvs[:]
+    restore_backup(t, layout, test, meta, path)
+    assert lab.counts(test.dbname) == meta["tables"] == lab.expected()
+    counted = [a for a in argvs if any("query_to_xml" in w for w in a)]   # ROW_COUNTS: COUNT(*) of each table
+    if lab.engine == "postgresql":
+        assert counted == []                                            # the tags were the counts
+    wrong = {**meta, "tables": {**meta["tables"], "posts": ROWS + 1}}
+    del argvs[:]
+    with pytest.raises(StepError, match=f"does not match the backup's row counts \\(posts: {ROWS} rows, backup has "
+                                        f"{ROWS + 1}\\); the database is not usable"):
+        restore_backup(t, layout, test, wrong, path)
+    if lab.engine == "postgresql":
+        assert counted == [] and [a for a in argvs if any("query_to_xml" in w for w in a)]   # counted, then refused
+
+
 def test_a_damaged_backup_is_refused_and_the_database_is_left_alone(local_db):
     config, t, root, lab = local_db
     prod, test = config.databases["prod"], config.databases["test"]

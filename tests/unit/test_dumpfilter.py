@@ -175,7 +175,8 @@ def test_pg_prologue_checks_createdb_before_the_drop_and_refuses_other_names():
     assert lines[0].startswith("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper") and "CREATEDB" in lines[0]
     assert lines[1:] == ['DROP DATABASE IF EXISTS "blog_prod" WITH (FORCE);',
                          'CREATE DATABASE "blog_prod" OWNER "blog.user@x";',
-                         "\\connect -reuse-previous=on 'dbname=blog_prod'", "BEGIN;"]
+                         "\\connect -reuse-previous=on 'dbname=blog_prod'", "BEGIN;",
+                         "\\set QUIET off", "\\set ECHO queries"]   # the dump's tags: its row counts
     from doit_stages.engines.postgresql import CAN_CREATE
     assert lines[0] == CAN_CREATE + ";"                     # the same check as the python-less restore's
     for db, owner in (('a"b', "u"), ("a'b", "u"), ("ok", 'u"; DROP'), ("-x", "u"), ("ok", "")):

@@ -105,6 +105,24 @@ def test_row_counts():
             pg_sql.parse_row_counts(bad)
 
 
+def test_copy_tags_name_each_table_as_the_row_counts_do():
+    # what psql printed of a real restore (ECHO queries, tags on): other queries, results and tags between
+    out = ("SET statement_timeout = 0;\nSET\nSELECT pg_catalog.set_config('search_path', '', false);\n"
+           " set_config \n------------\n \n(1 row)\n\nCREATE TABLE public.\"b c\" (\n    z integer\n);\n"
+           "CREATE TABLE\nCOPY public.\"b c\" (z) FROM stdin;\nCOPY 2\n"
+           "COPY public.posts_post (id, title, \"we\"\"ird (col)\") FROM stdin;\nCOPY 1000000\n"
+           "COPY \"Sales\".\"line\nbreak\" FROM stdin;\nCOPY 0\nCOPY audit.log (id) FROM stdin;\nCOPY 7\n"
+           "SELECT pg_catalog.setval('public.posts_post_id_seq', 1000000, true);\nCOMMIT\n")
+    assert pg_sql.parse_copy_tags(out) == {"b c": 2, "posts_post": 1_000_000, "Sales.line\nbreak": 0, "audit.log": 7}
+
+
+def test_a_copy_without_its_tag_is_left_out_and_a_tag_alone_counts_nothing():
+    # a COPY that failed has no tag (ON_ERROR_STOP ends psql): the table is missing, so the caller counts
+    out = "COPY public.a (x) FROM stdin;\nERROR: x\nCOPY 5\nCOPY public.b (y) FROM stdin;\nCOPY 3\n"
+    assert pg_sql.parse_copy_tags(out) == {"b": 3}
+    assert pg_sql.parse_copy_tags("COPY 3\n") == {}
+
+
 def test_server_identity():
     assert pg_sql.parse_server_identity("7716151930964375709\t127.0.0.1\t5432\t16388\tblog_prod\n") == \
         (7716151930964375709, "127.0.0.1", 5432, 16388, "blog_prod")

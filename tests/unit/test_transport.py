@@ -34,6 +34,8 @@ def test_the_projects_ssh_fast_kex_reaches_every_ssh_argv_of_a_run(tmp_path, mon
 
         def close(self):
             pass
+
+        let_go = close
     monkeypatch.setattr(transport, "RemoteShell", Recorder)
     text = LOCAL_INI if written is None else in_section(LOCAL_INI, "project", f"ssh_fast_kex = {written}")
     (tmp_path / "conf").mkdir()
