@@ -36,6 +36,8 @@ class Engine:
     probe = None                               # the module of the copy's reads and write probe, run from here
                                                # (read_schema, table_sizes, probe_targets, Probe); None: no probe
     host_password_key = ""                     # the key of a password that stays on the hosts (reads_copy_on_host)
+    guards_in_load = False                     # load_backup refuses a protected database itself, in the
+                                               # session of its DROP (restore.py asks the target no identity)
 
     def app_env(self, db: Database) -> dict[str, str]:
         """What the app's env file says of its database: DATABASE_URL, and any variable beside it."""
@@ -60,9 +62,11 @@ class Engine:
         raise NotImplementedError
 
     def load_backup(self, t: Transport, layout: Layout, db: Database, meta: dict, path: str,
-                    lock_wait: int | None = None) -> dict[str, int]:
+                    lock_wait: int | None = None, protected: Sequence[tuple] = ()) -> dict[str, int]:
         """Load the backup at path (on t, described by meta) for db; returns the loaded data's row counts.
-        lock_wait: the most seconds its session waits for a lock, where the engine has lock waits."""
+        lock_wait: the most seconds its session waits for a lock, where the engine has lock waits.
+        protected: server_identity answers db must not have (guards_in_load engines only; ProtectedTarget
+        names the one it has, and nothing was changed)."""
         raise NotImplementedError
 
     def put_in_place(self, t: Transport, db: Database) -> None:
@@ -104,6 +108,14 @@ class Engine:
     def plan_check(self, before: dict[str, dict[str, Column]]) -> PlanCheck:
         """The parser of sqlmigrate's SQL into tables touched and unsafe operations, from the schema before."""
         return PlanCheck(before)
+
+
+class ProtectedTarget(StepError):
+    """load_backup found that the database it was to drop has protected[index]'s identity; nothing changed."""
+
+    def __init__(self, index: int):
+        super().__init__(f"the database to restore is protected database {index}")
+        self.index = index
 
 
 @contextlib.contextmanager

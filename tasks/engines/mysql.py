@@ -221,7 +221,7 @@ class MySQL(Engine):
             return counts(t, db, cnf)
 
     def load_backup(self, t: Transport, layout: Layout, db: Database, meta: dict, path: str,
-                    lock_wait: int | None = None) -> dict[str, int]:
+                    lock_wait: int | None = None, protected=()) -> dict[str, int]:
         """With python3 on the host, one process reads the file: it hashes it first, then decompresses it
         straight into `mysql`, after the DROP DATABASE; CREATE DATABASE; USE it sends itself."""
         init = f"SET SESSION lock_wait_timeout = {int(lock_wait)}" if lock_wait else ""

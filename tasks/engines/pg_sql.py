@@ -143,6 +143,30 @@ def server_identity_sql(dbname: str) -> str:
  {_literal(dbname)}"""
 
 
+# The database to be dropped is not the protected one (hostside/dumpfilter.py PG_PROTECTED: the same text),
+# asked in the session that drops it, in the maintenance database
+PROTECTED = ("DO $$BEGIN IF (SELECT system_identifier FROM pg_control_system()) = {system} AND "
+             "(SELECT oid FROM pg_database WHERE datname = {name}) = {oid} THEN "
+             "RAISE EXCEPTION 'doit-stages: protected database {index}'; END IF; END$$")
+PROTECTED_RE = re.compile(r"doit-stages: protected database (\d+)")
+
+
+def protected_entries(dbname: str, protected) -> list[str]:
+    """"<system identifier>:<oid>:<index>" of each server_identity answer in protected that a database named
+    dbname could have (a PostgreSQL one, of that name, that exists): the others can never be it."""
+    return [f"{int(ident[1])}:{int(ident[2])}:{i}" for i, ident in enumerate(protected)
+            if ident[0] == "postgresql" and ident[3] == dbname and ident[2]]
+
+
+def protected_sql(dbname: str, entries: list[str]) -> str:
+    """PROTECTED for each of protected_entries' answers, one statement each."""
+    out = []
+    for e in entries:
+        system, oid, index = (int(x) for x in e.split(":"))
+        out.append(PROTECTED.format(system=system, name=_literal(dbname), oid=oid, index=index) + ";")
+    return " ".join(out)
+
+
 def parse_server_identity(text: str) -> tuple[int, str, int, int, str]:
     """SERVER_IDENTITY's output -> (system_identifier, server address, port, database oid, database name)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]

@@ -30,10 +30,11 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import check_sha, counts_mismatch, secret_call, secret_file, verify_file
+from .base import ProtectedTarget, check_sha, counts_mismatch, secret_call, secret_file, verify_file
 from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
+    PROTECTED_RE,
     ROW_COUNTS,
     access_denied,
     client_env,
@@ -43,6 +44,8 @@ from .pg_sql import (
     parse_row_counts,
     parse_server_identity,
     pgpass_line,
+    protected_entries,
+    protected_sql,
     psql_argv,
     restore_refusal,
     server_identity_sql,
@@ -57,12 +60,13 @@ PG_DUMP = "pg_dump --no-owner --no-privileges"
 DUMP = f'set -o pipefail; umask 077; {PG_DUMP} | gzip -1 -n -c > "$1"'
 # $2: dumpfilter.py's text; prints the backup's sha256, size and row counts as one JSON line
 DUMP_STREAM = f'set -o pipefail; umask 077; {PG_DUMP} | python3 -c "$2" dump "$1" 1 postgresql'
-# psql's own output (a dump's SELECT set_config(...) rows) is not wanted; its errors go to stderr
+# quiet (no tags) for the checks, DROP and CREATE; the restore's prologue turns the tags on for the dump
 PSQL_LOAD = "psql -X -q -v ON_ERROR_STOP=1"
-# $1 file, $2 sha256, $3 database, $4 owner, $5 dumpfilter.py: the filter hashes the file, then sends the
-# check of CREATEDB, DROP, CREATE, \connect, BEGIN, the dump and COMMIT (only once the dump's last line came);
-# psql prints the dump's queries and their tags (pg_sql.parse_copy_tags: the rows each COPY stored)
-LOAD_STREAM = (f'set -o pipefail; python3 -c "$5" restore "$1" "$2" postgresql "$3" "$4" | '
+# $1 file, $2 sha256, $3 database, $4 owner, $5 dumpfilter.py, $6...: protected identities (protected_entries):
+# the filter hashes the file, then sends the checks (CREATEDB, none of the protected), DROP, CREATE, \connect,
+# BEGIN, the dump and COMMIT (only once the dump's last line came); psql prints the dump's queries and their
+# tags (pg_sql.parse_copy_tags: the rows each COPY stored)
+LOAD_STREAM = (f'set -o pipefail; python3 -c "$5" restore "$1" "$2" postgresql "$3" "$4" "${{@:6}}" | '
                f'{PSQL_LOAD} -d {MAINTENANCE_DB} -f -')
 LOAD = f'set -o pipefail; gunzip -c "$1" | {PSQL_LOAD} --single-transaction -f - >/dev/null'
 # before DROP DATABASE: a role that may not create it again is refused while the database still stands
@@ -125,6 +129,7 @@ class PostgreSQL(PostgreSQLRehearsal):
     postgresql_rehearsal.py's."""
     name = "postgresql"
     backup_ext = ".sql.gz"
+    guards_in_load = True
     bounded_lock_waits = True
     transactional_migrations = True
 
@@ -169,11 +174,13 @@ class PostgreSQL(PostgreSQLRehearsal):
             return counts(t, client_env(db, passfile))
 
     def load_backup(self, t: Transport, layout: Layout, db: Database, meta: dict, path: str,
-                    lock_wait: int | None = None) -> dict[str, int]:
+                    lock_wait: int | None = None, protected: Sequence[tuple] = ()) -> dict[str, int]:
         """The file's sha256 checked first; then, connected to the maintenance database: the role's CREATEDB
-        checked, DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER the role, and the dump loaded in
-        one transaction (a load that fails leaves the new database empty). lock_wait bounds every lock wait
-        of these sessions (lock_timeout; the dump's own `SET lock_timeout = 0` comes after the DROP)."""
+        checked and the database found to be none of `protected` (ProtectedTarget), DROP DATABASE ... WITH
+        (FORCE), CREATE DATABASE ... OWNER the role, and the dump loaded in one transaction (a load that fails
+        leaves the new database empty). lock_wait bounds every lock wait of these sessions (lock_timeout; the
+        dump's own `SET lock_timeout = 0` comes after the DROP)."""
+        guard = protected_entries(db.dbname, protected)
         with self.client_options(t, layout, db, [HAS_PYTHON, list_leftovers(layout).argv]) as passfile:
             sweep_leftovers(t, layout)   # its read came with the option file's exchange
             env = client_env(db, passfile)
@@ -182,7 +189,8 @@ class PostgreSQL(PostgreSQLRehearsal):
             try:
                 if streams(t):
                     out = run_streaming(t, env_argv(env, ["bash", "-c", LOAD_STREAM, "bash", path, meta["sha256"],
-                                                          db.dbname, db.user, filter_source()]), f"restore:{db.name}")
+                                                          db.dbname, db.user, filter_source(), *guard]),
+                                        f"restore:{db.name}")
                     # the rows each COPY stored, committed: when they are the backup's, no COUNT(*) pass
                     tags = parse_copy_tags(out)
                     if not counts_mismatch(meta["tables"], meta.get("tables_after"), tags):
@@ -190,7 +198,8 @@ class PostgreSQL(PostgreSQLRehearsal):
                 else:
                     check_sha(t, meta, path)
                     try:
-                        t.run(env_argv(env, [*psql_argv(CAN_CREATE), "-d", MAINTENANCE_DB]))
+                        checks = f"{CAN_CREATE}; {protected_sql(db.dbname, guard)}" if guard else CAN_CREATE
+                        t.run(env_argv(env, [*psql_argv(checks), "-d", MAINTENANCE_DB]))
                     except CommandFailed as exc:
                         raise load_failed(t, db, meta, exc, before_drop=True) from None
                     t.run(env_argv(env, [*psql_argv(f"DROP DATABASE IF EXISTS {ident(db.dbname)} WITH (FORCE)"),
@@ -234,7 +243,7 @@ def refusals_told(t: Transport, db: Database):
     """The server's refusal of a client (its rights, the login) raised as what to fix (refusal), in one line."""
     try:
         yield
-    except LoadFailed:
+    except (LoadFailed, ProtectedTarget):
         raise
     except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
         hint = refusal(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
@@ -247,11 +256,16 @@ def counts(t: Transport, env: dict[str, str]) -> dict[str, int]:
     return parse_row_counts(t.run(env_argv(env, psql_argv(ROW_COUNTS))))
 
 
-def load_failed(t: Transport, db: Database, meta: dict, exc: CommandFailed, before_drop: bool = False) -> LoadFailed:
-    """A restore's failure as one line: damaged (nothing done), refused before the DROP (nothing done), or
-    failed after it (the database is there, empty or as the server left it)."""
+def load_failed(t: Transport, db: Database, meta: dict, exc: CommandFailed,
+                before_drop: bool = False) -> StepError:
+    """A restore's failure as one line: damaged (nothing done), a protected database (ProtectedTarget:
+    nothing done), refused before the DROP (nothing done), or failed after it (the database is there, empty
+    or as the server left it)."""
     text = "\n".join(str(x) for x in (exc.stderr, exc))
     why = last_line(exc.stderr, str(exc))
+    guarded = PROTECTED_RE.search(text)
+    if guarded:
+        return ProtectedTarget(int(guarded.group(1)))
     if exc.retcode == DAMAGED:
         return LoadFailed(f"{t.host}: backup {meta['file']} is damaged ({why}); {db.name} was not changed: "
                          f"take a new backup (doit backup:{meta['database']})")

@@ -62,7 +62,7 @@ class SQLite(Engine):
         return counts(t, db.path)
 
     def load_backup(self, t: Transport, layout: Layout, db: Database, meta: dict, path: str,
-                    lock_wait: int | None = None) -> dict[str, int]:
+                    lock_wait: int | None = None, protected=()) -> dict[str, int]:
         """Into <path>.restore beside the database file (put_in_place renames it over the file)."""
         check_sha(t, meta, path)
         t.run(["sh", "-c", SQLITE_LOAD, "sh", path, db.path])

@@ -9,13 +9,14 @@ dump <partial> [level] [mysql|postgresql]: reads mysqldump's (or pg_dump's plain
   postgresql: the data lines of each COPY ... FROM stdin block), and keeps the last bytes for the
   completion line. Writes <partial> (0600, created new) and prints one JSON line: sha256, size, sql_bytes,
   tables. Exit 4 when the dump is incomplete or the check fails (nothing printed on stdout then).
-restore <file> <sha256> [mysql <database> | postgresql <database> <owner>]: hashes the file first (exit 5,
-  nothing written, when it is damaged), then decompresses it to stdout (for `| mysql` or `| psql`), checking
-  the gzip CRC and end. With `mysql`, it first writes DROP DATABASE, CREATE DATABASE and USE of <database>
-  (so the database is dropped only once the file is known good) and checks the completion line at the end.
-  With `postgresql` (psql connected to a maintenance database): DROP DATABASE ... WITH (FORCE), CREATE
-  DATABASE ... OWNER <owner>, \\connect to it and BEGIN first; COMMIT only after the completion line was
-  seen, so a dump cut short loads nothing.
+restore <file> <sha256> [mysql <database> | postgresql <database> <owner> [<sysid>:<oid>:<index>...]]:
+  hashes the file first (exit 5, nothing written, when it is damaged), then decompresses it to stdout (for
+  `| mysql` or `| psql`), checking the gzip CRC and end. With `mysql`, it first writes DROP DATABASE, CREATE
+  DATABASE and USE of <database> (so the database is dropped only once the file is known good) and checks
+  the completion line at the end. With `postgresql` (psql connected to a maintenance database): on line 1,
+  the role's CREATEDB checked and the database checked to have none of the identities given (pg_protected);
+  then DROP DATABASE ... WITH (FORCE), CREATE DATABASE ... OWNER <owner>, \\connect to it and BEGIN; COMMIT
+  only after the completion line was seen, so a dump cut short loads nothing.
 Both write `progress <done> <total> <rows>` lines on stderr about once a second.
 """
 import hashlib
@@ -36,6 +37,14 @@ PG_COMPLETED = b"-- PostgreSQL database dump complete"
 PG_CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) "
                  "THEN RAISE EXCEPTION 'permission denied to create database (role % lacks CREATEDB)', "
                  "current_user; END IF; END$$")
+# on the same line, before the DROP: the database about to be dropped is none of those it must never drop
+# (restore.py's protected databases: the source, a live stage's), asked in the DROP's own session; the same
+# check as engines/postgresql.py PROTECTED. %(db)s is a name PG_NAME allows; each %s below: "<system
+# identifier>:<oid>:<index>", digits only
+PG_PROTECTED = ("DO $$BEGIN IF (SELECT system_identifier FROM pg_control_system()) = %s AND "
+                "(SELECT oid FROM pg_database WHERE datname = '%s') = %s THEN "
+                "RAISE EXCEPTION 'doit-stages: protected database %s'; END IF; END$$")
+PG_IDENTITY = re.compile(r"(\d{1,20}):(\d{1,10}):(\d{1,3})")
 # what stages.ini allows of a database's name and of a role's (config/rules.py)
 PG_NAME = re.compile(r"[A-Za-z0-9_$][A-Za-z0-9_$-]{0,62}")
 PG_ROLE = re.compile(r"[A-Za-z0-9_.$@+][A-Za-z0-9_.$@+-]{0,62}")
@@ -313,15 +322,30 @@ def quote_name(name):
     return "`" + name.replace("`", "``") + "`"
 
 
-def pg_prologue(database, owner):
+def pg_protected(database, protected):
+    """The checks, on one line, that `database` is none of `protected` ("<system identifier>:<oid>:<index>"
+    each): the index names it in the refusal."""
+    checks = []
+    for p in protected:
+        m = PG_IDENTITY.fullmatch(p)
+        if not m or not PG_NAME.fullmatch(database):
+            raise ValueError("%r is not a server identity" % (p,))
+        checks.append(PG_PROTECTED % (m.group(1), database, m.group(2), m.group(3)) + ";")
+    return " ".join(checks)
+
+
+def pg_prologue(database, owner, protected=()):
     """psql's input before the dump (psql runs in a maintenance database): the role's CREATEDB checked
     (line 1), the database dropped (line 2) and made again, owned by `owner`, then entered, and a
     transaction begun (COMMIT follows the dump's last line). From there on psql prints every query it sends
     and every command's tag (psql runs -q): the rows each COPY stored, after its `COPY ... FROM stdin;`, are
-    the restore's row counts (pg_sql.parse_copy_tags), with no COUNT(*) pass over the loaded tables."""
+    the restore's row counts (pg_sql.parse_copy_tags), with no COUNT(*) pass over the loaded tables.
+    protected: identities the database must not have (pg_protected), checked on line 1 with CREATEDB."""
     if not PG_NAME.fullmatch(database) or not PG_ROLE.fullmatch(owner):
         raise ValueError("%r or %r is not a name stages.ini allows" % (database, owner))
-    return (PG_CAN_CREATE + ';\n' + 'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\nCREATE DATABASE "%s" OWNER "%s";\n'
+    guard = (" " + pg_protected(database, protected)) if protected else ""
+    return (PG_CAN_CREATE + ';' + guard + '\n'
+            'DROP DATABASE IF EXISTS "%s" WITH (FORCE);\nCREATE DATABASE "%s" OWNER "%s";\n'
             "\\connect -reuse-previous=on 'dbname=%s'\nBEGIN;\n\\set QUIET off\n\\set ECHO queries\n"
             % (database, database, owner, database)).encode()
 
@@ -368,7 +392,7 @@ def main(argv):
                 name = quote_name(argv[4])
                 prologue = ("DROP DATABASE IF EXISTS %s;\nCREATE DATABASE %s;\nUSE %s;\n" % (name, name, name)).encode()
             elif engine == "postgresql":
-                prologue = pg_prologue(argv[4], argv[5])
+                prologue = pg_prologue(argv[4], argv[5], argv[6:])
             else:
                 prologue = b""
             tail = restore(argv[1], argv[2], prologue=prologue)
@@ -379,7 +403,7 @@ def main(argv):
                 sys.stdout.buffer.flush()
         else:
             raise ValueError("usage: dump <partial> [level] [mysql|postgresql] | restore <file> <sha256> "
-                             "[mysql <database> | postgresql <database> <owner>]")
+                             "[mysql <database> | postgresql <database> <owner> [<sysid>:<oid>:<index>...]]")
     except Damaged as exc:
         sys.stderr.write("%s\n" % exc)
         return 5

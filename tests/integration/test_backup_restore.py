@@ -338,6 +338,44 @@ def test_a_test_database_that_is_production_by_another_name_is_refused_before_th
     assert lab.counts(lab.src) == before == lab.expected()
 
 
+@pytest.mark.parametrize("python", ["with python3", "without python3"])
+def test_the_load_itself_refuses_to_drop_a_protected_database(pg_db, tmp_path, monkeypatch, python):
+    """PostgreSQL asks the target's identity in the session of its DROP (restore:<stage> gives the load the
+    protected databases' identities): the same refusal, nothing dropped; a database of its own loads."""
+    lab, t, layout = pg_db
+    host = parse_host("local")
+    prod = Database(name="prod", engine="postgresql", dbname=lab.src, user=lab.user, password_env="DBSPEED_PW",
+                    secret=lab.password, backup_host=host, host="127.0.0.1", port=5432)
+    test = dataclasses.replace(prod, name="test", host="localhost")       # prod by another name
+    other = dataclasses.replace(prod, name="other", dbname=lab.dst)
+    config = Config(tmp_path / "stages.ini", Project(name="blog", source=tmp_path, deploy_root=layout.root,
+                                                     build="none"), {"prod": prod}, {})
+    meta = backup_database(t, layout, config, prod)
+    path = f"{layout.root}/db_backup/{meta['file']}"
+    engine = engine_for(prod)
+    protected = [(other, engine.server_identity(t, layout, other)), (prod, engine.server_identity(t, layout, prod))]
+    if python == "without python3":
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        for d in ("/usr/local/bin", "/usr/bin", "/bin"):
+            for tool in Path(d).iterdir():
+                if not tool.name.startswith("python") and not (bin_dir / tool.name).exists():
+                    (bin_dir / tool.name).symlink_to(tool)
+        monkeypatch.setenv("PATH", str(bin_dir))
+    lab.add_odd_row(lab.src)                                                 # a mark: prod as it is now
+    before = lab.content(lab.src)
+    with pytest.raises(StepError) as info:
+        restore_backup(t, layout, test, meta, path, protected=protected, stage="test")
+    assert str(info.value).startswith(f"restore:test: refused: [database:test] reaches the same database as "
+                                      f"[database:prod] (database {lab.src} (oid {protected[1][1][2]}) of the "
+                                      f"PostgreSQL server with system identifier {protected[1][1][1]}); "
+                                      "restoring would drop it. Nothing was changed"), str(info.value)
+    assert lab.content(lab.src) == before                                    # not dropped, not loaded
+    restore_backup(t, layout, other, meta, path, protected=[(prod, protected[1][1])], stage="test")
+    assert lab.counts(lab.dst) == meta["tables"]
+    assert not list(Path(layout.root, ".deploy").glob("cnf.*"))
+
+
 def test_a_role_without_createdb_is_refused_before_the_drop_naming_the_key(pg_db):
     lab, t, layout = pg_db
     host = parse_host("local")

@@ -191,9 +191,11 @@ class MariaDB:
 
 
 class Forward:
-    """127.0.0.1:<port> -> 127.0.0.1:3306: another address for the same server (a thread of this process)."""
+    """127.0.0.1:<port> -> 127.0.0.1:<to> (3306; PostgreSQL's: 5432): another address for the same server
+    (a thread of this process)."""
 
-    def __init__(self):
+    def __init__(self, to: int = 3306):
+        self.to = to
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -208,7 +210,7 @@ class Forward:
                 client, _ = self.sock.accept()
             except OSError:
                 continue
-            server = socket.create_connection(("127.0.0.1", 3306))
+            server = socket.create_connection(("127.0.0.1", self.to))
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self.pipe, args=(a, b), daemon=True).start()
 

@@ -184,6 +184,27 @@ def test_pg_prologue_checks_createdb_before_the_drop_and_refuses_other_names():
             dumpfilter.pg_prologue(db, owner)
 
 
+def test_pg_prologue_checks_the_protected_identities_on_its_first_line_as_the_fallback_does():
+    from doit_stages.engines import pg_sql
+    from doit_stages.engines.postgresql import CAN_CREATE
+    entries = pg_sql.protected_entries("blog_test", [
+        ("postgresql", 7301, 16384, "blog_test"),       # index 0: could be it
+        ("postgresql", 7301, 16999, "blog_prod"),       # another name: never the same database
+        ("mysql", "x", 1, "blog_test"),                 # another engine
+        ("postgresql", 7301, 0, "blog_test"),           # no such database yet
+        ("postgresql", 99, 17000, "blog_test")])        # index 4
+    assert entries == ["7301:16384:0", "99:17000:4"]
+    lines = dumpfilter.pg_prologue("blog_test", "blog", entries).decode().splitlines()
+    assert lines[0] == CAN_CREATE + "; " + pg_sql.protected_sql("blog_test", entries)   # the python-less one's
+    assert lines[0].count("doit-stages: protected database") == 2 and "= 16384 THEN" in lines[0]
+    assert "datname = 'blog_test') = 17000 THEN RAISE EXCEPTION 'doit-stages: protected database 4'" in lines[0]
+    assert lines[1].startswith("DROP DATABASE")                           # line 2 stays the DROP
+    assert pg_sql.PROTECTED_RE.search("psql:<stdin>:1: ERROR:  doit-stages: protected database 4").group(1) == "4"
+    for bad in (["1:2"], ["1:2:3:4"], ["x:1:0"], ["1:2:0; DROP"], ["1:2:0\nDROP"]):
+        with pytest.raises(ValueError, match="not a server identity"):
+            dumpfilter.pg_prologue("blog_test", "blog", bad)
+
+
 def run_main(monkeypatch, argv):
     out, err = io.BytesIO(), io.StringIO()
     monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out))
