@@ -229,6 +229,8 @@ def this_run() -> Run:
         if path is not None:
             session.outputs[name] = path
     session.lock_checks = runs_tasks(sys.argv)
+    if session.lock_checks:   # the SSH logins overlap doit's start and graph, and the archive's making
+        session.connections.early(hosts_needed(config, task_words(sys.argv)))
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
         session.warm_imports = ("pytest", f"{__package__}.steps.infra_plugin", *PYTEST_LOADS)
@@ -286,6 +288,21 @@ def databases_needed(config: Config, words: list[str]) -> list[str]:
         elif stage is not None:
             needed += [d for d in (stage.database, stage.restore_from) if d]
     return list(dict.fromkeys(needed))
+
+
+def hosts_needed(config: Config, words: list[str]) -> list:
+    """The hosts the named tasks reach first: each named stage's hosts and (but for run:, console: and
+    logs:) its databases' backup hosts, a named database's backup host (Connections.early logs in to them
+    while doit starts)."""
+    hosts: list = []
+    for word in words:
+        kind, _, name = word.partition(":")
+        stage = config.stages.get(name)
+        names = [d for d in (stage.database, stage.restore_from) if d] if stage is not None else [name]
+        names = [] if kind in ("run", "console", "logs") else names
+        hosts += [*(stage.hosts if stage is not None else ()),
+                  *(config.databases[d].backup_host for d in names if d in config.databases)]
+    return [h for h in dict.fromkeys(hosts) if h is not None]
 
 
 def stages_writing_env(config: Config, words: list[str]) -> list:

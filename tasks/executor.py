@@ -48,18 +48,56 @@ class Connections:
         self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()
+        self._early: dict[Host, threading.Event] = {}     # connections under way in the background (early)
+        self._failed: dict[Host, Exception] = {}          # ... and how one of them failed, told once by get
+
+    def early(self, hosts: Sequence[Host]) -> None:
+        """Connect to these hosts in the background, now: the SSH login (9 round trips, OpenSSH's own) then
+        overlaps what this machine does before it first needs a host (doit's start, its graph, the archive).
+        A login changes nothing on a host. get() waits for a host's early connection instead of making a
+        second one; one that failed is get()'s failure, once (a later get() connects again, as always)."""
+        todo = []
+        with self._mutex:
+            for h in dict.fromkeys(hosts):
+                if not h.local and h not in self._open and h not in self._early:
+                    self._early[h] = threading.Event()
+                    todo.append(h)
+        for h in todo:
+            threading.Thread(target=self._connect_early, args=(h,), daemon=True).start()
+
+    def _connect_early(self, host: Host) -> None:
+        try:
+            self._keep(host, connect(host, self.ssh_config, self.fast_kex))
+        except Exception as exc:   # told by get(), where the run first needs the host
+            with self._mutex:
+                self._failed[host] = exc
+        finally:
+            with self._mutex:
+                done = self._early.pop(host)
+            done.set()
+
+    def _keep(self, host: Host, new: Transport) -> Transport:
+        with self._mutex:
+            t = self._open.setdefault(host, new)
+        if t is not new:  # another thread connected first
+            new.close()
+        elif self.on_connect is not None:
+            self.on_connect(host, new)
+        return t
 
     def get(self, host: Host) -> Transport:
         with self._mutex:
             t = self._open.get(host)
-        if t is None:
-            new = connect(host, self.ssh_config, self.fast_kex)
+            early = self._early.get(host) if t is None else None
+        if early is not None:
+            early.wait()
             with self._mutex:
-                t = self._open.setdefault(host, new)
-            if t is not new:  # another thread connected first
-                new.close()
-            elif self.on_connect is not None:
-                self.on_connect(host, new)
+                t = self._open.get(host)
+                failed = self._failed.pop(host, None)
+            if t is None and failed is not None:
+                raise failed
+        if t is None:
+            t = self._keep(host, connect(host, self.ssh_config, self.fast_kex))
         return t
 
     def open_transports(self) -> list[Transport]:

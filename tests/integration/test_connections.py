@@ -3,11 +3,14 @@ switch, verify with testinfra) and a whole promote:prod, counted by sshd itself 
 each host's sshd.log), starting with no master connection to any host."""
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
 
-from doit_stages.transport import ssh_options
+from doit_stages.config import parse_host
+from doit_stages.executor import Connections
+from doit_stages.transport import CommandFailed, ssh_options
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +47,29 @@ def test_a_whole_run_logs_in_once_per_host(world, command):
     assert [rid(x) for x in p.links(link[command])] == [rid(p.links("sites/test")[0])] * 2
     if command == "deploy:test":
         assert before_links == [None, None]
+
+
+def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_told_once(world):
+    """Connections.early (doit_tasks: the hosts the command names, while doit starts): get() waits for it
+    instead of logging in a second time; a host that cannot be reached fails get() as a connection made
+    then would, and the next get() tries again."""
+    p, hosts = world["project"], world["hosts"]
+    close_tool_masters(p, hosts)
+    before = logins(hosts)
+    with socket.socket() as s:                    # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = parse_host(f"ssh://deploy@127.0.0.1:{s.getsockname()[1]}")
+    targets = [parse_host(h.url) for h in hosts]
+    conns = Connections(p.values["ssh_config"])
+    try:
+        conns.early([*targets, dead, targets[0]])
+        got = [conns.get(h) for h in targets]
+        assert [t.run(["cat", "/etc/hostname"]).strip() != "" for t in got] == [True, True]
+        assert [conns.get(h) for h in targets] == got
+        assert [a - b for a, b in zip(logins(hosts), before)] == [1, 1]
+        for _ in range(2):                        # the early failure, then a connection tried anew
+            with pytest.raises(CommandFailed) as info:
+                conns.get(dead)
+            assert info.value.unreachable and str(dead.port) in str(info.value) + info.value.stderr
+    finally:
+        conns.close_all()

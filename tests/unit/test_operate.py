@@ -110,3 +110,22 @@ def test_operator_commands_need_no_database_password(tmp_path):
     # deploy:test after run:test is the command run:test runs, not a task of this doit
     assert databases_needed(config, task_words(["doit", "run:test", "deploy:test"])) == []
     assert databases_needed(config, task_words(["doit", "deploy:test", "run:test", "x"])) == ["test", "prod"]
+
+
+def test_the_hosts_a_command_reaches_first_are_its_stages_and_their_databases_backup_hosts(tmp_path):
+    """doit_tasks logs in to these while doit starts (Connections.early): the named stages' hosts, the
+    backup hosts of their databases and of a named database; nothing for an unknown name or a look-only
+    command (whose task words are none of these)."""
+    from doit_stages.config import load_config
+    from doit_stages.doit_tasks import hosts_needed
+    from tests.unit.inifile import in_section, mysql_servers_ini, set_key, write_ini
+    text = set_key(mysql_servers_ini(), "stage:test", "hosts", "ssh://deploy@web2:22, ssh://deploy@web3:22")
+    text = in_section(text, "database:prod", "backup_host = ssh://deploy@db9:22")
+    config = load_config(write_ini(tmp_path, text))
+    web1, web2, web3, db9 = (parse_host(f"ssh://deploy@{n}:22") for n in ("web1", "web2", "web3", "db9"))
+    assert config.databases["test"].backup_host == web2      # the test stage's first host
+    assert hosts_needed(config, ["deploy:test"]) == [web2, web3, db9]      # test's, prod's (restore_from)
+    assert hosts_needed(config, ["promote:staging"]) == [web1, db9]
+    assert hosts_needed(config, ["backup:prod"]) == [db9]
+    assert hosts_needed(config, task_words(["doit", "run:staging", "deploy:test"])) == [web1]
+    assert hosts_needed(config, ["nosuch:thing", "backup:nosuch"]) == []
