@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A deploy over a WAN: how many serial round trips each command waits for, ours and pyinfra's.
 
-    .venv/bin/python bench/bench_wan.py [--hosts 1,16] [--delays direct,0,25] [--repeat 3] [--fast-kex] [--trace]
+    .venv/bin/python bench/bench_wan.py [--hosts 1,16] [--delays direct,0,25] [--repeat 3] [--fast-kex]
+        [--parallel N] [--trace]
 
 Run as root (tests/lab/sshd.py's fake hosts: one sshd per host on 127.0.0.1, in its own mount namespace).
 Between the deploying machine and each host sits a relay of bench/delay_proxy.py that holds every chunk D ms
@@ -23,7 +24,8 @@ Per host count, delay and repeat (the order of the delays and of ours/pyinfra ro
             health check crosses the WAN too): promote:prod switches, reloads, checks health, logs, verifies.
   pyinfra   bench_fleet.run_pyinfra: files.put of our tarball, an unpack, files.link; then the same again.
 Also: one bare SSH login (`ssh host true` with the tool's options, no master) and one command through a
-master, at each delay. --fast-kex adds `ssh_fast_kex = yes` (curve25519 first, as paramiko/pyinfra).
+master, at each delay. --fast-kex adds `ssh_fast_kex = yes` (curve25519 first, as paramiko/pyinfra);
+--parallel N sets [project] parallel (pyinfra works every host at once).
 """
 from __future__ import annotations
 
@@ -130,14 +132,15 @@ class Healthy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: bool = False) -> dict:
+def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: bool = False,
+             parallel: int | None = None) -> dict:
     hosts = lab.view(n)
     for h in hosts:
         h.wipe()
     close_masters(hosts, lab.ssh_config)
     health = f"http://{{host}}:{lab.health_port if not lab.direct else lab.health.server_address[1]}/"
     w = Workdir(work, source, hosts, lab.ssh_config, "none", None, None,
-                extra="ssh_fast_kex = yes\n" if fast_kex else "",
+                extra=("ssh_fast_kex = yes\n" if fast_kex else "") + (f"parallel = {parallel}\n" if parallel else ""),
                 prod_extra=f"reload_command = true\nhealth_url = {health}\n")
     if trace:
         w.env["BENCH_PROBE_TRACE"] = "1"
@@ -357,6 +360,7 @@ def main() -> None:
     ap.add_argument("--delays", default="direct,0,25", help="one-way delays in ms; direct = no relay; 0 needed")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-kex", action="store_true", help="ssh_fast_kex = yes for our runs")
+    ap.add_argument("--parallel", type=int, help="[project] parallel for our runs (default: the tool's, 10)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--trace", action="store_true", help="instead: one run of each command on 1 host at 50 ms, "
                     "each command over the session listed by node")
@@ -404,7 +408,8 @@ def main() -> None:
                     whos = ["ours", "pyinfra"] if rep % 2 == 0 else ["pyinfra", "ours"]
                     for who in whos:
                         if who == "ours":
-                            pair.update(run_ours(lab, n, source, base / f"ours-{tag}", args.fast_kex))
+                            pair.update(run_ours(lab, n, source, base / f"ours-{tag}", args.fast_kex,
+                                                 parallel=args.parallel))
                         else:
                             pair.update(run_pyi(lab, n, exe, archive, base / f"pyi-{tag}"))
                     results[(n, d)].append(pair)
@@ -423,6 +428,7 @@ def main() -> None:
              f"load average {load0[0]:.2f} at the start, {load1[0]:.2f} at the end; "
              f"`bench/bench_wan.py {' '.join(sys.argv[1:])}`; key exchange "
              f"{'curve25519 first (ssh_fast_kex = yes)' if args.fast_kex else 'OpenSSH default'}; "
+             f"parallel {args.parallel or 'the default'}; "
              f"code {bench_deploy.code_state()}")
     print(text)
     if args.json:

@@ -292,12 +292,12 @@ def databases_needed(config: Config, words: list[str]) -> list[str]:
 
 def hosts_needed(config: Config, words: list[str]) -> list:
     """The hosts the named tasks reach first: each named stage's hosts and (but for run:, console: and
-    logs:) its databases' backup hosts, a named database's backup host (Connections.early logs in to them
-    while doit starts)."""
+    logs:) its databases' backup hosts; for backup:<db>, that database's backup host only (a stage may
+    share its name). Connections.early logs in to them while doit starts."""
     hosts: list = []
     for word in words:
         kind, _, name = word.partition(":")
-        stage = config.stages.get(name)
+        stage = config.stages.get(name) if kind != "backup" else None
         names = [d for d in (stage.database, stage.restore_from) if d] if stage is not None else [name]
         names = [] if kind in ("run", "console", "logs") else names
         hosts += [*(stage.hosts if stage is not None else ()),

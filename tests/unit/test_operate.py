@@ -127,5 +127,6 @@ def test_the_hosts_a_command_reaches_first_are_its_stages_and_their_databases_ba
     assert hosts_needed(config, ["deploy:test"]) == [web2, web3, db9]      # test's, prod's (restore_from)
     assert hosts_needed(config, ["promote:staging"]) == [web1, db9]
     assert hosts_needed(config, ["backup:prod"]) == [db9]
+    assert hosts_needed(config, ["backup:test"]) == [web2]          # the database, not a stage of that name
     assert hosts_needed(config, task_words(["doit", "run:staging", "deploy:test"])) == [web1]
     assert hosts_needed(config, ["nosuch:thing", "backup:nosuch"]) == []
