@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import posixpath
 import secrets
+from typing import Sequence
 
 from ..errors import StepError
 from ..hostside import script
@@ -56,24 +57,31 @@ def release_of(target: str | None) -> str | None:
 
 
 def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: tuple[str, str] | None = None,
-             guard=None, known: KnownLinks | None = None, first: Cmd | None = None):
+             guard=None, known: KnownLinks | None = None, first: Cmd | None = None, then: Sequence[Cmd] = (),
+             reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None):
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
     env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
     the same command. guard: a function making the command run only while this run holds the lock
     (runtime/lock.py guarded). known: the run's known links (runtime/known_links.py), kept up to date.
     first: a command sent before it in the same exchange (the switch's intent): the link moves only when
     that one succeeded; then its answer (exit code, stdout, stderr) is returned, and the link was not
-    touched when that code is not 0."""
+    touched when that code is not 0. then: commands sent after it in the same exchange (the switch's
+    record; mark them if_ok to run only once the link moved), their answers appended to `answers` (SKIPPED
+    where they did not run); reads: asked last in that exchange, their answers kept (Transport.read_batch)."""
     if known is not None:
         known.forget(t.host, link)
     argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",
             secrets.token_hex(4), *(env or ("", ""))]
     sent = guard(argv) if guard else argv
-    if first is None:
-        before, (code, out, err) = None, t.call(sent)
+    if first is None and not then:
+        before, (code, _, err) = None, t.call(sent)
     else:
-        before, (code, out, err) = t.batch([first, Cmd(sent, if_ok=True)])
-        if before[0] != 0:
+        got = t.read_batch(reads, [*([first] if first else []), Cmd(sent, if_ok=first is not None), *then])
+        before, got = (got[0], got[1:]) if first else (None, got)
+        (code, _, err), rest = got[0], got[1:]
+        if answers is not None:
+            answers.extend(rest)
+        if before is not None and before[0] != 0:
             return before
     if guard and code == LOST:
         raise LockLost(f"{t.host}: {last_line(err)}")
@@ -94,8 +102,9 @@ def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
 
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[str, str] | None = None,
-                guard=None, known: KnownLinks | None = None, first: Cmd | None = None):
-    return set_link(t, layout, link, layout.link_target(link, rid), env, guard, known, first)
+                guard=None, known: KnownLinks | None = None, first: Cmd | None = None, then: Sequence[Cmd] = (),
+                reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None):
+    return set_link(t, layout, link, layout.link_target(link, rid), env, guard, known, first, then, reads, answers)
 
 
 def stage_releases(session, stage, what: str) -> list[str | None]:

@@ -86,8 +86,11 @@ class Switch:
     plan: dict = field(default_factory=dict)
     prev_rid: str | None = None
     renamed: dict = field(default_factory=dict)   # host -> None, or the rename's error, once sent with its intent
+    logged: dict = field(default_factory=dict)    # host -> (argvs, answers) of its record sent with its rename
     after_host: Callable[[Transport], None] | None = None   # after_switch on a host (steps/hooks.py)
     after_all: Callable[[], None] | None = None             # a local: after_switch, once
+    backups: list | None = None                             # the backups a production migration took
+    extra_records: list = field(default_factory=list)       # records logged beside the switch's own
 
 
 def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result: str, what: str,
@@ -97,7 +100,8 @@ def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result
     after_host: the after_switch hook, run on each host after its reload and before its health check, a
     failure a failed reload; after_all: a local: one, run once when every batch switched, a failure puts
     every host back."""
-    sw = Switch(session, stage, rid, revision, result, what, after_host=after_host, after_all=after_all)
+    sw = Switch(session, stage, rid, revision, result, what, after_host=after_host, after_all=after_all,
+                backups=backups, extra_records=list(extra_records or []))
     note = _check_and_settle(sw)
     session.switched_from.setdefault(stage.name, sw.prev_rid)
     # One host: its intent and its rename go in ONE exchange (the rename runs only once the intent is
@@ -115,7 +119,7 @@ def switch_stage(session: Session, stage: Stage, rid: str, revision: str, result
             except StepError as exc:
                 _undo_all(sw, done, [*failed, ("local", exc)], 0)
         failpoints.hit("switch.before_log")
-        _record_outcome(sw, done, failed, backups, extra_records)
+        _record_outcome(sw, done, failed)
         if interrupted():
             note += "; interrupted after every host had switched: the switch was finished, not undone"
     note += f"; {len(failed)} host(s) failed and stay on the previous release (max_fail = {stage.max_fail})" \
@@ -155,16 +159,30 @@ def _write_intent_and_switch(sw: Switch) -> None:
     outcome is left for _go_live, which treats it as its own (a failed rename puts the host back)."""
     session, stage, rid = sw.session, sw.stage, sw.rid
     host = stage.hosts[0]
+    role = stage.role_of(host)
+    # nothing between the rename and the record (no reload, hook or health check, no failpoint to stop at):
+    # the record, the intent's removal and the cleanup's scan ride in the same exchange, each only once the
+    # one before it succeeded; the host does them in order, so "intent before the rename, record before the
+    # intent goes" holds as in separate exchanges
+    ride = not (role.reload_command or role.health_url or sw.after_host or sw.after_all) and not any(
+        failpoints.armed(f) for f in ("switch.after_rename", "switch.after_reload", "switch.before_log",
+                                      "switch.after_log"))
 
     def one(t: Transport):
         intent = _intent_argv(session, stage, rid, _intent_of(sw, t.host))
+        record = _log_commands(session, stage, {t.host: _ok_records(sw)}, t) if ride else []
+        answers: list = []
         try:
             env = env_pair(session, stage, rid, sw.plan[t.host]["env"])
             before = switch_link(t, session.layout, stage.link, rid, env, guard=lock_guard(session),
-                                 known=session.known_links, first=Cmd(intent))
+                                 known=session.known_links, first=Cmd(intent),
+                                 then=[Cmd(a, if_ok=True) for a in record],
+                                 reads=_facts(session, stage, rid, t) if ride else (), answers=answers)
         except (StepError, CommandFailed) as exc:   # written, but the rename failed: _go_live's to handle
             sw.renamed[t.host] = exc
             return
+        if ride and before[0] == 0:
+            sw.logged[t.host] = (record, answers)
         code, _, err = before
         if code == LOST:
             raise LockLost(f"{t.host}: {last_line(err)}")
@@ -243,20 +261,25 @@ def _undo_all(sw: Switch, done: list, failed: list, interrupted: int) -> None:
             {h: sw.plan[h]["previous"] for h in sw.stage.hosts})
 
 
-def _record_outcome(sw: Switch, done: list, failed: list, backups: list[str] | None,
-                    extra_records: list[dict] | None) -> None:
+def _record_outcome(sw: Switch, done: list, failed: list) -> None:
     """The release log: `ok` (or the result asked) where the host switched, `failed` where it went back.
     Raises naming each host that keeps its intent (not back, or not recorded)."""
     stage, rid, revision, prev_rid = sw.stage, sw.rid, sw.revision, sw.prev_rid
     went = {h: _back_of(r) for h, r in failed}
-    ok = [make_record(stage.name, rid, revision, prev_rid, sw.result, backups), *(extra_records or [])]
+    ok = _ok_records(sw)
     undone = [make_record(stage.name, rid, revision, prev_rid, "failed")]
     unsettled = {h: b for h, b in went.items() if b is not None}
     unsettled.update(_log(sw.session, stage, {**{h: ok for h in done},
-                                              **{h: undone for h, b in went.items() if b is None}}, live=rid))
+                                              **{h: undone for h, b in went.items() if b is None}}, live=rid,
+                          sent=sw.logged))
     if unsettled:
         head = f"{sw.what}: {_problems(failed)}; " if failed else f"{sw.what}: "
         raise StepError(head + not_settled(sw.session, stage, unsettled))
+
+
+def _ok_records(sw: Switch) -> list:
+    """The release-log records of a host the switch moved (the result asked, e.g. ok or rollback)."""
+    return [make_record(sw.stage.name, sw.rid, sw.revision, sw.prev_rid, sw.result, sw.backups), *sw.extra_records]
 
 
 def _check_all(session, stage: Stage, rid: str, what: str) -> dict:
@@ -343,14 +366,33 @@ def back_text(stage: Stage, rid: str, previous: dict, interrupted: bool = False)
             f"removed there, so {'it runs' if len(none) == 1 else 'they run'} none; {kept}")
 
 
-def _log(session, stage: Stage, records: dict, live: str | None = None) -> dict:
+def _log_commands(session, stage: Stage, records: dict, t: Transport) -> list[list[str]]:
+    """A host's record appended, its intent removed and the cleanup's scan (each guarded by the lock)."""
+    guard, layout = lock_guard(session), session.layout
+    links = [s.link for s in session.config.stages.values()]
+    return [guard(["sh", "-c", APPEND, "sh", layout.log, _lines(session, records, t)]),
+            guard(["rm", "-f", "--", layout.intent(stage.name)]), scan_argv(layout, links, session.known_links, t)]
+
+
+def _lines(session, records: dict, t: Transport) -> str:
+    return "".join(json.dumps({**rec, "token": session.token}, sort_keys=True) + "\n" for rec in records[t.host])
+
+
+def _facts(session, stage: Stage, live: str | None, t: Transport) -> list:
+    """verify's facts of the live release (steps/facts.py), as reads to keep (while the run holds the host)."""
+    argv = facts_argv(session.layout, session.config, stage, live) if live else None
+    return [(call_key(argv), Cmd(argv))] if argv and t.held else []
+
+
+def _log(session, stage: Stage, records: dict, live: str | None = None, sent: dict | None = None) -> dict:
     """Append each host's records, then (once every host has them) remove the intents and clean up old
     releases (never one a link or a rollback needs): the record is the switch's last effect, and an intent
     stays until every host is recorded. Returns {host: problem} for each host that keeps its intent.
     live: the release the switch made live, whose facts (verify's: steps/facts.py) ride with the last
     command each host gets here, their answer kept for verify (Transport.keep).
     Exchanges: a stage of one host gets its record, its intent's removal and the cleanup's scan in ONE
-    (each runs only when the one before it succeeded; apart when the failpoint after the record is armed);
+    (each runs only when the one before it succeeded; apart when the failpoint after the record is armed),
+    or none, when they rode with its rename (sent: host -> their argvs and answers, _write_intent_and_switch);
     more hosts get their records in one, then (every host recorded) the removal and the scan in another.
     REMOVE, when the scan finds something to remove, is one more."""
     if not records:
@@ -359,19 +401,9 @@ def _log(session, stage: Stage, records: dict, live: str | None = None) -> dict:
     links = [s.link for s in session.config.stages.values()]
     project, layout = session.config.project, session.layout
     stages = tuple(session.config.stages)   # their stage-dir generations go with their releases
-    guard = lock_guard(session)
 
     def facts(t: Transport) -> list:
-        argv = facts_argv(layout, session.config, stage, live) if live else None
-        return [(call_key(argv), Cmd(argv))] if argv and t.held else []
-
-    def lines(t: Transport) -> str:
-        return "".join(json.dumps({**rec, "token": session.token}, sort_keys=True) + "\n" for rec in records[t.host])
-
-    def append_argv(t: Transport) -> list[str]:
-        return guard(["sh", "-c", APPEND, "sh", layout.log, lines(t)])
-
-    remove_intent = guard(["rm", "-f", "--", layout.intent(stage.name)])
+        return _facts(session, stage, live, t)
 
     def clean(t: Transport, scanned: str) -> None:
         remove_releases(t, layout, links, project.keep_releases, scanned, venvs=project.build == "pip",
@@ -379,7 +411,9 @@ def _log(session, stage: Stage, records: dict, live: str | None = None) -> dict:
 
     if len(hosts) == 1 and not failpoints.armed("switch.after_log"):
         def in_one(t: Transport):
-            argv = [append_argv(t), remove_intent, scan_argv(layout, links, session.known_links, t)]
+            if t.host in (sent or {}):
+                return sent[t.host]
+            argv = _log_commands(session, stage, records, t)
             answers = t.read_batch(facts(t), [Cmd(argv[0]), Cmd(argv[1], if_ok=True), Cmd(argv[2], if_ok=True)])
             if answers[0][0] == 255:   # the connection is gone: dropped (Executor.one), the host keeps its intent
                 raise _failure(t.host, argv[0], answers[0])
@@ -398,8 +432,9 @@ def _log(session, stage: Stage, records: dict, live: str | None = None) -> dict:
         return {}
 
     def append(t: Transport):
-        run_guarded(session, t, ["sh", "-c", APPEND, "sh", layout.log, lines(t)])
+        run_guarded(session, t, ["sh", "-c", APPEND, "sh", layout.log, _lines(session, records, t)])
         failpoints.hit("switch.after_log", t.host)
+    remove_intent = lock_guard(session)(["rm", "-f", "--", layout.intent(stage.name)])
 
     problems = {h: f"its release-log record could not be written ({r})"
                 for h, r in zip(hosts, session.hosts.outcomes(hosts, append)) if isinstance(r, Exception)}
