@@ -105,7 +105,8 @@ def _unquote(raw: str) -> str:
 
 def parse_copy_tags(text: str) -> dict[str, int]:
     """A restore's psql output -> {table (schema.table outside public): rows its COPY stored}. Pure. A table
-    whose COPY is not found here is missing from the answer (the caller then counts the tables instead)."""
+    whose COPY is not found here is missing from the answer (the caller then counts the tables instead):
+    e.g. a name holding a newline, since the host sends back only the lines that begin with COPY."""
     counts: dict[str, int] = {}
     for m in _COPY_ECHO.finditer(text):
         schema, table = _unquote(m.group(1)), _unquote(m.group(2))

@@ -65,9 +65,10 @@ PSQL_LOAD = "psql -X -q -v ON_ERROR_STOP=1"
 # $1 file, $2 sha256, $3 database, $4 owner, $5 dumpfilter.py, $6...: protected identities (protected_entries):
 # the filter hashes the file, then sends the checks (CREATEDB, none of the protected), DROP, CREATE, \connect,
 # BEGIN, the dump and COMMIT (only once the dump's last line came); psql prints the dump's queries and their
-# tags (pg_sql.parse_copy_tags: the rows each COPY stored)
+# tags, of which only the COPY lines come back (pg_sql.parse_copy_tags: the rows each COPY stored; a large
+# object's lo_write, echoed too, stays on the host)
 LOAD_STREAM = (f'set -o pipefail; python3 -c "$5" restore "$1" "$2" postgresql "$3" "$4" "${{@:6}}" | '
-               f'{PSQL_LOAD} -d {MAINTENANCE_DB} -f -')
+               f"{PSQL_LOAD} -d {MAINTENANCE_DB} -f - | sed -n '/^COPY /p'")
 LOAD = f'set -o pipefail; gunzip -c "$1" | {PSQL_LOAD} --single-transaction -f - >/dev/null'
 # before DROP DATABASE: a role that may not create it again is refused while the database still stands
 CAN_CREATE = ("DO $$BEGIN IF NOT (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) "
