@@ -125,8 +125,9 @@ def test_rebuild_stalls_writes_and_instant_add_field_does_not(world):
     assert rebuilt["tables"][0]["mb"] > 1
     # a quiet machine rebuilds 200k rows in well under a second: a few probe writes, one of them stalled
     assert rep["probe"]["tables"] == ["posts_post"] and rep["probe"]["writes"] >= 3
-    # writes wait for most of the copy (a fixed threshold failed both ways: machines copy at their own speed)
-    assert rebuilt["max_write_stall"] > max(0.2, 0.5 * rebuilt["seconds"]), rep
+    # writes wait for most of the copy (a fixed threshold failed both ways: machines copy at their own speed;
+    # a quiet machine's PostgreSQL rewrote 200k rows in 0.23 s and stalled the probe 0.19 s of it)
+    assert rebuilt["max_write_stall"] > max(0.1, 0.5 * rebuilt["seconds"]), rep
     assert rebuilt["max_write_stall"] >= 5 * (added["max_write_stall"] or 0.0), rep
     # the rewrite takes real time, the AddField none (relative: a quiet machine rewrote 200k rows on
     # PostgreSQL in 0.29 s, under the 0.3 s this once asked)
