@@ -110,6 +110,21 @@ class Engine:
         return PlanCheck(before)
 
 
+@contextlib.contextmanager
+def told_as(t: Transport, hint_of: Callable[[str], str | None], passed: tuple = ()) -> Iterator[None]:
+    """A client's failure inside, when hint_of (the engine's reading of the server's refusal: a login, a
+    right) finds one in its text, raised as that one line naming the host; `passed` exceptions go as they are."""
+    try:
+        yield
+    except passed:
+        raise
+    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
+        hint = hint_of("\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
+        if hint is None:
+            raise
+        raise StepError(f"{t.host}: {hint}") from None
+
+
 class ProtectedTarget(StepError):
     """load_backup found that the database it was to drop has protected[index]'s identity; nothing changed."""
 

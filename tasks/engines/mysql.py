@@ -28,7 +28,7 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import Engine, check_sha, parse_row_counts, secret_call, secret_file, verify_file
+from .base import Engine, check_sha, parse_row_counts, secret_call, secret_file, told_as, verify_file
 from .sqltext import Column, columns_from_mysql
 from .streaming import run_streaming
 
@@ -272,16 +272,9 @@ def _options(t: Transport, db: Database) -> bytes:
         raise StepError(str(exc)) from None
 
 
-@contextlib.contextmanager
 def _hinted(t: Transport, db: Database):
     """The server's "Access denied" to a client run with our option file, as what to fix (access_denied)."""
-    try:
-        yield
-    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
-        hint = access_denied(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
-        if hint is None:
-            raise
-        raise StepError(f"{t.host}: {hint}") from None
+    return told_as(t, lambda text: access_denied(db, text))
 
 
 def _load_streaming(t: Transport, db: Database, meta: dict, path: str, cnf: str, init: str = "") -> None:

@@ -30,7 +30,7 @@ from ..layout import Layout
 from ..runtime.common import last_line
 from ..runtime.leftovers import list_leftovers, sweep_leftovers
 from ..transport import CommandFailed, Transport
-from .base import ProtectedTarget, check_sha, counts_mismatch, secret_call, secret_file, verify_file
+from .base import ProtectedTarget, check_sha, counts_mismatch, secret_call, secret_file, told_as, verify_file
 from .mysql import DAMAGED, HAS_PYTHON, filter_source, streams
 from .pg_sql import (
     MAINTENANCE_DB,
@@ -239,18 +239,10 @@ class PostgreSQL(PostgreSQLRehearsal):
         return access_denied(db, text)
 
 
-@contextlib.contextmanager
 def refusals_told(t: Transport, db: Database):
-    """The server's refusal of a client (its rights, the login) raised as what to fix (refusal), in one line."""
-    try:
-        yield
-    except (LoadFailed, ProtectedTarget):
-        raise
-    except (CommandFailed, StepError) as exc:   # a StepError made of a CommandFailed: that one's stderr too
-        hint = refusal(db, "\n".join(str(getattr(e, "stderr", "")) for e in (exc, exc.__context__)) + str(exc))
-        if hint is None:
-            raise
-        raise StepError(f"{t.host}: {hint}") from None
+    """The server's refusal of a client (its rights, the login) raised as what to fix (refusal), in one line;
+    a restore's own failures (LoadFailed, ProtectedTarget) go as they are."""
+    return told_as(t, lambda text: refusal(db, text), (LoadFailed, ProtectedTarget))
 
 
 def counts(t: Transport, env: dict[str, str]) -> dict[str, int]:
