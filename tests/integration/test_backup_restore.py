@@ -283,15 +283,20 @@ def test_a_refused_login_names_the_variable_that_supplies_the_password(local_db)
     assert not list((root / ".deploy").glob("cnf.*"))
 
 
-def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, tmp_path, monkeypatch):
-    config, t, root, lab = local_db
-    bin_dir = tmp_path / "bin"                       # every tool of this machine but python
+def without_python(tmp_path, monkeypatch) -> None:
+    """PATH: every tool of this machine but python (the local transport's host without python3)."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for d in ("/usr/local/bin", "/usr/bin", "/bin"):
         for tool in Path(d).iterdir():
             if not tool.name.startswith("python") and not (bin_dir / tool.name).exists():
                 (bin_dir / tool.name).symlink_to(tool)
     monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def test_without_python3_on_the_host_the_checked_fallback_is_used(local_db, tmp_path, monkeypatch):
+    config, t, root, lab = local_db
+    without_python(tmp_path, monkeypatch)
     meta = backup_database(t, Layout(config.project.deploy_root), config, config.databases["prod"])
     assert meta["counted"] == "count" and meta["tables"] == lab.counts(config.databases["prod"].dbname)
     path = root / "db_backup" / meta["file"]
@@ -355,13 +360,7 @@ def test_the_load_itself_refuses_to_drop_a_protected_database(pg_db, tmp_path, m
     engine = engine_for(prod)
     protected = [(other, engine.server_identity(t, layout, other)), (prod, engine.server_identity(t, layout, prod))]
     if python == "without python3":
-        bin_dir = tmp_path / "bin"
-        bin_dir.mkdir()
-        for d in ("/usr/local/bin", "/usr/bin", "/bin"):
-            for tool in Path(d).iterdir():
-                if not tool.name.startswith("python") and not (bin_dir / tool.name).exists():
-                    (bin_dir / tool.name).symlink_to(tool)
-        monkeypatch.setenv("PATH", str(bin_dir))
+        without_python(tmp_path, monkeypatch)
     lab.add_odd_row(lab.src)                                                 # a mark: prod as it is now
     before = lab.content(lab.src)
     with pytest.raises(StepError) as info:

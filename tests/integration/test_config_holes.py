@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from tests.lab.mariadb import Forward
 from tests.lab.sshd import mount_ns, pids_in_mount_ns
+from tests.lab.world import deploy_with_test_db_as_prod
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +79,11 @@ def test_a_test_database_that_is_production_is_refused_at_load(world):
 
 def test_the_restore_step_asks_the_server_before_it_drops(world):
     """Through a port forward the config cannot tell the test database from production; the server can."""
-    p, db, repo = world["project"], world["mariadb"], world["repo"]
+    p, db = world["project"], world["mariadb"]
     db.query(world["prod"], "INSERT INTO posts_post (title, slug, body, created) VALUES ('live', 'live', 'x', NOW())")
     before = snapshot(p, world)
     tables = db.tables(world["prod"])
-    fwd = Forward()
-    text = p.ini.read_text()
-    p.ini.write_text(text.replace(f"name = {world['test']}", f"name = {world['prod']}\nport = {fwd.port}"))
-    repo.commit("guarded", {"static/version.txt": "guarded\n"})
-    try:
-        res = p.doit("deploy:test")
-    finally:
-        p.ini.write_text(text)
-        fwd.close()
+    res = deploy_with_test_db_as_prod(world, 3306)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "restore:test: refused: [database:test] reaches the same database as [database:prod]" in res.stderr
     after = snapshot(p, world)

@@ -20,9 +20,8 @@ import pytest
 
 from tests.lab.argv_recorder import recorded_argvs
 from tests.lab.common import NASTY_PASSWORD, CmdlineScan
-from tests.lab.mariadb import Forward
 from tests.lab.project import DOIT, PASSWORD_ENV, REPO
-from tests.lab.world import open_world
+from tests.lab.world import deploy_with_test_db_as_prod, open_world
 
 # changes posts_comment, then waits for posts_post: on PostgreSQL the first change is rolled back with the wait
 COMMENT_THEN_POST = '''from django.db import migrations, models
@@ -89,23 +88,10 @@ def test_the_restore_refuses_production_behind_a_port_forward_in_the_session_of_
     """[database:test] names production's database through another port: the config cannot tell; the load
     asks the server in the session that would drop it (dumpfilter's first line), and refuses: nothing
     dropped, nothing switched."""
-    p, pg, repo = world["project"], world["postgres"], world["repo"]
+    p, pg = world["project"], world["postgres"]
     pg.query(world["prod"], "INSERT INTO posts_post (title, slug, body, created) VALUES ('kept', 'kept', 'x', NOW())")
     rows, links = world["db"].row_counts(world["prod"]), p.links("sites/test")
-    fwd = Forward(5432)
-    text = p.ini.read_text()
-    head, sep, section = text.partition("[database:test]")
-    section, nxt, rest = section.partition("\n[")
-    assert f"name = {world['test']}\n" in section and "port = 5432\n" in section
-    section = section.replace(f"name = {world['test']}\n", f"name = {world['prod']}\n").replace(
-        "port = 5432\n", f"port = {fwd.port}\n")
-    p.ini.write_text(head + sep + section + nxt + rest)
-    repo.commit("guarded", {"static/version.txt": "guarded\n"})
-    try:
-        res = p.doit("deploy:test")
-    finally:
-        p.ini.write_text(text)
-        fwd.close()
+    res = deploy_with_test_db_as_prod(world, 5432)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert ("restore:test: refused: [database:test] reaches the same database as [database:prod] (database "
             f"{world['prod']} (oid ") in res.stderr, res.stderr

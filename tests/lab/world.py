@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 import secrets
+import subprocess
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from .appdb import AppDB
 from .apprepo import EXAMPLE, AppRepo
 from .common import NASTY_PASSWORD
-from .mariadb import MariaDB, write_option_file
+from .mariadb import Forward, MariaDB, write_option_file
 from .postgres import Postgres, ident
 from .project import Project
 from .sshd import DEPLOY_USER, SshHosts
@@ -109,3 +111,24 @@ def _postgres_world(postgres: Postgres, ssh_hosts: SshHosts, base: Path, names: 
         for db in (prod, test):
             postgres.drop_database(db)
         postgres.drop_role(user)
+
+
+def deploy_with_test_db_as_prod(world: dict, server_port: int) -> subprocess.CompletedProcess:
+    """doit deploy:test of a new commit with [database:test] naming production's database through a port
+    forward to the server (127.0.0.1:server_port): the config cannot tell, only the server can. stages.ini
+    and the forward are put back afterwards."""
+    p, repo = world["project"], world["repo"]
+    fwd = Forward(server_port)
+    text = p.ini.read_text()
+    head, sep, rest = text.partition("[database:test]")
+    section, nxt, tail = rest.partition("\n[")
+    assert f"name = {world['test']}\n" in section, section
+    section = re.sub(r"(?m)^port\s*=.*\n", "", section).replace(
+        f"name = {world['test']}\n", f"name = {world['prod']}\nport = {fwd.port}\n")
+    p.ini.write_text(head + sep + section + nxt + tail)
+    repo.commit("guarded", {"static/version.txt": "guarded\n"})
+    try:
+        return p.doit("deploy:test")
+    finally:
+        p.ini.write_text(text)
+        fwd.close()
