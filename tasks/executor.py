@@ -111,17 +111,12 @@ class Connections:
         if t is not None:
             t.close()
 
-    def close_all(self) -> None:
+    def close_all(self, wait: bool = True) -> None:
+        """Every connection ended, each waiting for its remote shell; wait=False (the process's end): each
+        told to end, none waited for (Transport.let_go)."""
         with self._mutex:
             open_, self._open = list(self._open.values()), {}
-        fan_out(lambda i: open_[i].close(), len(open_), len(open_))  # each waits for its remote shell
-
-    def let_go_all(self) -> None:
-        """The process's end: every connection told to end, none waited for (Transport.let_go)."""
-        with self._mutex:
-            open_, self._open = list(self._open.values()), {}
-        for t in open_:
-            t.let_go()
+        fan_out(lambda i: open_[i].close() if wait else open_[i].let_go(), len(open_), len(open_))
 
 
 class Executor:

@@ -55,7 +55,7 @@ class Session:
         self._locked: list[Host] = []
         self._project_lock = None
         self._mutex = threading.Lock()
-        atexit.register(self.connections.let_go_all)  # registered first, so it runs after unlock_all
+        atexit.register(self.connections.close_all, wait=False)  # registered first: runs after unlock_all
 
     def backup_host(self, db: Database) -> Host:
         if db.backup_host is None:

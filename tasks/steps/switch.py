@@ -204,8 +204,10 @@ def _switch_batches(sw: Switch, interrupted) -> tuple[list, list]:
             results = session.hosts.outcomes(batch, lambda t: _go_live(sw, t), progress)
         done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
         failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
-        # a second signal asked to stop waiting: the switch is undone, as when a host failed
-        if len(failed) > stage.max_fail or interrupted() > 1 or (
+        # a second signal asked to stop waiting: the switch is undone, as when a host failed; but not once its
+        # record went with its rename (_write_intent_and_switch): that switch is done, and it is finished
+        recorded = any(answers and answers[0][0] == 0 for _, answers in sw.logged.values())
+        if len(failed) > stage.max_fail or (interrupted() > 1 and not recorded) or (
                 interrupted() and len(done) + len(failed) < len(stage.hosts)):
             _undo_all(sw, done, failed, interrupted())
     return done, failed
