@@ -31,7 +31,8 @@ def run_rollback(s: Session, r: Releases, stage: Stage) -> str:
     """Back to the stage's previous good release (from the log); the release left is marked bad."""
     what = f"rollback:{stage.name}"
     current = live_release(s, stage, what)
-    logs = s.hosts.each(stage.hosts, lambda t: read_log(t, s.layout), f"{what}: reading the release log")
+    logs = s.hosts.each(stage.hosts, lambda t: read_log(t, s.layout), f"{what}: reading the release log",
+                        wide=True)
     target = rollback_target(logs[0], stage.name, current)
     if not target:
         raise StepError(f"{what}: the release log of {stage.primary} names no earlier good release of "
@@ -67,7 +68,7 @@ def run_unlock(s: Session, r: Releases, stage: Stage, force: bool = False) -> st
     what = f"unlock:{stage.name}"
     db = s.config.stage_database(stage)
     hosts = list(dict.fromkeys([*stage.hosts, *([db.backup_host] if db and db.backup_host else [])]))
-    probes = s.hosts.each(hosts, lambda t: probe_lock(t, s.layout), f"{what}: reading the locks")
+    probes = s.hosts.each(hosts, lambda t: probe_lock(t, s.layout), f"{what}: reading the locks", wide=True)
     locked = [(h, holder, alive) for h, (present, holder, alive) in zip(hosts, probes) if present]
     if not locked:
         return f"no host of {stage.name} was locked"
@@ -78,7 +79,7 @@ def run_unlock(s: Session, r: Releases, stage: Stage, force: bool = False) -> st
                         "hosts (a switch it leaves half-done is finished or undone by the next run)")
     tokens = {h: (holder or {}).get("token") for h, holder, _ in locked}
     found = s.hosts.each([h for h, _, _ in locked], lambda t: break_lock(
-        t, s.layout, say=lambda text: print(text, flush=True), token=tokens[t.host]), what)
+        t, s.layout, say=lambda text: print(text, flush=True), token=tokens[t.host]), what, wide=True)
     said = [f"{h}: removed the lock of {holder_text(x[0])}" + (" (alive: --force)" if live else "")
             + (f"; {x[1].text()}" if x[1].text() else "")
             for (h, _, _), x in zip(locked, found) if x is not False]
@@ -124,7 +125,7 @@ def status_rows(s: Session) -> list[list[str]]:
     for stage in s.config.stages.values():
         def probe(t, stage=stage):
             return read_state(t, s, stage), read_log(t, s.layout)
-        states = s.hosts.outcomes(list(stage.hosts), probe)
+        states = s.hosts.outcomes(list(stage.hosts), probe, wide=True)
         reached = [st for st in states if not isinstance(st, Exception)]
         intents = [st[0]["intent"] for st in reached if st[0]["intent"]]
         rids = {h: release_of(st[0]["link"]) or "-" for h, st in zip(stage.hosts, states)
@@ -173,7 +174,7 @@ def roles_text(stage: Stage) -> str:
 def switch_under_way(s: Session, stage: Stage, intents: list[dict]) -> dict | None:
     """The holder of the stage's locks when that run is alive (live_runs): then a switch under an intent is
     under way, not left by a dead run."""
-    probes = s.hosts.outcomes(list(stage.hosts), lambda t: probe_lock(t, s.layout))
+    probes = s.hosts.outcomes(list(stage.hosts), lambda t: probe_lock(t, s.layout), wide=True)
     locked = [(h, p[1], p[2]) for h, p in zip(stage.hosts, probes) if not isinstance(p, Exception) and p[0]]
     live = live_runs(locked)
     return next((holder for _, holder, _ in locked if (holder or {}).get("token") in live), None)

@@ -132,8 +132,11 @@ class Executor:
                 self.connections.drop(host)
             raise
 
-    def outcomes(self, hosts: Sequence[Host], fn: Callable[[Transport], T], progress=None) -> list:
-        """fn on every host at once; each host's result, or the exception it raised. progress: a
+    def outcomes(self, hosts: Sequence[Host], fn: Callable[[Transport], T], progress=None,
+                 wide: bool = False) -> list:
+        """fn on every host at once (at most `parallel` at a time; wide: all of them, for fn that is a few
+        small exchanges: a read, a lock, an intent, a rename, a record, where waves of `parallel` would only
+        multiply the round trips); each host's result, or the exception it raised. progress: a
         progress.Progress told of every host that finishes. Any exception fails its host: one that is not a
         StepError/CommandFailed is a bug, whose traceback is printed, and never a host's silent success
         (a worker thread that died would leave the host's result None, read as done)."""
@@ -151,12 +154,13 @@ class Executor:
             if progress is not None:
                 progress.host_done(ok=not isinstance(result, Exception))
             results[i] = result
-        fan_out(one, len(hosts), self.parallel)
+        fan_out(one, len(hosts), len(hosts) if wide else self.parallel)
         return results
 
-    def each(self, hosts: Sequence[Host], fn: Callable[[Transport], T], what: str, progress=None) -> list[T]:
+    def each(self, hosts: Sequence[Host], fn: Callable[[Transport], T], what: str, progress=None,
+             wide: bool = False) -> list[T]:
         """fn on every host at once; the results in host order, or one StepError naming every failed host."""
-        results = self.outcomes(hosts, fn, progress)
+        results = self.outcomes(hosts, fn, progress, wide)
         errors = [str(r) if isinstance(r, CommandFailed) or str(r).startswith(f"{h}: ") else f"{h}: {r}"
                   for h, r in zip(hosts, results) if isinstance(r, Exception)]
         if errors:

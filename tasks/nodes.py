@@ -127,14 +127,15 @@ def upload_done(s: Session, r: Releases, stage: Stage) -> bool:
     def one(t):
         read_ahead(s, stage, release, "upload", t)
         return has_release(t, s.layout, release)
-    return all(s.hosts.each(stage.hosts, one, "upload"))
+    return all(s.hosts.each(stage.hosts, one, "upload", wide=True))
 
 
 def check_shared_files(s: Session, stage: Stage, what: str) -> None:
     """Every shared file on every host of the stage, before anything is written there (not even the lock)."""
     if not s.config.project.shared_files:
         return
-    missing = s.hosts.each(stage.hosts, lambda t: build_step.missing_shared_files(t, s.layout, s.config), what)
+    missing = s.hosts.each(stage.hosts, lambda t: build_step.missing_shared_files(t, s.layout, s.config), what,
+                           wide=True)
     problem = build_step.shared_files_problem(what, s.layout, {str(h): m for h, m in zip(stage.hosts, missing)})
     if problem:
         raise StepError(problem)
@@ -171,7 +172,7 @@ def build_done(s: Session, r: Releases, stage: Stage) -> bool:
     def one(t):
         read_ahead(s, stage, release, "build", t)
         return build_step.is_built(t, s.layout, s.config, stage, release, known=s.known_links)
-    return all(s.hosts.each(stage.hosts, one, "build"))
+    return all(s.hosts.each(stage.hosts, one, "build", wide=True))
 
 
 def run_build(s: Session, r: Releases, stage: Stage) -> str:
@@ -284,7 +285,7 @@ def switch_done(s: Session, r: Releases, stage: Stage) -> bool:
     def one(t):
         read_ahead(s, stage, release, "switch", t)
         return read_state(t, s, stage, rid)
-    states = s.hosts.each(stage.hosts, one, "switch")
+    states = s.hosts.each(stage.hosts, one, "switch", wide=True)
     return all(release_of(st["link"]) == rid and st["intent"] is None and not st["unsafe"] and st["env"] and
                st["env_live"] == st["env"] for st in states)
 

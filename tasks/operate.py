@@ -87,7 +87,7 @@ def open_console(s: Session, stage: Stage, stdin=None) -> int:
 def live_releases(s: Session, stage: Stage, hosts: Sequence[Host], what: str) -> dict[Host, str]:
     """The release each host runs for the stage (its link's target). StepError naming every host that
     cannot be reached or has none: then nothing runs anywhere."""
-    found = s.hosts.outcomes(list(hosts), lambda t: read_link(t, s.layout, stage.link))
+    found = s.hosts.outcomes(list(hosts), lambda t: read_link(t, s.layout, stage.link), wide=True)
     problems = []
     for h, target in zip(hosts, found):
         if isinstance(target, Exception):

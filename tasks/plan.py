@@ -78,7 +78,7 @@ class Planner:
         s, src = self.s, self.config.stages[self.stage.promote_from]
         what = self.stage.chain_task
         rid = self.rid = live_release(s, src, what)
-        states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name), what)
+        states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name), what, wide=True)
         bad = [str(h) for h, st in zip(src.hosts, states) if not st or st.get("release") != rid or not st.get("ok")]
         if bad:
             self.stop = (f"release {rid} has not passed verify:{src.name} on {', '.join(bad)}; run doit "
@@ -109,7 +109,7 @@ class Planner:
         if self.release is None:
             return Step(node, False, f"would upload {self.rid} to {hosts_text(hosts, self.labels, len(hosts))} "
                                      "(not archived yet)")
-        found = self.s.hosts.outcomes(list(hosts), lambda t: has_release(t, self.s.layout, self.release))
+        found = self.s.hosts.outcomes(list(hosts), lambda t: has_release(t, self.s.layout, self.release), wide=True)
         return self._per_host(node, found, f"would upload {self.rid} to {{}} (lacking the archive)",
                               f"up to date: every host holds {self.rid}")
 
@@ -124,7 +124,7 @@ class Planner:
         except ConfigError as exc:   # the env file's content is not known here: the rest is compared
             keep_env, note = True, (f"its env file is not compared: {failed_text(exc)}",)
         found = self.s.hosts.outcomes(list(hosts), lambda t: build_step.is_built(
-            t, self.s.layout, self.config, stage, self.release, keep_env=keep_env))
+            t, self.s.layout, self.config, stage, self.release, keep_env=keep_env), wide=True)
         self.built = {h: v is True for h, v in zip(hosts, found)}
         step = self._per_host(node, found, f"would build {self.rid} on {{}} (not built there for {stage.name}, or "
                                            "its build settings or env changed)",
@@ -153,7 +153,7 @@ class Planner:
 
     def switch(self, node: str) -> Step:
         stage = self.stage
-        found = self.s.hosts.outcomes(list(stage.hosts), lambda t: read_state(t, self.s, stage, self.rid))
+        found = self.s.hosts.outcomes(list(stage.hosts), lambda t: read_state(t, self.s, stage, self.rid), wide=True)
         failed = [host_failure(self.labels[h], h, x) for h, x in zip(stage.hosts, found) if isinstance(x, Exception)]
         if failed:
             return Step(node, None, "not checked: " + "; ".join(failed))

@@ -50,7 +50,7 @@ class Releases:
         if self._python is None:
             hosts = list(dict.fromkeys(h for st in config.stages.values() if not st.promote_from for h in st.hosts))
             found = self.session.hosts.each(hosts, lambda t: read_interpreter(t, config.project.build),
-                                            "archive: asking the hosts for their python3")
+                                            "archive: asking the hosts for their python3", wide=True)
             self._python = choose_interpreter(zip(hosts, found), local_interpreter())
         return self._python
 
@@ -98,7 +98,7 @@ class Releases:
         src = config.stages[stage.promote_from]
         rid = live_release(s, src, f"promote:{stage.name}")
         states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name),
-                              f"promote:{stage.name}: reading verify:{src.name}")
+                              f"promote:{stage.name}: reading verify:{src.name}", wide=True)
         for host, state in zip(src.hosts, states):
             if not state or state.get("release") != rid or not state.get("ok"):
                 raise StepError(f"promote:{stage.name}: release {rid} has not passed verify:{src.name} on "

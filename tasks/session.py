@@ -104,7 +104,7 @@ class Session:
         start = process_start(os.getpid())
         if start is not None:   # a reused pid is never taken for this run (runtime/lock.py alive_here)
             info["pid_start"] = start
-        results = self.hosts.outcomes(todo, lambda t: self._take(t, info, reads))
+        results = self.hosts.outcomes(todo, lambda t: self._take(t, info, reads), wide=True)
         for note in (r for r in results if isinstance(r, str)):  # a dead run's lock broken: what of its work
             print(note, flush=True)
         taken = [h for h, r in zip(todo, results) if r is None or isinstance(r, str)]
@@ -190,7 +190,7 @@ class Session:
         with self._mutex:
             hosts, self._locked = self._locked, []
         if hosts:
-            self.hosts.outcomes(hosts, lambda t: self._release(t))
+            self.hosts.outcomes(hosts, lambda t: self._release(t), wide=True)
 
     def let_go_with(self, t: Transport, argv: list[str]) -> tuple[int, str, str]:
         """argv, then this run's lock on the host released in the same exchange: for the last command the

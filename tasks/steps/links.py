@@ -110,7 +110,7 @@ def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[st
 def stage_releases(session, stage, what: str) -> list[str | None]:
     """The release each host of the stage runs (by its link), in host order; None where it has none."""
     targets = session.hosts.each(stage.hosts, lambda t: read_link(t, session.layout, stage.link, session.known_links),
-                                 f"{what}: reading {stage.link}")
+                                 f"{what}: reading {stage.link}", wide=True)
     return [release_of(x) for x in targets]
 
 

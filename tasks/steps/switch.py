@@ -149,7 +149,7 @@ def _write_intents(sw: Switch) -> None:
     """The intent on every host before any link moves: the next run finishes or undoes what it names."""
     sw.session.hosts.each(sw.stage.hosts,
                           lambda t: _write_intent(sw.session, sw.stage, sw.rid, t, _intent_of(sw, t.host)),
-                          f"{sw.what}: writing the intent")
+                          f"{sw.what}: writing the intent", wide=True)
     failpoints.hit("switch.after_intent")
 
 
@@ -199,9 +199,12 @@ def _switch_batches(sw: Switch, interrupted) -> tuple[list, list]:
     session, stage = sw.session, sw.stage
     done, failed = [], []
     progress = Progress(sw.what, len(stage.hosts), waits=session.waits)
+    # a rename alone is one small exchange a host: every host of the batch at once; a reload, a hook or a
+    # health check is work on the host: `parallel` hosts at a time
+    wide = sw.after_host is None and not any(role.reload_command or role.health_url for role in stage.roles)
     for batch in session.batches(stage):
         with progress:
-            results = session.hosts.outcomes(batch, lambda t: _go_live(sw, t), progress)
+            results = session.hosts.outcomes(batch, lambda t: _go_live(sw, t), progress, wide=wide)
         done += [h for h, r in zip(batch, results) if not isinstance(r, Exception)]
         failed += [(h, r) for h, r in zip(batch, results) if isinstance(r, Exception)]
         # a second signal asked to stop waiting: the switch is undone, as when a host failed; but not once its
@@ -286,7 +289,7 @@ def _ok_records(sw: Switch) -> list:
 
 def _check_all(session, stage: Stage, rid: str, what: str) -> dict:
     return dict(zip(stage.hosts, session.hosts.each(stage.hosts, lambda t: _switchable(session, stage, rid, t),
-                                                    f"{what} (nothing was switched)")))
+                                                    f"{what} (nothing was switched)", wide=True)))
 
 
 def _switchable(session, stage: Stage, rid: str, t: Transport) -> dict:
@@ -439,7 +442,7 @@ def _log(session, stage: Stage, records: dict, live: str | None = None, sent: di
     remove_intent = lock_guard(session)(["rm", "-f", "--", layout.intent(stage.name)])
 
     problems = {h: f"its release-log record could not be written ({r})"
-                for h, r in zip(hosts, session.hosts.outcomes(hosts, append)) if isinstance(r, Exception)}
+                for h, r in zip(hosts, session.hosts.outcomes(hosts, append, wide=True)) if isinstance(r, Exception)}
     if problems:
         return {**problems, **{h: "logged, but the switch did not finish on every host" for h in hosts
                                if h not in problems}}
@@ -449,11 +452,12 @@ def _log(session, stage: Stage, records: dict, live: str | None = None, sent: di
         removed, scanned = t.read_batch(facts(t), [Cmd(remove_intent), Cmd(scan, if_ok=True)])
         _output(t, remove_intent, removed)
         return scan, scanned
-    removed = session.hosts.outcomes(hosts, remove_and_scan)
+    removed = session.hosts.outcomes(hosts, remove_and_scan, wide=True)
     problems = {h: f"logged, but its intent could not be removed ({r})" for h, r in zip(hosts, removed)
                 if isinstance(r, Exception)}
     if not problems:
-        session.hosts.each(hosts, lambda t: clean(t, _output(t, *removed[hosts.index(t.host)])), "release cleanup")
+        session.hosts.each(hosts, lambda t: clean(t, _output(t, *removed[hosts.index(t.host)])), "release cleanup",
+                           wide=True)
     return problems
 
 

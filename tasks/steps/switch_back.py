@@ -182,7 +182,7 @@ def not_settled(session, stage: Stage, unsettled: dict) -> str:
     def read(t: Transport):
         code, out, _ = t.call(["readlink", "--", session.layout.link(stage.link)])
         return release_of(out.strip()) if code == 0 else None
-    runs = session.hosts.outcomes(list(stage.hosts), read)
+    runs = session.hosts.outcomes(list(stage.hosts), read, wide=True)
     told = []
     for h, r in zip(stage.hosts, runs):
         now = f"{h}: cannot tell what it runs ({r})" if isinstance(r, Exception) else f"{h} runs {r or 'nothing'}"

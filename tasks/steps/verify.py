@@ -42,7 +42,7 @@ def verify_stage(session, stage: Stage) -> str:
         last = session.last_node == what and len(groups) == 1 and not stage.has_hook("after_verify")
         session.hosts.each(hosts, lambda t, rid=rid, ok=ok: record_verify(
             t, session.layout, stage.name, rid, ok, session.let_go_with if last else None),
-                           f"{what}: recording the result")
+                           f"{what}: recording the result", wide=True)
         write_junit(session, Suite(f"{what} release {rid}", cases or pytest_error(ok, output)))
         summaries.append(f"{rid}: {last_line(output)}")
         if not ok:
@@ -148,7 +148,8 @@ def prefetch(session, stage: Stage, release: str, hosts) -> dict:
         wanted[check] = ["sh", "-c", check]
     # (an answer kept since the run's last command to the host is taken: facts sent ahead with the switch's
     # last command, or with the checks' reads: Transport.call_kept)
-    answers = session.hosts.outcomes(list(hosts), lambda t: {c: t.call_kept(argv) for c, argv in wanted.items()})
+    answers = session.hosts.outcomes(list(hosts), lambda t: {c: t.call_kept(argv) for c, argv in wanted.items()},
+                                     wide=True)
     return {h: a for h, a in zip(hosts, answers) if isinstance(a, dict)}
 
 

@@ -1,4 +1,6 @@
 """executor: a host function that raises anything counts as that host failing, never as its success."""
+import threading
+
 import pytest
 
 from doit_stages.config import Host
@@ -25,3 +27,23 @@ def test_an_unexpected_exception_fails_its_host_and_names_it(capsys):
 def test_each_raises_one_line_for_an_unexpected_exception():
     with pytest.raises(StepError, match=r"failed on 1 of 2 host\(s\): local: internal error ValueError"):
         Executor(Connections(), parallel=2).each(HOSTS, _fn, "switch")
+
+
+def _together(barrier, timeout=5.0):
+    def fn(t):
+        barrier.wait(timeout=timeout)     # every host must be under way at once to pass it
+        return t.host.hostname
+    return fn
+
+
+def test_wide_works_every_host_at_once_whatever_parallel_says():
+    hosts = [Host("local", hostname=c) for c in "abcd"]
+    barrier = threading.Barrier(len(hosts))
+    assert Executor(Connections(), parallel=1).outcomes(hosts, _together(barrier), wide=True) == list("abcd")
+
+
+def test_bounded_work_keeps_to_parallel():
+    """Without wide, no more than `parallel` hosts are under way: a barrier for three is never passed by two."""
+    hosts = [Host("local", hostname=c) for c in "abc"]
+    results = Executor(Connections(), parallel=2).outcomes(hosts, _together(threading.Barrier(3), 0.3))
+    assert all(isinstance(r, StepError) and "BrokenBarrierError" in str(r) for r in results)
