@@ -24,8 +24,10 @@ Per host count, delay and repeat (the order of the delays and of ours/pyinfra ro
             health check crosses the WAN too): promote:prod switches, reloads, checks health, logs, verifies.
   pyinfra   bench_fleet.run_pyinfra: files.put of our tarball, an unpack, files.link; then the same again.
 Also: one bare SSH login (`ssh host true` with the tool's options, no master) and one command through a
-master, at each delay. --fast-kex adds `ssh_fast_kex = yes` (curve25519 first, as paramiko/pyinfra);
---parallel N sets [project] parallel (pyinfra works every host at once).
+master, at each delay. --warm: each of our commands reuses the master connections of the one before it (a
+`doit status` before the first), as commands run within ControlPersist (60 s) of each other do. --fast-kex
+adds `ssh_fast_kex = yes` (curve25519 first, as paramiko/pyinfra); --parallel N sets [project] parallel
+(pyinfra works every host at once).
 """
 from __future__ import annotations
 
@@ -133,7 +135,7 @@ class Healthy(http.server.BaseHTTPRequestHandler):
 
 
 def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: bool = False,
-             parallel: int | None = None) -> dict:
+             parallel: int | None = None, warm: bool = False) -> dict:
     hosts = lab.view(n)
     for h in hosts:
         h.wipe()
@@ -145,18 +147,31 @@ def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: 
     if trace:
         w.env["BENCH_PROBE_TRACE"] = "1"
     out = {}
-    for label, command, allowed in OURS:
+    lab.proxy.take_connections()
+    alive: list[dict] = []      # warm: the master connections, kept from one command to the next
+    if warm:                    # a command before the first (status: it logs in to every host, reads, ends)
         close_masters(hosts, lab.ssh_config)
-        lab.proxy.take_connections()
+        w.doit("status")
+        alive += lab.take()
+    for label, command, allowed in OURS:
+        if not warm or not alive:
+            close_masters(hosts, lab.ssh_config)
+            lab.proxy.take_connections()
         f0 = FOREIGN.read()
+        started = time.monotonic()
         wall, probe, res = w.doit(command)
         ended = time.monotonic()          # what the relay sees after this (the masters closed below) is not the run's
         foreign = FOREIGN.read() - f0
         ran = ran_nodes(probe)
         if allowed is not None and not ran <= allowed:
             raise SystemExit(f"{label}: only {sorted(allowed)} should have run, but {sorted(ran)} did:\n{res.stdout}")
-        close_masters(hosts, lab.ssh_config)          # its connections end: their turns are complete
-        conns = [dict(c, at=[a for a in c["at"] if a <= ended]) for c in lab.take()]
+        if warm:     # the relay's stamps of this command only, on the connections it opened or reused
+            alive += lab.take()
+            conns = [dict(c, at=[a for a in c["at"] if started <= a <= ended]) for c in alive]
+            conns = [c for c in conns if c["at"]]
+        else:
+            close_masters(hosts, lab.ssh_config)          # its connections end: their turns are complete
+            conns = [dict(c, at=[a for a in c["at"] if a <= ended]) for c in lab.take()]
         for c in conns:
             c["turns"] = len(c["at"])
         out[label] = {"wall": wall, "probe": probe, "foreign": foreign, "turns": lab.turns(conns),
@@ -164,6 +179,8 @@ def run_ours(lab: Lab, n: int, source: Path, work: Path, fast_kex: bool, trace: 
     rid = os.readlink(hosts[0].path("/srv/bench/sites/test"))
     for h in hosts:       # it did the work: every host's prod link names the release test got
         assert os.readlink(h.path("/srv/bench/sites/current")) == rid, h
+    if warm:
+        close_masters(hosts, lab.ssh_config)
     return out
 
 
@@ -361,6 +378,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-kex", action="store_true", help="ssh_fast_kex = yes for our runs")
     ap.add_argument("--parallel", type=int, help="[project] parallel for our runs (default: the tool's, 10)")
+    ap.add_argument("--warm", action="store_true", help="our commands back to back, each reusing the SSH master "
+                    "connections of the one before (within ControlPersist, 60 s): no login but the first command's")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--trace", action="store_true", help="instead: one run of each command on 1 host at 50 ms, "
                     "each command over the session listed by node")
@@ -409,7 +428,7 @@ def main() -> None:
                     for who in whos:
                         if who == "ours":
                             pair.update(run_ours(lab, n, source, base / f"ours-{tag}", args.fast_kex,
-                                                 parallel=args.parallel))
+                                                 parallel=args.parallel, warm=args.warm))
                         else:
                             pair.update(run_pyi(lab, n, exe, archive, base / f"pyi-{tag}"))
                     results[(n, d)].append(pair)
@@ -429,6 +448,7 @@ def main() -> None:
              f"`bench/bench_wan.py {' '.join(sys.argv[1:])}`; key exchange "
              f"{'curve25519 first (ssh_fast_kex = yes)' if args.fast_kex else 'OpenSSH default'}; "
              f"parallel {args.parallel or 'the default'}; "
+             f"{'warm: each command reuses the master connections of the one before; ' if args.warm else ''}"
              f"code {bench_deploy.code_state()}")
     print(text)
     if args.json:
