@@ -16,7 +16,7 @@ from .releases import Releases
 from .session import Session
 from .steps import build as build_step
 from .steps import hooks
-from .steps.archive import local_release
+from .steps.archive import Release, local_release
 from .steps.environment import env_token
 from .steps.facts import facts_argv
 from .steps.links import link_argv, release_of
@@ -86,14 +86,39 @@ def check_reads(s: Session, r: Releases, kind: str, stage: Stage):
     release = r.known(stage)
     if release is None and stage.promote_from:
         src = s.config.stages[stage.promote_from]
-        reads = [link_argv(s.layout, src.link), verify_argv(s.layout, src.name)]
-        return lambda t: [(call_key(argv), Cmd(argv)) for argv in reads] if t.host in src.hosts else []
+        finds = [(call_key(argv), Cmd(argv))
+                 for argv in (link_argv(s.layout, src.link), verify_argv(s.layout, src.name))]
+        # the chain's reads too, for the release most likely promoted (the newest archive here: what the
+        # source stage got last, when it went through this machine): kept by their argv, they spare an
+        # exchange when the source's link names that release, and are never used when it names another
+        guess = likely_promoted(s)
+        try:
+            ahead = chain_reads(s, stage, guess, kind) if guess else []
+        except (StepError, CommandFailed, ConfigError):
+            ahead = []
+        return lambda t: [*(finds if t.host in src.hosts else []), *(ahead if t.host in stage.hosts else [])]
     try:
         # the source's archive, here (the archive node made it); the reads are the same for every host
         reads = chain_reads(s, stage, release or r.of(stage), kind)
     except (StepError, CommandFailed, ConfigError):   # the check itself asks, and says what is wrong
         return None
     return lambda t: reads if t.host in stage.hosts else []   # (not the database's backup host)
+
+
+def likely_promoted(s: Session):
+    """The release of the newest archive in the build directory, from its metadata (not checked against
+    its archive: only a guess for reads sent ahead), or None."""
+    build = s.config.build_dir
+    try:
+        archives = sorted(build.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return None
+    for archive in reversed(archives):
+        try:
+            return Release.from_json((build / (archive.name[:-len(".tar.gz")] + ".json")).read_text())
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    return None
 
 
 def chain_reads(s: Session, stage: Stage, release, kind: str) -> list[tuple[tuple, Cmd]]:

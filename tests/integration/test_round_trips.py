@@ -18,11 +18,12 @@ from tests.lab.world import open_world
 
 PROBE = REPO / "bench" / "_doit_probe.py"
 CODE = {"project": {"build": "none"}}
+STAGING = {"stage:staging": {"hosts": "{hosts}", "link": "sites/staging", "promote_from": "test"}}
 
 
 @pytest.fixture(scope="module")
 def world(ssh_hosts, mariadb, tmp_path_factory):
-    with open_world(mariadb, ssh_hosts, tmp_path_factory.mktemp("trips"), changes=[CODE_ONLY, CODE]) as world:
+    with open_world(mariadb, ssh_hosts, tmp_path_factory.mktemp("trips"), changes=[CODE_ONLY, CODE, STAGING]) as world:
         yield world
 
 
@@ -94,3 +95,40 @@ def test_a_stage_of_one_host_switches_in_one_exchange(world, tmp_path):
         assert len([r for r in log_of(web1) if r["release"] == rid]) == 1
     finally:
         p.write(test_hosts=", ".join(h.url for h in world["hosts"]))
+
+
+def test_a_promotion_reads_ahead_for_the_newest_archive(world, tmp_path):
+    """promote:staging of the release test runs, the newest archive here: the chain's reads for it go with
+    the lock's take and the source's link and verify record (kept by their argv, used once the link names
+    that release)."""
+    p, repo, hosts = world["project"], world["repo"], world["hosts"]
+    repo.commit("a change to promote", {"round_trips.txt": "2\n"})
+    p.ok("deploy:test")
+    rid = p.link(hosts[0]).rsplit("/", 1)[1]
+    per = exchanges(p, tmp_path, "promote:staging")
+    for h in hosts:
+        assert p.link(h, "sites/staging") == f"../releases/{rid}"
+        assert (log_of(h)[-1]["stage"], log_of(h)[-1]["release"], log_of(h)[-1]["result"]) == ("staging", rid, "ok")
+        assert state_files(h) == {"lock": False, "intents": []}
+    # the take with the source's reads and the chain's; the stage's files; intent; rename; records; the
+    # intent's removal with the scan (+ facts); verify's record with the lock's release
+    assert sorted(per.values()) == [7, 7], per
+
+
+def test_a_promotion_of_another_release_than_the_newest_archive(world, tmp_path):
+    """The newest archive here is not what test runs: the reads sent ahead for it are never taken for the
+    promoted release's (it costs the exchange that reads them)."""
+    p, repo, hosts = world["project"], world["repo"], world["hosts"]
+    repo.commit("a change for test", {"round_trips.txt": "3\n"})
+    p.ok("deploy:test")
+    rid = p.link(hosts[0]).rsplit("/", 1)[1]
+    repo.commit("a change not deployed", {"round_trips.txt": "4\n"})
+    p.ok("archive")
+    newest = max((p.workdir / "build").glob("*.tar.gz"), key=lambda f: f.stat().st_mtime).name
+    assert not newest.startswith(rid)
+    per = exchanges(p, tmp_path, "promote:staging")
+    for h in hosts:
+        assert p.link(h, "sites/staging") == f"../releases/{rid}"
+        assert (log_of(h)[-1]["stage"], log_of(h)[-1]["release"]) == ("staging", rid)
+        assert state_files(h) == {"lock": False, "intents": []}
+    assert sorted(per.values()) == [8, 8], per
