@@ -31,11 +31,10 @@ from .session import Session
 from .steps import build as build_step
 from .steps.archive import Release, local_release
 from .steps.environment import app_command, env_file
-from .steps.links import live_release
 from .steps.operate import host_labels
 from .steps.switch import read_state
 from .steps.upload import has_release
-from .steps.verify import read_verify
+from .steps.verify import source_of
 from .transport import CommandFailed
 
 
@@ -77,8 +76,8 @@ class Planner:
         build/ or from its proof on the source's first host (a promote would fetch it: a plan does not)."""
         s, src = self.s, self.config.stages[self.stage.promote_from]
         what = self.stage.chain_task
-        rid = self.rid = live_release(s, src, what)
-        states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name), what, wide=True)
+        rid, states = source_of(s, src, what)
+        self.rid = rid
         bad = [str(h) for h, st in zip(src.hosts, states) if not st or st.get("release") != rid or not st.get("ok")]
         if bad:
             self.stop = (f"release {rid} has not passed verify:{src.name} on {', '.join(bad)}; run doit "

@@ -13,10 +13,9 @@ from .session import Session
 from .steps.archive import Release, local_release, make_archive
 from .steps.buildout import configs_of
 from .steps.facts import interpreter_key
-from .steps.links import live_release
 from .steps.source import Revision, dirty_note, resolve_revision
 from .steps.upload import fetch_release
-from .steps.verify import read_verify
+from .steps.verify import source_of
 from .steps.wheelhouse import choose_interpreter, local_interpreter, read_interpreter
 
 WHEELHOUSE_BUILDS = ("pip", "buildout")
@@ -96,9 +95,7 @@ class Releases:
             return self.built_release() or self.make_archive()
         s, config = self.session, self.session.config
         src = config.stages[stage.promote_from]
-        rid = live_release(s, src, f"promote:{stage.name}")
-        states = s.hosts.each(src.hosts, lambda t: read_verify(t, s.layout, src.name),
-                              f"promote:{stage.name}: reading verify:{src.name}", wide=True)
+        rid, states = source_of(s, src, f"promote:{stage.name}")
         for host, state in zip(src.hosts, states):
             if not state or state.get("release") != rid or not state.get("ok"):
                 raise StepError(f"promote:{stage.name}: release {rid} has not passed verify:{src.name} on "

@@ -143,18 +143,20 @@ class RemoteShell:
             raise ShellGone("the session lost its place in the stream")
         return self._exchange(chunks, deadline)
 
-    def run_many(self, commands: Sequence[Cmd], timeout: float | None = None) -> list[tuple[int, bytes, bytes]]:
+    def run_many(self, commands: Sequence[Cmd], timeout: float | None = None,
+                 on_line=None) -> list[tuple[int, bytes, bytes]]:
         """Several commands in ONE exchange: their texts are sent together, the session's shell runs them one
         after another, and the answers come back in order (one network round trip instead of one each).
         Each command's input is inline (short, no NUL: INLINE_MAX); one marked if_ok runs only when the
-        command before it exited 0, else its code is SKIPPED and it printed nothing."""
+        command before it exited 0, else its code is SKIPPED and it printed nothing. on_line(stream, line),
+        if given, sees each complete line the commands print as it arrives (never a marker line)."""
         if self.proc.poll() is not None or self.proc.stdin.closed:
             raise ShellGone("the connection is closed")
         for c in commands:
             if c.input is not None and (len(c.input) > INLINE_MAX or b"\0" in c.input):
                 raise ValueError("a batch's input travels inline: at most INLINE_MAX bytes, no NUL")
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._on_line = None
+        self._on_line, self._seen = on_line, {"out": len(self._out), "err": len(self._err)}
         first = self.seq + 1
         text = b"".join(request(c.argv, self._next(), inline=c.input, if_ok=c.if_ok) for c in commands)
         # the last command's answer (its markers) ends the exchange; what precedes it is the others' answers

@@ -89,22 +89,26 @@ class Transport:
             self.keep(key, answer)
         return answer
 
-    def batch(self, commands: Sequence[Cmd]) -> list[tuple[int, str, str]]:
+    def batch(self, commands: Sequence[Cmd], on_line=None) -> list[tuple[int, str, str]]:
         """The commands in order, over SSH in ONE exchange (remote_shell.RemoteShell.run_many): each one's
         (exit code, stdout, stderr); one marked if_ok runs only when the one before it exited 0 (else
-        SKIPPED). Here, one call after another."""
+        SKIPPED). on_line(stream, line), if given, sees the complete lines of their output as they come (a
+        reload's, the last). Here, one call after another (the last streamed when on_line is given)."""
         answers: list[tuple[int, str, str]] = []
-        for c in commands:
+        for i, c in enumerate(commands):
             if c.if_ok and answers and answers[-1][0] != 0:
                 answers.append((SKIPPED, "", ""))
+            elif on_line is not None and i == len(commands) - 1 and c.input is None:
+                answers.append(self.stream_lines(c.argv, on_line))
             else:
                 answers.append(self.call(c.argv, c.input))
         return answers
 
-    def read_batch(self, reads: Sequence[tuple[object, Cmd]], writes: Sequence[Cmd] = ()) -> list[tuple[int, str, str]]:
+    def read_batch(self, reads: Sequence[tuple[object, Cmd]], writes: Sequence[Cmd] = (),
+                   on_line=None) -> list[tuple[int, str, str]]:
         """writes, then reads, in one exchange; each read's answer kept under its key (the reads come last:
-        nothing this run sends changes the host after them). Returns the writes' answers."""
-        answers = self.batch([*writes, *(c for _, c in reads)])
+        nothing this run sends changes the host after them). Returns the writes' answers. on_line: batch's."""
+        answers = self.batch([*writes, *(c for _, c in reads)], on_line)
         for (key, _), answer in zip(reads, answers[len(writes):]):
             if answer[0] != SKIPPED:
                 self.keep(key, answer)
@@ -376,11 +380,11 @@ class SSHTransport(Transport):
             if proc is not None:
                 self._cancels.append(proc)
 
-    def batch(self, commands):
+    def batch(self, commands, on_line=None):
         self.forget()
         with self._mutex:
             try:
-                answers = self.shell.run_many(commands)
+                answers = self.shell.run_many(commands, on_line=on_line)
             except ShellGone as exc:
                 answers = [(255, b"", exc.stderr.encode())] * len(commands)
         return [(code, out.decode(errors="replace"), err.decode(errors="replace")) for code, out, err in answers]

@@ -58,7 +58,7 @@ def release_of(target: str | None) -> str | None:
 
 def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: tuple[str, str] | None = None,
              guard=None, known: KnownLinks | None = None, first: Cmd | None = None, then: Sequence[Cmd] = (),
-             reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None):
+             reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None, on_line=None):
     """Point link at target (a relative path), or remove it when target is None (undo of a first switch);
     env: (a release's env file for the stage, the version to make it, or "-" to remove it), moved first, in
     the same command. guard: a function making the command run only while this run holds the lock
@@ -67,7 +67,8 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: t
     that one succeeded; then its answer (exit code, stdout, stderr) is returned, and the link was not
     touched when that code is not 0. then: commands sent after it in the same exchange (the switch's
     record; mark them if_ok to run only once the link moved), their answers appended to `answers` (SKIPPED
-    where they did not run); reads: asked last in that exchange, their answers kept (Transport.read_batch)."""
+    where they did not run); reads: asked last in that exchange, their answers kept (Transport.read_batch);
+    on_line: sees the exchange's lines as they come (a reload sent in `then`: its pid line)."""
     if known is not None:
         known.forget(t.host, link)
     argv = ["sh", "-c", SWITCH, "sh", layout.root, link, target or "", posixpath.dirname(link) or ".",
@@ -76,7 +77,7 @@ def set_link(t: Transport, layout: Layout, link: str, target: str | None, env: t
     if first is None and not then:
         before, (code, _, err) = None, t.call(sent)
     else:
-        got = t.read_batch(reads, [*([first] if first else []), Cmd(sent, if_ok=first is not None), *then])
+        got = t.read_batch(reads, [*([first] if first else []), Cmd(sent, if_ok=first is not None), *then], on_line)
         before, got = (got[0], got[1:]) if first else (None, got)
         (code, _, err), rest = got[0], got[1:]
         if answers is not None:
@@ -103,8 +104,9 @@ def unsafe_message(t: Transport, layout: Layout, path: str, to: str) -> str:
 
 def switch_link(t: Transport, layout: Layout, link: str, rid: str, env: tuple[str, str] | None = None,
                 guard=None, known: KnownLinks | None = None, first: Cmd | None = None, then: Sequence[Cmd] = (),
-                reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None):
-    return set_link(t, layout, link, layout.link_target(link, rid), env, guard, known, first, then, reads, answers)
+                reads: Sequence[tuple[object, Cmd]] = (), answers: list | None = None, on_line=None):
+    return set_link(t, layout, link, layout.link_target(link, rid), env, guard, known, first, then, reads, answers,
+                    on_line)
 
 
 def stage_releases(session, stage, what: str) -> list[str | None]:
@@ -116,7 +118,11 @@ def stage_releases(session, stage, what: str) -> list[str | None]:
 
 def live_release(session, stage, what: str) -> str:
     """The release behind the stage's link; all its hosts must agree."""
-    rids = stage_releases(session, stage, what)
+    return agreed_release(stage, stage_releases(session, stage, what), what)
+
+
+def agreed_release(stage, rids: list[str | None], what: str) -> str:
+    """The release every host of the stage runs (rids: each host's, in host order), else StepError."""
     missing = [str(h) for h, r in zip(stage.hosts, rids) if r is None]
     if missing:
         raise StepError(f"{what}: stage {stage.name} has no release on {', '.join(missing)} "

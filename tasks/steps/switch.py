@@ -25,6 +25,7 @@ back (put-back, undo, what each host runs) in switch_back.py.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Callable
@@ -44,6 +45,7 @@ from .links import UnsafeLink, release_of, set_link, switch_link, unsafe_message
 from .releaselog import make_record
 from .switch_back import (
     APPEND,
+    Reload,
     ReloadCutOff,
     env_pair,
     lock_guard,
@@ -86,6 +88,7 @@ class Switch:
     plan: dict = field(default_factory=dict)
     prev_rid: str | None = None
     renamed: dict = field(default_factory=dict)   # host -> None, or the rename's error, once sent with its intent
+    reloaded: dict = field(default_factory=dict)  # host -> None, or the reload's error, once sent with its rename
     logged: dict = field(default_factory=dict)    # host -> (argvs, answers) of its record sent with its rename
     after_host: Callable[[Transport], None] | None = None   # after_switch on a host (steps/hooks.py)
     after_all: Callable[[], None] | None = None             # a local: after_switch, once
@@ -154,9 +157,10 @@ def _write_intents(sw: Switch) -> None:
 
 
 def _write_intent_and_switch(sw: Switch) -> None:
-    """A stage of one host: its intent, then (only once the intent is written) its rename, in one exchange.
-    An intent not written fails the switch as _write_intents does (nothing was switched); the rename's own
-    outcome is left for _go_live, which treats it as its own (a failed rename puts the host back)."""
+    """A stage of one host: its intent, then (only once the intent is written) its rename, in one exchange,
+    and (only once the rename succeeded) its reload. An intent not written fails the switch as _write_intents
+    does (nothing was switched); the rename's and the reload's outcomes are left for _go_live, which treats
+    them as its own (a failed rename or reload puts the host back)."""
     session, stage, rid = sw.session, sw.stage, sw.rid
     host = stage.hosts[0]
     role = stage.role_of(host)
@@ -167,17 +171,24 @@ def _write_intent_and_switch(sw: Switch) -> None:
     ride = not (role.reload_command or role.health_url or sw.after_host or sw.after_all) and not any(
         failpoints.armed(f) for f in ("switch.after_rename", "switch.after_reload", "switch.before_log",
                                       "switch.after_log"))
+    # else the reload rides after the rename (only once it succeeded), its lines read as they come (its pid:
+    # a second Ctrl-C stops it); what its answer means is left for _go_live, as a reload of its own
+    reloads = bool(role.reload_command) and not failpoints.armed("switch.after_rename")
 
     def one(t: Transport):
         intent = _intent_argv(session, stage, rid, _intent_of(sw, t.host))
         record = _log_commands(session, stage, {t.host: _ok_records(sw)}, t) if ride else []
+        reload = Reload(session, stage, t, rid) if reloads else None
         answers: list = []
         try:
             env = env_pair(session, stage, rid, sw.plan[t.host]["env"])
-            before = switch_link(t, session.layout, stage.link, rid, env, guard=lock_guard(session),
-                                 known=session.known_links, first=Cmd(intent),
-                                 then=[Cmd(a, if_ok=True) for a in record],
-                                 reads=_facts(session, stage, rid, t) if ride else (), answers=answers)
+            with reload.waiting() if reload else contextlib.nullcontext():
+                before = switch_link(t, session.layout, stage.link, rid, env, guard=lock_guard(session),
+                                     known=session.known_links, first=Cmd(intent),
+                                     then=[Cmd(reload.sent, if_ok=True)] if reload else
+                                     [Cmd(a, if_ok=True) for a in record],
+                                     reads=_facts(session, stage, rid, t) if ride else (), answers=answers,
+                                     on_line=reload.cut.on_line if reload else None)
         except (StepError, CommandFailed) as exc:   # written, but the rename failed: _go_live's to handle
             sw.renamed[t.host] = exc
             return
@@ -189,6 +200,12 @@ def _write_intent_and_switch(sw: Switch) -> None:
         if code != 0:
             raise CommandFailed(t.host, intent, code, err)
         sw.renamed[t.host] = None
+        if reload is not None:
+            try:
+                reload.outcome(answers[0][0], answers[0][2])
+                sw.reloaded[t.host] = None
+            except (StepError, CommandFailed) as exc:
+                sw.reloaded[t.host] = exc
     session.hosts.each([host], one, f"{sw.what}: writing the intent")
     failpoints.hit("switch.after_intent")
 
@@ -232,7 +249,12 @@ def _go_live(sw: Switch, t: Transport) -> None:
         failpoints.hit("switch.after_rename", t.host)
         if role.reload_command:
             try:
-                reload_release(session, stage, t, rid)
+                if t.host in sw.reloaded:   # sent after its rename, in the same exchange
+                    reloaded = sw.reloaded.pop(t.host)
+                    if reloaded is not None:
+                        raise reloaded
+                else:
+                    reload_release(session, stage, t, rid)
             except CommandFailed as exc:
                 never_took = not exc.unreachable and 0 < exc.retcode < 126 and not isinstance(exc, ReloadCutOff)
                 raise

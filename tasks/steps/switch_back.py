@@ -10,6 +10,7 @@ and leaves nothing running. A second Ctrl-C ends it the same way, at once (sessi
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -77,23 +78,46 @@ def reload_release(session, stage: Stage, t: Transport, rid: str) -> None:
     """The stage's reload_command in the release, with the env it now runs with there, for at most its
     reload_timeout (then ReloadCutOff, nothing of it left running); while it runs, session.waits names it,
     and can stop it."""
-    role = stage.role_of(t.host)   # the host's role's reload_command
-    argv = ["sh", "-c", RELOAD, "sh", f"{stage.reload_timeout}s",
-            *app_command(session.layout, stage.name, rid, list(role.reload_argv), live=True)]
-    cut = _Cut(t)
-    started = time.monotonic()
-    with session.waits.on(t.host, "reload", role.reload_command, stop=cut.stop):
-        code, _, err = t.stream_lines(guarded(argv, session.layout.lock, session.token), cut.on_line)
-    err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith(RELOAD_PID + " "))
-    if code == LOST:
-        raise LockLost(f"{t.host}: {last_line(err)}")
-    if code in (124, 137) and (cut.stopped or time.monotonic() - started >= stage.reload_timeout):
-        why = "stopped by a second Ctrl-C" if cut.stopped else \
-            f"did not finish within {stage.reload_timeout}s (reload_timeout)"
-        raise ReloadCutOff(t.host, argv, code, err, f"reload ({role.reload_command}) {why}; its processes there "
-                           "were ended")
-    if code != 0:
-        raise CommandFailed(t.host, role.reload_argv or argv, code, err)
+    reload = Reload(session, stage, t, rid)
+    with reload.waiting():
+        code, _, err = t.stream_lines(reload.sent, reload.cut.on_line)
+    reload.outcome(code, err)
+
+
+class Reload:
+    """A host's reload: its command (guarded by the run's lock), how a second Ctrl-C stops it, and what its
+    answer means. Sent alone (reload_release), or as the last command of a one-host switch's exchange
+    (switch.py): waiting() around the exchange that runs it, outcome() with its answer."""
+
+    def __init__(self, session, stage: Stage, t: Transport, rid: str):
+        self.session, self.stage, self.t = session, stage, t
+        self.role = stage.role_of(t.host)   # the host's role's reload_command
+        self.argv = ["sh", "-c", RELOAD, "sh", f"{stage.reload_timeout}s",
+                     *app_command(session.layout, stage.name, rid, list(self.role.reload_argv), live=True)]
+        self.sent = guarded(self.argv, session.layout.lock, session.token)
+        self.cut = _Cut(t)
+        self.started = time.monotonic()
+
+    @contextlib.contextmanager
+    def waiting(self):
+        self.started = time.monotonic()
+        with self.session.waits.on(self.t.host, "reload", self.role.reload_command, stop=self.cut.stop):
+            yield
+
+    def outcome(self, code: int, err: str) -> None:
+        """Nothing when the reload exited 0; else LockLost, ReloadCutOff (its time was up, or a second
+        Ctrl-C stopped it) or CommandFailed."""
+        stage, role, argv = self.stage, self.role, self.argv
+        err = "".join(line for line in err.splitlines(keepends=True) if not line.startswith(RELOAD_PID + " "))
+        if code == LOST:
+            raise LockLost(f"{self.t.host}: {last_line(err)}")
+        if code in (124, 137) and (self.cut.stopped or time.monotonic() - self.started >= stage.reload_timeout):
+            why = "stopped by a second Ctrl-C" if self.cut.stopped else \
+                f"did not finish within {stage.reload_timeout}s (reload_timeout)"
+            raise ReloadCutOff(self.t.host, argv, code, err, f"reload ({role.reload_command}) {why}; its processes "
+                               "there were ended")
+        if code != 0:
+            raise CommandFailed(self.t.host, role.reload_argv or argv, code, err)
 
 
 class _Cut:

@@ -18,7 +18,8 @@ from tests.lab.world import open_world
 
 PROBE = REPO / "bench" / "_doit_probe.py"
 CODE = {"project": {"build": "none"}}
-STAGING = {"stage:staging": {"hosts": "{hosts}", "link": "sites/staging", "promote_from": "test"}}
+STAGING = {"stage:staging": {"hosts": "{hosts}", "link": "sites/staging", "promote_from": "test",
+                             "+": "{prod_stage_extra}"}}
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +133,28 @@ def test_a_promotion_of_another_release_than_the_newest_archive(world, tmp_path)
         assert (log_of(h)[-1]["stage"], log_of(h)[-1]["release"]) == ("staging", rid)
         assert state_files(h) == {"lock": False, "intents": []}
     assert sorted(per.values()) == [8, 8], per
+
+
+def test_a_one_host_reload_rides_with_the_intent_and_the_rename(world, tmp_path):
+    """A stage of one host with a reload_command: the intent, the rename and the reload (each only once the
+    one before it succeeded) go as one exchange; the reload ran in the new release, with the stage's env."""
+    p, repo, (web1, web2) = world["project"], world["repo"], world["hosts"]
+    repo.commit("a change to reload", {"round_trips.txt": "5\n"})
+    p.ok("deploy:test")
+    rid = p.link(web1).rsplit("/", 1)[1]
+    before = p.link(web2, "sites/staging")
+    reloads = web1.path("/srv/blog/reloads")
+    p.write(hosts=web1.url, prod_stage_extra="reload_command = sh -c 'echo \"$STAGE ${PWD##*/}\" >> ../../reloads'")
+    try:
+        per = exchanges(p, tmp_path, "promote:staging")
+    finally:
+        p.write(hosts=", ".join(h.url for h in world["hosts"]), prod_stage_extra="")
+    assert p.link(web1, "sites/staging") == f"../releases/{rid}" and p.link(web2, "sites/staging") == before
+    assert reloads.read_text().splitlines() == [f"staging {rid}"]
+    last = log_of(web1)[-1]
+    assert (last["stage"], last["release"], last["result"]) == ("staging", rid, "ok")
+    assert state_files(web1) == {"lock": False, "intents": []}
+    # web1: the take (+ every read); the stage's files; intent + rename + reload; the record, the intent's
+    # removal and the scan (+ facts); verify's record with the lock's release (6 with the reload apart).
+    # web2, test's host but not staging's: test's link and verify record, in one exchange (2 apart)
+    assert sorted(per.values()) == [1, 5], per

@@ -76,12 +76,22 @@ def test_a_failed_first_deploy_says_so_keeps_its_build_and_leaves_no_dangling_li
         assert env.is_symlink() and env.is_file(), f"{h}: shared/test.env does not lead to the live env file"
 
 
-def test_a_reload_that_never_returns_fails_at_its_timeout_and_every_host_goes_back(world):
-    p, hosts = world["project"], world["hosts"]
+@pytest.fixture(params=[2, 1], ids=["two hosts", "one host"])
+def test_hosts(request, world):
+    """The hosts of stage test: both, or the first only (a stage of one host sends its reload in the same
+    exchange as its intent and its rename)."""
+    p, hosts = world["project"], world["hosts"][:request.param]
+    p.write(test_hosts=", ".join(h.url for h in hosts))
+    yield hosts
+    p.write(test_hosts=", ".join(h.url for h in world["hosts"]))
+
+
+def test_a_reload_that_never_returns_fails_at_its_timeout_and_every_host_goes_back(world, test_hosts):
+    p, hosts = world["project"], test_hosts
     before = p.links("sites/test")
     assert None not in before
     marker = str(100000 + secrets.randbelow(800000))
-    world["repo"].commit("hangs on reload", {"hang": "the reload of this release never returns\n"})
+    world["repo"].commit(f"hangs on reload {marker}", {"hang": f"the reload of this release never returns {marker}\n"})
     p.write(project_extra=hanging_reload(marker) + "reload_timeout = 2s\n")
     try:
         p.ok(*UP_TO_THE_SWITCH)               # so that the switch is what is timed
@@ -106,8 +116,8 @@ def test_a_reload_that_never_returns_fails_at_its_timeout_and_every_host_goes_ba
         assert p.log(h)[-1]["result"] == "failed"
 
 
-def test_a_second_ctrl_c_stops_waiting_on_the_reload_and_every_host_goes_back(world):
-    p, hosts = world["project"], world["hosts"]
+def test_a_second_ctrl_c_stops_waiting_on_the_reload_and_every_host_goes_back(world, test_hosts):
+    p, hosts = world["project"], test_hosts
     before = p.links("sites/test")
     marker = str(100000 + secrets.randbelow(800000))
     fifo = f"{ROOT}/shared/reload-started"
@@ -116,6 +126,7 @@ def test_a_second_ctrl_c_stops_waiting_on_the_reload_and_every_host_goes_back(wo
         os.chmod(h.path(fifo), 0o666)
     command = f"sh -c 'if [ -e hang ]; then echo started > {fifo}; exec sleep {marker}; fi'"
     p.write(project_extra=hanging_reload(marker, fifo) + "reload_timeout = 10m\n")
+    p.ok(*UP_TO_THE_SWITCH)      # the release that hangs, ready on these hosts
     started = queue.Queue()
 
     def read(h):   # blocks until the reload on h opens the FIFO to say it started: an event, not a poll
