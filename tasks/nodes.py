@@ -183,8 +183,14 @@ def _upload(s: Session, r: Releases, stage: Stage) -> str:
             from .steps.store import store_source  # imports boto3: only for runs that use a store
             source = store_source(s.config, release, what, progress)
 
+        try:   # the build's check and the later ones read in the archive's exchange (only while locked)
+            ahead = chain_reads(s, stage, release, "build")
+        except (StepError, CommandFailed, ConfigError):
+            ahead = []
+
         def one(t):
-            if upload_release(t, s.layout, release, build_dir, source, promoted=bool(stage.promote_from)):
+            if upload_release(t, s.layout, release, build_dir, source, promoted=bool(stage.promote_from),
+                              then=ahead if t.held else ()):
                 progress.sent(size)
         s.hosts.each(stage.hosts, one, what, progress)
     via = f" (through {s.config.project.store.url})" if source else ""

@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import posixpath
 from pathlib import Path
+from typing import Sequence
 
 from .. import failpoints
 from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
 from ..runtime.common import read_text, write_file
-from ..transport import INLINE_MAX, CommandFailed, Transport
+from ..transport import INLINE_MAX, Cmd, CommandFailed, Transport
 from .archive import Release, wheelhouse_path
 from .wheelhouse import check_interpreter
 
@@ -48,18 +49,19 @@ def has_release(t: Transport, layout: Layout, release: Release) -> bool:
 
 
 def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Path, source=None,
-                   promoted: bool = False) -> bool:
+                   promoted: bool = False, then: Sequence[tuple[object, Cmd]] = ()) -> bool:
     """source: None (the deployer sends the files through the run's session) or a steps.download
     StoreDownload (the host pulls them from the S3 store, which checks their sha256 itself).
     promoted: the release was archived for other hosts; a host whose python3 is not the one its
-    wheelhouse is for is refused before anything is sent.
+    wheelhouse is for is refused before anything is sent. then: reads (the next checks') sent after the
+    archive when it travels inside the command's text and is the upload's last command: their answers kept.
     True when the host got the archive now, False when it held it already."""
     if has_release(t, layout, release):
         return False
     if promoted and release.python:
         check_interpreter(t, release.python, release.id)
     if source is None:
-        _receive(t, layout, release, build_dir)
+        _receive(t, layout, release, build_dir, then)
         return True
     art = layout.artifact(release.id)
     t.run(["mkdir", "-p", posixpath.dirname(art)])
@@ -76,13 +78,18 @@ def upload_release(t: Transport, layout: Layout, release: Release, build_dir: Pa
     return True
 
 
-def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path) -> None:
+def _receive(t: Transport, layout: Layout, release: Release, build_dir: Path,
+             then: Sequence[tuple[object, Cmd]] = ()) -> None:
     art, proof = layout.artifact(release.id), layout.artifact_proof(release.id)
     # one command: receive, check the digest, keep (and, without a wheelhouse, write the proof)
     argv = ["sh", "-c", RECEIVE, "sh", art, release.sha256, proof, "" if release.wheels else release.to_json()]
     local = build_dir / f"{release.id}.tar.gz"
     if (local.stat().st_size + 2) // 3 * 4 <= INLINE_MAX:
-        code, out, err = t.call(["sh", "-c", RECEIVE_TEXT, *argv[3:]], input=base64.b64encode(local.read_bytes()))
+        text = (["sh", "-c", RECEIVE_TEXT, *argv[3:]], base64.b64encode(local.read_bytes()))
+        if then and not release.wheels and not failpoints.armed("upload.mid_transfer"):
+            (code, out, err), = t.read_batch(then, [Cmd(*text)])
+        else:
+            code, out, err = t.call(*text)
     else:
         code, out, err = t.send(argv, local, reads_all=True)
     if code != 0:
