@@ -43,8 +43,12 @@ class Connections:
     thread at a time: fan-out gives every host its own thread."""
 
     def __init__(self, ssh_config: Path | None = None,
-                 on_connect: Callable[[Host, Transport], None] | None = None, fast_kex: bool = False):
+                 on_connect: Callable[[Host, Transport], None] | None = None, fast_kex: bool = False,
+                 logins: int = 10):
         self.ssh_config, self.fast_kex = ssh_config, fast_kex
+        # at most `logins` SSH logins under way at once (the project's `parallel`), whoever asks: a bastion
+        # (ProxyJump) drops new connections beyond its MaxStartups (10 unauthenticated, by default)
+        self._logins = threading.Semaphore(max(1, logins))
         self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()
@@ -65,9 +69,13 @@ class Connections:
         for h in todo:
             threading.Thread(target=self._connect_early, args=(h,), daemon=True).start()
 
+    def _connect(self, host: Host) -> Transport:
+        with self._logins:
+            return connect(host, self.ssh_config, self.fast_kex)
+
     def _connect_early(self, host: Host) -> None:
         try:
-            self._keep(host, connect(host, self.ssh_config, self.fast_kex))
+            self._keep(host, self._connect(host))
         except Exception as exc:   # told by get(), where the run first needs the host
             with self._mutex:
                 self._failed[host] = exc
@@ -97,7 +105,7 @@ class Connections:
             if t is None and failed is not None:
                 raise failed
         if t is None:
-            t = self._keep(host, connect(host, self.ssh_config, self.fast_kex))
+            t = self._keep(host, self._connect(host))
         return t
 
     def open_transports(self) -> list[Transport]:

@@ -37,7 +37,7 @@ class Session:
         self.layout = Layout(config.project.deploy_root)
         self.token = secrets.token_hex(16)   # 32 hex digits, as uuid4().hex gave (uuid imports platform)
         self.connections = Connections(config.project.ssh_config, on_connect=self._own,
-                                       fast_kex=config.project.ssh_fast_kex)
+                                       fast_kex=config.project.ssh_fast_kex, logins=config.project.parallel)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
         self.waits = Waits()   # what the run waits on now, per host (a reload, a health check)

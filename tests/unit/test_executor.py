@@ -47,3 +47,30 @@ def test_bounded_work_keeps_to_parallel():
     hosts = [Host("local", hostname=c) for c in "abc"]
     results = Executor(Connections(), parallel=2).outcomes(hosts, _together(threading.Barrier(3), 0.3))
     assert all(isinstance(r, StepError) and "BrokenBarrierError" in str(r) for r in results)
+
+
+def test_logins_under_way_at_once_are_bounded(monkeypatch):
+    """Connections' logins (early ones and get's) keep to `logins` at once: a bastion drops new connections
+    beyond its MaxStartups. A login that could only pass with three under way would wait forever."""
+    import doit_stages.executor as executor
+    under_way, most, mutex = [0], [0], threading.Lock()
+
+    def fake_connect(host, *args):
+        with mutex:
+            under_way[0] += 1
+            most[0] = max(most[0], under_way[0])
+        threading.Event().wait(0.05)
+        with mutex:
+            under_way[0] -= 1
+        return object()
+    monkeypatch.setattr(executor, "connect", fake_connect)
+    hosts = [Host("ssh", hostname=c) for c in "abcde"]
+    conns = Connections(logins=2)
+    conns.early(hosts[:3])
+    got = []
+    threads = [threading.Thread(target=lambda h=h: got.append(conns.get(h))) for h in hosts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(got) == 5 and most[0] == 2
