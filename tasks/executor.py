@@ -7,6 +7,7 @@ the caller can undo on the ones that succeeded); `outcomes` returns a failure in
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import traceback
@@ -44,11 +45,11 @@ class Connections:
 
     def __init__(self, ssh_config: Path | None = None,
                  on_connect: Callable[[Host, Transport], None] | None = None, fast_kex: bool = False,
-                 logins: int = 10):
+                 logins: int | None = None):
         self.ssh_config, self.fast_kex = ssh_config, fast_kex
-        # at most `logins` SSH logins under way at once (the project's `parallel`), whoever asks: a bastion
-        # (ProxyJump) drops new connections beyond its MaxStartups (10 unauthenticated, by default)
-        self._logins = threading.Semaphore(max(1, logins))
+        # logins: at most that many SSH logins under way at once, whoever asks (None: no bound): through a
+        # bastion (ProxyJump), which drops new connections beyond its MaxStartups (10 unauthenticated)
+        self._logins = threading.Semaphore(max(1, logins)) if logins else contextlib.nullcontext()
         self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()

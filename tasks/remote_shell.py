@@ -59,11 +59,22 @@ def ssh_options(ssh_config: Path | None, fast_kex: bool = False) -> list[str]:
 
 
 def _chooses_kex(ssh_config: Path | None) -> bool:
+    return _config_names(ssh_config, "kexalgorithms")
+
+
+def through_proxy(ssh_config: Path | None) -> bool:
+    """Does the ssh config (the project's, else the user's) send hosts through a ProxyJump or ProxyCommand
+    (a bastion, whose MaxStartups drops new connections beyond 10 unauthenticated ones, by default)?"""
+    return _config_names(ssh_config, "proxyjump", "proxycommand")
+
+
+def _config_names(ssh_config: Path | None, *keys: str) -> bool:
     path = ssh_config or Path.home() / ".ssh" / "config"
     try:
-        return "kexalgorithms" in path.read_text(errors="replace").lower()
+        text = path.read_text(errors="replace").lower()
     except OSError:
         return False
+    return any(k in text for k in keys)
 
 
 def ssh_argv(hostname: str, user: str | None, port: int | None, options: Sequence[str],

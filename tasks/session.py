@@ -23,6 +23,7 @@ from .errors import StepError
 from .executor import Connections, Executor
 from .layout import Layout
 from .progress import Waits
+from .remote_shell import through_proxy
 from .runtime.common import stamp
 from .runtime.known_links import KnownLinks
 from .runtime.lock import holder_text, process_start, record_session, release_argv, release_lock, take_lock
@@ -36,8 +37,11 @@ class Session:
         self.argv = list(sys.argv if argv is None else argv)
         self.layout = Layout(config.project.deploy_root)
         self.token = secrets.token_hex(16)   # 32 hex digits, as uuid4().hex gave (uuid imports platform)
+        # through a bastion, `parallel` logins at once (its MaxStartups); else every host's at once
         self.connections = Connections(config.project.ssh_config, on_connect=self._own,
-                                       fast_kex=config.project.ssh_fast_kex, logins=config.project.parallel)
+                                       fast_kex=config.project.ssh_fast_kex,
+                                       logins=config.project.parallel if through_proxy(config.project.ssh_config)
+                                       else None)
         self.hosts = Executor(self.connections, config.project.parallel)
         self.known_links = KnownLinks()   # the links of the hosts this run holds, as it last saw them
         self.waits = Waits()   # what the run waits on now, per host (a reload, a health check)

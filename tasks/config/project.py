@@ -159,8 +159,8 @@ PROJECT: dict[str, Key] = {
     "keep_releases": Key(whole(1), "5", "the last N good releases of each stage kept on the hosts"),
     "keep_backups": Key(whole(1), "10", "routine backups kept per database"),
     "backup_max_age": Key(duration, "24h", "deploy:test takes a fresh prod backup when the newest is older"),
-    "parallel": Key(whole(1), "10", "hosts worked on at once within a node: logins, uploads, builds, "
-                   "reloads, hooks (reads, locks and renames go to every host at once)"),
+    "parallel": Key(whole(1), "10", "hosts worked on at once within a node: uploads, builds, reloads, "
+                   "hooks, logins through a ProxyJump (reads, locks and renames: every host at once)"),
     "max_write_stall": Key(duration, "5s", "promote:staging refuses a rehearsal with a longer write stall"),
     "buildout_config": Key(buildout_config, "buildout.cfg", "build = buildout: the config run in the release"),
     "requirements": Key(requirements, "requirements.txt",

@@ -45,3 +45,26 @@ def test_the_projects_ssh_fast_kex_reaches_every_ssh_argv_of_a_run(tmp_path, mon
     session.connections.get(parse_host("ssh://deploy@web1:22"))
     assert ("KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org" in seen[0]) is fast
     assert not any("sntrup" in a or "mlkem" in a for a in seen[0])
+
+
+@pytest.mark.parametrize("config, bounded", [
+    ("Host *\n  User deploy\n", False),
+    ("Host web*\n  ProxyJump bastion.example.com\n", True),
+    ("Host *\n  proxycommand ssh -W %h:%p gate\n", True),
+    (None, False),                                   # no file: nothing names a proxy
+])
+def test_logins_keep_to_parallel_only_through_a_proxy(tmp_path, config, bounded):
+    """A bastion (ProxyJump / ProxyCommand) drops new connections beyond its MaxStartups: then the run's
+    logins keep to `parallel` at once (Session -> Connections); else every host's starts at once."""
+    from doit_stages.config import load_config
+    from doit_stages.remote_shell import through_proxy
+    from doit_stages.session import Session
+    from tests.unit.inifile import LOCAL_INI, in_section, write_ini
+
+    cfg = tmp_path / "ssh_config"
+    if config is not None:
+        cfg.write_text(config)
+    assert through_proxy(cfg) is bounded
+    ini = write_ini(tmp_path, in_section(LOCAL_INI, "project", f"ssh_config = {cfg}\nparallel = 3"))
+    logins = Session(load_config(ini)).connections._logins
+    assert getattr(logins, "_value", None) == (3 if bounded else None)
