@@ -120,3 +120,30 @@ def test_sigterm_during_a_switch_undoes_the_batches_done(world):
     assert p.links("sites/current") == before
     assert not any(intents(world, "prod"))
     assert not any(h.path("/srv/blog/.deploy/lock").exists() for h in hosts)
+
+
+@only_on("mysql", NEUTRAL)
+def test_killed_after_a_one_host_switchs_reload_the_next_run_finishes_it(world):
+    """A stage of one host sends its intent, its rename and its reload in one exchange: the deployer killed
+    after it (before the release log) leaves the intent; the next run reloads again, logs, removes it."""
+    p, (web1, web2) = world["project"], world["hosts"]
+    p.write(hosts=web1.url)
+    try:
+        new = new_release_on_staging(world, "one host")
+        old = rid(p.link(web1, "sites/current"))
+        other = p.link(web2, "sites/current")
+        res = p.doit("promote:prod", env={"DEPLOY_FAILPOINTS": "switch.after_reload=kill"})
+        assert res.returncode == -signal.SIGKILL, res.stderr
+        assert intents(world, "prod") == [True, False]
+        assert rid(p.link(web1, "sites/current")) == new and reloads(web1)[-1] == f"prod /srv/blog/releases/{new}"
+        assert not [r for r in p.log(web1) if r["stage"] == "prod" and r["release"] == new]   # not logged yet
+        count = len(reloads(web1))
+        res = p.ok("promote:prod")
+        assert f"finished the half-done switch to {new}" in res.stdout, res.stdout
+        assert rid(p.link(web1, "sites/current")) == new and p.link(web2, "sites/current") == other
+        assert len(reloads(web1)) == count + 1 and reloads(web1)[-1] == f"prod /srv/blog/releases/{new}"
+        last = [r for r in p.log(web1) if r["stage"] == "prod"][-1]
+        assert (last["release"], last["result"], last["previous"]) == (new, "ok", old)
+        assert intents(world, "prod") == [False, False]
+    finally:
+        p.write(hosts=", ".join(h.url for h in world["hosts"]))
