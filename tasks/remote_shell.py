@@ -53,8 +53,11 @@ def ssh_options(ssh_config: Path | None, fast_kex: bool = False) -> list[str]:
     opts = ["-F", str(ssh_config)] if ssh_config else []
     if fast_kex and not _chooses_kex(ssh_config):
         opts += ["-o", FAST_KEX]
+    # the master outlives the run 60 s (a command within them logs in no more: 2 round trips, not 9),
+    # unless the ssh config says how long (a CI pipeline's steps minutes apart: longer; `no`: never)
+    persist = [] if _config_names(ssh_config, "controlpersist") else ["-o", "ControlPersist=60"]
     return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
-                   "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", "-o", "ControlPersist=60",
+                   "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", *persist,
                    "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
 
 

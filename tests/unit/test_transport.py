@@ -68,3 +68,11 @@ def test_logins_keep_to_parallel_only_through_a_proxy(tmp_path, config, bounded)
     ini = write_ini(tmp_path, in_section(LOCAL_INI, "project", f"ssh_config = {cfg}\nparallel = 3"))
     logins = Session(load_config(ini)).connections._logins
     assert getattr(logins, "_value", None) == (3 if bounded else None)
+
+
+def test_the_masters_persistence_is_the_ssh_configs_when_it_names_one(tmp_path):
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host *\n  User deploy\n")
+    assert "ControlPersist=60" in ssh_options(cfg)
+    cfg.write_text("Host *\n  ControlPersist 15m\n")
+    assert not any(o.startswith("ControlPersist") for o in ssh_options(cfg))
