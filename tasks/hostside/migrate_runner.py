@@ -49,8 +49,9 @@ failed = {}
 READS = ("SELECT", "SHOW", "SET", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK")
 changes = [0, 0]   # statements that may have changed the database: in all, and since a migration was recorded
 # PostgreSQL: changes made in the open transaction (a migration's atomic block), which a failure rolls back;
-# whether that transaction recorded its migration; whether the failed statement ran in such a transaction
-pending = {"changes": 0, "recorded": False, "failed_in_transaction": False}
+# whether that transaction recorded its migration; whether the failed statement ran in such a transaction;
+# that transaction's outermost atomic block (a reference: a later block is never taken for it)
+pending = {"changes": 0, "recorded": False, "failed_in_transaction": False, "block": None}
 PG_SESSIONS = (
     "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(client_addr::text, 'local'), "
     "coalesce(state, ''), extract(epoch FROM now() - state_change)::int, "
@@ -68,8 +69,13 @@ def remember(execute, sql, params, many, context):
     connection = context.get("connection") if isinstance(context, dict) else None
     transactional = connection is not None and connection.vendor == "postgresql"
     in_transaction = transactional and connection.in_atomic_block
-    if transactional and not in_transaction and pending["changes"]:
-        # a transaction ended and the migration goes on: it committed
+    # Django (3.2 on) keeps the atomic blocks entered, outermost first: each migration's is a new one, so a
+    # statement in another block than the pending changes' follows a commit, with no statement between
+    blocks = getattr(connection, "atomic_blocks", None) if in_transaction else None
+    block = blocks[0] if blocks else None
+    if transactional and pending["changes"] and (not in_transaction or (
+            block is not None and pending["block"] is not None and block is not pending["block"])):
+        # a transaction ended and the migration goes on: it committed (a failed one cleared pending)
         changes[0] += pending["changes"]
         changes[1] = 0 if pending["recorded"] else changes[1] + pending["changes"]
         pending.update(changes=0, recorded=False)
@@ -88,6 +94,7 @@ def remember(execute, sql, params, many, context):
         if in_transaction:
             pending["changes"] += 1
             pending["recorded"] = pending["recorded"] or recorded
+            pending["block"] = block
         else:
             changes[0] += 1
             changes[1] = 0 if recorded else changes[1] + 1

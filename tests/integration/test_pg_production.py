@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 
 from tests.lab.argv_recorder import recorded_argvs
@@ -148,3 +149,50 @@ def test_a_migration_held_up_by_an_open_transaction_gives_up_in_bounded_time_wit
     assert MIGRATION in world["db"].applied(world["prod"])
     assert record(world)["outcome"] == "migrated"
     assert [x.rsplit("/", 1)[1] for x in p.links("sites/staging")] == [release, release]
+
+
+TWO = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("posts", "{after}")]
+    operations = [migrations.AddField("{model}", "{field}", models.CharField(max_length=20, null=True))]
+'''
+
+
+def test_a_migration_that_committed_before_the_held_up_one_counts_as_a_change(world):
+    """Two migrations, each its own transaction: the first commits, the second gives up waiting for a lock.
+    The database did change (the first is applied), so restore_on_failed_migration restores the backup
+    taken before the first: the first's column is gone again and django_migrations says so."""
+    p, pg, repo, db = world["project"], world["postgres"], world["repo"], world["db"]
+    last = max(f.stem for f in (repo.path / "posts" / "migrations").glob("0*.py"))   # the latest so far
+    n = int(last[:4])
+    first, second = f"{n + 1:04d}_first_of_two", f"{n + 2:04d}_second_of_two"
+    repo.commit("two migrations", {
+        f"posts/migrations/{first}.py": TWO.format(after=last, model="comment", field="first_of_two"),
+        f"posts/migrations/{second}.py": TWO.format(after=first, model="post", field="second_of_two"),
+        "static/version.txt": "two\n"})
+    p.ok("deploy:test")
+    staging = p.links("sites/staging")
+    before = {t: columns(world, t) for t in ("posts_comment", "posts_post")}
+    applied = db.applied(world["prod"])
+    holder = pg.connect(world["prod"], user=p.values["user"], password=NASTY_PASSWORD, application_name="holder-app",
+                        autocommit=False)
+    try:
+        holder.execute("SELECT count(*) FROM posts_post").fetchone()   # ACCESS SHARE until the transaction ends
+        p.write(prod_extra="migration_lock_timeout = 1s\nmigration_lock_retries = 0\n"
+                           "restore_on_failed_migration = yes\n")
+        res = p.doit("promote:staging", timeout=300)
+        # the restore's DROP DATABASE ... WITH (FORCE) ended the holder's session (docs/backups.md)
+        with pytest.raises(psycopg.OperationalError):
+            holder.commit()
+    finally:
+        holder.close()
+        p.write(prod_extra="")
+    assert res.returncode != 0 and "was restored from" in res.stderr, res.stdout + res.stderr
+    assert f"posts.{second} gave up waiting for a lock on posts_post" in res.stderr, res.stderr
+    assert {t: columns(world, t) for t in before} == before          # the first's column went with the restore
+    assert db.applied(world["prod"]) == applied
+    assert p.links("sites/staging") == staging
+    assert record(world)["outcome"] == "restored"
+    repo._run("git", "reset", "-q", "--hard", "HEAD~1")
