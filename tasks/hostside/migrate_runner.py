@@ -76,9 +76,7 @@ def remember(execute, sql, params, many, context):
     if transactional and pending["changes"] and (not in_transaction or (
             block is not None and pending["block"] is not None and block is not pending["block"])):
         # a transaction ended and the migration goes on: it committed (a failed one cleared pending)
-        changes[0] += pending["changes"]
-        changes[1] = 0 if pending["recorded"] else changes[1] + pending["changes"]
-        pending.update(changes=0, recorded=False)
+        settle()
     try:
         result = execute(sql, params, many, context)
     except Exception:
@@ -110,10 +108,38 @@ def bound(sender, connection, **kwargs):
         with connection.cursor() as cur:
             cur.execute("SET lock_timeout = '%ds'" % seconds)
             cur.execute("SET application_name = '%s'" % APP_NAME)
+        if not getattr(connection, "_dst_counted", False):   # a transaction's changes count once it commits
+            connection._dst_counted = True
+            commit, rollback = connection.commit, connection.rollback
+
+            def committed():
+                commit()
+                settle()
+
+            def rolled_back():
+                rollback()
+                pending.update(changes=0, recorded=False)
+            connection.commit, connection.rollback = committed, rolled_back
     else:
         return
     if remember not in connection.execute_wrappers:
         connection.execute_wrappers.append(remember)
+
+
+def settle():
+    """The pending transaction committed: its changes count (and, when it recorded its migration, none
+    since a migration was recorded)."""
+    if pending["changes"]:
+        changes[0] += pending["changes"]
+        changes[1] = 0 if pending["recorded"] else changes[1] + pending["changes"]
+    pending.update(changes=0, recorded=False)
+
+
+def say_failed():
+    """A failure that is no lock wait: how many statements that may change the database succeeded (and
+    stay: a failed transaction's were rolled back), on a line of its own."""
+    sys.stdout.write("\n" + MARK + json.dumps({"event": "failed", "changes": changes[0]}) + "\n")
+    sys.stdout.flush()
 
 
 def timed_out(exc):
@@ -195,10 +221,13 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(manage)))
     try:
         runpy.run_path(manage, run_name="__main__")
-    except SystemExit:
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            say_failed()
         raise
     except BaseException as exc:
         if not timed_out(exc):
+            say_failed()
             raise
         report(exc)
         sys.exit(EXIT_LOCKED)

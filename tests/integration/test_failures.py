@@ -247,8 +247,10 @@ def test_failed_production_migration_names_the_backup_or_restores_it(world):
 @only_on("postgresql", "Django's migrations are transactional on PostgreSQL: a failed one leaves nothing behind")
 def test_failed_production_migration_leaves_nothing_half_applied(world):
     """The PostgreSQL side of the test above: the same migration (a new table, then a failure) fails against
-    production and leaves its schema, django_migrations and rows as they were; with
-    restore_on_failed_migration the rerun changes nothing either."""
+    production and leaves its schema, django_migrations and rows as they were; restore_on_failed_migration
+    restores nothing then (a restore would only lose the writes since the backup: its DROP ... WITH (FORCE)
+    would end the app's sessions too, and one stays open); the rerun, which goes on from that attempt,
+    restores the backup taken before it, the same rows."""
     from tests.lab.apprepo import PROD_ONLY_FAILURE
 
     p, repo, db, prod = world["project"], world["repo"], world["db"], world["prod"]
@@ -259,10 +261,19 @@ def test_failed_production_migration_leaves_nothing_half_applied(world):
     staging = p.links("sites/staging")
     db.query(prod, "INSERT INTO posts_post (title, slug, body, created) VALUES ('keep', 'keep', 'me', NOW())")
     rows, tables, applied = db.row_counts(prod), db.tables(prod), db.applied(prod)
-    res = p.doit("promote:staging")
+    app = world["postgres"].connect(prod, user=p.values["user"], password=p.password, application_name="the-app")
+    p.write(prod_extra="restore_on_failed_migration = yes\n")
+    try:
+        res = p.doit("promote:staging")
+        assert app.execute("SELECT count(*) FROM posts_post").fetchone()[0] == rows["posts_post"]  # not ended
+    finally:
+        app.close()
+        p.write(prod_extra="")
     assert res.returncode != 0 and "migrate:staging" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and "half-migrated" not in res.stderr
-    assert "the failed one left nothing half-applied in prod" in res.stderr, res.stderr
+    assert "It changed nothing in prod (no migration of this run was applied; the backup taken just" in res.stderr
+    assert res.stderr.rstrip().endswith("prod was left as it was, not restored"), res.stderr
+    assert "restoring" not in json.loads(web1.path("/srv/blog/.deploy/migration-staging.json").read_text())
     record = json.loads(web1.path("/srv/blog/.deploy/migration-staging.json").read_text())
     assert record["failed"]["half_applied"] is False and record["outcome"] is None, record
     assert "posts_tag" not in db.tables(prod) and db.tables(prod) == tables      # nothing half-applied

@@ -38,13 +38,19 @@ class Conn:
 
 def lock_event(out: str) -> dict | None:
     """The runner's report, from its stdout; None when it did not stop on a lock wait."""
+    return runner_event(out, "lock_timeout")
+
+
+def runner_event(out: str, kind: str) -> dict | None:
+    """The runner's last report (its stdout's last MARK line) when it is of this kind ("lock_timeout", or
+    "failed": how many changing statements had succeeded when the migration failed otherwise), else None."""
     for line in reversed(out.splitlines()):
         if MARK in line:
             try:
                 event = json.loads(line[line.index(MARK) + len(MARK):])
             except ValueError:
                 return None
-            return event if isinstance(event, dict) and event.get("event") == "lock_timeout" else None
+            return event if isinstance(event, dict) and event.get("event") == kind else None
     return None
 
 

@@ -24,7 +24,7 @@ from ...transport import Transport
 from ...watchdog import let_finish
 from ..environment import app_command
 from ..hostfiles import program, ship_programs
-from .lockwait import failure_line, lock_event, retry_line
+from .lockwait import failure_line, lock_event, retry_line, runner_event
 from .migrate import migrate_failed, record_migrated, run_migrations
 
 EXIT_LOCKED = 75  # the runner's exit code when a statement gave up waiting for a lock
@@ -60,7 +60,10 @@ def run_bounded_migrations(t: Transport, layout: Layout, config: Config, stage: 
             return out
         event = lock_event(out) if code == EXIT_LOCKED else None
         if event is None:
-            raise migrate_failed(config, stage, t, code, out, err)
+            failed = migrate_failed(config, stage, t, code, out, err)
+            said = runner_event(out, "failed")    # none (a runner that did not say): assume it changed
+            failed.changed = changed or not said or said.get("changes") != 0
+            raise failed
         changed = changed or event.get("changes") != 0   # a runner that did not say: assume it changed
         if event.get("unrecorded"):   # the blocked migration had begun: another attempt would repeat its start
             raise LockGaveUp(failure_line(stage.name, db.name, event, out, attempt, True, partial=True), True)

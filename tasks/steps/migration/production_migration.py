@@ -148,7 +148,17 @@ def _migrate(session, db: Database, stage: Stage, record: dict, before: dict, re
 
 def _failed(session, db: Database, stage: Stage, exc: StepError, record: dict, before: dict,
             resumed: bool) -> None:
-    """A migration that failed after it may have changed the database: restored, or named half-migrated."""
+    """A migration that failed after it may have changed the database: restored, or named half-migrated.
+    One that changed nothing (the runner says so: migrate_bounded sets exc.changed), in a first attempt,
+    is not restored: a restore would only lose the writes made since the backup."""
+    untouched = getattr(exc, "changed", True) is False and not resumed
+    if untouched:
+        record["failed"] = {"time": now()[0], "why": str(exc), "half_applied": False}
+        _save(session, db, record)
+        kept = f"; {db.name} was left as it was, not restored" if db.restore_on_failed_migration else ""
+        raise StepError(f"{exc}. It changed nothing in {db.name} (no migration of this run was applied; the "
+                        f"backup taken just before it: {session.backup_host(db)}:{session.layout.backups}/"
+                        f"{before['file']}); fix the cause and run again{kept}") from None
     if db.restore_on_failed_migration:
         record["restoring"] = now()[0]   # from here on, the database may be half-loaded until the end
         _save(session, db, record)
