@@ -41,11 +41,16 @@ def read_link(t: Transport, layout: Layout, link: str, known: KnownLinks | None 
     seen, target = known.get(t.host, link) if known is not None else (False, None)
     if seen:
         return target
-    code, out, _ = t.call_kept(link_argv(layout, link))
-    target = out.strip() if code == 0 else None
+    target = target_of(t.call_kept(link_argv(layout, link)))
     if known is not None:
         known.remember(t.host, link, target)
     return target
+
+
+def target_of(answer: tuple[int, str, str]) -> str | None:
+    """link_argv's answer -> the link's target (None: there is no link)."""
+    code, out, _ = answer
+    return out.strip() if code == 0 else None
 
 
 def release_of(target: str | None) -> str | None:

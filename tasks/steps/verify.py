@@ -22,7 +22,7 @@ from ..runtime.common import json_or_none, last_line
 from ..transport import Cmd, CommandFailed, Transport
 from .environment import app_command
 from .facts import facts_argv
-from .links import agreed_release, link_argv, read_link, release_of, stage_releases
+from .links import agreed_release, link_argv, read_link, release_of, stage_releases, target_of
 from .migration.migrate import check_argv
 
 
@@ -201,7 +201,12 @@ def verify_argv(layout: Layout, stage: str) -> list[str]:
 
 
 def read_verify(t: Transport, layout: Layout, stage: str) -> dict | None:
-    code, out, _ = t.call_kept(verify_argv(layout, stage))
+    return verdict_of(t.call_kept(verify_argv(layout, stage)))
+
+
+def verdict_of(answer: tuple[int, str, str]) -> dict | None:
+    """verify_argv's answer -> the recorded verdict (None: there is none)."""
+    code, out, _ = answer
     return json_or_none(out) if code == 0 else None
 
 
@@ -213,10 +218,8 @@ def source_of(session, src: Stage, what: str) -> tuple[str, list[dict | None]]:
     def one(t: Transport):
         if t.held or session.known_links.get(t.host, src.link)[0]:   # answers kept from the lock's take
             return read_link(t, layout, src.link, session.known_links), read_verify(t, layout, src.name)
-        (lcode, link, _), (vcode, record, _) = t.batch([Cmd(link_argv(layout, src.link)),
-                                                        Cmd(verify_argv(layout, src.name))])
-        target = link.strip() if lcode == 0 else None
-        session.known_links.remember(t.host, src.link, target)
-        return target, json_or_none(record) if vcode == 0 else None
+        link, record = t.batch([Cmd(link_argv(layout, src.link)), Cmd(verify_argv(layout, src.name))])
+        session.known_links.remember(t.host, src.link, target_of(link))
+        return target_of(link), verdict_of(record)
     found = session.hosts.each(src.hosts, one, f"{what}: reading {src.link}", wide=True)
     return agreed_release(src, [release_of(x) for x, _ in found], what), [v for _, v in found]
