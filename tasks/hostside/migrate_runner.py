@@ -48,10 +48,10 @@ failed = {}
 # statements that read or set up a session: anything else that succeeded may have changed the database
 READS = ("SELECT", "SHOW", "SET", "DESCRIBE", "DESC", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK")
 changes = [0, 0]   # statements that may have changed the database: in all, and since a migration was recorded
-# PostgreSQL: changes made in the open transaction (a migration's atomic block), which a failure rolls back;
-# whether that transaction recorded its migration; whether the failed statement ran in such a transaction;
-# that transaction's outermost atomic block (a reference: a later block is never taken for it)
-pending = {"changes": 0, "recorded": False, "failed_in_transaction": False, "block": None}
+# PostgreSQL: changes made in the open transaction (a migration's atomic block), counted once it commits and
+# dropped when it rolls back (bound: the connection's commit and rollback); whether that transaction recorded
+# its migration; whether the failed statement ran in such a transaction
+pending = {"changes": 0, "recorded": False, "failed_in_transaction": False}
 PG_SESSIONS = (
     "SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(client_addr::text, 'local'), "
     "coalesce(state, ''), extract(epoch FROM now() - state_change)::int, "
@@ -69,14 +69,6 @@ def remember(execute, sql, params, many, context):
     connection = context.get("connection") if isinstance(context, dict) else None
     transactional = connection is not None and connection.vendor == "postgresql"
     in_transaction = transactional and connection.in_atomic_block
-    # Django (3.2 on) keeps the atomic blocks entered, outermost first: each migration's is a new one, so a
-    # statement in another block than the pending changes' follows a commit, with no statement between
-    blocks = getattr(connection, "atomic_blocks", None) if in_transaction else None
-    block = blocks[0] if blocks else None
-    if transactional and pending["changes"] and (not in_transaction or (
-            block is not None and pending["block"] is not None and block is not pending["block"])):
-        # a transaction ended and the migration goes on: it committed (a failed one cleared pending)
-        settle()
     try:
         result = execute(sql, params, many, context)
     except Exception:
@@ -92,7 +84,6 @@ def remember(execute, sql, params, many, context):
         if in_transaction:
             pending["changes"] += 1
             pending["recorded"] = pending["recorded"] or recorded
-            pending["block"] = block
         else:
             changes[0] += 1
             changes[1] = 0 if recorded else changes[1] + 1
@@ -108,7 +99,9 @@ def bound(sender, connection, **kwargs):
         with connection.cursor() as cur:
             cur.execute("SET lock_timeout = '%ds'" % seconds)
             cur.execute("SET application_name = '%s'" % APP_NAME)
-        if not getattr(connection, "_dst_counted", False):   # a transaction's changes count once it commits
+        # a transaction's changes count once it commits (Django's outermost atomic block calls these; one
+        # migration's commit comes with no statement between it and the next migration's first)
+        if not getattr(connection, "_dst_counted", False):
             connection._dst_counted = True
             commit, rollback = connection.commit, connection.rollback
 
