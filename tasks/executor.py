@@ -50,6 +50,7 @@ class Connections:
         # logins: at most that many SSH logins under way at once, whoever asks (None: no bound): through a
         # bastion (ProxyJump), which drops new connections beyond its MaxStartups (10 unauthenticated)
         self._logins = threading.Semaphore(max(1, logins)) if logins else contextlib.nullcontext()
+        self._bounded = bool(logins)
         self.on_connect = on_connect   # told of every connection made (the run's locks record it)
         self._open: dict[Host, Transport] = {}
         self._mutex = threading.Lock()
@@ -72,7 +73,14 @@ class Connections:
 
     def _connect(self, host: Host) -> Transport:
         with self._logins:
-            return connect(host, self.ssh_config, self.fast_kex)
+            t = connect(host, self.ssh_config, self.fast_kex)
+            if self._bounded:   # a connection's first command does not wait for its login: this bound does
+                try:
+                    t.wait_login()
+                except CommandFailed:
+                    t.close()
+                    raise
+            return t
 
     def _connect_early(self, host: Host) -> None:
         try:

@@ -131,18 +131,50 @@ class RemoteShell:
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             os.set_blocking(f.fileno(), False)
         self._out, self._err = b"", b""
+        self._on_line = None
         t = self.token.decode()
+        # The hello is not waited for: the first command follows it in the same stream, and that command's
+        # exchange reads the hello's answer too (one round trip less a session: through a master connection,
+        # the channel's opening and then the first command's answer). Until the hello's answer came, the
+        # connection has `timeout` seconds (the login's bound) to give it; a login that fails is the first
+        # command's ShellGone, with what ssh said.
         hello = f"__dst_tok={t}; printf '%s.0 0\\n' \"$__dst_tok\"; printf '%s.0\\n' \"$__dst_tok\" >&2\n"
-        _, _, said = self._exchange([hello.encode()], time.monotonic() + timeout)
-        # the watchdog's first words: which process on the host is this session (recorded by the run's locks)
-        self.session: Watched | None = parse_ident(said.decode(errors="replace"))
+        self._unsent = hello.encode()
+        self._hello: float | None = time.monotonic() + timeout   # its deadline; None once answered on both streams
+        self._hello_out = self._hello_err = False
+        self._watched: Watched | None = None
+        self._send_unsent()
+
+    @property
+    def session(self) -> Watched | None:
+        """The watchdog's first words: which process on the host is this session (the run's locks record it).
+        Read with the first command's answer; asked before any command, it waits for the hello's."""
+        self.greet()
+        return self._watched
+
+    @property
+    def greeting(self) -> bool:
+        """The hello's answer has not come yet (its stderr: the watchdog's words)."""
+        return not self._hello_err and self.proc.poll() is None
+
+    def greet(self) -> None:
+        """Wait for the hello's answer, when no command has read it yet (ShellGone: the login failed)."""
+        if self._hello is not None and self.seq == 0 and self.proc.poll() is None:
+            self._on_line = None
+            self._exchange([], None)
+
+    def _send_unsent(self) -> None:
+        """The hello written now, as far as the pipe takes it (ssh sends it once the session is open)."""
+        try:
+            self._unsent = self._unsent[os.write(self.proc.stdin.fileno(), self._unsent):]
+        except (BlockingIOError, BrokenPipeError):   # the rest goes with the first exchange, or ssh is gone
+            pass
 
     def run(self, argv: Sequence[str], input: "bytes | Stream | None" = None,
             timeout: float | None = None, on_line=None) -> tuple[int, bytes, bytes]:
         """argv on the host: (exit code, stdout, stderr), with input (if any) on its stdin. on_line(stream,
         line), if given, sees each complete line of "out" and "err" as it arrives (progress, events)."""
-        if self.proc.poll() is not None or self.proc.stdin.closed:
-            raise ShellGone("the connection is closed")
+        self._check_open()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._on_line, self._seen = on_line, {"out": len(self._out), "err": len(self._err)}
         if input is None or isinstance(input, bytes) and len(input) <= INLINE_MAX and b"\0" not in input:
@@ -164,8 +196,7 @@ class RemoteShell:
         Each command's input is inline (short, no NUL: INLINE_MAX); one marked if_ok runs only when the
         command before it exited 0, else its code is SKIPPED and it printed nothing. on_line(stream, line),
         if given, sees each complete line the commands print as it arrives (never a marker line)."""
-        if self.proc.poll() is not None or self.proc.stdin.closed:
-            raise ShellGone("the connection is closed")
+        self._check_open()
         for c in commands:
             if c.input is not None and (len(c.input) > INLINE_MAX or b"\0" in c.input):
                 raise ValueError("a batch's input travels inline: at most INLINE_MAX bytes, no NUL")
@@ -182,6 +213,11 @@ class RemoteShell:
             answers.append((c, o, e))
         answers.append((code, self._after_stale(out), self._after_stale(err)))
         return answers
+
+    def _check_open(self) -> None:
+        if self.proc.poll() is not None or self.proc.stdin.closed:
+            # before the hello's answer: the login failed, and what ssh said is the reason
+            raise ShellGone(self._gone() if self._hello is not None else "the connection is closed")
 
     def _cut(self, data: bytes, seq: int, out: bool) -> tuple[bytes, int, bytes]:
         """(what command `seq` printed, its exit code (stdout's marker), the rest after its marker line)."""
@@ -200,12 +236,15 @@ class RemoteShell:
         out_fd, err_fd, in_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno(), self.proc.stdin.fileno()
         sel.register(out_fd, selectors.EVENT_READ)
         sel.register(err_fd, selectors.EVENT_READ)
-        pending, frames = b"", iter(frames)
+        pending, frames = self._unsent, iter(frames)
+        self._unsent = b""
         sel.register(in_fd, selectors.EVENT_WRITE)
         out, err = None, None if want_err else b""
         try:
             while out is None or err is None:
-                wait = None if deadline is None else deadline - time.monotonic()
+                # until the hello is answered, the login's bound too
+                ends = [d for d in (deadline, self._hello) if d is not None]
+                wait = min(ends) - time.monotonic() if ends else None
                 if wait is not None and wait <= 0:
                     raise ShellGone("no answer in time; gave up on the connection")
                 for key, _ in sel.select(wait):
@@ -225,10 +264,14 @@ class RemoteShell:
                         raise ShellGone(self._gone())
                     if key.fd == out_fd:
                         self._out += data
+                        if self._hello is not None:
+                            self._heard_hello()
                         self._lines("out", self._out, out)
                         out = self._take_out(len(self._out) - len(data), stale) if out is None else out
                     else:
                         self._err += data
+                        if self._hello is not None:
+                            self._heard_hello()
                         self._lines("err", self._err, err)
                         err = self._take_err(len(self._err) - len(data), stale) if err is None else err
         except ShellGone:
@@ -238,9 +281,26 @@ class RemoteShell:
             sel.close()
         return out[0], out[1], err
 
+    def _heard_hello(self) -> None:
+        """The hello's markers, as they arrive (before any command's): on stderr, the watchdog's words
+        before it say which process this session is."""
+        if not self._hello_out:
+            self._hello_out = self._out.find(self.token + b".0 ") >= 0
+        if not self._hello_err:
+            mark = self.token + b".0\n"
+            i = self._err.find(mark)
+            if i >= 0:
+                self._hello_err = True
+                self._watched = parse_ident(self._err[:i].decode(errors="replace"))
+                if self._on_line is not None:   # never handed to a command's on_line
+                    self._seen["err"] = max(self._seen["err"], i + len(mark))
+        if self._hello_out and self._hello_err:
+            self._hello = None
+
     def _lines(self, which: str, buf: bytes, done) -> None:
-        """Hand the complete lines that arrived (never a marker line) to the caller's on_line."""
-        if getattr(self, "_on_line", None) is None or done is not None:
+        """Hand the complete lines that arrived (never a marker line, nor the watchdog's words) to the
+        caller's on_line."""
+        if self._on_line is None or done is not None or which == "err" and not self._hello_err:
             return
         start = min(self._seen[which], len(buf))
         end = buf.rfind(b"\n", start) + 1

@@ -66,6 +66,13 @@ class Transport:
     on_session: Callable[[Watched], None] | None = None   # told of each second channel (stream) started
     held: bool = False   # the run holds the host's lock (Session._take / _own): answers may be kept
 
+    def session_word(self) -> str:
+        """This transport's session as a lock's take records it (its `sessions` line; "" when none)."""
+        return self.session.line() if self.session else ""
+
+    def wait_login(self) -> None:
+        """Wait until the host's shell answered (nothing to wait for but over SSH)."""
+
     def keep(self, key, answer) -> None:
         """Keep an answer read just now, while the run holds the host's lock (else nothing is kept)."""
         if self.held:
@@ -314,7 +321,22 @@ class SSHTransport(Transport):
             raise CommandFailed(host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
         except OSError as exc:  # no ssh client here
             raise CommandFailed(host, ["ssh"], 255, str(exc)) from None
-        self.session = self.shell.session
+
+    @property
+    def session(self) -> Watched | None:   # type: ignore[override]
+        return self.shell.session
+
+    def session_word(self) -> str:
+        """Before the hello's answer came: "-", the session shell's own (lock_take.sh), not waited for."""
+        return "-" if self.shell.greeting else super().session_word()
+
+    def wait_login(self) -> None:
+        """Wait until the host's shell answered (the login done), e.g. to bound logins under way at once."""
+        with self._mutex:
+            try:
+                self.shell.greet()
+            except ShellGone as exc:
+                raise CommandFailed(self.host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
 
     def address(self) -> str:
         """The HostName ssh connects to for this host (its config may make the alias another name): `ssh -G`

@@ -19,6 +19,7 @@ if [ -d "$d" ]; then
 else
   made=$(mkdir -p -m 755 -- "$d/${6:+$6/../}.lock.$4" 2>&1) || unwritable "$made"; umask 022
 fi
-{ printf '%s' "$5" > "$tmp/owner.json" && { [ -z "$2" ] || printf '%s\n' "$2" > "$tmp/sessions"; }; } 2>/dev/null || {
+s=$2; [ "$s" != - ] || s=${__dst_me-}
+{ printf '%s' "$5" > "$tmp/owner.json" && { [ -z "$s" ] || printf '%s\n' "$s" > "$tmp/sessions"; }; } 2>/dev/null || {
   rm -rf "$tmp"; unwritable "cannot write the owner file: disk full?"; }
 if mv -T -- "$tmp" "$lock" 2>/dev/null; then echo taken; else rm -rf "$tmp"; echo held; fi

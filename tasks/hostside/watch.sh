@@ -19,6 +19,7 @@ printf 'dst-watch %s %s %s\n' "$$" "$t0" "$boot" >&2
 relay() { cat <&3 3<&-; exec 3<&- >&-; lost; }
 run() { exec 3<&-; [ $# -gt 0 ] || { [ -r /dev/stdin ] || exec sh
   unset -f stat_of kids_of freeze moving same signal_all any_alive end_trees hup_ignored finishes lost done_ relay
+  __dst_me=; [ -z "$t0" ] || [ -z "$boot" ] || __dst_me="$$ $t0 $boot"
   unset st t0 boot; . /dev/stdin; exit; }; "$@"; done_ $?; }
 exec 3<&0
 relay </dev/null 2>/dev/null | run "$@" & wait $!

@@ -36,7 +36,8 @@ from .common import read_text
 
 LOST = 75   # the exit code of a guarded command whose run no longer holds the lock
 
-# $1 the lock dir, $2 this session's line for `sessions` (or ""), $3 the lock's directory, $4 a random
+# $1 the lock dir, $2 this session's line for `sessions` (or ""; "-": the session shell's own, which its
+# watchdog set as $__dst_me: the take need not wait for the hello's answer), $3 the lock's directory, $4 a random
 # suffix for the temporary lock, $5 the owner JSON (no secret: who, where, what, and the run's token, which
 # the owner file shows anyone who can read it). Prints "taken", "held", or "unwritable", me, owner, mode,
 # dir, error (tab-separated; dir: the nearest existing directory on the way, so the user learns who owns
@@ -159,7 +160,7 @@ def take_lock(t: Transport, layout: Layout, info: dict, say=print, reads=()) -> 
     taken by it, they ran under it, and their answers are kept (Transport.keep; t.held is the caller's)."""
     note = None
     for _ in range(2):
-        line = t.session.line() if t.session else ""
+        line = t.session_word()
         argv = ["sh", "-c", TAKE, "sh", layout.lock, line, posixpath.dirname(layout.lock),
                 secrets.token_hex(6), json.dumps(info), _archives_dir(layout)]
         answers = t.batch([Cmd(argv), *(c for _, c in reads)])

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from doit_stages.config import parse_host
-from doit_stages.executor import Connections
+from doit_stages.executor import Connections, Executor
 from doit_stages.transport import CommandFailed, ssh_options
 
 
@@ -51,8 +51,9 @@ def test_a_whole_run_logs_in_once_per_host(world, command):
 
 def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_told_once(world):
     """Connections.early (doit_tasks: the hosts the command names, while doit starts): get() waits for it
-    instead of logging in a second time; a host that cannot be reached fails get() as a connection made
-    then would, and the next get() tries again."""
+    instead of logging in a second time; a host that cannot be reached fails its first command as "cannot
+    reach the host" with ssh's own words (a session's first command does not wait for the login: it goes
+    behind the hello), its connection is dropped, and the next get() tries again."""
     p, hosts = world["project"], world["hosts"]
     close_tool_masters(p, hosts)
     before = logins(hosts)
@@ -67,9 +68,12 @@ def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_tol
         assert [t.run(["cat", "/etc/hostname"]).strip() != "" for t in got] == [True, True]
         assert [conns.get(h) for h in targets] == got
         assert [a - b for a, b in zip(logins(hosts), before)] == [1, 1]
+        run, tried = Executor(conns, 2), []
         for _ in range(2):                        # the early failure, then a connection tried anew
             with pytest.raises(CommandFailed) as info:
-                conns.get(dead)
+                run.one(dead, lambda t: tried.append(t) or t.run(["true"]))
             assert info.value.unreachable and str(dead.port) in str(info.value) + info.value.stderr
+            assert "Connection refused" in info.value.stderr
+        assert tried[0] is not tried[1]
     finally:
         conns.close_all()

@@ -143,9 +143,29 @@ def test_a_session_whose_shell_died_says_so():
 
 
 def test_a_shell_that_never_starts_is_an_error():
-    with pytest.raises(ShellGone) as info:
-        RemoteShell(["sh", "-c", "echo nope >&2; exit 255", "ignored"])
-    assert "nope" in info.value.stderr
+    """The session's first command (or a wait for its hello) says why: what ssh printed before it ended."""
+    for first in (lambda sh: sh.run(["true"]), lambda sh: sh.greet()):
+        sh = RemoteShell(["sh", "-c", "echo nope >&2; exit 255", "ignored"])
+        with pytest.raises(ShellGone) as info:
+            first(sh)
+        assert "nope" in info.value.stderr
+        sh.close()
+
+
+def test_the_first_command_goes_with_the_hello():
+    """The hello is not waited for: the first command is sent behind it, and its exchange reads the hello's
+    answer (the watchdog's words) too. The far side here starts the session only once it has read both
+    lines: a deployer that waited for the hello's answer first would never get one."""
+    both = 'IFS= read -r a; IFS= read -r b; { printf "%s\\n%s\\n" "$a" "$b"; exec cat; } | sh -c "$0"'
+    sh = RemoteShell(["sh", "-c", both])
+    try:
+        assert sh.greeting
+        assert sh.run(["sh", "-c", "echo out; echo err >&2"], timeout=20) == (0, b"out\n", b"err\n")
+        assert not sh.greeting and sh.session is not None
+        assert Path(f"/proc/{sh.session.pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sh", b"-c"]
+        assert sh.run(["echo", "next"], timeout=20) == (0, b"next\n", b"")
+    finally:
+        sh.close()
 
 
 def test_the_token_never_reaches_a_command(shell):

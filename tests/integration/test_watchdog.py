@@ -112,6 +112,7 @@ def test_a_second_channel_ends_when_its_stdin_ends_early(tmp_path):
 def live_session():
     """A session whose deployer (this test) stays alive: only END can end what it runs."""
     sh = RemoteShell(["sh", "-c"])
+    sh.greet()   # its hello answered: which process it is (start_in bypasses the exchanges that read it)
     yield sh
     sh.kill()
 

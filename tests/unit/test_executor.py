@@ -51,18 +51,23 @@ def test_bounded_work_keeps_to_parallel():
 
 def test_logins_under_way_at_once_are_bounded(monkeypatch):
     """Connections' logins (early ones and get's) keep to `logins` at once: a bastion drops new connections
-    beyond its MaxStartups. A login that could only pass with three under way would wait forever."""
+    beyond its MaxStartups. A login is under way from its connect until its shell answered (wait_login: a
+    transport's first command does not wait for it). One that could only pass with three under way would
+    wait forever."""
     import doit_stages.executor as executor
     under_way, most, mutex = [0], [0], threading.Lock()
+
+    class Login:
+        def wait_login(self):
+            threading.Event().wait(0.05)
+            with mutex:
+                under_way[0] -= 1
 
     def fake_connect(host, *args):
         with mutex:
             under_way[0] += 1
             most[0] = max(most[0], under_way[0])
-        threading.Event().wait(0.05)
-        with mutex:
-            under_way[0] -= 1
-        return object()
+        return Login()
     monkeypatch.setattr(executor, "connect", fake_connect)
     hosts = [Host("ssh", hostname=c) for c in "abcde"]
     conns = Connections(logins=2)
