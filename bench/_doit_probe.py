@@ -15,7 +15,8 @@ lock release is included):
     (serial round trips: a command, or a streamed input's two), per phase and host port;
   - total_s: what the process measured itself (without the interpreter's own start);
   - with BENCH_PROBE_TRACE=1, "trace": every command sent over a host's session (and each session's start:
-    the SSH login and the session's hello) with its node, start (seconds since this module began) and length.
+    ssh started and the hello written; the login goes on behind it) with its node, start (seconds since
+    this module began) and length.
 
 With BENCH_PROBE_PROFILE=file.prof the run is also profiled with cProfile (main thread only: work
 fanned out to hosts runs in threads and shows up there as time in Thread.join).
@@ -218,7 +219,7 @@ def _count_round_trips() -> None:
             return orig_init(self, *a, **kw)
         finally:
             if TRACE:
-                _trace.append({"node": _state["node"], "phase": _state["phase"], "what": "(ssh login + session hello)",
+                _trace.append({"node": _state["node"], "phase": _state["phase"], "what": "(ssh started, hello sent)",
                                "start_s": t - T0, "seconds": time.perf_counter() - t})
     RemoteShell.__init__ = __init__
 
@@ -227,7 +228,8 @@ def _count_round_trips() -> None:
     def _exchange(self, *a, **kw):
         """One exchange = one serial network round trip over the session (a command, or a stream's "go" and
         then its bytes): counted per node, phase and host port under "exchanges" as [commands, logins]
-        (the session's first exchange, its hello, waits for the SSH login)."""
+        (logins: an exchange that waited for the session's hello alone, RemoteShell.greet; the first command
+        goes behind the hello and reads its answer too, counted as a command)."""
         try:
             return orig_exchange(self, *a, **kw)
         finally:

@@ -157,9 +157,15 @@ class RemoteShell:
         """The hello's answer has not come yet (its stderr: the watchdog's words)."""
         return not self._hello_err and self.proc.poll() is None
 
+    @property
+    def never_answered(self) -> bool:
+        """The connection ended (or was given up) before the hello's answer: the login never succeeded."""
+        return not self._hello_err
+
     def greet(self) -> None:
         """Wait for the hello's answer, when no command has read it yet (ShellGone: the login failed)."""
-        if self._hello is not None and self.seq == 0 and self.proc.poll() is None:
+        if self._hello is not None and self.seq == 0:
+            self._check_open()
             self._on_line = None
             self._exchange([], None)
 

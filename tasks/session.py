@@ -144,7 +144,7 @@ class Session:
             t.forget()
             raise
         if result is None or isinstance(result, str):
-            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
+            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched.line())
             self.known_links.hold(t.host)   # no other run moves the host's links now: what this run reads holds
         else:
             t.held = False
@@ -155,9 +155,10 @@ class Session:
         """A new connection to a host this run holds (after the old one was lost): its lock records it."""
         with self._mutex:
             held = host in self._locked
-        if held and t.session is not None:
-            record_session(t, self.layout, self.token, t.session)
-            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched)
+        line = t.session_word() if held else ""   # "-": the session shell's own, not waited for
+        if line:
+            record_session(t, self.layout, self.token, line)
+            t.on_session = lambda watched: record_session(t, self.layout, self.token, watched.line())
             self.known_links.hold(host)
             t.held = True
 

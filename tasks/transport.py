@@ -324,7 +324,13 @@ class SSHTransport(Transport):
 
     @property
     def session(self) -> Watched | None:   # type: ignore[override]
-        return self.shell.session
+        """The session's watchdog (waited for when no command read the hello's answer yet; None when the
+        connection is gone: its first command says why)."""
+        with self._mutex:
+            try:
+                return self.shell.session
+            except ShellGone:
+                return None
 
     def session_word(self) -> str:
         """Before the hello's answer came: "-", the session shell's own (lock_take.sh), not waited for."""
@@ -336,7 +342,7 @@ class SSHTransport(Transport):
             try:
                 self.shell.greet()
             except ShellGone as exc:
-                raise CommandFailed(self.host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
+                self._lost(exc)
 
     def address(self) -> str:
         """The HostName ssh connects to for this host (its config may make the alias another name): `ssh -G`
@@ -359,7 +365,7 @@ class SSHTransport(Transport):
             try:
                 return self.shell.run(argv, input, timeout)
             except ShellGone as exc:
-                return 255, b"", exc.stderr.encode()
+                return self._lost(exc)
 
     def popen(self, argv):
         """A second channel of the run's one connection (through its master socket: no new login), for a
@@ -408,7 +414,7 @@ class SSHTransport(Transport):
             try:
                 answers = self.shell.run_many(commands, on_line=on_line)
             except ShellGone as exc:
-                answers = [(255, b"", exc.stderr.encode())] * len(commands)
+                answers = [self._lost(exc)] * len(commands)
         return [(code, out.decode(errors="replace"), err.decode(errors="replace")) for code, out, err in answers]
 
     def stream_lines(self, argv, on_line):
@@ -417,8 +423,16 @@ class SSHTransport(Transport):
             try:
                 code, out, err = self.shell.run(argv, None, None, on_line=on_line)
             except ShellGone as exc:
-                code, out, err = 255, b"", exc.stderr.encode()
+                code, out, err = self._lost(exc)
         return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _lost(self, exc: ShellGone) -> tuple[int, bytes, bytes]:
+        """A command's answer when the connection is gone: exit 255. When its shell never answered (the login
+        failed: the first command went behind the hello), the host could not be reached at all, raised as
+        a connection made then raised it, whatever the command was."""
+        if self.shell.never_answered:
+            raise CommandFailed(self.host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:])
+        return 255, b"", exc.stderr.encode()
 
     def put(self, local, remote):
         """The file's bytes through the session's stdin, streamed (no scp: no second connection)."""

@@ -31,7 +31,7 @@ from ..errors import StepError
 from ..hostside import script
 from ..layout import Layout
 from ..transport import Cmd, CommandFailed, Transport
-from ..watchdog import LIB, WAIT_BOUND, Ended, Watched, end_argv, parse_end
+from ..watchdog import LIB, WAIT_BOUND, Ended, end_argv, parse_end
 from .common import read_text
 
 LOST = 75   # the exit code of a guarded command whose run no longer holds the lock
@@ -51,9 +51,10 @@ TAKE = script("lock_take.sh")
 # $1 lock dir, $2 this run's token: removed only when this run holds it
 RELEASE = ('o=; { IFS= read -r o < "$1/owner.json"; } 2>/dev/null; '
            'case $o in *\'"token": "\'"$2"\'"\'*) rm -rf -- "$1";; esac')
-# $1 lock dir, $2 this run's token, $3 a session line: recorded only while this run holds the lock
-RECORD = ('case "$(cat "$1/owner.json" 2>/dev/null)" in *\'"token": "\'"$2"\'"\'*) '
-          'printf "%s\\n" "$3" >> "$1/sessions";; esac')
+# $1 lock dir, $2 this run's token, $3 a session line ("-": the session shell's own, $__dst_me): recorded
+# only while this run holds the lock
+RECORD = ('s=$3; [ "$s" != - ] || s=${__dst_me-}; case "$(cat "$1/owner.json" 2>/dev/null)" in '
+          '*\'"token": "\'"$2"\'"\'*) [ -z "$s" ] || printf "%s\\n" "$s" >> "$1/sessions";; esac')
 
 
 # $1 lock dir, $2 this run's token: put before a command's script by guarded()
@@ -188,9 +189,10 @@ def take_lock(t: Transport, layout: Layout, info: dict, say=print, reads=()) -> 
     return read_holder(t, layout) or {}
 
 
-def record_session(t: Transport, layout: Layout, token: str, session: Watched) -> None:
-    """Record one more watched process of this run (a second channel, a new connection) in its lock."""
-    t.call(["sh", "-c", RECORD, "sh", layout.lock, token, session.line()])
+def record_session(t: Transport, layout: Layout, token: str, line: str) -> None:
+    """Record one more watched process of this run (a second channel, a new connection) in its lock: its
+    line (Watched.line), or "-" for the session shell's own (Transport.session_word)."""
+    t.call(["sh", "-c", RECORD, "sh", layout.lock, token, line])
 
 
 def end_work(t: Transport, layout: Layout, say=print, bound: int = WAIT_BOUND, sessions: str | None = None) -> Ended:

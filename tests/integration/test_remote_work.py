@@ -166,12 +166,17 @@ def test_the_lock_records_the_session_and_each_second_channel(ssh_hosts):
     web1, layout, token = ssh_hosts["web1"], Layout("/srv/locks"), "a" * 32
     t = SSHTransport(parse_host(web1.url), ssh_hosts.ssh_config)
     try:
+        # the take is the session's first command: sent behind the hello, it records the session by the
+        # shell's own ident ("-"), which must be the one the hello's answer names
+        assert t.session_word() == "-"
         assert take_lock(t, layout, {"user": "u", "machine": "m", "pid": 1, "token": token}) is None
-        t.on_session = lambda watched: record_session(t, layout, token, watched)
+        t.on_session = lambda watched: record_session(t, layout, token, watched.line())
         running = t.stream(["sh", "-c", "read x; echo got $x"])
-        record_session(t, layout, "b" * 32, t.session)          # not its lock: nothing recorded
+        record_session(t, layout, "b" * 32, t.session.line())   # not its lock: nothing recorded
+        record_session(t, layout, "b" * 32, "-")
+        record_session(t, layout, token, "-")                    # a new connection's own, as Session._own does
         lines = web1.path(layout.lock_sessions).read_text().splitlines()
-        assert lines[0] == t.session.line() and len(lines) == 2
+        assert lines[0] == t.session.line() == lines[2] and len(lines) == 3
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         for line in lines:                  # each one a live process of the host, by pid and start time
             pid, start, line_boot = line.split()
