@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -312,7 +313,14 @@ class Workdir:
             t = time.perf_counter()
             proc = subprocess.Popen(argv, cwd=self.path, env=env, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
             if on_done is None:
-                proc.wait(timeout=900)
+                # a blocking wait: Popen.wait(timeout=...) polls with sleeps that grow to 50 ms, so every
+                # wall time would be rounded up to the next 50 ms (one round trip at the WAN bench's delay)
+                killer = threading.Timer(900, proc.kill)
+                killer.start()
+                try:
+                    proc.wait()
+                finally:
+                    killer.cancel()
             else:
                 # under strace -f the run ends only when every traced process has, and the SSH masters
                 # (ControlPersist) would keep it 60 s longer: close them once doit itself is done
