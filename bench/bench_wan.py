@@ -341,13 +341,14 @@ def report(results: dict, rtts: dict, delays: list[str], counts: list[int], prob
 FOREIGN: ForeignLoad
 
 
-def show_trace(fast_kex: bool) -> None:
-    """--trace: each command's exchanges, node by node, on 1 host at 50 ms (the probe's trace)."""
+def show_trace(fast_kex: bool, warm: bool = False) -> None:
+    """--trace: each command's exchanges, node by node, on 1 host at 50 ms (the probe's trace); --warm too:
+    each command reusing the master connection of the one before."""
     base = Path(tempfile.mkdtemp(prefix="bench-wan-trace-"))
     lab = Lab(base, 1)
     try:
         lab.set_delay("50")
-        got = run_ours(lab, 1, AppRepo(base / "app").path, base / "work", fast_kex, trace=True)
+        got = run_ours(lab, 1, AppRepo(base / "app").path, base / "work", fast_kex, trace=True, warm=warm)
     finally:
         FOREIGN.stop()
         lab.stop()
@@ -355,7 +356,8 @@ def show_trace(fast_kex: bool) -> None:
         p = r["probe"]
         print(f"\n`{label}` at 50 ms, 1 host: {r['wall']:.2f} s, {r['turns']['host']} turns (+ "
               f"{r['turns']['health']} health check)\n")
-        print("| node | phase | turns | exchange (command over the session) | ms |\n| --- | --- | ---: | --- | ---: |")
+        print("| node | phase | turns | exchange (command over the session) | starts at, ms | ms |\n"
+              "| --- | --- | ---: | --- | ---: | ---: |")
         turns = dict(r["node_turns"])
         turns["(exit)"] = turns.pop(EXIT, 0)         # the probe names the time after doit's main "(exit)"
         shown = set()
@@ -363,12 +365,12 @@ def show_trace(fast_kex: bool) -> None:
             first = ev["node"] not in shown
             shown.add(ev["node"])
             print(f"| {ev['node'] if first else ''} | {ev['phase']} | {turns.get(ev['node'], 0) if first else ''} | "
-                  f"`{ev['what']}` | {1000 * ev['seconds']:.0f} |")
+                  f"`{ev['what']}` | {1000 * ev['start_s']:.0f} | {1000 * ev['seconds']:.0f} |")
         for name, count in turns.items():
             if name not in shown and count:
                 what = ("its own TCP connection: the connect, then the GET" if "health" in name
                         else "no command over the session: the session's end")
-                print(f"| {name} | | {count} | ({what}) | |")
+                print(f"| {name} | | {count} | ({what}) | | |")
 
 
 def main() -> None:
@@ -391,7 +393,7 @@ def main() -> None:
     global FOREIGN
     FOREIGN = bench_deploy.FOREIGN = ForeignLoad()
     if args.trace:
-        show_trace(args.fast_kex)
+        show_trace(args.fast_kex, args.warm)
         return
     exe = ensure_pyinfra()
     compile_tree(REPO)
