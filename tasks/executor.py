@@ -61,7 +61,10 @@ class Connections:
         """Connect to these hosts in the background, now: the SSH login (9 round trips, OpenSSH's own) then
         overlaps what this machine does before it first needs a host (doit's start, its graph, the archive).
         A login changes nothing on a host. get() waits for a host's early connection instead of making a
-        second one; one that failed is get()'s failure, once (a later get() connects again, as always)."""
+        second one; one that failed is get()'s failure, once (a later get() connects again, as always).
+        A connection is made once ssh started and the session's hello is written: its login goes on behind
+        it, and a login that fails is its first command's failure ("cannot reach the host", with what ssh
+        said), which drops the connection (one()); but for bounded logins, which wait for it here."""
         todo = []
         with self._mutex:
             for h in dict.fromkeys(hosts):

@@ -29,17 +29,21 @@ def world(ssh_hosts, mariadb, tmp_path_factory):
 
 
 def exchanges(p, tmp_path, *args: str) -> dict[str, int]:
-    """doit ARGS, run through the probe: {host port: commands exchanged over its session} (logins apart)."""
+    """doit ARGS, run through the probe: {host port: commands exchanged over its session}."""
     out = tmp_path / "probe.json"
     env = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password, "BENCH_PROBE_OUT": str(out)}
     res = subprocess.run([sys.executable, str(PROBE), "-f", str(REPO / "dodo.py"), *args], cwd=p.workdir, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, f"{res.stdout}\n{res.stderr}"
     per: dict[str, int] = {}
+    hellos = 0
     for node in json.loads(out.read_text())["nodes"].values():
         for phase in node.get("exchanges", {}).values():
-            for port, (commands, _logins) in phase.items():
+            for port, (commands, alone) in phase.items():
                 per[port] = per.get(port, 0) + commands
+                hellos += alone
+    # no session waited for its shell's hello alone: its first command went behind it (RemoteShell.greet)
+    assert hellos == 0, out.read_text()
     return per
 
 
