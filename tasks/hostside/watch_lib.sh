@@ -15,7 +15,7 @@ freeze() { local p n c; for p; do stat_of "$p" || continue
   kids_of "$p"; c=$ks; freeze $c; done; }
 moving() { stat_of "$1" && [ "$st" != T ] && [ "$st" != t ] && [ "$st" != Z ]; }
 same() { stat_of "${1%%:*}" && [ "$t0" = "${1#*:}" ]; }
-signal_all() { local e; for e in $all; do same "$e" && kill -"$1" "${e%%:*}" 2>/dev/null; done; }
+signal_all() { local e; for e in $all; do same "$e" && kill -"$1" "${e%%:*}" 2>/dev/null; done; return 0; }
 any_alive() { local e; for e in $all; do same "$e" && [ "$st" != Z ] && return 0; done; return 1; }
 end_trees() { local n; all=; freeze "$@"; [ -n "$all" ] || return 0; signal_all TERM; signal_all CONT
   n=0; while any_alive && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done; signal_all KILL; }
