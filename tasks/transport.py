@@ -372,6 +372,7 @@ class SSHTransport(Transport):
         command that talks both ways while it runs (the rehearsal's runner). It runs under the watchdog
         (watchdog.py): closing its stdin before it ended, or dying, ends it on the host."""
         self.forget()
+        self.wait_login()   # the master connection up first (a session's login goes on behind its hello)
         remote = ssh_argv(self.host.hostname, self.host.user, self.host.port, self.opts,
                           [shlex.join(watched(argv))])
         return subprocess.Popen(remote, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -391,6 +392,7 @@ class SSHTransport(Transport):
         -O forward`, a command of this machine: localcmd); only ports and addresses are on the command line.
         Cancelled after use."""
         self.forget()
+        self.wait_login()   # `ssh -O forward` needs the master connection up
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             lport = s.getsockname()[1]
