@@ -337,7 +337,11 @@ class SSHTransport(Transport):
         return "-" if self.shell.greeting else super().session_word()
 
     def wait_login(self) -> None:
-        """Wait until the host's shell answered (the login done), e.g. to bound logins under way at once."""
+        """Wait until the host's shell answered (the login done), e.g. to bound logins under way at once.
+        Once it answered, nothing to wait for, and the session is not locked: a second channel is opened
+        while the session waits on a command (a second Ctrl-C ends a reload through one)."""
+        if not self.shell.greeting:
+            return
         with self._mutex:
             try:
                 self.shell.greet()
