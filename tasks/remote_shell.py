@@ -140,9 +140,8 @@ class RemoteShell:
         # command's ShellGone, with what ssh said.
         hello = f"__dst_tok={t}; printf '%s.0 0\\n' \"$__dst_tok\"; printf '%s.0\\n' \"$__dst_tok\" >&2\n"
         self._unsent = hello.encode()
-        self._hello: float | None = time.monotonic() + timeout   # its deadline; None once answered on both streams
-        self._hello_out = self._hello_err = False
-        self._watched: Watched | None = None
+        self._hello: float | None = time.monotonic() + timeout   # its deadline; None once answered
+        self.watched: Watched | None = None   # what the hello's answer said (session: waits for it)
         self._send_unsent()
 
     @property
@@ -150,17 +149,17 @@ class RemoteShell:
         """The watchdog's first words: which process on the host is this session (the run's locks record it).
         Read with the first command's answer; asked before any command, it waits for the hello's."""
         self.greet()
-        return self._watched
+        return self.watched
 
     @property
     def greeting(self) -> bool:
         """The hello's answer has not come yet (its stderr: the watchdog's words)."""
-        return not self._hello_err and self.proc.poll() is None
+        return self._hello is not None and self.proc.poll() is None
 
     @property
     def never_answered(self) -> bool:
         """The connection ended (or was given up) before the hello's answer: the login never succeeded."""
-        return not self._hello_err
+        return self._hello is not None
 
     def greet(self) -> None:
         """Wait for the hello's answer, when no command has read it yet (ShellGone: the login failed)."""
@@ -270,8 +269,6 @@ class RemoteShell:
                         raise ShellGone(self._gone())
                     if key.fd == out_fd:
                         self._out += data
-                        if self._hello is not None:
-                            self._heard_hello()
                         self._lines("out", self._out, out)
                         out = self._take_out(len(self._out) - len(data), stale) if out is None else out
                     else:
@@ -288,25 +285,21 @@ class RemoteShell:
         return out[0], out[1], err
 
     def _heard_hello(self) -> None:
-        """The hello's markers, as they arrive (before any command's): on stderr, the watchdog's words
-        before it say which process this session is."""
-        if not self._hello_out:
-            self._hello_out = self._out.find(self.token + b".0 ") >= 0
-        if not self._hello_err:
-            mark = self.token + b".0\n"
-            i = self._err.find(mark)
-            if i >= 0:
-                self._hello_err = True
-                self._watched = parse_ident(self._err[:i].decode(errors="replace"))
-                if self._on_line is not None:   # never handed to a command's on_line
-                    self._seen["err"] = max(self._seen["err"], i + len(mark))
-        if self._hello_out and self._hello_err:
+        """The hello's answer, as it arrives (before any command's): its marker on stderr, the watchdog's
+        words before it saying which process this session is. (Its stdout marker, printed first by the same
+        shell, is dropped with the first command's leftovers.)"""
+        mark = self.token + b".0\n"
+        i = self._err.find(mark)
+        if i >= 0:
             self._hello = None
+            self.watched = parse_ident(self._err[:i].decode(errors="replace"))
+            if self._on_line is not None:   # never handed to a command's on_line
+                self._seen["err"] = max(self._seen["err"], i + len(mark))
 
     def _lines(self, which: str, buf: bytes, done) -> None:
         """Hand the complete lines that arrived (never a marker line, nor the watchdog's words) to the
         caller's on_line."""
-        if self._on_line is None or done is not None or which == "err" and not self._hello_err:
+        if self._on_line is None or done is not None or which == "err" and self._hello is not None:
             return
         start = min(self._seen[which], len(buf))
         end = buf.rfind(b"\n", start) + 1

@@ -315,22 +315,20 @@ class SSHTransport(Transport):
         self._cancels: list[localcmd.PlumbumLocalPopen] = []   # `ssh -O cancel`s, waited for at close
         self._address: str | None = None
         argv = ssh_argv(host.hostname, host.user, host.port, self.opts)
-        try:
+        try:   # no wait for the login: it goes on behind the hello (a failed one is the first command's)
             self.shell = RemoteShell(argv, timeout=CONNECT_TIMEOUT)
-        except ShellGone as exc:
-            raise CommandFailed(host, ["ssh"], 255, " ".join(exc.stderr.split())[-300:]) from None
         except OSError as exc:  # no ssh client here
             raise CommandFailed(host, ["ssh"], 255, str(exc)) from None
 
     @property
     def session(self) -> Watched | None:   # type: ignore[override]
         """The session's watchdog (waited for when no command read the hello's answer yet; None when the
-        connection is gone: its first command says why)."""
-        with self._mutex:
-            try:
-                return self.shell.session
-            except ShellGone:
-                return None
+        login failed: its first command says why)."""
+        try:
+            self.wait_login()
+        except CommandFailed:
+            return None
+        return self.shell.watched
 
     def session_word(self) -> str:
         """Before the hello's answer came: "-", the session shell's own (lock_take.sh), not waited for."""

@@ -15,3 +15,14 @@ def test_parsers_on_plain_text():
     assert out.waited == [(7, "python manage.py migrate", 4)] and out.ended == [(9, "pip install x")]
     assert out.text() == ("waited 4 s for python manage.py migrate (pid 7) to finish; "
                           "ended pip install x (pid 9)")
+
+
+def test_the_lock_scripts_run_in_the_session_shell():
+    """The take and a session's record read "-" as the session shell's own ident ($__dst_me, a variable of
+    that shell, not exported): they must run in it, which a script using $$ would not (command_text gives it
+    an sh of its own)."""
+    from doit_stages.remote_shell import command_text
+    from doit_stages.runtime.lock import RECORD, TAKE
+    for script in (TAKE, RECORD):
+        assert "__dst_me" in script
+        assert command_text(["sh", "-c", script, "sh", "x"]).startswith(b"set -- 'x'; eval ")
