@@ -3,14 +3,19 @@
     from doit_stages.dodo import *  # noqa: F403  (DOIT_CONFIG and the task_* creators)
 
 Which stages.ini: $STAGES_INI, else ./stages.ini where doit was run. Importing this module reads it (a bad
-one stops there with one line, before doit makes its dep file) and opens nothing; no lock is taken until a
-task runs (doit_tasks.this_run).
+one stops there with one line, before doit makes its dep file), then starts the SSH logins of a command that
+runs tasks in the background, before it imports the task modules (start.this_run); no lock is taken until a
+task runs.
 """
 from __future__ import annotations
 
-from . import doit_tasks as _w
-from . import nodes as _n
-from .config import Config
+from .start import this_run
+
+this_run()   # the config read and checked, the logins under way while the rest is imported
+
+from . import doit_tasks as _w  # noqa: E402  (after this_run: its imports overlap the logins)
+from . import nodes as _n  # noqa: E402
+from .config import Config  # noqa: E402
 
 __all__ = ["DOIT_CONFIG", "task_archive", "task_upload", "task_build", "task_migrate", "task_switch",
            "task_commands", "task_operate", "task_status", "task__hint"]

@@ -12,11 +12,14 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config
-from .releases import Releases
-from .session import Session
 from .steps.links import release_of
+
+if TYPE_CHECKING:   # imported as the run starts (start.py), before the task modules: no runtime import of these
+    from .releases import Releases
+    from .session import Session
 
 # the variables naming a file the run writes: checked before anything runs
 OUTPUTS = ("DEPLOY_REPORT", "DEPLOY_JUNIT_XML", "GITHUB_STEP_SUMMARY")

@@ -50,7 +50,7 @@ def test_a_whole_run_logs_in_once_per_host(world, command):
 
 
 def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_told_once(world):
-    """Connections.early (doit_tasks: the hosts the command names, while doit starts): get() waits for it
+    """Connections.early (start.this_run: the hosts the command names, while doit starts): get() waits for it
     instead of logging in a second time; a host that cannot be reached fails its first command as "cannot
     reach the host" with ssh's own words (a session's first command does not wait for the login: it goes
     behind the hello), its connection is dropped, and the next get() tries again."""

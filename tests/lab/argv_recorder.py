@@ -49,7 +49,7 @@ def recorded_argvs(log: Path) -> list[tuple[str, list[str]]]:
 
 def main() -> None:
     install(sys.argv[1])
-    sys.argv = [sys.argv[0], *sys.argv[2:]]   # doit_tasks reads the command line (which tasks run)
+    sys.argv = [sys.argv[0], *sys.argv[2:]]   # start.py reads the command line (which tasks run)
     from doit.doit_cmd import DoitMain
     sys.exit(DoitMain().run(sys.argv[1:]))
 

@@ -9,8 +9,8 @@ import pytest
 
 from doit_stages.config import ConfigError, load_config
 from doit_stages.config.appenv import TOOL_NAMES, read_secrets
-from doit_stages.doit_tasks import stages_writing_env
 from doit_stages.layout import Layout
+from doit_stages.start import stages_writing_env
 from doit_stages.steps.environment import env_file, env_values
 from tests.lab.configs import make_config, mysql_db
 from tests.unit.inifile import LOCAL_INI, config_error, line_of, write_ini

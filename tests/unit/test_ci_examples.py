@@ -58,7 +58,7 @@ def test_every_command_they_call_is_one_doit_lists(readme_config):
 
 
 def test_each_job_gets_the_passwords_its_command_needs_from_ci_secrets(readme_config):
-    from doit_stages.doit_tasks import databases_needed
+    from doit_stages.start import databases_needed
     jobs = github()["jobs"]
     for name, words in github_commands().items():
         env = {k: v for step in jobs[name]["steps"] for k, v in (step.get("env") or {}).items()}

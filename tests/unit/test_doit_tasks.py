@@ -1,10 +1,10 @@
-"""tasks/doit_tasks.py's reading of doit's command line: which words are task names, and whether a command
+"""tasks/start.py's reading of doit's command line: which words are task names, and whether a command
 runs tasks at all (which decides the passwords it needs: tests/integration/test_cli_config_errors.py)."""
 from __future__ import annotations
 
 
 def test_task_words_skip_doit_options_and_their_values():
-    from doit_stages.doit_tasks import runs_tasks, task_words
+    from doit_stages.start import runs_tasks, task_words
     argv = ["doit", "-f", "/x/dodo.py", "-v", "2", "--backend=sqlite3", "DEPLOY_X=1", "deploy:test", "-n", "2"]
     assert task_words(argv) == ["deploy:test"]
     assert not runs_tasks(["doit", "-f", "dodo.py", "list"]) and not runs_tasks(["doit", "-d", "list", "info"])
@@ -13,7 +13,7 @@ def test_task_words_skip_doit_options_and_their_values():
 
 def test_deploy_of_a_promoted_stage_says_to_promote_it(tmp_path):
     from doit_stages.config import load_config
-    from doit_stages.doit_tasks import wrong_chain
+    from doit_stages.start import wrong_chain
     from tests.lab.stages_ini import LOCAL_INI
     ini = tmp_path / "stages.ini"
     ini.write_text(LOCAL_INI)

@@ -1,13 +1,13 @@
-"""The pure parts of the operator commands (tasks/steps/operate.py, doit_tasks.command_after): which hosts
+"""The pure parts of the operator commands (tasks/steps/operate.py, start.command_after): which hosts
 DEPLOY_HOSTS names, the prefix of each host's lines, the exit status of many, the argv sent to a host."""
 from __future__ import annotations
 
 import pytest
 
 from doit_stages.config import Host, Stage, parse_host
-from doit_stages.doit_tasks import command_after, databases_needed, task_words
 from doit_stages.errors import StepError
 from doit_stages.layout import Layout
+from doit_stages.start import command_after, databases_needed, task_words
 from doit_stages.steps.operate import (
     console_argv,
     host_labels,
@@ -113,11 +113,11 @@ def test_operator_commands_need_no_database_password(tmp_path):
 
 
 def test_the_hosts_a_command_reaches_first_are_its_stages_and_their_databases_backup_hosts(tmp_path):
-    """doit_tasks logs in to these while doit starts (Connections.early): the named stages' hosts, the
+    """start.this_run logs in to these while doit starts (Connections.early): the named stages' hosts, the
     backup hosts of their databases and of a named database; nothing for an unknown name or a look-only
     command (whose task words are none of these)."""
     from doit_stages.config import load_config
-    from doit_stages.doit_tasks import hosts_needed
+    from doit_stages.start import hosts_needed
     from tests.unit.inifile import in_section, mysql_servers_ini, set_key, write_ini
     text = set_key(mysql_servers_ini(), "stage:test", "hosts", "ssh://deploy@web2:22, ssh://deploy@web3:22")
     text = in_section(text, "database:prod", "backup_host = ssh://deploy@db9:22")

@@ -93,7 +93,7 @@ def test_format_plan_aligns_nodes_indents_details_and_counts():
 def test_only_a_command_of_plans_keeps_doits_memory_in_memory():
     from types import SimpleNamespace
 
-    from doit_stages.doit_tasks import databases_needed, only_plans
+    from doit_stages.start import databases_needed, only_plans
     assert only_plans(["doit", "plan:test"]) and only_plans(["doit", "-v", "2", "plan:test", "plan:staging"])
     assert not only_plans(["doit", "plan:test", "deploy:test"]) and not only_plans(["doit", "list"])
     stage = SimpleNamespace(database="test", restore_from="prod")
