@@ -192,6 +192,44 @@ def test_the_lock_records_the_session_and_each_second_channel(ssh_hosts):
         web1.run(["rm", "-rf", "/srv/locks"])
 
 
+
+# as root in a host's mount namespace: its /dev replaced by one without stdin (null, zero, random, urandom and fd
+# kept), as in a jail or a minimal container; $1 an empty directory of the deploying machine's
+HIDE_STDIN = ('d=$1; mount -t tmpfs none "$d" && for n in null zero random urandom; do cp -a "/dev/$n" "$d/" || exit; '
+              'done && ln -s /proc/self/fd "$d/fd" && mount --bind "$d" /dev')
+
+
+def test_a_host_whose_sessions_cannot_read_dev_stdin_still_has_its_session_recorded(ssh_hosts, tmp_path):
+    """There the watchdog runs the session by `exec sh` (watch.sh) instead of sourcing /dev/stdin: the
+    lock's take, sent behind the hello, still records the session by the ident the hello names."""
+    from doit_stages.config import parse_host
+    from doit_stages.layout import Layout
+    from doit_stages.runtime.lock import release_lock, take_lock
+    from doit_stages.transport import SSHTransport
+
+    web2, layout, token = ssh_hosts["web2"], Layout("/srv/locks"), "c" * 32
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    web2.run(["sh", "-c", HIDE_STDIN, "sh", str(dev)], user=None, check=True)
+    try:
+        assert web2.ssh("test -e /dev/stdin || echo none").stdout == "none\n"
+        t = SSHTransport(parse_host(web2.url), ssh_hosts.ssh_config)
+        try:
+            assert take_lock(t, layout, {"user": "u", "machine": "m", "pid": 1, "token": token}) is None
+            assert t.call(["sh", "-c", "test -e /dev/stdin || echo none"]) == (0, "none\n", "")
+            lines = web2.path(layout.lock_sessions).read_text().splitlines()
+            assert lines == [t.session.line()]
+            pid, start, _ = lines[0].split()
+            assert int(pid) in pids_in_mount_ns(mount_ns(web2.pid))
+            assert Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19] == start
+            release_lock(t, layout, token)
+            assert not web2.path(layout.lock).exists()
+        finally:
+            t.close()
+    finally:
+        web2.run(["sh", "-c", 'umount -l /dev; umount -l "$1"', "sh", str(dev)], user=None)
+        web2.run(["rm", "-rf", "/srv/locks"])
+
 def test_a_killed_deployers_command_ends_with_it(world):
     p, hosts = world["project"], world["hosts"]
     kill_during_slow_build(world, "ends")
