@@ -120,13 +120,20 @@ def summarize(config: Config, session: Session, releases: Releases, words: list[
     kind = words[0].partition(":")[0] if words else ""
     return build_report(" ".join(words), stage.name if stage else None,
                         run_release(session, releases, stage, kind), nodes, error, started, time.time(),
-                        [str(p) for p in session.rehearsal_reports])
+                        [str(p) for p in session.rehearsal_reports], stage_roles(stage))
+
+
+def stage_roles(stage) -> dict[str, list[str]]:
+    """{role: its hosts} of the command's stage (`hosts` is role app; {} without a stage)."""
+    return {r.name: [str(h) for h in r.hosts] for r in stage.roles} if stage is not None else {}
 
 
 def build_report(command: str, stage: str | None, release: str | None, nodes: list[dict],
-                 error: str | None, started: float, finished: float, rehearsals: list[str] = ()) -> dict:
-    """nodes: [{"name", "status" (one of STATUSES), "seconds", "hosts"}], in the order the run took them."""
-    return {"command": command, "stage": stage, "release": release,
+                 error: str | None, started: float, finished: float, rehearsals: list[str] = (),
+                 roles: dict[str, list[str]] | None = None) -> dict:
+    """nodes: [{"name", "status" (one of STATUSES), "seconds", "hosts"}], in the order the run took them;
+    roles: {role: hosts} of the stage."""
+    return {"command": command, "stage": stage, "release": release, "roles": dict(roles or {}),
             "result": "failed" if error else "ok", "error": error,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": round(finished - started, 3), "nodes": nodes, "rehearsal_reports": list(rehearsals)}
@@ -142,6 +149,9 @@ def markdown(report: dict) -> str:
     out += [line[:1].upper() + line[1:] + ".", ""]
     if report.get("error"):
         out += ["```", report["error"], "```", ""]
+    if len(report.get("roles") or {}) > 1:   # a stage of one role (hosts alone): its hosts are the nodes'
+        out += ["Roles: " + "; ".join(f"`{r}`: " + ", ".join(f"`{h}`" for h in hs)
+                                      for r, hs in report["roles"].items()) + ".", ""]
     if report["nodes"]:
         out += ["| node | status | seconds | hosts |", "|---|---|---|---|"]
         out += [f"| `{n['name']}` | {n['status']} | {_seconds(n['seconds'])} | "

@@ -59,6 +59,7 @@ def test_the_examples_deploy_test_reports_each_node_the_release_and_the_rehearsa
     assert [(n["name"], n["status"]) for n in rep["nodes"]] == [(n, "ran") for n in CHAIN]
     nodes = {n["name"]: n for n in rep["nodes"]}
     assert nodes["upload:test"]["hosts"] == [h.url for h in hosts] and nodes["archive"]["hosts"] == []
+    assert rep["roles"] == {"app": [h.url for h in hosts]}
     assert all(n["seconds"] >= 0 for n in rep["nodes"])
     assert rep["rehearsal_reports"] == [str(p.workdir / "build/rehearsals" / f"{release}.md")]
     # the step summary: the run's table, then the rehearsal's report as the rehearsal wrote it on the host

@@ -59,7 +59,30 @@ def test_a_failed_run_reports_each_node_and_the_error(config):
     assert [(n["name"], n["status"]) for n in rep["nodes"]] == [
         ("archive", "up to date"), ("upload:test", "ran"), ("build:test", "failed"), ("switch:test", "not run")]
     assert rep["nodes"][0]["hosts"] == [] and rep["nodes"][1]["hosts"] == ["local"]
+    assert rep["roles"] == {"app": ["local"]}
+    assert "Roles:" not in report.markdown(rep)      # one role: the nodes' hosts say it all
     json.dumps(rep)
+
+
+def test_the_report_names_each_role_of_the_stage_and_its_hosts(tmp_path):
+    from doit_stages.config import load_config
+    from tests.unit.inifile import LOCAL_INI, write_ini
+    config = load_config(write_ini(tmp_path, LOCAL_INI + """
+[stage:prod]
+hosts = ssh://deploy@web1, ssh://deploy@web2
+hosts.worker = ssh://deploy@worker1
+link = sites/prod
+"""), environ={})
+    session = SimpleNamespace(known_links=KnownLinks(), rehearsal_reports=[])
+    releases = SimpleNamespace(known_id=lambda stage: "blog-20261206-abc")
+    rep = report.summarize(config, session, releases, ["switch:prod"], ["switch:prod"],
+                           {"switch:prod": {"status": "ran", "seconds": 1.0}}, None, 100.0)
+    assert rep["roles"] == {"app": ["ssh://deploy@web1", "ssh://deploy@web2"], "worker": ["ssh://deploy@worker1"]}
+    assert rep["nodes"][0]["hosts"] == ["ssh://deploy@web1", "ssh://deploy@web2", "ssh://deploy@worker1"]
+    assert ("Roles: `app`: `ssh://deploy@web1`, `ssh://deploy@web2`; `worker`: `ssh://deploy@worker1`.\n"
+            in report.markdown(rep))
+    # a command refused before any node ran, or one of no stage (backup:<database>): no roles
+    assert report.build_report("backup:prod", None, None, [], "x", 100.0, 101.0)["roles"] == {}
 
 
 def test_an_interrupted_node_failed_and_verify_names_the_release_its_link_points_at(config):
