@@ -15,6 +15,7 @@ arguments or environment).
 """
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import selectors
@@ -72,12 +73,46 @@ def through_proxy(ssh_config: Path | None) -> bool:
 
 
 def _config_names(ssh_config: Path | None, *keys: str) -> bool:
-    path = ssh_config or Path.home() / ".ssh" / "config"
+    """Does a file ssh reads set one of these keywords (lowercase) to something else than `none`?"""
+    return bool(set(keys) & config_keywords(ssh_config))
+
+
+SYSTEM_CONFIG = Path("/etc/ssh/ssh_config")
+
+
+def config_keywords(ssh_config: Path | None) -> set[str]:
+    """The keywords (lowercase) the ssh config sets, in any Host or Match block, to anything but `none`: the
+    files ssh reads, `-F ssh_config` or else ~/.ssh/config and /etc/ssh/ssh_config, and those they Include
+    (globs; a relative path is in ~/.ssh from a user's file, in /etc/ssh from the system's: ssh_config(5)).
+    Comments are no setting. A file that cannot be read sets nothing, as for ssh."""
+    found: set[str] = set()
+    user = Path.home() / ".ssh"
+    roots = [(ssh_config, user)] if ssh_config else [(user / "config", user), (SYSTEM_CONFIG, SYSTEM_CONFIG.parent)]
+    for path, base in roots:
+        _read_config(path, base, found, 0)
+    return found
+
+
+def _read_config(path: Path, base: Path, found: set[str], depth: int) -> None:
+    if depth > 16:   # ssh's own bound on nested Includes
+        return
     try:
-        text = path.read_text(errors="replace").lower()
+        text = path.read_text(errors="replace")
     except OSError:
-        return False
-    return any(k in text for k in keys)
+        return
+    for line in text.splitlines():
+        words = line.strip().replace("=", " ", 1).split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        key, value = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
+        if key == "include":
+            for pattern in value.split():
+                pattern = os.path.expanduser(pattern.strip('"'))
+                full = pattern if pattern.startswith("/") else str(base / pattern)
+                for match in sorted(glob.glob(full)):
+                    _read_config(Path(match), base, found, depth + 1)
+        elif value.strip('"').lower() != "none":
+            found.add(key)
 
 
 def ssh_argv(hostname: str, user: str | None, port: int | None, options: Sequence[str],

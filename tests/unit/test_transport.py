@@ -51,6 +51,10 @@ def test_the_projects_ssh_fast_kex_reaches_every_ssh_argv_of_a_run(tmp_path, mon
     ("Host *\n  User deploy\n", False),
     ("Host web*\n  ProxyJump bastion.example.com\n", True),
     ("Host *\n  proxycommand ssh -W %h:%p gate\n", True),
+    ("Host *\n  ProxyCommand=ssh -W %h:%p gate\n", True),
+    ("Host *\n  # ProxyJump bastion (not now)\n  User deploy\n", False),   # a comment sets nothing
+    ("Host *\n  ProxyJump none\n", False),                               # `none`: no proxy
+    ("Host *\n  Include INCLUDED/*.conf\n", True),                       # a file it includes does
     (None, False),                                   # no file: nothing names a proxy
 ])
 def test_logins_keep_to_parallel_only_through_a_proxy(tmp_path, config, bounded):
@@ -63,11 +67,37 @@ def test_logins_keep_to_parallel_only_through_a_proxy(tmp_path, config, bounded)
 
     cfg = tmp_path / "ssh_config"
     if config is not None:
-        cfg.write_text(config)
+        cfg.write_text(config.replace("INCLUDED", str(tmp_path / "conf.d")))
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "bastion.conf").write_text("Host web*\n  ProxyJump gate.example.com\n")
     assert through_proxy(cfg) is bounded
     ini = write_ini(tmp_path, in_section(LOCAL_INI, "project", f"ssh_config = {cfg}\nparallel = 3"))
     logins = Session(load_config(ini)).connections._logins
     assert getattr(logins, "_value", None) == (3 if bounded else None)
+
+
+def test_the_ssh_config_is_read_as_ssh_reads_it_includes_and_the_system_file(tmp_path, monkeypatch):
+    """-F file: that file and what it Includes (relative: from ~/.ssh); no -F: ~/.ssh/config and the system's
+    file, each with its Includes (the system's relative to /etc/ssh)."""
+    from doit_stages import remote_shell
+    home = tmp_path / "home"
+    (home / ".ssh" / "conf.d").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(remote_shell, "SYSTEM_CONFIG", tmp_path / "etc" / "ssh_config")
+    (home / ".ssh" / "conf.d" / "a.conf").write_text("Host *\n  ControlPersist 10m\n  Include deeper\n")
+    (home / ".ssh" / "deeper").write_text("Host *\n  KexAlgorithms sntrup761x25519-sha512@openssh.com\n")
+    cfg = tmp_path / "project_ssh_config"
+    cfg.write_text('Host *\n  Include "conf.d/*.conf"\n')
+    assert remote_shell.config_keywords(cfg) == {"host", "controlpersist", "kexalgorithms"}
+    assert not any(o.startswith("ControlPersist") for o in ssh_options(cfg))
+    assert remote_shell.config_keywords(None) == set()        # no ~/.ssh/config, no system file
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "ssh_config").write_text("Include sys.d/*.conf\n")
+    (tmp_path / "etc" / "sys.d").mkdir()
+    (tmp_path / "etc" / "sys.d" / "gate.conf").write_text("Match host db*\n  ProxyJump gate\n")
+    assert remote_shell.through_proxy(None) and not remote_shell.through_proxy(cfg)   # -F: no system file
+    (home / ".ssh" / "config").write_text("Include ~/.ssh/config\n")   # itself: the nesting bound stops it
+    assert "proxyjump" in remote_shell.config_keywords(None)
 
 
 def test_the_masters_persistence_is_the_ssh_configs_when_it_names_one(tmp_path):
