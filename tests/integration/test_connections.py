@@ -3,14 +3,17 @@ switch, verify with testinfra) and a whole promote:prod, counted by sshd itself 
 each host's sshd.log), starting with no master connection to any host."""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 
 import pytest
 
 from doit_stages.config import parse_host
 from doit_stages.executor import Connections, Executor
 from doit_stages.transport import CommandFailed, ssh_options
+from tests.lab.project import PASSWORD_ENV
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +80,31 @@ def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_tol
         assert tried[0] is not tried[1]
     finally:
         conns.close_all()
+
+
+# dodo.py imported as doit imports it, Connections.early noting which task modules were imported by then
+EARLY_PROBE = """
+import os, sys
+import doit.loader
+doit.loader.initial_workdir = os.getcwd()
+from doit_stages.executor import Connections
+seen = []
+Connections.early = lambda self, hosts: seen.append((sorted(str(h) for h in hosts), sorted(
+    m for m in ("doit_stages.commands", "doit_stages.doit_tasks", "doit_stages.nodes", "doit_stages.releases")
+    if m in sys.modules)))
+sys.argv = ["doit", "deploy:test"]
+import doit_stages.dodo
+assert "doit_stages.commands" in sys.modules and "doit_stages.releases" in sys.modules
+print(seen)
+"""
+
+
+def test_the_logins_start_before_the_task_modules_are_imported(world):
+    """tasks/dodo.py makes the run (start.this_run: the config, the Session, the logins in the background)
+    before it imports the task modules, whose import the logins then overlap."""
+    p, hosts = world["project"], world["hosts"]
+    env = {**os.environ, "STAGES_INI": str(p.ini), PASSWORD_ENV: p.password}
+    res = subprocess.run([sys.executable, "-c", EARLY_PROBE], cwd=p.workdir, env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{[(sorted(h.url for h in hosts), [])]}\n"
