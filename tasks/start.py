@@ -85,9 +85,9 @@ class Run:
 
 @functools.cache
 def this_run() -> Run:
-    """The run of this doit process, made when doit first asks for tasks: a bad config, a bare node group
-    or an output file (DEPLOY_REPORT, ...) in no directory stops here with one line, before anything
-    touches a host (DEPLOY_REPORT, when it can be, says so too)."""
+    """The run of this doit process, made when dodo.py is imported: a bad config, a bare node group or an
+    output file (DEPLOY_REPORT, ...) in no directory stops here with one line, before anything touches a
+    host (DEPLOY_REPORT, when it can be, says so too)."""
     refuse_bare_groups(sys.argv)
     try:
         config = load_config(ini_path())
@@ -109,7 +109,7 @@ def this_run() -> Run:
         if path is not None:
             session.outputs[name] = path
     session.lock_checks = runs_tasks(sys.argv)
-    if session.lock_checks:   # the SSH logins overlap doit's start and graph, and the archive's making
+    if session.lock_checks:   # the logins overlap the task modules' import, doit's graph, the archive's making
         session.connections.early(hosts_needed(config, task_words(sys.argv)))
     if session.lock_checks and any(w.startswith(VERIFIES) for w in sys.argv[1:]):
         # verify runs pytest and testinfra in this process: their import (~0.1 s) overlaps the waits on hosts
