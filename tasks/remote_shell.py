@@ -198,8 +198,10 @@ class RemoteShell:
 
     def greet(self) -> None:
         """Wait for the hello's answer, when no command has read it yet (ShellGone: the login failed)."""
-        if self._hello is not None and self.seq == 0:
-            self._check_open()
+        if self._hello is None:
+            return
+        self._check_open()   # a first command that failed left it unanswered: so is the login
+        if self.seq == 0:
             self._on_line = None
             self._exchange([], None)
 

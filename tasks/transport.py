@@ -337,8 +337,9 @@ class SSHTransport(Transport):
     def wait_login(self) -> None:
         """Wait until the host's shell answered (the login done), e.g. to bound logins under way at once.
         Once it answered, nothing to wait for, and the session is not locked: a second channel is opened
-        while the session waits on a command (a second Ctrl-C ends a reload through one)."""
-        if not self.shell.greeting:
+        while the session waits on a command (a second Ctrl-C ends a reload through one). An ssh that ended
+        before the answer is the login's failure (CommandFailed, with what ssh said), however early it ended."""
+        if not self.shell.never_answered:
             return
         with self._mutex:
             try:

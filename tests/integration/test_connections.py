@@ -12,7 +12,7 @@ import pytest
 
 from doit_stages.config import parse_host
 from doit_stages.executor import Connections, Executor
-from doit_stages.transport import CommandFailed, ssh_options
+from doit_stages.transport import CommandFailed, SSHTransport, ssh_options
 from tests.lab.project import PASSWORD_ENV
 
 
@@ -81,6 +81,28 @@ def test_an_early_connection_is_the_one_the_run_uses_and_an_early_failure_is_tol
     finally:
         conns.close_all()
 
+
+
+def test_a_login_that_failed_before_anyone_waited_for_it_is_still_a_failure(world):
+    """wait_login (a bounded login through a bastion, a second channel, a tunnel) after ssh already ended
+    without an answer: the login's failure, with ssh's words; not a login taken for done."""
+    p = world["project"]
+    with socket.socket() as s:                    # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = parse_host(f"ssh://deploy@127.0.0.1:{s.getsockname()[1]}")
+    t = SSHTransport(dead, p.values["ssh_config"])
+    try:
+        t.shell.proc.wait(timeout=30)             # ssh gave up before anyone waited for its login
+        with pytest.raises(CommandFailed) as info:
+            t.wait_login()
+        assert info.value.unreachable and "Connection refused" in info.value.stderr
+        assert t.session is None and t.session_word() == ""
+    finally:
+        t.close()
+    conns = Connections(p.values["ssh_config"], logins=2)   # bounded logins wait for each login
+    with pytest.raises(CommandFailed):
+        conns.get(dead)
+    assert conns.open_transports() == []
 
 # dodo.py imported as doit imports it, Connections.early noting which task modules were imported by then
 EARLY_PROBE = """

@@ -19,7 +19,7 @@ def test_parsers_on_plain_text():
 
 def test_the_lock_scripts_run_in_the_session_shell():
     """The take and a session's record read "-" as the session shell's own ident ($__dst_me, a variable of
-    that shell, not exported): they must run in it, which a script using $$ would not (command_text gives it
+    that shell, exported only where it is an `exec sh`): they must run in it, which a script using $$ would not (command_text gives it
     an sh of its own)."""
     from doit_stages.remote_shell import command_text
     from doit_stages.runtime.lock import RECORD, TAKE
