@@ -52,29 +52,21 @@ def ssh_options(ssh_config: Path | None, fast_kex: bool = False) -> list[str]:
     """Host keys are checked, never accepted blindly; one master connection per host is shared with the
     other ssh clients of a run (testinfra in verify), so they open no connection of their own."""
     opts = ["-F", str(ssh_config)] if ssh_config else []
-    if fast_kex and not _chooses_kex(ssh_config):
+    written = config_keywords(ssh_config)
+    if fast_kex and "kexalgorithms" not in written:
         opts += ["-o", FAST_KEX]
     # the master outlives the run 60 s (a command within them logs in no more: 2 round trips, not 9),
     # unless the ssh config says how long (a CI pipeline's steps minutes apart: longer; `no`: never)
-    persist = [] if _config_names(ssh_config, "controlpersist") else ["-o", "ControlPersist=60"]
+    persist = [] if "controlpersist" in written else ["-o", "ControlPersist=60"]
     return opts + ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
                    "-o", "ControlMaster=auto", "-o", f"ControlPath={control_path()}", *persist,
                    "-o", "ServerAliveInterval=10", "-o", "ServerAliveCountMax=3"]
 
 
-def _chooses_kex(ssh_config: Path | None) -> bool:
-    return _config_names(ssh_config, "kexalgorithms")
-
-
 def through_proxy(ssh_config: Path | None) -> bool:
     """Does the ssh config (the project's, else the user's) send hosts through a ProxyJump or ProxyCommand
     (a bastion, whose MaxStartups drops new connections beyond 10 unauthenticated ones, by default)?"""
-    return _config_names(ssh_config, "proxyjump", "proxycommand")
-
-
-def _config_names(ssh_config: Path | None, *keys: str) -> bool:
-    """Does a file ssh reads set one of these keywords (lowercase) to something else than `none`?"""
-    return bool(set(keys) & config_keywords(ssh_config))
+    return bool({"proxyjump", "proxycommand"} & config_keywords(ssh_config))
 
 
 SYSTEM_CONFIG = Path("/etc/ssh/ssh_config")
